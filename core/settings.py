@@ -1,0 +1,74 @@
+"""Typed settings for the whole app, read once from the environment (prefix ``ANIMA_``).
+
+Every file Anima writes lives under ``data_dir`` so that one folder can be backed up,
+moved or deleted to reset an install. Nothing here reaches the network: the defaults
+are the models that ship inside PyPI packages.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All knobs of an Anima install. See the README's settings table for each one."""
+
+    model_config = SettingsConfigDict(env_prefix="ANIMA_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(
+        default=None,
+        description="Any SQLAlchemy URL; default is SQLite (WAL) at <data_dir>/anima.db.",
+    )
+    max_upload_mb: float = Field(default=20.0, gt=0)
+    log_level: str = "INFO"
+
+    # Language model
+    llm_backend: Literal["local", "openai"] = "local"
+    llm_model: str = Field(
+        default="bundled:smollm2",
+        description="'bundled:smollm2', a Hugging Face id, or a local model directory.",
+    )
+    llm_gguf_file: str | None = Field(
+        default=None, description="GGUF file inside llm_model to load (transformers dequantises it)."
+    )
+    llm_dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
+    llm_context_window: int | None = Field(
+        default=None, description="Override the model's context window (tokens)."
+    )
+    llm_threads: int | None = Field(default=None, description="torch CPU threads; default all cores.")
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_api_key: str = "not-needed"
+    openai_model: str = "default"
+    openai_timeout_s: float = 120.0
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'anima.db').resolve()}"
+
+    @property
+    def agents_dir(self) -> Path:
+        """Per-agent files (avatar, card assets) live in ``agents/<agent id>/``."""
+        return self.data_dir / "agents"
+
+    @property
+    def models_dir(self) -> Path:
+        """Converted model caches (e.g. the bundled GGUF saved as safetensors)."""
+        return self.data_dir / "models"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.agents_dir, self.models_dir):
+            path.mkdir(parents=True, exist_ok=True)
