@@ -37,13 +37,22 @@ class Settings(BaseSettings):
         description="'bundled:smollm2', a Hugging Face id, or a local model directory.",
     )
     llm_gguf_file: str | None = Field(
-        default=None, description="GGUF file inside llm_model to load (transformers dequantises it)."
+        default=None,
+        description="GGUF file inside llm_model to load (transformers dequantises it).",
     )
     llm_dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
     llm_context_window: int | None = Field(
         default=None, description="Override the model's context window (tokens)."
     )
-    llm_threads: int | None = Field(default=None, description="torch CPU threads; default all cores.")
+    model_cache_dir: Path | None = Field(
+        default=None, description="Where converted models are cached; default <data_dir>/models."
+    )
+    llm_preload: bool = Field(
+        default=True, description="Load the default model in the background at start-up."
+    )
+    llm_threads: int | None = Field(
+        default=None, description="torch CPU threads; default all cores."
+    )
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: str = "not-needed"
     openai_model: str = "default"
@@ -67,7 +76,7 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         """Converted model caches (e.g. the bundled GGUF saved as safetensors)."""
-        return self.data_dir / "models"
+        return self.model_cache_dir or self.data_dir / "models"
 
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.agents_dir, self.models_dir):
