@@ -1,0 +1,338 @@
+"""Turn a character card and a chat history into the messages a chat model sees.
+
+The layout follows SillyTavern's default story order, so cards written for it read the
+way their authors meant:
+
+1. One system message: the card's ``system_prompt`` (``{{original}}`` stands for
+   ``DEFAULT_SYSTEM_PROMPT``; an empty one means the default), lorebook entries placed
+   ``before_char``, the ``description``, ``"{{char}}'s personality: ..."``,
+   ``"Scenario: ..."``, entries placed ``after_char``, then ``extra_system`` (system text
+   from the caller, e.g. an OpenAI client's own system messages, passed through without
+   macro expansion), then the example dialogues (``mes_example``) as text blocks headed
+   ``[Example chat]``. Examples live inside the system text rather than as fake
+   user/assistant turns so that strict chat templates (which demand alternating roles)
+   stay valid and the model cannot mistake them for the real conversation.
+2. The chat history, oldest first. The greeting is simply the first assistant message
+   of the history; the caller puts it there (``greetings`` gives the candidates).
+3. ``post_history_instructions`` as a final system message, when the card has one.
+
+Token budget: the whole prompt plus ``max_new_tokens`` must fit ``context_window``. The
+system text (without examples), the post-history message and the newest user turn are
+fixed; the history is filled from the newest turn backwards with what remains (via
+``langchain_core.messages.trim_messages``, so the kept history is always a contiguous
+suffix of the input); once turns have been dropped, a leading assistant turn is dropped
+too so that the kept history starts on a user turn. Example dialogues take what is left
+after the history, block by block, stopping at the first that does not fit: like ST's
+"gradual push-out", examples go before any chat turn does. If the newest user turn alone
+does not fit, it is cut from its start (its end, the part the model answers, is kept) and
+``PromptBuild.truncated_last_turn`` says so.
+
+Counting: a message costs ``count_tokens(content) + MESSAGE_OVERHEAD_TOKENS`` and the
+whole prompt ``PROMPT_OVERHEAD_TOKENS`` more. The overheads are measured on ChatML
+(SmolLM2, Qwen): ``<|im_start|>role\\n`` + ``<|im_end|>\\n`` is 5 tokens, 6 when the role
+name takes two tokens (SmolLM2 splits "assistant" into "ass" + "istant"); the generation
+prompt ``<|im_start|>assistant\\n`` is 4, plus 1 for a BOS token some templates add. Llama
+3's header tokens fit the same numbers. A template that spends more per message (or
+injects text of its own) can overrun by that difference; keep a little headroom in
+``context_window`` for such models.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    trim_messages,
+)
+
+from agents.lorebook import LoreHit, activate, split_by_position
+from agents.schema import CardData, ChatMessage
+from core.errors import ValidationError
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Write {{char}}'s next reply in a fictional chat between {{char}} and {{user}}."
+)
+MESSAGE_OVERHEAD_TOKENS = 6
+PROMPT_OVERHEAD_TOKENS = 5
+EXAMPLE_HEADER = "[Example chat]"
+DEFAULT_USER_NAME = "User"
+
+_MACRO = re.compile(
+    r"\{\{\s*(char|user|original)\s*\}\}|<(BOT|CHAR|USER)>",
+    re.IGNORECASE,
+)
+_START = re.compile(r"<START>", re.IGNORECASE)
+
+
+def render_macros(text: str, char: str, user: str, original: str = "") -> str:
+    """Expand ``{{char}}``, ``{{user}}`` and ``{{original}}`` (any case) in card text.
+
+    The legacy TavernAI forms ``<BOT>``/``<CHAR>`` and ``<USER>`` are expanded too. One
+    pass over the text, so a name that itself contains ``{{user}}`` is not expanded again;
+    ``original`` is rendered with the same names before it is substituted. Unknown macros
+    are left as written.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        name = (match.group(1) or match.group(2)).lower()
+        if name in ("char", "bot"):
+            return char
+        if name == "user":
+            return user
+        return render_macros(original, char, user) if original else ""
+
+    return _MACRO.sub(replace, text)
+
+
+def parse_examples(mes_example: str, char: str, user: str) -> list[list[ChatMessage]]:
+    """Split a card's ``mes_example`` into dialogues of user/assistant turns.
+
+    Blocks are separated by ``<START>``. After macro expansion, a line starting with
+    ``"<user>:"`` opens a user turn and ``"<char>:"`` an assistant turn; other lines
+    continue the current turn (joined with newlines). Text before the first speaker label
+    is narration and belongs to the character. Empty turns and blocks are dropped.
+    """
+    text = render_macros(mes_example.replace("\r\n", "\n"), char, user)
+    # The longer label first, in case one name is a prefix of the other ("Ann", "Anna").
+    labels = sorted(
+        [(f"{user}:", "user"), (f"{char}:", "assistant")],
+        key=lambda label: len(label[0]),
+        reverse=True,
+    )
+    dialogues: list[list[ChatMessage]] = []
+    for block in _START.split(text):
+        turns: list[tuple[str, list[str]]] = []
+        for line in block.split("\n"):
+            for label, role in labels:
+                if line.startswith(label):
+                    turns.append((role, [line[len(label) :].strip()]))
+                    break
+            else:
+                if turns:
+                    turns[-1][1].append(line)
+                elif line.strip():
+                    turns.append(("assistant", [line]))
+        dialogue = [
+            ChatMessage(role=role, content=content)  # type: ignore[arg-type]
+            for role, lines in turns
+            if (content := "\n".join(lines).strip())
+        ]
+        if dialogue:
+            dialogues.append(dialogue)
+    return dialogues
+
+
+def greetings(card: CardData, user_name: str = DEFAULT_USER_NAME) -> list[str]:
+    """The card's possible first messages: ``first_mes`` then ``alternate_greetings``.
+
+    Rendered for ``user_name``; empty ones are left out, so index 0 is the default greeting
+    whenever the card has any.
+    """
+    found = [card.first_mes, *card.alternate_greetings]
+    rendered = (render_macros(g, card.name, user_name or DEFAULT_USER_NAME) for g in found)
+    return [g.strip() for g in rendered if g.strip()]
+
+
+@dataclass
+class PromptBuild:
+    """The assembled prompt and what had to give way to fit the context window."""
+
+    messages: list[ChatMessage]
+    lore_hits: list[LoreHit] = field(default_factory=list)
+    dropped_history: int = 0
+    prompt_tokens: int = 0
+    examples_used: int = 0
+    examples_total: int = 0
+    truncated_last_turn: bool = False
+
+
+def to_langchain(messages: Sequence[ChatMessage]) -> list[BaseMessage]:
+    """Our messages as langchain-core messages (system/human/ai)."""
+    kinds: dict[str, type[BaseMessage]] = {
+        "system": SystemMessage,
+        "user": HumanMessage,
+        "assistant": AIMessage,
+    }
+    return [kinds[m.role](content=m.content) for m in messages]
+
+
+def from_langchain(messages: Sequence[BaseMessage]) -> list[ChatMessage]:
+    """Back from langchain-core messages; any other message type is an error."""
+    roles = {"system": "system", "human": "user", "ai": "assistant"}
+    out: list[ChatMessage] = []
+    for m in messages:
+        if m.type not in roles:
+            raise ValidationError(f"Unsupported message type in a chat: {m.type!r}.")
+        out.append(ChatMessage(role=roles[m.type], content=m.text))  # type: ignore[arg-type]
+    return out
+
+
+def _cut_front(
+    message: BaseMessage, budget: int, list_cost: Callable[[list[BaseMessage]], int]
+) -> BaseMessage:
+    """``message`` with whole words cut from its start until it costs at most ``budget``.
+
+    Done here rather than with ``trim_messages(allow_partial=True)``, which prices the
+    kept words joined in reverse order and so can overshoot the budget.
+    """
+    pieces = [p for p in re.split(r"(?<=\s)(?=\S)", message.text) if p]
+
+    def cut(start: int) -> BaseMessage:
+        return message.model_copy(update={"content": "".join(pieces[start:])})
+
+    low, high = 0, len(pieces)  # smallest start whose remainder fits, searched in [low, high]
+    while low < high:
+        mid = (low + high) // 2
+        if list_cost([cut(mid)]) <= budget:
+            high = mid
+        else:
+            low = mid + 1
+    kept = cut(low)
+    if not kept.text.strip() or list_cost([kept]) > budget:
+        raise ValidationError(
+            "The newest message does not fit in the context window next to the "
+            "character's description; shorten the card or lower the reply length."
+        )
+    return kept
+
+
+def _system_text(
+    card: CardData,
+    char: str,
+    user: str,
+    lore: dict[str, list[LoreHit]],
+    extra_system: str | None,
+) -> str:
+    def render(text: str) -> str:
+        return render_macros(text, char, user).strip()
+
+    system = card.system_prompt.strip() or DEFAULT_SYSTEM_PROMPT
+    parts = [render_macros(system, char, user, original=DEFAULT_SYSTEM_PROMPT).strip()]
+    parts += [hit.content for hit in lore["before_char"]]
+    parts.append(render(card.description))
+    if personality := render(card.personality):
+        parts.append(f"{char}'s personality: {personality}")
+    if scenario := render(card.scenario):
+        parts.append(f"Scenario: {scenario}")
+    parts += [hit.content for hit in lore["after_char"]]
+    if extra_system:
+        parts.append(extra_system.strip())
+    return "\n\n".join(p for p in parts if p)
+
+
+def _format_example(dialogue: list[ChatMessage], char: str, user: str) -> str:
+    lines = [EXAMPLE_HEADER]
+    lines += [f"{user if m.role == 'user' else char}: {m.content}" for m in dialogue]
+    return "\n".join(lines)
+
+
+def build_prompt(
+    card: CardData,
+    history: Sequence[ChatMessage],
+    *,
+    user_name: str,
+    count_tokens: Callable[[str], int],
+    context_window: int,
+    max_new_tokens: int,
+    extra_system: str | None = None,
+) -> PromptBuild:
+    """Assemble the prompt for the character's next reply (see the module docstring).
+
+    ``history`` is the chat so far, oldest first, usually ending with the user's newest
+    turn. Raises ``ValidationError`` when the window cannot hold even the card's fixed
+    text, the newest turn's last words and the reply.
+    """
+    if context_window <= 0 or max_new_tokens <= 0:
+        raise ValidationError("The context window and the reply length must be positive.")
+    char, user = card.name, user_name or DEFAULT_USER_NAME
+    available = context_window - max_new_tokens - PROMPT_OVERHEAD_TOKENS
+    if available <= 0:
+        raise ValidationError(
+            f"A reply of {max_new_tokens} tokens leaves no room for the prompt in a "
+            f"{context_window}-token context window; lower the reply length."
+        )
+
+    count = lru_cache(maxsize=4096)(count_tokens)
+
+    def cost(text: str) -> int:
+        return count(text) + MESSAGE_OVERHEAD_TOKENS
+
+    def list_cost(messages: list[BaseMessage]) -> int:
+        return sum(cost(m.text) for m in messages)
+
+    hits = activate(
+        card.character_book,
+        [m.content for m in history],
+        count,
+        render=lambda text: render_macros(text, char, user),
+    )
+    system_text = _system_text(card, char, user, split_by_position(hits), extra_system)
+    post = render_macros(card.post_history_instructions, char, user).strip()
+    fixed = cost(system_text) + (cost(post) if post else 0)
+    history_budget = available - fixed
+    if history_budget < 0:
+        raise ValidationError(
+            f"The character's description, lore and instructions take {fixed} tokens, more "
+            f"than a {context_window}-token context window allows with {max_new_tokens}-token "
+            "replies; shorten the card or lower the reply length."
+        )
+
+    kept, truncated = _fit_history(to_langchain(history), history_budget, list_cost)
+    remaining = history_budget - list_cost(kept)
+
+    dialogues = parse_examples(card.mes_example, char, user)
+    examples: list[str] = []
+    for dialogue in dialogues:
+        block = _format_example(dialogue, char, user)
+        # Price the whole system text: BPE merges make costs of joined text non-additive.
+        if cost("\n\n".join([system_text, *examples, block])) - cost(system_text) > remaining:
+            break
+        examples.append(block)
+    if examples:
+        system_text = "\n\n".join([system_text, *examples])
+
+    messages = [ChatMessage(role="system", content=system_text), *from_langchain(kept)]
+    if post:
+        messages.append(ChatMessage(role="system", content=post))
+    return PromptBuild(
+        messages=messages,
+        lore_hits=hits,
+        dropped_history=len(history) - len(kept),
+        prompt_tokens=sum(cost(m.content) for m in messages) + PROMPT_OVERHEAD_TOKENS,
+        examples_used=len(examples),
+        examples_total=len(dialogues),
+        truncated_last_turn=truncated,
+    )
+
+
+def _fit_history(
+    history: list[BaseMessage],
+    budget: int,
+    list_cost: Callable[[list[BaseMessage]], int],
+) -> tuple[list[BaseMessage], bool]:
+    """The longest suffix of ``history`` within ``budget``; True if the newest turn was cut.
+
+    The suffix from the newest user turn on is always kept (cut from its start if it alone
+    is too long). When older turns are dropped, the kept part starts on a user turn.
+    """
+    if not history or list_cost(history) <= budget:
+        return history, False
+    users = [i for i, m in enumerate(history) if isinstance(m, HumanMessage)]
+    pinned = history[users[-1] if users else len(history) - 1 :]
+    if list_cost(pinned) > budget:
+        return [_cut_front(pinned[0], budget - list_cost(pinned[1:]), list_cost), *pinned[1:]], True
+    kept = trim_messages(
+        history,
+        max_tokens=budget,
+        token_counter=list_cost,
+        strategy="last",
+        start_on="human" if users else None,  # with no user turn it would drop everything
+    )
+    return kept, False
