@@ -1,0 +1,343 @@
+"""Agents: create, read, update, delete, and import/export as character cards.
+
+This is the one place that knows how an agent is stored (a row plus a folder of files under
+``<data_dir>/agents/<id>/``). The Gradio UI and the HTTP API both call it, so they cannot
+drift apart. Every write either completes or leaves the store as it was: files are staged in
+a temporary folder and swapped in only after the database transaction commits.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import select
+
+from agents import cards
+from agents.avatar import normalise_avatar
+from agents.records import AgentRecord, utcnow
+from agents.schema import SPEC_V2, SPEC_V3, Card, CardData, GenerationSettings
+from core.db import Database
+from core.errors import CardFormatError, NotFoundError, UploadTooLargeError, ValidationError
+from core.files import atomic_write, check_id, is_safe_id, replace_dir, safe_join
+from core.settings import Settings
+
+CardFormat = Literal["png", "json", "charx"]
+AVATAR_FILE = "avatar.png"
+ASSETS_DIR = "assets"
+# Keys of a create/update payload that are Anima's own, not card fields.
+ANIMA_KEYS = ("generation", "model", "adapter")
+
+
+class AgentView(BaseModel):
+    """What callers see of an agent: the card data plus Anima's own settings."""
+
+    id: str
+    name: str
+    spec: str
+    data: dict[str, Any]
+    generation: GenerationSettings
+    model: str | None
+    adapter: str | None
+    owner_address: str | None
+    token_id: int | None
+    content_hash: str
+    version: int
+    has_avatar: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class CardFile(BaseModel):
+    content: bytes
+    media_type: str
+    filename: str
+
+
+def format_validation_error(exc: PydanticValidationError) -> str:
+    """One readable line per problem, naming the field (``tags: Input should be a list``)."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "card"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class AgentService:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+
+    # ----- reading -------------------------------------------------------------------
+    def list_agents(self) -> list[AgentView]:
+        with self.db.session() as s:
+            rows = s.scalars(select(AgentRecord).order_by(AgentRecord.created_at)).all()
+            return [self._view(r) for r in rows]
+
+    def get_agent(self, agent_id: str) -> AgentView:
+        with self.db.session() as s:
+            return self._view(self._row(s, agent_id))
+
+    def get_card(self, agent_id: str) -> Card:
+        with self.db.session() as s:
+            return self._card(self._row(s, agent_id))
+
+    def avatar(self, agent_id: str) -> bytes | None:
+        view = self.get_agent(agent_id)
+        if not view.has_avatar:
+            return None
+        return (self._agent_dir(view.id) / AVATAR_FILE).read_bytes()
+
+    # ----- writing -------------------------------------------------------------------
+    def create_agent(self, payload: dict[str, Any], avatar: bytes | None = None) -> AgentView:
+        """Create from card fields (``name``, ``description``, ...) plus Anima's own keys."""
+        payload = dict(payload)
+        anima = {k: payload.pop(k) for k in ANIMA_KEYS if k in payload}
+        now = int(time.time())
+        payload.setdefault("creation_date", now)
+        payload.setdefault("modification_date", now)
+        data = self._validate_data(payload)
+        card = Card(spec=SPEC_V3, spec_version="3.0", data=data)
+        return self._insert(card, anima, avatar=avatar, assets={})
+
+    def update_agent(self, agent_id: str, patch: dict[str, Any]) -> AgentView:
+        """Merge ``patch`` into the stored card; keys not named stay exactly as they were."""
+        patch = dict(patch)
+        anima = {k: patch.pop(k) for k in ANIMA_KEYS if k in patch}
+        with self.db.session() as s:
+            row = self._row(s, agent_id)
+            merged = {**row.card_data, **patch}
+            if patch:
+                merged["modification_date"] = int(time.time())
+            data = self._validate_data(merged)
+            self._apply_anima(row, anima)
+            card = Card(spec=row.spec, spec_version=_spec_version(row.spec), data=data)
+            card.extra = row.card_extra
+            self._store_card(row, card)
+            row.version += 1
+            row.updated_at = utcnow()
+            s.flush()
+            return self._view(row)
+
+    def set_avatar(self, agent_id: str, image: bytes) -> AgentView:
+        png = normalise_avatar(image, self.settings.max_upload_bytes)
+        with self.db.session() as s:
+            row = self._row(s, agent_id)
+            atomic_write(self._agent_dir(row.id) / AVATAR_FILE, png)
+            row.avatar_file = AVATAR_FILE
+            row.updated_at = utcnow()
+            s.flush()
+            return self._view(row)
+
+    def delete_agent(self, agent_id: str) -> None:
+        with self.db.session() as s:
+            row = self._row(s, agent_id)
+            s.delete(row)
+        shutil.rmtree(self._agent_dir(agent_id), ignore_errors=True)
+
+    # ----- cards ---------------------------------------------------------------------
+    def import_card(self, filename: str | None, content: bytes) -> AgentView:
+        """Create an agent from a PNG, JSON or CHARX character card."""
+        self.check_upload_size(content)
+        if not content:
+            raise CardFormatError("the uploaded file is empty")
+        # The file itself was checked against the upload limit; a CHARX may unpack to 5x.
+        imported = cards.read_card_file(filename, content, self.settings.max_upload_bytes * 5)
+        card, avatar, assets = imported.card, imported.avatar, imported.assets
+        anima = _anima_from_extensions(card.data)
+        return self._insert(card, anima, avatar=avatar, assets=assets)
+
+    def export_card(
+        self, agent_id: str, fmt: CardFormat = "png", spec: Literal["v2", "v3"] = "v3"
+    ) -> CardFile:
+        with self.db.session() as s:
+            row = self._row(s, agent_id)
+            card = _with_anima_extension(self._card(row), row)
+            folder = self._agent_dir(row.id)
+            avatar = (folder / AVATAR_FILE).read_bytes() if row.avatar_file else None
+        stem = _file_stem(card.data.name, agent_id)
+        if fmt == "png":
+            return CardFile(
+                content=cards.write_png_card(card, avatar),
+                media_type="image/png",
+                filename=f"{stem}.png",
+            )
+        if fmt == "json":
+            body = json.dumps(cards.card_to_json(card, spec), ensure_ascii=False, indent=2)
+            return CardFile(
+                content=body.encode(), media_type="application/json", filename=f"{stem}.json"
+            )
+        if fmt == "charx":
+            assets = self._read_assets(folder)
+            return CardFile(
+                content=cards.write_charx(card, assets),
+                media_type="application/zip",
+                filename=f"{stem}.charx",
+            )
+        raise ValidationError(f"unknown card format {fmt!r}: use png, json or charx")
+
+    def check_upload_size(self, content: bytes) -> None:
+        limit = self.settings.max_upload_bytes
+        if len(content) > limit:
+            raise UploadTooLargeError(
+                f"file is {len(content) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB "
+                "(ANIMA_MAX_UPLOAD_MB)"
+            )
+
+    # ----- internals -----------------------------------------------------------------
+    def _insert(
+        self,
+        card: Card,
+        anima: dict[str, Any],
+        *,
+        avatar: bytes | None,
+        assets: dict[str, bytes],
+    ) -> AgentView:
+        agent_id = uuid.uuid4().hex
+        root = self.settings.agents_dir
+        root.mkdir(parents=True, exist_ok=True)
+        staging = root / f".staging-{agent_id}"
+        staging.mkdir()
+        try:
+            if avatar is not None:
+                png = normalise_avatar(avatar, self.settings.max_upload_bytes)
+                atomic_write(staging / AVATAR_FILE, png)
+            for rel, blob in assets.items():
+                atomic_write(safe_join(staging / ASSETS_DIR, rel), blob)
+            with self.db.session() as s:
+                row = AgentRecord(
+                    id=agent_id,
+                    spec=card.spec,
+                    card_extra=card.extra,
+                    avatar_file=AVATAR_FILE if avatar is not None else None,
+                    version=1,
+                )
+                self._apply_anima(row, anima)
+                self._store_card(row, card)
+                s.add(row)
+                s.flush()
+                view = self._view(row)
+                # Files go live before the commit; if the commit fails they are removed.
+                replace_dir(staging, self._agent_dir(agent_id))
+            return view
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not self._exists(agent_id):
+                shutil.rmtree(root / agent_id, ignore_errors=True)
+            raise
+
+    def _exists(self, agent_id: str) -> bool:
+        with self.db.session() as s:
+            return s.get(AgentRecord, agent_id) is not None
+
+    def _apply_anima(self, row: AgentRecord, anima: dict[str, Any]) -> None:
+        if "generation" in anima:
+            current = row.generation or {}
+            try:
+                merged = GenerationSettings.model_validate(
+                    {**current, **(anima["generation"] or {})}
+                )
+            except PydanticValidationError as exc:
+                raise ValidationError("generation: " + format_validation_error(exc)) from exc
+            row.generation = merged.model_dump(mode="json")
+        elif not row.generation:
+            row.generation = GenerationSettings().model_dump(mode="json")
+        for key in ("model", "adapter"):
+            if key in anima:
+                value = anima[key]
+                setattr(row, key, str(value).strip() or None if value is not None else None)
+
+    def _store_card(self, row: AgentRecord, card: Card) -> None:
+        row.card_data = card.data.dump()
+        row.name = card.data.name[:200]
+        row.content_hash = cards.content_hash(card)
+
+    def _validate_data(self, data: dict[str, Any]) -> CardData:
+        try:
+            return CardData.model_validate(data)
+        except PydanticValidationError as exc:
+            raise ValidationError(format_validation_error(exc)) from exc
+
+    def _row(self, session: Any, agent_id: str) -> AgentRecord:
+        row = session.get(AgentRecord, agent_id) if is_safe_id(agent_id) else None
+        if row is None:
+            raise NotFoundError(f"no agent with id {agent_id!r}")
+        return row
+
+    def _card(self, row: AgentRecord) -> Card:
+        data = CardData.model_validate(row.card_data)
+        return Card(
+            spec=row.spec, spec_version=_spec_version(row.spec), data=data, extra=row.card_extra
+        )
+
+    def _view(self, row: AgentRecord) -> AgentView:
+        return AgentView(
+            id=row.id,
+            name=row.name,
+            spec=row.spec,
+            data=row.card_data,
+            generation=GenerationSettings.model_validate(row.generation or {}),
+            model=row.model,
+            adapter=row.adapter,
+            owner_address=row.owner_address,
+            token_id=row.token_id,
+            content_hash=row.content_hash,
+            version=row.version,
+            has_avatar=row.avatar_file is not None,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    def _agent_dir(self, agent_id: str) -> Path:
+        return self.settings.agents_dir / check_id(agent_id, "agent id")
+
+    def _read_assets(self, folder: Path) -> dict[str, bytes]:
+        base = folder / ASSETS_DIR
+        if not base.is_dir():
+            return {}
+        return {
+            p.relative_to(base).as_posix(): p.read_bytes()
+            for p in sorted(base.rglob("*"))
+            if p.is_file()
+        }
+
+
+def _spec_version(spec: str) -> str:
+    return "2.0" if spec == SPEC_V2 else "3.0"
+
+
+def _anima_from_extensions(data: CardData) -> dict[str, Any]:
+    """A card exported by Anima carries its generation settings in ``extensions.anima``."""
+    ext = data.extensions.get("anima")
+    if isinstance(ext, dict) and isinstance(ext.get("generation"), dict):
+        try:
+            gen = GenerationSettings.model_validate(ext["generation"])
+        except PydanticValidationError:
+            return {}
+        return {"generation": gen.model_dump(mode="json")}
+    return {}
+
+
+def _with_anima_extension(card: Card, row: AgentRecord) -> Card:
+    """Carry non-default generation settings in ``extensions.anima`` so they survive export."""
+    generation = row.generation or {}
+    ext = card.data.extensions.get("anima")
+    if generation == GenerationSettings().model_dump(mode="json") and ext is None:
+        return card
+    data = card.data.model_copy(deep=True)
+    anima = dict(ext) if isinstance(ext, dict) else {}
+    anima["generation"] = generation
+    data.extensions = {**data.extensions, "anima": anima}
+    return card.model_copy(update={"data": data})
+
+
+def _file_stem(name: str, fallback: str) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_ " else "_" for c in name).strip()
+    return (stem or fallback)[:80]
