@@ -1,0 +1,103 @@
+"""``/api/agents``: CRUD, card import/export and avatars. Translates HTTP to service calls."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Body, Depends, File, Query, Response, UploadFile, status
+
+from agents.service import AgentView
+from api.deps import read_upload, services
+from container import Services
+from core.errors import NotFoundError
+
+router = APIRouter(prefix="/api/agents", tags=["agents"])
+Svc = Annotated[Services, Depends(services)]
+
+AGENT_EXAMPLE = {
+    "name": "Aria",
+    "description": "{{char}} is a cheerful ship's navigator.",
+    "personality": "curious, kind",
+    "scenario": "{{user}} boards the airship.",
+    "first_mes": "Welcome aboard, {{user}}!",
+    "generation": {"temperature": 0.7, "max_new_tokens": 120},
+}
+
+
+@router.get("", response_model=list[AgentView])
+def list_agents(svc: Svc) -> list[AgentView]:
+    return svc.agents.list_agents()
+
+
+@router.post("", response_model=AgentView, status_code=status.HTTP_201_CREATED)
+def create_agent(
+    svc: Svc,
+    payload: Annotated[
+        dict[str, Any],
+        Body(
+            description="Card fields (Character Card V2/V3 `data` keys) plus Anima's own "
+            "`generation`, `model`, `adapter`.",
+            examples=[AGENT_EXAMPLE],
+        ),
+    ],
+) -> AgentView:
+    return svc.agents.create_agent(payload)
+
+
+@router.post("/import", response_model=AgentView, status_code=status.HTTP_201_CREATED)
+async def import_card(svc: Svc, file: Annotated[UploadFile, File()]) -> AgentView:
+    """Create an agent from a SillyTavern character card: PNG, JSON (V1/V2/V3) or CHARX."""
+    content = await read_upload(file, svc.settings.max_upload_bytes)
+    return svc.agents.import_card(file.filename, content)
+
+
+@router.get("/{agent_id}", response_model=AgentView)
+def get_agent(svc: Svc, agent_id: str) -> AgentView:
+    return svc.agents.get_agent(agent_id)
+
+
+@router.patch("/{agent_id}", response_model=AgentView)
+def update_agent(svc: Svc, agent_id: str, patch: Annotated[dict[str, Any], Body()]) -> AgentView:
+    """Change the named fields; every other field, unknown card keys included, is kept."""
+    return svc.agents.update_agent(agent_id, patch)
+
+
+@router.put("/{agent_id}", response_model=AgentView, include_in_schema=False)
+def put_agent(svc: Svc, agent_id: str, patch: Annotated[dict[str, Any], Body()]) -> AgentView:
+    return svc.agents.update_agent(agent_id, patch)
+
+
+@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_agent(svc: Svc, agent_id: str) -> Response:
+    svc.agents.delete_agent(agent_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{agent_id}/card")
+def export_card(
+    svc: Svc,
+    agent_id: str,
+    format: Annotated[Literal["png", "json", "charx"], Query()] = "png",
+    spec: Annotated[Literal["v2", "v3"], Query()] = "v3",
+) -> Response:
+    """The agent as a character card file (PNG carries both `chara` and `ccv3` chunks)."""
+    card = svc.agents.export_card(agent_id, format, spec)
+    disposition = f"attachment; filename*=UTF-8''{quote(card.filename)}"
+    return Response(
+        card.content, media_type=card.media_type, headers={"Content-Disposition": disposition}
+    )
+
+
+@router.get("/{agent_id}/avatar", responses={200: {"content": {"image/png": {}}}})
+def get_avatar(svc: Svc, agent_id: str) -> Response:
+    image = svc.agents.avatar(agent_id)
+    if image is None:
+        raise NotFoundError("this agent has no avatar")
+    return Response(image, media_type="image/png")
+
+
+@router.put("/{agent_id}/avatar", response_model=AgentView)
+async def set_avatar(svc: Svc, agent_id: str, file: Annotated[UploadFile, File()]) -> AgentView:
+    content = await read_upload(file, svc.settings.max_upload_bytes)
+    return svc.agents.set_avatar(agent_id, content)

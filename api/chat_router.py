@@ -1,0 +1,120 @@
+"""Conversations and messages. Replies stream as server-sent events when ``stream`` is true.
+
+SSE frames: ``event: delta`` with ``{"text": ...}`` for each piece of the reply, then
+``event: done`` with ``{"message": ..., "usage": ...}``, or ``event: error`` with
+``{"message": ...}`` if the model fails mid-reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response, status
+from pydantic import BaseModel, Field
+
+from agents.chat import ConversationView, MessageView, ReplyStream, Usage
+from api.deps import services
+from api.sse import sse_event, sse_response
+from container import Services
+from core.errors import AnimaError
+
+router = APIRouter(prefix="/api", tags=["conversations"])
+Svc = Annotated[Services, Depends(services)]
+
+
+class NewConversation(BaseModel):
+    user_name: str = Field(default="User", max_length=100)
+    greeting: int = Field(default=0, ge=0, description="Which greeting opens the chat.")
+
+
+class SendMessage(BaseModel):
+    content: str = Field(min_length=1)
+    stream: bool = False
+    generation: dict[str, Any] | None = Field(
+        default=None, description="Overrides of the agent's generation settings, this reply only."
+    )
+
+
+class Regenerate(BaseModel):
+    stream: bool = False
+    generation: dict[str, Any] | None = None
+
+
+class Reply(BaseModel):
+    message: MessageView | None
+    usage: Usage
+
+
+@router.get("/agents/{agent_id}/conversations", response_model=list[ConversationView])
+def list_conversations(svc: Svc, agent_id: str) -> list[ConversationView]:
+    return svc.chat.list_conversations(agent_id)
+
+
+@router.post(
+    "/agents/{agent_id}/conversations",
+    response_model=ConversationView,
+    status_code=status.HTTP_201_CREATED,
+)
+def create_conversation(
+    svc: Svc, agent_id: str, body: NewConversation | None = None
+) -> ConversationView:
+    body = body or NewConversation()
+    return svc.chat.create_conversation(agent_id, body.user_name, body.greeting)
+
+
+@router.get("/conversations/{conversation_id}", response_model=ConversationView)
+def get_conversation(svc: Svc, conversation_id: str) -> ConversationView:
+    return svc.chat.get_conversation(conversation_id)
+
+
+@router.delete("/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_conversation(svc: Svc, conversation_id: str) -> Response:
+    svc.chat.delete_conversation(conversation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/conversations/{conversation_id}/messages", response_model=list[MessageView])
+def list_messages(svc: Svc, conversation_id: str) -> list[MessageView]:
+    return svc.chat.get_conversation(conversation_id).messages
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages",
+    response_model=Reply,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+def send_message(svc: Svc, conversation_id: str, body: SendMessage) -> Any:
+    """Send the user's message; the agent's reply comes back whole or as SSE."""
+    reply = svc.chat.send(conversation_id, body.content, body.generation)
+    return _respond(reply, body.stream)
+
+
+@router.post(
+    "/conversations/{conversation_id}/regenerate",
+    response_model=Reply,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+def regenerate(svc: Svc, conversation_id: str, body: Regenerate | None = None) -> Any:
+    """Replace the last reply with a new one; the old text stays in ``alternatives``."""
+    body = body or Regenerate()
+    reply = svc.chat.regenerate(conversation_id, body.generation)
+    return _respond(reply, body.stream)
+
+
+def _respond(reply: ReplyStream, stream: bool) -> Any:
+    if not stream:
+        reply.collect()
+        return Reply(message=reply.message, usage=reply.usage)
+    return sse_response(_frames(reply))
+
+
+def _frames(reply: ReplyStream) -> Iterator[str]:
+    try:
+        for delta in reply:
+            yield sse_event({"text": delta}, "delta")
+    except AnimaError as exc:
+        yield sse_event({"message": exc.message}, "error")
+        return
+    done = Reply(message=reply.message, usage=reply.usage)
+    yield sse_event(done.model_dump(mode="json"), "done")

@@ -1,0 +1,123 @@
+"""OpenAI-compatible ``/v1``: each agent is a model; persona and lorebook apply server-side."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from agents.chat import ReplyStream
+from agents.service import AgentView
+from api.deps import services
+from api.errors import error_body
+from api.openai_models import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    CompletionUsage,
+    ModelCard,
+    ModelList,
+    ResponseMessage,
+)
+from api.sse import sse_event, sse_response
+from container import Services
+from core.errors import AnimaError
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+Svc = Annotated[Services, Depends(services)]
+
+
+def _model_card(agent: AgentView) -> ModelCard:
+    return ModelCard(
+        id=agent.id,
+        created=int(agent.created_at.timestamp()),
+        owned_by=agent.owner_address or "anima",
+        name=agent.name,
+    )
+
+
+@router.get("/models", response_model=ModelList)
+def list_models(svc: Svc) -> ModelList:
+    return ModelList(data=[_model_card(a) for a in svc.agents.list_agents()])
+
+
+@router.get("/models/{model_id}", response_model=ModelCard)
+def get_model(svc: Svc, model_id: str) -> ModelCard:
+    return _model_card(svc.agents.get_agent(model_id))
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+def chat_completions(svc: Svc, body: ChatCompletionRequest) -> Any:
+    """Chat with agent ``model``; the client holds the history (nothing is stored)."""
+    messages = [m for m in (msg.to_chat() for msg in body.messages) if m is not None]
+    reply = svc.chat.complete(
+        body.model, messages, body.generation_overrides(), user_name=body.user or "User"
+    )
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return sse_response(_chunks(reply, completion_id, created, body.model, include_usage))
+    text = reply.collect()
+    u = reply.usage
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=body.model,
+        choices=[Choice(message=ResponseMessage(content=text), finish_reason=u.finish_reason)],
+        usage=CompletionUsage(
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            total_tokens=u.total_tokens,
+        ),
+    )
+
+
+def _chunks(
+    reply: ReplyStream, completion_id: str, created: int, model: str, include_usage: bool
+) -> Iterator[str]:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        if include_usage:
+            body["usage"] = None
+        return body
+
+    yield sse_event(chunk({"role": "assistant", "content": ""}))
+    try:
+        for delta in reply:
+            yield sse_event(chunk({"content": delta}))
+    except AnimaError as exc:
+        yield sse_event(error_body(exc.message, type(exc).__name__, exc.status))
+        yield sse_event("[DONE]")
+        return
+    yield sse_event(chunk({}, reply.usage.finish_reason))
+    if include_usage:
+        u = reply.usage
+        yield sse_event(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": u.prompt_tokens,
+                    "completion_tokens": u.completion_tokens,
+                    "total_tokens": u.total_tokens,
+                },
+            }
+        )
+    yield sse_event("[DONE]")

@@ -1,0 +1,102 @@
+"""Anima's entry point: settings, services, the FastAPI app and the Gradio UI, built once.
+
+``python app.py`` (or ``make run``) serves everything on ``ANIMA_HOST:ANIMA_PORT``:
+the studio UI at ``/ui``, the REST API at ``/api``, the OpenAI-compatible API at ``/v1`` and
+the OpenAPI document at ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before gradio / transformers are imported: no phoning home, no hub look-ups.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from api.agents_router import router as agents_router
+from api.chat_router import router as chat_router
+from api.errors import install_error_handlers
+from api.openai_router import router as openai_router
+from container import Services, build_services
+from core.settings import Settings
+from ui.studio import build_ui
+
+log = logging.getLogger("anima")
+UI_PATH = "/ui"
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The whole app; tests pass their own settings (a temp data dir) or services."""
+    settings = settings or (services.settings if services else Settings())
+    svc = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.llm_preload:
+            # Load the default model in the background so the first reply is quick.
+            threading.Thread(target=_warm, args=(svc,), daemon=True).start()
+        yield
+        svc.close()
+
+    app = FastAPI(
+        title="Anima",
+        version="0.1.0",
+        description="Role-play AI agents: REST API and an OpenAI-compatible endpoint "
+        "where each agent is a model.",
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    install_error_handlers(app)
+    app.include_router(agents_router)
+    app.include_router(chat_router)
+    app.include_router(openai_router)
+
+    @app.get("/api/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {
+            "status": "ok",
+            "llm_backend": settings.llm_backend,
+            "llm_model": settings.llm_model,
+        }
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse(url=f"{UI_PATH}/")
+
+    return gr.mount_gradio_app(app, build_ui(svc), path=UI_PATH)
+
+
+def _warm(svc: Services) -> None:
+    try:
+        backend = svc.llm.get()
+        load = getattr(backend, "load", None)
+        if callable(load):
+            load()
+        log.info("language model ready: %s", backend.model_name)
+    except Exception as exc:  # the UI/API report the error on use; the app keeps serving
+        log.warning("could not preload the language model: %s", exc)
+
+
+def main() -> None:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings)
+    log.info("Anima on http://%s:%s%s/ (API docs at /docs)", settings.host, settings.port, UI_PATH)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+
+
+if __name__ == "__main__":
+    main()
