@@ -1,0 +1,41 @@
+"""What every studio tab shares: how agents appear in dropdowns and how errors are shown.
+
+The tabs only translate between widgets and service calls; these helpers keep that
+translation the same everywhere (one label format, one way to report a refused request).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from agents.service import AgentView
+from container import Services
+from core.errors import AnimaError
+
+
+def agent_label(agent: AgentView) -> str:
+    """Name plus a short id: two agents may share a name, their ids never do."""
+    return f"{agent.name} · {agent.id[:8]}"
+
+
+def agent_choices(services: Services) -> list[tuple[str, str]]:
+    """``(label, agent id)`` pairs for a dropdown, oldest agent first."""
+    return [(agent_label(a), a.id) for a in services.agents.list_agents()]
+
+
+def keep_choice(value: Any, choices: list[tuple[str, str]]) -> str | None:
+    """The current selection if it still exists (an agent may have been deleted meanwhile)."""
+    return value if value in {v for _, v in choices} else None
+
+
+def show_error(problem: AnimaError | str) -> str:
+    """Pop a warning toast and return the same message for the tab's status line.
+
+    Only domain errors come here: their message is written for the user. Anything else is a
+    bug and goes to Gradio's own handler (a generic toast; the trace stays in the server log).
+    """
+    message = problem.message if isinstance(problem, AnimaError) else problem
+    gr.Warning(message)
+    return f"⚠️ {message}"
