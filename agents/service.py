@@ -282,7 +282,8 @@ class AgentService:
             id=row.id,
             name=row.name,
             spec=row.spec,
-            data=row.card_data,
+            # Every field, defaults included, so API clients need not know the card spec.
+            data=CardData.model_validate(row.card_data).model_dump(mode="json"),
             generation=GenerationSettings.model_validate(row.generation or {}),
             model=row.model,
             adapter=row.adapter,

