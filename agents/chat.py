@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import func, select
 
 from agents.llm.base import LLMBackend, StreamResult
@@ -22,7 +21,7 @@ from agents.llm.pool import LLMPool
 from agents.prompt import build_prompt, greetings
 from agents.records import ConversationRecord, MessageRecord, utcnow
 from agents.schema import ChatMessage, GenerationSettings
-from agents.service import AgentService, AgentView, format_validation_error
+from agents.service import AgentService, AgentView, merge_generation
 from core.db import Database
 from core.errors import NotFoundError, ValidationError
 from core.files import is_safe_id
@@ -282,10 +281,7 @@ class ChatService:
     def _params(self, agent: AgentView, overrides: dict[str, Any] | None) -> GenerationSettings:
         if not overrides:
             return agent.generation
-        try:
-            return GenerationSettings.model_validate({**agent.generation.model_dump(), **overrides})
-        except PydanticValidationError as exc:
-            raise ValidationError(format_validation_error(exc)) from exc
+        return merge_generation(agent.generation.model_dump(), overrides)
 
     @staticmethod
     def _next_position(session: Any, conversation_id: str) -> int:

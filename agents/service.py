@@ -70,6 +70,14 @@ def format_validation_error(exc: PydanticValidationError) -> str:
     return "; ".join(parts)
 
 
+def merge_generation(base: dict[str, Any], overrides: dict[str, Any]) -> GenerationSettings:
+    """``base`` with ``overrides`` applied, checked; bad values name the field (422)."""
+    try:
+        return GenerationSettings.model_validate({**base, **overrides})
+    except PydanticValidationError as exc:
+        raise ValidationError("generation: " + format_validation_error(exc)) from exc
+
+
 class AgentService:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
@@ -239,13 +247,7 @@ class AgentService:
 
     def _apply_anima(self, row: AgentRecord, anima: dict[str, Any]) -> None:
         if "generation" in anima:
-            current = row.generation or {}
-            try:
-                merged = GenerationSettings.model_validate(
-                    {**current, **(anima["generation"] or {})}
-                )
-            except PydanticValidationError as exc:
-                raise ValidationError("generation: " + format_validation_error(exc)) from exc
+            merged = merge_generation(row.generation or {}, anima["generation"] or {})
             row.generation = merged.model_dump(mode="json")
         elif not row.generation:
             row.generation = GenerationSettings().model_dump(mode="json")

@@ -61,3 +61,17 @@ class LLMBackend(Protocol):
     def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
         """The whole reply at once."""
         ...
+
+
+def complete_from_stream(
+    backend: LLMBackend, messages: list[ChatMessage], params: GenerationSettings
+) -> Completion:
+    """``complete`` for any backend whose ``stream`` fills a ``StreamResult``."""
+    result = StreamResult()
+    text = "".join(backend.stream(messages, params, result))
+    return Completion(
+        text=text,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        finish_reason=result.finish_reason,
+    )

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from agents.llm.base import Completion, StreamResult
+from agents.llm.base import Completion, StreamResult, complete_from_stream
 from agents.schema import ChatMessage, GenerationSettings
 from core.errors import BackendError
 from core.settings import Settings
@@ -49,14 +49,7 @@ class OpenAICompatBackend:
         return math.ceil(len(text) / CHARS_PER_TOKEN)
 
     def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
-        result = StreamResult()
-        text = "".join(self.stream(messages, params, result))
-        return Completion(
-            text=text,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            finish_reason=result.finish_reason,
-        )
+        return complete_from_stream(self, messages, params)
 
     def close(self) -> None:
         self._client.close()

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.llm.base import Completion, StreamResult
+from agents.llm.base import Completion, StreamResult, complete_from_stream
 from agents.llm.model_source import ModelSource, display_name, resolve_model
 from agents.schema import ChatMessage, GenerationSettings
 from core.errors import BackendError
@@ -98,14 +98,7 @@ class TransformersBackend:
             return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
-        result = StreamResult()
-        text = "".join(self.stream(messages, params, result))
-        return Completion(
-            text=text,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            finish_reason=result.finish_reason,
-        )
+        return complete_from_stream(self, messages, params)
 
     def stream(
         self,
