@@ -203,7 +203,7 @@ class ChatService:
         if not history or history[-1].role != "user":
             raise ValidationError("messages must end with a user message")
         params = self._params(agent, generation)
-        backend = self.llm.get(agent.model)
+        backend = self.llm.get(agent.model, agent.adapter)
         return self._stream(backend, card.data, history, params, user_name, extra, lambda _: None)
 
     # ----- internals -----------------------------------------------------------------
@@ -235,7 +235,7 @@ class ChatService:
                     return _msg_view(row)
                 return self._append(s, conversation_id, text)
 
-        backend = self.llm.get(agent.model)
+        backend = self.llm.get(agent.model, agent.adapter)
         return self._stream(backend, card.data, history, params, conv.user_name, None, save)
 
     def _stream(

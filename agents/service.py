@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from agents import cards
 from agents.avatar import normalise_avatar
+from agents.llm.pool import check_adapter_ref, check_model_ref
 from agents.records import AgentRecord, utcnow
 from agents.schema import SPEC_V2, SPEC_V3, Card, CardData, GenerationSettings
 from core.db import Database
@@ -251,10 +252,14 @@ class AgentService:
             row.generation = merged.model_dump(mode="json")
         elif not row.generation:
             row.generation = GenerationSettings().model_dump(mode="json")
-        for key in ("model", "adapter"):
+        checks = {"model": check_model_ref, "adapter": check_adapter_ref}
+        for key, check in checks.items():
             if key in anima:
                 value = anima[key]
-                setattr(row, key, str(value).strip() or None if value is not None else None)
+                if value is not None and not isinstance(value, str):
+                    raise ValidationError(f"{key} must be a string or null")
+                value = (value or "").strip() or None
+                setattr(row, key, check(value) if value else None)
 
     def _store_card(self, row: AgentRecord, card: Card) -> None:
         row.card_data = card.data.dump()

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         """Converted model caches (e.g. the bundled GGUF saved as safetensors)."""
         return self.model_cache_dir or self.data_dir / "models"
 
+    @property
+    def adapters_dir(self) -> Path:
+        """LoRA adapters agents may name (``<data_dir>/adapters/<name>``)."""
+        return self.data_dir / "adapters"
+
     def ensure_dirs(self) -> None:
-        for path in (self.data_dir, self.agents_dir, self.models_dir):
+        for path in (self.data_dir, self.agents_dir, self.models_dir, self.adapters_dir):
             path.mkdir(parents=True, exist_ok=True)

@@ -1,36 +1,75 @@
-"""One loaded backend per distinct model, shared by every agent that uses it.
+"""One loaded backend per distinct (model, adapter), shared by every agent that uses it.
 
-Agents may name their own model (``AgentView.model``); most use the install's default. Loading
-a model costs seconds and hundreds of MB, so each is built once, on first use, and kept.
+Agents may name their own model and LoRA adapter; most use the install's default. Loading a
+model costs seconds and hundreds of MB, so each is built once, on first use, and kept.
+
+What an agent names is user input, so it never becomes a filesystem path directly: a model
+is ``bundled:<name>``, a folder name under ``<data_dir>/models``, or a Hugging Face id; an
+adapter is a folder name under ``<data_dir>/adapters``. ``check_model_ref`` and
+``check_adapter_ref`` enforce that when an agent is saved.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 
 from agents.llm.base import LLMBackend
 from agents.llm.factory import build_llm
+from core.errors import ValidationError
+from core.files import safe_join
 from core.settings import Settings
+
+_MODEL_REF = re.compile(r"^(bundled:[a-z0-9_-]+|[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?)$")
+_ADAPTER_REF = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+
+
+def check_model_ref(value: str) -> str:
+    if not _MODEL_REF.match(value) or ".." in value:
+        raise ValidationError(
+            f"model {value!r}: use 'bundled:smollm2', a folder name under <data_dir>/models, "
+            "or a Hugging Face id such as 'org/name'"
+        )
+    return value
+
+
+def check_adapter_ref(value: str) -> str:
+    if not _ADAPTER_REF.match(value) or ".." in value:
+        raise ValidationError(f"adapter {value!r}: use a folder name under <data_dir>/adapters")
+    return value
 
 
 class LLMPool:
     def __init__(self, settings: Settings, default: LLMBackend | None = None) -> None:
         self.settings = settings
-        self._backends: dict[str | None, LLMBackend] = {}
+        self._backends: dict[tuple[str | None, str | None], LLMBackend] = {}
         if default is not None:
-            self._backends[None] = default
+            self._backends[(None, None)] = default
         self._lock = threading.Lock()
 
-    def get(self, model: str | None = None) -> LLMBackend:
-        """The backend for ``model`` (``None``: the configured default)."""
-        key = model or None
+    def get(self, model: str | None = None, adapter: str | None = None) -> LLMBackend:
+        """The backend for an agent's ``model`` and ``adapter`` (``None``: the defaults)."""
+        key = (model or None, adapter or None)
         with self._lock:
             backend = self._backends.get(key)
             if backend is None:
-                settings = self.settings
-                if key is not None:
-                    field = "openai_model" if settings.llm_backend == "openai" else "llm_model"
-                    settings = settings.model_copy(update={field: key})
-                backend = build_llm(settings)
+                backend = build_llm(self._settings_for(key[0]), self._adapter_path(key[1]))
                 self._backends[key] = backend
             return backend
+
+    def _settings_for(self, model: str | None) -> Settings:
+        if model is None:
+            return self.settings
+        check_model_ref(model)
+        if self.settings.llm_backend == "openai":
+            return self.settings.model_copy(update={"openai_model": model})
+        local = self.settings.models_dir / model
+        if not model.startswith("bundled:") and local.is_dir():
+            model = str(safe_join(self.settings.models_dir, model))
+        return self.settings.model_copy(update={"llm_model": model, "llm_gguf_file": None})
+
+    def _adapter_path(self, adapter: str | None) -> str | None:
+        if adapter is None:
+            return None
+        check_adapter_ref(adapter)
+        return str(safe_join(self.settings.adapters_dir, adapter))

@@ -24,7 +24,7 @@ from agents.llm.model_source import resolve_model
 from agents.llm.openai_backend import OpenAICompatBackend
 from agents.llm.transformers_backend import TransformersBackend, _StopCutter
 from agents.schema import ChatMessage, GenerationSettings
-from core.errors import BackendError
+from core.errors import BackendError, ValidationError
 from core.settings import Settings
 
 CONVERTED = "smollm2-135m-instruct"
@@ -405,3 +405,47 @@ def test_openai_backend_closes_the_connection_when_the_reader_stops(
     assert next(stream) == "w0 "
     stream.close()
     assert handler.disconnected.wait(timeout=10)  # the server saw the client go away
+
+
+# ----- what an agent may name ----------------------------------------------------------
+@pytest.mark.model
+def test_agent_model_and_adapter_resolve_inside_the_data_dir(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from agents.llm.pool import LLMPool
+
+    settings = _settings(tmp_path / "data", tmp_path / "data" / "models")
+    settings.ensure_dirs()
+    shutil.copytree(tiny_dir, settings.models_dir / "tiny")
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(base, lora).save_pretrained(settings.adapters_dir / "style")
+
+    pool = LLMPool(settings)
+    backend = pool.get("tiny", "style")
+    assert isinstance(backend, TransformersBackend)
+    backend.load()
+    assert isinstance(backend._model, PeftModel)
+    assert backend.settings.llm_model == str((settings.models_dir / "tiny").resolve())
+    assert pool.get("tiny", "style") is backend  # loaded once, shared
+    reply = backend.complete(STORY, GenerationSettings(temperature=0, max_new_tokens=4))
+    assert reply.completion_tokens >= 1
+
+
+@pytest.mark.parametrize(
+    ("model", "adapter"),
+    [("/etc", None), ("../models", None), ("a/b/c", None), (None, "../x"), (None, "/tmp/x")],
+)
+def test_agent_cannot_name_paths_outside_the_data_dir(
+    tmp_path: Path, model: str | None, adapter: str | None
+) -> None:
+    from agents.llm.pool import LLMPool
+
+    pool = LLMPool(_settings(tmp_path, tmp_path / "models"))
+    with pytest.raises(ValidationError):
+        pool.get(model, adapter)

@@ -242,3 +242,16 @@ def test_openapi_lists_the_routes(client: TestClient) -> None:
 
 def test_data_dir_holds_database(settings: Settings, client: TestClient) -> None:
     assert Path(settings.data_dir / "anima.db").exists()
+
+
+def test_model_and_adapter_must_not_be_paths(client: TestClient) -> None:
+    agent = client.post("/api/agents", json={"name": "Ref"}).json()
+    for body in ({"model": "/etc/passwd"}, {"model": "../../x"}, {"adapter": "../secrets"}):
+        resp = client.patch(f"/api/agents/{agent['id']}", json=body)
+        assert resp.status_code == 422, body
+    ok = client.patch(
+        f"/api/agents/{agent['id']}", json={"model": "HuggingFaceTB/SmolLM2-360M", "adapter": "v1"}
+    ).json()
+    assert (ok["model"], ok["adapter"]) == ("HuggingFaceTB/SmolLM2-360M", "v1")
+    cleared = client.patch(f"/api/agents/{agent['id']}", json={"model": None}).json()
+    assert cleared["model"] is None and cleared["adapter"] == "v1"
