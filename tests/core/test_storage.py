@@ -1,0 +1,80 @@
+"""Storage: migrations match the tables, SQLite runs in WAL, failed imports leave no trace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+import agents.records  # noqa: F401  (registers the tables)
+from container import Services
+from core.db import Base, Database
+from core.errors import UnsafePathError
+from core.files import atomic_write, safe_join
+
+CARD = json.dumps({"spec": "chara_card_v2", "data": {"name": "Ivy", "description": "x"}}).encode()
+
+
+def test_migrations_create_exactly_the_tables_the_code_uses(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    db.migrate()
+    db.migrate()  # idempotent
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == [], f"models changed without a migration: {diff}"
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    db.dispose()
+
+
+def _agent_dirs(services: Services) -> list[str]:
+    return sorted(p.name for p in services.settings.agents_dir.iterdir())
+
+
+def test_import_that_fails_while_storing_files_leaves_nothing(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*_args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("agents.service.replace_dir", boom)
+    with pytest.raises(OSError):
+        services.agents.import_card("ivy.json", CARD)
+    assert services.agents.list_agents() == []
+    assert _agent_dirs(services) == []
+
+
+def test_import_that_fails_in_the_database_leaves_no_files(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = services.agents.create_agent({"name": "Kept"})
+
+    def boom(*_args: object) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(services.agents, "_store_card", boom)
+    with pytest.raises(RuntimeError):
+        services.agents.import_card("ivy.json", CARD)
+    assert [a.id for a in services.agents.list_agents()] == [kept.id]
+    assert all(not name.startswith(".staging") for name in _agent_dirs(services))
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    target = tmp_path / "f.bin"
+    atomic_write(target, b"old")
+
+    with pytest.raises(TypeError):
+        atomic_write(target, "not bytes")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", "C:\\x", "a\\b", ""])
+def test_safe_join_refuses_escapes(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(UnsafePathError):
+        safe_join(tmp_path, bad)
+    assert safe_join(tmp_path, "a/b.png") == (tmp_path / "a" / "b.png").resolve()
