@@ -6,15 +6,18 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test lint bench clean-data
+.PHONY: install install-test run test lint bench
 
 install:
 	@VENV=$(VENV) bash scripts/bootstrap.sh
 
+install-test:
+	@VENV=$(VENV) bash scripts/bootstrap.sh --test
+
 run: install
 	$(PY) app.py
 
-test: install
+test: install-test
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

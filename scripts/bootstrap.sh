@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Installs what is missing, and only that: Debian packages (Chromium for the browser tests,
-# ffmpeg for audio decoding), the Python virtual environment and its pinned packages.
-# Safe to run again: each step checks first. Used by `make run` and `make test`.
+# Installs what is missing, and only that: Debian packages (ffmpeg for audio decoding; with
+# --test also Chromium for the browser tests and a PostgreSQL server for the storage tests),
+# the Python virtual environment and its pinned packages.
+# Safe to run again: each step checks first. Used by `make run` and `make test` (--test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
+for_tests=false
+[ "${1:-}" = "--test" ] && for_tests=true
+
 need_apt=()
-command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+if $for_tests; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+fi
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing Debian packages: ${need_apt[*]}"
