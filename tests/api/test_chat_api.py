@@ -151,7 +151,9 @@ def test_model_failure_mid_stream_reports_error_and_keeps_user_message(
 ) -> None:
     agent = _agent(client)
     conv = client.post(f"/api/agents/{agent['id']}/conversations").json()
-    monkeypatch.setattr(services.chat.llm, "get", lambda model=None: _FailingBackend())
+    monkeypatch.setattr(
+        services.chat.llm, "get", lambda model=None, adapter=None: _FailingBackend()
+    )
     with client.stream(
         "POST",
         f"/api/conversations/{conv['id']}/messages",
