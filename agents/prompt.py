@@ -129,6 +129,11 @@ def parse_examples(mes_example: str, char: str, user: str) -> list[list[ChatMess
     return dialogues
 
 
+def char_name(card: CardData) -> str:
+    """What ``{{char}}`` becomes: the V3 ``nickname`` when set, else the card's name."""
+    return (card.nickname or "").strip() or card.name
+
+
 def greetings(card: CardData, user_name: str = DEFAULT_USER_NAME) -> list[str]:
     """The card's possible first messages: ``first_mes`` then ``alternate_greetings``.
 
@@ -136,7 +141,7 @@ def greetings(card: CardData, user_name: str = DEFAULT_USER_NAME) -> list[str]:
     whenever the card has any.
     """
     found = [card.first_mes, *card.alternate_greetings]
-    rendered = (render_macros(g, card.name, user_name or DEFAULT_USER_NAME) for g in found)
+    rendered = (render_macros(g, char_name(card), user_name or DEFAULT_USER_NAME) for g in found)
     return [g.strip() for g in rendered if g.strip()]
 
 
@@ -251,7 +256,7 @@ def build_prompt(
     """
     if context_window <= 0 or max_new_tokens <= 0:
         raise ValidationError("The context window and the reply length must be positive.")
-    char, user = card.name, user_name or DEFAULT_USER_NAME
+    char, user = char_name(card), user_name or DEFAULT_USER_NAME
     available = context_window - max_new_tokens - PROMPT_OVERHEAD_TOKENS
     if available <= 0:
         raise ValidationError(

@@ -329,3 +329,23 @@ def test_trimming_with_the_real_smollm2_tokenizer(smollm2_tokenizer: Any) -> Non
     ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
     assert len(ids) <= build.prompt_tokens
     assert len(ids) + max_new <= window
+
+
+def test_nickname_replaces_char_in_prompt_and_greetings() -> None:
+    card = CardData(
+        name="Seraphina Lunaria",
+        nickname="Sera",
+        description="{{char}} guards the glade.",
+        first_mes="I am {{char}}.",
+    )
+    assert greetings(card, "Ann") == ["I am Sera."]
+    build = build_prompt(
+        card,
+        [ChatMessage(role="user", content="hi")],
+        user_name="Ann",
+        count_tokens=lambda t: len(t.split()),
+        context_window=500,
+        max_new_tokens=50,
+    )
+    assert "Sera guards the glade." in build.messages[0].content
+    assert "Seraphina Lunaria" not in build.messages[0].content
