@@ -11,9 +11,9 @@ import io
 
 from PIL import Image, UnidentifiedImageError
 
+from agents.cards import PNG_SIGNATURE, convert_to_png
 from core.errors import UploadTooLargeError, ValidationError
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_PIXELS = 64_000_000
 
 
@@ -30,14 +30,6 @@ def normalise_avatar(image: bytes, max_bytes: int) -> bytes:
                 raise ValidationError(f"image is {width}x{height} pixels; that is too large")
             fmt = probe.format
             probe.verify()
-        if fmt == "PNG" and image.startswith(PNG_SIGNATURE):
-            return image
-        with Image.open(io.BytesIO(image)) as img:
-            img.load()
-            converted = img.convert("RGBA" if "A" in img.getbands() or img.mode == "P" else "RGB")
-            out = io.BytesIO()
-            converted.save(out, format="PNG")
-            return out.getvalue()
     except (
         UnidentifiedImageError,
         OSError,
@@ -46,3 +38,9 @@ def normalise_avatar(image: bytes, max_bytes: int) -> bytes:
         Image.DecompressionBombError,
     ) as exc:
         raise ValidationError(f"not a readable image: {exc}") from exc
+    if fmt == "PNG" and image.startswith(PNG_SIGNATURE):
+        return image
+    png = convert_to_png(image)
+    if png is None:
+        raise ValidationError("not a readable image: it could not be decoded")
+    return png
