@@ -35,7 +35,12 @@ from eth_hash.auto import keccak
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from agents.schema import SPEC_V2, SPEC_V3, Card, CardData
-from core.errors import CardFormatError, UnsafePathError, UploadTooLargeError
+from core.errors import (
+    CardFormatError,
+    UnsafePathError,
+    UploadTooLargeError,
+    describe_validation_error,
+)
 
 CardFormat = Literal["png", "json", "charx"]
 CardSpec = Literal["v2", "v3"]
@@ -209,7 +214,9 @@ def _validate_data(data: dict[str, Any]) -> CardData:
     try:
         return CardData.model_validate(_with_defaults(data))
     except pydantic.ValidationError as exc:
-        raise CardFormatError(_readable_validation_error(exc)) from exc
+        raise CardFormatError(
+            "invalid character card: " + describe_validation_error(exc, "data")
+        ) from exc
 
 
 def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
@@ -250,24 +257,6 @@ def _entry_with_defaults(entry: Any) -> Any:
 def _fresh(default: Any) -> Any:
     """A new copy of a mutable default so that cards never share one list or dict."""
     return type(default)() if isinstance(default, list | dict) else default
-
-
-def _readable_validation_error(exc: pydantic.ValidationError) -> str:
-    """Turn pydantic's report into one line that names each bad field the way a card does."""
-    problems = []
-    for err in exc.errors()[:5]:
-        where = "data"
-        for part in err["loc"]:
-            where += f"[{part}]" if isinstance(part, int) else f".{part}"
-        if err["type"] == "missing":
-            problems.append(f"'{where}' is required")
-        elif err["type"] == "string_too_short":
-            problems.append(f"'{where}' must not be empty")
-        else:
-            problems.append(f"'{where}': {err['msg'].lower()}")
-    more = len(exc.errors()) - len(problems)
-    suffix = f" (and {more} more)" if more > 0 else ""
-    return "invalid character card: " + "; ".join(problems) + suffix
 
 
 def card_to_json(card: Card, spec: CardSpec) -> dict[str, Any]:
@@ -482,13 +471,13 @@ def _avatar_chunks(image: bytes | None, name: str) -> list[_Chunk]:
                 return chunks
             except CardFormatError:
                 pass  # maybe Pillow can still salvage it below
-        converted = _convert_to_png(image)
+        converted = convert_to_png(image)
         if converted is not None:
             return _read_chunks(converted)
     return _read_chunks(render_default_avatar(name))
 
 
-def _convert_to_png(image: bytes) -> bytes | None:
+def convert_to_png(image: bytes) -> bytes | None:
     """Re-encode any image Pillow reads as PNG (first frame; EXIF rotation applied)."""
     try:
         with Image.open(io.BytesIO(image)) as im:

@@ -111,11 +111,10 @@ class ChatService:
         self, agent_id: str, user_name: str = "User", greeting: int = 0
     ) -> ConversationView:
         """A new chat that opens with the agent's greeting (the others become swipes)."""
-        agent = self.agents.get_agent(agent_id)
         card = self.agents.get_card(agent_id)
         user_name = (user_name or "User").strip()[:100] or "User"
         options = greetings(card.data, user_name)
-        conv = ConversationRecord(id=uuid.uuid4().hex, agent_id=agent.id, user_name=user_name)
+        conv = ConversationRecord(id=uuid.uuid4().hex, agent_id=agent_id, user_name=user_name)
         with self.db.session() as s:
             s.add(conv)
             if options:
@@ -196,8 +195,7 @@ class ChatService:
         user_name: str = "User",
     ) -> ReplyStream:
         """A stateless reply to a client-held history (the OpenAI-compatible path)."""
-        agent = self.agents.get_agent(agent_id)
-        card = self.agents.get_card(agent_id)
+        agent, card = self.agents.get_with_card(agent_id)
         extra = "\n\n".join(m.content for m in messages if m.role == "system").strip() or None
         history = [m for m in messages if m.role != "system"]
         if not history or history[-1].role != "user":
@@ -215,8 +213,7 @@ class ChatService:
         *,
         replace_last: bool,
     ) -> ReplyStream:
-        agent = self.agents.get_agent(agent_id)
-        card = self.agents.get_card(agent_id)
+        agent, card = self.agents.get_with_card(agent_id)
         params = self._params(agent, generation)
         conv = self.get_conversation(conversation_id)
         stored = conv.messages[:-1] if replace_last else conv.messages

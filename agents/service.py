@@ -26,7 +26,13 @@ from agents.llm.pool import check_adapter_ref, check_model_ref
 from agents.records import AgentRecord, utcnow
 from agents.schema import SPEC_V2, SPEC_V3, Card, CardData, GenerationSettings
 from core.db import Database
-from core.errors import CardFormatError, NotFoundError, UploadTooLargeError, ValidationError
+from core.errors import (
+    CardFormatError,
+    NotFoundError,
+    UploadTooLargeError,
+    ValidationError,
+    describe_validation_error,
+)
 from core.files import atomic_write, check_id, is_safe_id, replace_dir, safe_join
 from core.settings import Settings
 
@@ -62,21 +68,12 @@ class CardFile(BaseModel):
     filename: str
 
 
-def format_validation_error(exc: PydanticValidationError) -> str:
-    """One readable line per problem, naming the field (``tags: Input should be a list``)."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "card"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
-
-
 def merge_generation(base: dict[str, Any], overrides: dict[str, Any]) -> GenerationSettings:
     """``base`` with ``overrides`` applied, checked; bad values name the field (422)."""
     try:
         return GenerationSettings.model_validate({**base, **overrides})
     except PydanticValidationError as exc:
-        raise ValidationError("generation: " + format_validation_error(exc)) from exc
+        raise ValidationError(describe_validation_error(exc, "generation")) from exc
 
 
 class AgentService:
@@ -97,6 +94,12 @@ class AgentService:
     def get_card(self, agent_id: str) -> Card:
         with self.db.session() as s:
             return self._card(self._row(s, agent_id))
+
+    def get_with_card(self, agent_id: str) -> tuple[AgentView, Card]:
+        """The agent and its card from one read (what every reply needs)."""
+        with self.db.session() as s:
+            row = self._row(s, agent_id)
+            return self._view(row), self._card(row)
 
     def avatar(self, agent_id: str) -> bytes | None:
         view = self.get_agent(agent_id)
@@ -127,9 +130,7 @@ class AgentService:
                 merged["modification_date"] = int(time.time())
             data = self._validate_data(merged)
             self._apply_anima(row, anima)
-            card = Card(spec=row.spec, spec_version=_spec_version(row.spec), data=data)
-            card.extra = row.card_extra
-            self._store_card(row, card)
+            self._store_card(row, self._card(row).model_copy(update={"data": data}))
             row.version += 1
             row.updated_at = utcnow()
             s.flush()
@@ -270,7 +271,7 @@ class AgentService:
         try:
             return CardData.model_validate(data)
         except PydanticValidationError as exc:
-            raise ValidationError(format_validation_error(exc)) from exc
+            raise ValidationError(describe_validation_error(exc)) from exc
 
     def _row(self, session: Any, agent_id: str) -> AgentRecord:
         row = session.get(AgentRecord, agent_id) if is_safe_id(agent_id) else None

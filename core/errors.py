@@ -6,6 +6,8 @@ Messages are written for the person who sent the bad input.
 
 from __future__ import annotations
 
+from pydantic import ValidationError as PydanticValidationError
+
 
 class AnimaError(Exception):
     """Base class: ``status`` is the HTTP status the API answers with."""
@@ -43,3 +45,22 @@ class BackendError(AnimaError):
     """The language model backend failed (model missing, remote server down)."""
 
     status = 502
+
+
+def describe_validation_error(exc: PydanticValidationError, root: str = "") -> str:
+    """Pydantic's report as one line naming each bad field (``'data.tags[0]': ...``)."""
+    problems = []
+    for err in exc.errors()[:5]:
+        where = root
+        for part in err["loc"]:
+            where += f"[{part}]" if isinstance(part, int) else f".{part}"
+        where = where.lstrip(".") or "value"
+        if err["type"] == "missing":
+            problems.append(f"'{where}' is required")
+        elif err["type"] == "string_too_short":
+            problems.append(f"'{where}' must not be empty")
+        else:
+            problems.append(f"'{where}': {err['msg'].lower()}")
+    more = len(exc.errors()) - len(problems)
+    suffix = f" (and {more} more)" if more > 0 else ""
+    return "; ".join(problems) + suffix
