@@ -66,29 +66,34 @@ def chat_completions(svc: Svc, body: ChatCompletionRequest) -> Any:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return sse_response(_chunks(reply, completion_id, created, body.model, include_usage))
     text = reply.collect()
-    u = reply.usage
     return ChatCompletion(
         id=completion_id,
         created=created,
         model=body.model,
-        choices=[Choice(message=ResponseMessage(content=text), finish_reason=u.finish_reason)],
-        usage=CompletionUsage(
-            prompt_tokens=u.prompt_tokens,
-            completion_tokens=u.completion_tokens,
-            total_tokens=u.total_tokens,
-        ),
+        choices=[
+            Choice(message=ResponseMessage(content=text), finish_reason=reply.usage.finish_reason)
+        ],
+        usage=_usage(reply),
     )
+
+
+def _usage(reply: ReplyStream) -> CompletionUsage:
+    return CompletionUsage(**reply.usage.model_dump(exclude={"finish_reason"}))
 
 
 def _chunks(
     reply: ReplyStream, completion_id: str, created: int, model: str, include_usage: bool
 ) -> Iterator[str]:
+    base = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+    }
+
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
+            **base,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
         if include_usage:
@@ -105,19 +110,5 @@ def _chunks(
         return
     yield sse_event(chunk({}, reply.usage.finish_reason))
     if include_usage:
-        u = reply.usage
-        yield sse_event(
-            {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": u.prompt_tokens,
-                    "completion_tokens": u.completion_tokens,
-                    "total_tokens": u.total_tokens,
-                },
-            }
-        )
+        yield sse_event({**base, "choices": [], "usage": _usage(reply).model_dump()})
     yield sse_event("[DONE]")
