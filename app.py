@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from fastapi.responses import RedirectResponse
 from api.agents_router import router as agents_router
 from api.chat_router import router as chat_router
 from api.errors import install_error_handlers
+from api.jobs_router import router as jobs_router
 from api.openai_router import router as openai_router
 from container import Services, build_services
 from core.settings import Settings
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if settings.llm_preload:
             # Load the default model in the background so the first reply is quick.
             threading.Thread(target=_warm, args=(svc,), daemon=True).start()
+        if settings.jobs_run_in_app and svc.jobs.has_unfinished_jobs():
+            svc.jobs.start_executor()  # resume what a crash or restart interrupted
         yield
         svc.close()
 
@@ -61,6 +65,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(agents_router)
     app.include_router(chat_router)
     app.include_router(openai_router)
+    app.include_router(jobs_router)
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict[str, str]:
@@ -93,6 +98,10 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if len(sys.argv) > 1:  # `python app.py worker` / `python app.py recover EXECUTOR_ID`
+        from core.job_commands import main as job_command
+
+        raise SystemExit(job_command(sys.argv[1:], settings))
     app = create_app(settings)
     log.info("Anima on http://%s:%s%s/ (API docs at /docs)", settings.host, settings.port, UI_PATH)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())

@@ -12,6 +12,7 @@ from agents.chat import ChatService
 from agents.llm.pool import LLMPool
 from agents.service import AgentService
 from core.db import Database
+from core.jobs import JobService
 from core.settings import Settings
 
 
@@ -22,8 +23,10 @@ class Services:
     llm: LLMPool
     agents: AgentService
     chat: ChatService
+    jobs: JobService
 
     def close(self) -> None:
+        self.jobs.close()
         self.db.dispose()
 
 
@@ -35,4 +38,7 @@ def build_services(settings: Settings, llm: LLMPool | None = None) -> Services:
     pool = llm or LLMPool(settings)
     agents = AgentService(settings, db)
     chat = ChatService(db, agents, pool)
-    return Services(settings=settings, db=db, llm=pool, agents=agents, chat=chat)
+    jobs = JobService(settings, db)
+    svc = Services(settings=settings, db=db, llm=pool, agents=agents, chat=chat, jobs=jobs)
+    jobs.services = svc
+    return svc

@@ -64,3 +64,9 @@ def describe_validation_error(exc: PydanticValidationError, root: str = "") -> s
     more = len(exc.errors()) - len(problems)
     suffix = f" (and {more} more)" if more > 0 else ""
     return "; ".join(problems) + suffix
+
+
+class ConflictError(AnimaError):
+    """The request is valid but the resource's state forbids it (e.g. cancel a finished job)."""
+
+    status = 409

@@ -58,6 +58,32 @@ class Settings(BaseSettings):
     openai_model: str = "default"
     openai_timeout_s: float = 120.0
 
+    # Jobs (issue 6)
+    jobs_database_url: str | None = Field(
+        default=None,
+        description="dbos system database. Default: ANIMA_DATABASE_URL when it is PostgreSQL, "
+        "else SQLite at <data_dir>/jobs.sqlite.",
+    )
+    jobs_run_in_app: bool = Field(
+        default=True,
+        description="Run jobs inside the app process. False: the app only enqueues and "
+        "`python app.py worker` processes run them (they must share a PostgreSQL database).",
+    )
+    jobs_executor_id: str | None = Field(
+        default=None,
+        description="This process's dbos executor id; default 'local' in the app, "
+        "'<hostname>-<pid>' in a worker. Each running process needs its own.",
+    )
+    jobs_concurrency: int = Field(default=2, ge=1, description="Jobs run at once per process.")
+    jobs_poll_interval_s: float = Field(
+        default=0.2, gt=0, le=10, description="How often an idle executor looks for new jobs."
+    )
+    jobs_extra_modules: str = Field(
+        default="",
+        description="Comma-separated extra modules that define @job_kind functions (plugins, "
+        "tests), imported by the app and by every worker.",
+    )
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
@@ -67,6 +93,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'anima.db').resolve()}"
+
+    @cached_property
+    def resolved_jobs_database_url(self) -> str:
+        if self.jobs_database_url:
+            return self.jobs_database_url
+        if self.resolved_database_url.startswith("postgresql"):
+            return self.resolved_database_url
+        return f"sqlite:///{(self.data_dir / 'jobs.sqlite').resolve()}"
 
     @property
     def agents_dir(self) -> Path:

@@ -1,22 +1,12 @@
 """The same store on PostgreSQL: migrations and a full agent + chat round trip.
 
-A throwaway PostgreSQL cluster is started from the Debian server binaries (``make test``
-installs them); it runs as the ``postgres`` user when the tests run as root, because the
-server refuses to run as root.
+The throwaway cluster is the session fixture ``postgres_url`` in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -25,52 +15,6 @@ from agents.llm.pool import LLMPool
 from container import build_services
 from core.db import Base, Database
 from core.settings import Settings
-
-
-def _run(args: list[str], as_postgres: bool) -> None:
-    if as_postgres:
-        args = ["runuser", "-u", "postgres", "--", *args]
-    subprocess.run(args, check=True, capture_output=True, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        pytest.skip("PostgreSQL server binaries are not installed (make test installs them)")
-    bindir = Path(bins[-1]).parent
-    as_postgres = os.geteuid() == 0
-    root = Path(tempfile.mkdtemp(prefix="anima-pg-"))
-    if as_postgres:
-        shutil.chown(root, "postgres", "postgres")
-    data = root / "data"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    _run(
-        [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "anima", "--no-sync"],
-        as_postgres,
-    )
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    _run(
-        [
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-w",
-            "-l",
-            str(root / "log"),
-            "start",
-        ],
-        as_postgres,
-    )
-    try:
-        yield f"postgresql+psycopg://anima@127.0.0.1:{port}/postgres"
-    finally:
-        _run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], as_postgres)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_migrations_on_postgres_match_the_models(postgres_url: str) -> None:
