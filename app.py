@@ -20,7 +20,6 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import gradio as gr
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
@@ -32,14 +31,19 @@ from api.jobs_router import router as jobs_router
 from api.openai_router import router as openai_router
 from container import Services, build_services
 from core.settings import Settings
-from ui.studio import build_ui
 
 log = logging.getLogger("anima")
 UI_PATH = "/ui"
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
-    """The whole app; tests pass their own settings (a temp data dir) or services."""
+def create_app(
+    settings: Settings | None = None, services: Services | None = None, start_jobs: bool = False
+) -> FastAPI:
+    """The whole app; tests pass their own settings (a temp data dir) or services.
+
+    With ``start_jobs`` (``python app.py``) the app runs background jobs from start-up;
+    otherwise it starts running them on the first submit, or at start-up when jobs are pending.
+    """
     settings = settings or (services.settings if services else Settings())
     svc = services or build_services(settings)
 
@@ -48,7 +52,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if settings.llm_preload:
             # Load the default model in the background so the first reply is quick.
             threading.Thread(target=_warm, args=(svc,), daemon=True).start()
-        if settings.jobs_run_in_app and svc.jobs.has_unfinished_jobs():
+        if settings.jobs_run_in_app and (start_jobs or svc.jobs.has_unfinished_jobs()):
             svc.jobs.start_executor()  # resume what a crash or restart interrupted
         yield
         svc.close()
@@ -79,6 +83,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def root() -> RedirectResponse:
         return RedirectResponse(url=f"{UI_PATH}/")
 
+    # Imported here, not at the top: gradio takes seconds to import and a job worker
+    # (`python app.py worker`) never serves the UI.
+    import gradio as gr
+
+    from ui.studio import build_ui
+
     return gr.mount_gradio_app(app, build_ui(svc), path=UI_PATH)
 
 
@@ -102,7 +112,7 @@ def main() -> None:
         from core.job_commands import main as job_command
 
         raise SystemExit(job_command(sys.argv[1:], settings))
-    app = create_app(settings)
+    app = create_app(settings, start_jobs=True)
     log.info("Anima on http://%s:%s%s/ (API docs at /docs)", settings.host, settings.port, UI_PATH)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 

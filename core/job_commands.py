@@ -15,6 +15,7 @@ import signal
 import threading
 
 from container import build_services
+from core.jobs import worker_executor_id
 from core.settings import Settings
 
 log = logging.getLogger("anima.jobs")
@@ -26,7 +27,9 @@ def run_worker(settings: Settings, executor_id: str | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        services.jobs.start_executor(executor_id)
+        services.jobs.start_executor(
+            executor_id or settings.jobs_executor_id or worker_executor_id()
+        )
         log.info("worker '%s' waiting for jobs", services.jobs.executor_id)
         print(f"worker {services.jobs.executor_id} ready", flush=True)
         stop.wait()
