@@ -51,6 +51,7 @@ first attempt; ``JobContext`` has ``job_id`` and ``step_key(name)``; ``JobView``
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
@@ -60,6 +61,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
@@ -325,15 +327,14 @@ class JobService:
         try:
             if self.settings.jobs_run_in_app:
                 self.start_executor()
-            self._dbos_client().enqueue(
-                {
-                    "workflow_name": WORKFLOW_NAME,
-                    "queue_name": QUEUE_NAME,
-                    "workflow_id": record.id,
-                    "app_version": APP_VERSION,
-                },
-                record.id,
-            )
+            options: Any = {
+                "workflow_name": WORKFLOW_NAME,
+                "queue_name": QUEUE_NAME,
+                "workflow_id": record.id,
+                "app_version": APP_VERSION,
+            }
+            client = self._dbos_client()
+            _off_event_loop(lambda: client.enqueue(options, record.id))
         except Exception as exc:
             self._finish(record.id, "failed", error=f"could not enqueue the job: {exc}")
             raise
@@ -384,7 +385,8 @@ class JobService:
         if not self._finish(job_id, "cancelled", message=reason):
             view = self.get(job_id)
             raise ConflictError(f"job '{job_id}' already {view.status}; it cannot be cancelled")
-        self._dbos_client().cancel_workflow(job_id)
+        client = self._dbos_client()
+        _off_event_loop(lambda: client.cancel_workflow(job_id))
         return self.get(job_id)
 
     def wait(self, job_id: str, timeout: float = 60.0, poll_s: float = 0.05) -> JobView:
@@ -438,36 +440,41 @@ class JobService:
             if executor_id is not None:
                 self._executor_id = executor_id
             load_job_modules(self.settings)
-            DBOS(
-                config={
-                    "name": APP_NAME,
-                    "system_database_url": self.settings.resolved_jobs_database_url,
-                    "application_version": APP_VERSION,
-                    "executor_id": self.executor_id,
-                    "log_level": "WARNING",
-                }
-            )
-            _runtime_owner = self
-            try:
-                DBOS.launch()
-                DBOS.register_queue(
-                    QUEUE_NAME,
-                    worker_concurrency=self.settings.jobs_concurrency,
-                    polling_interval_sec=self.settings.jobs_poll_interval_s,
-                    on_conflict="always_update",
-                )
-            except BaseException:
-                _runtime_owner = None
-                DBOS.destroy()
-                raise
+            _off_event_loop(self._launch)
             log.info("running jobs here as executor '%s'", self.executor_id)
+
+    def _launch(self) -> None:
+        """Construct and launch dbos (the caller holds ``_runtime_lock``)."""
+        global _runtime_owner
+        DBOS(
+            config={
+                "name": APP_NAME,
+                "system_database_url": self.settings.resolved_jobs_database_url,
+                "application_version": APP_VERSION,
+                "executor_id": self.executor_id,
+                "log_level": "WARNING",
+            }
+        )
+        _runtime_owner = self
+        try:
+            DBOS.launch()
+            DBOS.register_queue(
+                QUEUE_NAME,
+                worker_concurrency=self.settings.jobs_concurrency,
+                polling_interval_sec=self.settings.jobs_poll_interval_s,
+                on_conflict="always_update",
+            )
+        except BaseException:
+            _runtime_owner = None
+            DBOS.destroy()
+            raise
 
     def _stop_executor(self) -> None:
         global _runtime_owner
         with _runtime_lock:
             if _runtime_owner is self:
-                DBOS.destroy()
-                _runtime_owner = None
+                _runtime_owner = None  # first: jobs cut short by the shutdown see it
+                _off_event_loop(DBOS.destroy)
 
     def has_unfinished_jobs(self) -> bool:
         with self.db.session() as session:
@@ -539,6 +546,11 @@ class JobService:
             self._finish(job_id, "cancelled", message="cancelled")
             raise
         except Exception as exc:
+            if _runtime_owner is not self:
+                # The executor is shutting down under the job: dbos still has it pending and
+                # the next executor resumes it, so it has not failed.
+                log.info("job %s interrupted by shutdown; it resumes on restart", job_id)
+                raise
             self._finish(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
             raise
         self._finish(job_id, "succeeded", result=result, message="done")
@@ -595,7 +607,9 @@ class JobService:
     def _reconcile(self, records: list[JobRecord]) -> None:
         """Fold in what only dbos knows: a job that crashed its executors too many times."""
         try:
-            statuses = self._dbos_client().list_workflows(workflow_ids=[r.id for r in records])
+            client = self._dbos_client()
+            ids = [r.id for r in records]
+            statuses = _off_event_loop(lambda: client.list_workflows(workflow_ids=ids))
         except Exception as exc:  # the view stays as stored; the next read tries again
             log.debug("could not read dbos workflow status: %s", exc)
             return
@@ -626,9 +640,27 @@ class JobService:
         with self._client_lock:
             if self._client is None:
                 url = self.settings.resolved_jobs_database_url
-                DBOS.migrate(url)
-                self._client = DBOSClient(system_database_url=url, application_name=APP_NAME)
+                self._client = _off_event_loop(lambda: _connect(url))
             return self._client
+
+
+def _connect(url: str) -> DBOSClient:
+    DBOS.migrate(url)  # creates dbos's tables if no executor has yet
+    return DBOSClient(system_database_url=url, application_name=APP_NAME)
+
+
+def _off_event_loop(fn: Callable[[], R]) -> R:
+    """Run a blocking dbos call; in a thread of its own when this one runs an event loop.
+
+    dbos refuses (or warns about) synchronous calls from a thread with a running asyncio loop,
+    which is where FastAPI's lifespan, ``async def`` routes and Playwright tests call us.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="anima-jobs") as pool:
+        return pool.submit(fn).result()
 
 
 def worker_executor_id() -> str:

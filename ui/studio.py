@@ -16,6 +16,7 @@ from ui.agents_tab import build_agents_tab
 from ui.chat_tab import build_chat_tab
 from ui.common import agent_choices, keep_choice
 from ui.import_tab import build_import_tab
+from ui.jobs_tab import build_jobs_tab
 
 TITLE = "Anima studio"
 # Gradio's own cache (uploads, exported files): clear entries older than a day, hourly.
@@ -33,6 +34,8 @@ def build_ui(services: Services) -> gr.Blocks:
                 chat = build_chat_tab(services)
             with gr.Tab("Import", id="import", elem_id="tab-import"):
                 imported = build_import_tab(services)
+            with gr.Tab("Jobs", id="jobs", elem_id="tab-jobs"):
+                jobs = build_jobs_tab(services)
 
         pickers = [agents.picker, chat.agent_picker]
 
@@ -44,4 +47,5 @@ def build_ui(services: Services) -> gr.Blocks:
             event.then(refresh, inputs=pickers, outputs=pickers)
         # Choices baked in at build time go stale; every page load asks the service afresh.
         demo.load(refresh, inputs=pickers, outputs=pickers)
+        demo.load(jobs.refresh, inputs=jobs.inputs, outputs=jobs.outputs)
     return demo

@@ -179,3 +179,35 @@ def test_services_can_be_built_used_closed_and_built_again(
         finally:
             services.close()
         assert not services.jobs.executing
+
+
+def test_a_job_cut_short_by_a_graceful_shutdown_resumes_when_the_app_comes_back(
+    settings: Settings, llm_pool: LLMPool, tmp_path: Path
+) -> None:
+    log = tmp_path / "steps.log"
+    first = build_services(settings, llm=llm_pool)
+    job = first.jobs.submit("test.steps", {"log": str(log), "n": 3, "seconds": 0.6})
+    deadline = time.monotonic() + 20
+    while "start s1" not in _lines(log) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.close()  # mid-step s1, as on SIGTERM
+    assert first.jobs.get(job.id).status == "running"  # not marked failed by the shutdown
+
+    second = build_services(settings, llm=llm_pool)
+    try:
+        assert second.jobs.has_unfinished_jobs()
+        second.jobs.start_executor()  # what the app's start-up does when jobs are pending
+        view = second.jobs.wait(job.id, timeout=30)
+        assert view.status == "succeeded", view
+        lines = _lines(log)
+        assert lines.count("start s0") == 1 and lines.count("start s2") == 1
+    finally:
+        second.close()
+
+
+def test_the_served_app_runs_jobs_from_start_up(services: Services) -> None:
+    from app import create_app
+
+    assert not services.jobs.executing  # building services launches nothing
+    with TestClient(create_app(services=services, start_jobs=True)):
+        assert services.jobs.executing  # started inside the async lifespan
