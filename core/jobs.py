@@ -69,7 +69,7 @@ from dbos import DBOS, DBOSClient, StepOptions
 from dbos._error import DBOSMaxStepRetriesExceeded, DBOSWorkflowCancelledError
 from dbos._utils import INTERNAL_QUEUE_NAME
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db import Database
@@ -446,6 +446,7 @@ class JobService:
     def _launch(self) -> None:
         """Construct and launch dbos (the caller holds ``_runtime_lock``)."""
         global _runtime_owner
+        _prepare_system_database(self.settings.resolved_jobs_database_url)
         DBOS(
             config={
                 "name": APP_NAME,
@@ -644,8 +645,24 @@ class JobService:
             return self._client
 
 
+def _prepare_system_database(url: str) -> None:
+    """Create dbos's tables if no executor has yet; put a SQLite file in WAL mode.
+
+    dbos leaves SQLite in rollback-journal mode, where a writer blocks every reader; WAL lets
+    the API read progress while a job checkpoints, and the mode sticks to the file.
+    """
+    DBOS.migrate(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        finally:
+            engine.dispose()
+
+
 def _connect(url: str) -> DBOSClient:
-    DBOS.migrate(url)  # creates dbos's tables if no executor has yet
+    _prepare_system_database(url)
     return DBOSClient(system_database_url=url, application_name=APP_NAME)
 
 

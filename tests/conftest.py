@@ -12,14 +12,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import glob
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +25,7 @@ from fastapi.testclient import TestClient
 from agents.llm.pool import LLMPool
 from container import Services, build_services
 from core.settings import Settings
+from tests.pg_cluster import PostgresMissing, fresh_database, throwaway_postgres
 
 
 @pytest.fixture(scope="session")
@@ -96,67 +92,23 @@ def live_server(services: Services) -> Iterator[str]:
     thread.join(timeout=15)
 
 
-def _run_pg(args: list[str], as_postgres: bool) -> None:
-    if as_postgres:
-        args = ["runuser", "-u", "postgres", "--", *args]
-    subprocess.run(args, check=True, capture_output=True, timeout=120)
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster from the Debian server binaries (``make test`` installs
-    them), shared by the session; it runs as ``postgres`` when the tests run as root, because
-    the server refuses to run as root. ``postgres_database`` gives a test a database of its own."""
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        pytest.skip("PostgreSQL server binaries are not installed (make test installs them)")
-    bindir = Path(bins[-1]).parent
-    as_postgres = os.geteuid() == 0
-    root = Path(tempfile.mkdtemp(prefix="anima-pg-"))
-    if as_postgres:
-        shutil.chown(root, "postgres", "postgres")
-    data = root / "data"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    _run_pg(
-        [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "anima", "--no-sync"],
-        as_postgres,
-    )
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    _run_pg(
-        [
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-w",
-            "-l",
-            str(root / "log"),
-            "start",
-        ],
-        as_postgres,
-    )
+    """A throwaway PostgreSQL cluster (``tests/pg_cluster.py``) shared by the whole session;
+    ``postgres_database`` gives a test a database of its own on it."""
     try:
-        yield f"postgresql+psycopg://anima@127.0.0.1:{port}/postgres"
+        cluster = throwaway_postgres()
+        url = cluster.__enter__()
+    except PostgresMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        yield url
     finally:
-        _run_pg([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], as_postgres)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.__exit__(None, None, None)
 
 
 @pytest.fixture
 def postgres_database(postgres_url: str) -> Iterator[str]:
     """A fresh, empty database on the session's cluster, dropped after the test."""
-    from sqlalchemy import create_engine, text
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(postgres_url) as url:
+        yield url
