@@ -258,7 +258,12 @@ _runtime_lock = threading.RLock()
 _runtime_owner: JobService | None = None
 
 
-@DBOS.workflow(name=WORKFLOW_NAME)
+# A job that kills its executor again and again (out of memory, a segfaulting library) stops
+# being retried after this many recoveries and shows as failed.
+MAX_RECOVERY_ATTEMPTS = 20
+
+
+@DBOS.workflow(name=WORKFLOW_NAME, max_recovery_attempts=MAX_RECOVERY_ATTEMPTS)
 def _run_job(job_id: str) -> dict[str, Any] | None:
     jobs = _runtime_owner
     if jobs is None:
@@ -388,6 +393,18 @@ class JobService:
         client = self._dbos_client()
         _off_event_loop(lambda: client.cancel_workflow(job_id))
         return self.get(job_id)
+
+    def cancel_for_target(self, target_type: str, target_id: str, reason: str) -> list[str]:
+        """Cancel every unfinished job working on a target (call it when deleting the target)."""
+        cancelled = []
+        for view in self.list(target_type=target_type, target_id=target_id, limit=500):
+            if not view.finished:
+                try:
+                    self.cancel(view.id, reason=reason)
+                    cancelled.append(view.id)
+                except ConflictError:  # finished meanwhile
+                    pass
+        return cancelled
 
     def wait(self, job_id: str, timeout: float = 60.0, poll_s: float = 0.05) -> JobView:
         """Block until the job is finished (for tests and scripts)."""

@@ -211,3 +211,25 @@ def test_the_served_app_runs_jobs_from_start_up(services: Services) -> None:
     assert not services.jobs.executing  # building services launches nothing
     with TestClient(create_app(services=services, start_jobs=True)):
         assert services.jobs.executing  # started inside the async lifespan
+
+
+def test_deleting_a_target_cancels_its_jobs_with_the_reason(
+    services: Services, tmp_path: Path
+) -> None:
+    log = tmp_path / "steps.log"
+    running = services.jobs.submit(
+        "test.steps",
+        {"log": str(log), "n": 50, "seconds": 0.1},
+        target_type="agent",
+        target_id="a1",
+    )
+    other = services.jobs.submit(
+        "test.steps",
+        {"log": str(tmp_path / "o.log"), "n": 1},
+        target_type="agent",
+        target_id="a2",
+    )
+    assert services.jobs.cancel_for_target("agent", "a1", "agent a1 was deleted") == [running.id]
+    view = services.jobs.get(running.id)
+    assert view.status == "cancelled" and view.message == "agent a1 was deleted"
+    assert services.jobs.wait(other.id, timeout=20).status == "succeeded"
