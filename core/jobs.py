@@ -66,7 +66,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from dbos import DBOS, DBOSClient, StepOptions
-from dbos._error import DBOSMaxStepRetriesExceeded, DBOSWorkflowCancelledError
+from dbos._error import (
+    DBOSMaxStepRetriesExceeded,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
 from dbos._utils import INTERNAL_QUEUE_NAME
 from pydantic import BaseModel
 from sqlalchemy import create_engine, select, update
@@ -225,6 +229,8 @@ class JobContext:
         ``retries`` extra attempts follow a failure, after ``backoff_s`` seconds, doubling each
         time. When they are spent the job fails with the last error.
         """
+        if _runtime_owner is not self._jobs:
+            raise _parked(self.job_id)
         options: StepOptions = {
             "name": name,
             "retries_allowed": retries > 0,
@@ -267,8 +273,14 @@ MAX_RECOVERY_ATTEMPTS = 20
 def _run_job(job_id: str) -> dict[str, Any] | None:
     jobs = _runtime_owner
     if jobs is None:
-        raise RuntimeError("no JobService owns the dbos runtime")
+        raise _parked(job_id)
     return jobs._execute(job_id)
+
+
+def _parked(job_id: str) -> BaseException:
+    """What stops a job when its executor shuts down: dbos records no outcome for it, so the
+    job stays pending and the next executor with this id (or ``recover``) resumes it."""
+    return DBOSWorkflowConflictIDError(job_id)
 
 
 class JobService:
@@ -565,10 +577,10 @@ class JobService:
             raise
         except Exception as exc:
             if _runtime_owner is not self:
-                # The executor is shutting down under the job: dbos still has it pending and
-                # the next executor resumes it, so it has not failed.
+                # The executor is shutting down under the job: it has not failed; parked, it
+                # stays pending and resumes on restart.
                 log.info("job %s interrupted by shutdown; it resumes on restart", job_id)
-                raise
+                raise _parked(job_id) from exc
             self._finish(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
             raise
         self._finish(job_id, "succeeded", result=result, message="done")

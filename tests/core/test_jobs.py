@@ -191,6 +191,8 @@ def test_a_job_cut_short_by_a_graceful_shutdown_resumes_when_the_app_comes_back(
     while "start s1" not in _lines(log) and time.monotonic() < deadline:
         time.sleep(0.05)
     first.close()  # mid-step s1, as on SIGTERM
+    time.sleep(0.8)  # s1 may finish; no later step starts in a stopped executor
+    assert "start s2" not in _lines(log)
     assert first.jobs.get(job.id).status == "running"  # not marked failed by the shutdown
 
     second = build_services(settings, llm=llm_pool)
