@@ -62,7 +62,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from dbos import DBOS, DBOSClient, StepOptions
@@ -267,6 +267,9 @@ _runtime_owner: JobService | None = None
 # A job that kills its executor again and again (out of memory, a segfaulting library) stops
 # being retried after this many recoveries and shows as failed.
 MAX_RECOVERY_ATTEMPTS = 20
+# An unfinished job that dbos has never heard of this long after it was written was lost
+# between the two writes of ``submit`` (the process died); reading it enqueues it again.
+LOST_AFTER_S = 30.0
 
 
 @DBOS.workflow(name=WORKFLOW_NAME, max_recovery_attempts=MAX_RECOVERY_ATTEMPTS)
@@ -344,14 +347,7 @@ class JobService:
         try:
             if self.settings.jobs_run_in_app:
                 self.start_executor()
-            options: Any = {
-                "workflow_name": WORKFLOW_NAME,
-                "queue_name": QUEUE_NAME,
-                "workflow_id": record.id,
-                "app_version": APP_VERSION,
-            }
-            client = self._dbos_client()
-            _off_event_loop(lambda: client.enqueue(options, record.id))
+            self._enqueue(record.id)
         except Exception as exc:
             self._finish(record.id, "failed", error=f"could not enqueue the job: {exc}")
             raise
@@ -505,6 +501,9 @@ class JobService:
             if _runtime_owner is self:
                 _runtime_owner = None  # first: jobs cut short by the shutdown see it
                 _off_event_loop(DBOS.destroy)
+                # Jobs parked by the shutdown end their threads with expected errors once
+                # the database is gone; the next launch sets dbos's level again.
+                logging.getLogger("dbos").setLevel(logging.CRITICAL)
 
     def has_unfinished_jobs(self) -> bool:
         with self.db.session() as session:
@@ -635,7 +634,12 @@ class JobService:
         return JobView.of(record) if record else None
 
     def _reconcile(self, records: list[JobRecord]) -> None:
-        """Fold in what only dbos knows: a job that crashed its executors too many times."""
+        """Fold in what only dbos knows about unfinished jobs.
+
+        A job that crashed its executors too often, or was cancelled through dbos's own tools,
+        ends here. A job whose process died between writing its row and enqueueing it is
+        enqueued again (the job id is the workflow id, so this can never make two).
+        """
         try:
             client = self._dbos_client()
             ids = [r.id for r in records]
@@ -647,6 +651,9 @@ class JobService:
         for record in records:
             status = by_id.get(record.id)
             if status is None:
+                if _age_s(record.created_at) > LOST_AFTER_S:
+                    log.warning("job %s was never enqueued; enqueueing it now", record.id)
+                    self._enqueue(record.id)
                 continue
             if status.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
                 self._finish(record.id, "failed", error="the job crashed its executor too often")
@@ -666,12 +673,28 @@ class JobService:
                     )
                     record.finished_at = fresh.finished_at
 
+    def _enqueue(self, job_id: str) -> None:
+        options: Any = {
+            "workflow_name": WORKFLOW_NAME,
+            "queue_name": QUEUE_NAME,
+            "workflow_id": job_id,
+            "app_version": APP_VERSION,
+        }
+        client = self._dbos_client()
+        _off_event_loop(lambda: client.enqueue(options, job_id))
+
     def _dbos_client(self) -> DBOSClient:
         with self._client_lock:
             if self._client is None:
                 url = self.settings.resolved_jobs_database_url
                 self._client = _off_event_loop(lambda: _connect(url))
             return self._client
+
+
+def _age_s(moment: datetime) -> float:
+    if moment.tzinfo is None:  # SQLite hands back naive UTC datetimes
+        moment = moment.replace(tzinfo=UTC)
+    return (utcnow() - moment).total_seconds()
 
 
 def _prepare_system_database(url: str) -> None:

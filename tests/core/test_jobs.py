@@ -235,3 +235,28 @@ def test_deleting_a_target_cancels_its_jobs_with_the_reason(
     view = services.jobs.get(running.id)
     assert view.status == "cancelled" and view.message == "agent a1 was deleted"
     assert services.jobs.wait(other.id, timeout=20).status == "succeeded"
+
+
+def test_a_job_lost_between_its_row_and_its_enqueue_is_enqueued_on_read(
+    services: Services, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from core.job_records import JobRecord
+
+    services.jobs.start_executor()
+    with services.db.session() as session:  # as if the process died inside submit()
+        session.add(
+            JobRecord(
+                id="lost-job",
+                kind="test.steps",
+                status="queued",
+                params={"log": str(tmp_path / "lost.log"), "n": 1},
+                progress_done=0,
+                progress_total=0,
+                message="queued",
+                created_at=datetime.now(UTC) - timedelta(minutes=5),
+            )
+        )
+    assert services.jobs.wait("lost-job", timeout=20).status == "succeeded"
+    assert _lines(tmp_path / "lost.log") == ["start s0", "end s0"]
