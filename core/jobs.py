@@ -46,7 +46,9 @@ Deviations from the contract in CONTRACTS.md (additive only): ``ctx.step`` also 
 ``backoff_s`` (first retry delay, doubled each retry); ``retries`` counts retries after the
 first attempt; ``JobContext`` has ``job_id`` and ``step_key(name)``; ``JobView`` also carries
 ``executor_id``; ``list`` also filters by ``owner`` and takes ``limit``; ``wait`` raises
-``TimeoutError`` when the job is not finished in time.
+``TimeoutError`` when the job is not finished in time; ``cancel_for_target`` cancels a deleted
+target's jobs; ``start_executor`` / ``recover`` / ``watch`` serve the app, the worker command
+and the SSE route.
 """
 
 from __future__ import annotations
