@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents.chat import ChatService
+from agents.finetune.service import FinetuneService
 from agents.llm.pool import LLMPool
 from agents.service import AgentService
 from core.db import Database
@@ -24,6 +25,7 @@ class Services:
     agents: AgentService
     chat: ChatService
     jobs: JobService
+    finetune: FinetuneService
 
     def close(self) -> None:
         self.jobs.close()
@@ -39,6 +41,16 @@ def build_services(settings: Settings, llm: LLMPool | None = None) -> Services:
     agents = AgentService(settings, db)
     chat = ChatService(db, agents, pool)
     jobs = JobService(settings, db)
-    svc = Services(settings=settings, db=db, llm=pool, agents=agents, chat=chat, jobs=jobs)
+    finetune = FinetuneService(settings, db, agents, jobs)
+    agents.attachments.append(finetune)  # the active adapter travels with the CHARX
+    svc = Services(
+        settings=settings,
+        db=db,
+        llm=pool,
+        agents=agents,
+        chat=chat,
+        jobs=jobs,
+        finetune=finetune,
+    )
     jobs.services = svc
     return svc

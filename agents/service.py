@@ -21,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 
 from agents import cards
+from agents.attachments import AgentAttachment
 from agents.avatar import normalise_avatar
 from agents.llm.pool import check_adapter_ref, check_model_ref
 from agents.records import AgentRecord, utcnow
@@ -80,6 +81,8 @@ class AgentService:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
+        # Resources that travel with the CHARX and go with the agent (adapters, ...).
+        self.attachments: list[AgentAttachment] = []
 
     # ----- reading -------------------------------------------------------------------
     def list_agents(self) -> list[AgentView]:
@@ -151,6 +154,8 @@ class AgentService:
             row = self._row(s, agent_id)
             s.delete(row)
         shutil.rmtree(self._agent_dir(agent_id), ignore_errors=True)
+        for attachment in self.attachments:
+            attachment.agent_deleted(agent_id)
 
     # ----- cards ---------------------------------------------------------------------
     def import_card(self, filename: str | None, content: bytes) -> AgentView:
@@ -162,7 +167,18 @@ class AgentService:
         imported = cards.read_card_file(filename, content, self.settings.max_upload_bytes * 5)
         card, avatar, assets = imported.card, imported.avatar, imported.assets
         anima = _anima_from_extensions(card.data)
-        return self._insert(card, anima, avatar=avatar, assets=assets)
+        staged = [(a, a.take_import(assets)) for a in self.attachments]  # checked before storing
+        view = self._insert(card, anima, avatar=avatar, assets=assets)
+        if not any(item is not None for _, item in staged):
+            return view
+        try:
+            for attachment, item in staged:
+                if item is not None:
+                    attachment.attach(view.id, item)
+        except BaseException:
+            self.delete_agent(view.id)  # all or nothing: no agent without what it came with
+            raise
+        return self.get_agent(view.id)
 
     def export_card(
         self, agent_id: str, fmt: CardFormat = "png", spec: Literal["v2", "v3"] = "v3"
@@ -186,6 +202,8 @@ class AgentService:
             )
         if fmt == "charx":
             assets = self._read_assets(folder)
+            for attachment in self.attachments:
+                assets.update(attachment.export_files(agent_id))
             return CardFile(
                 content=cards.write_charx(card, assets),
                 media_type="application/zip",

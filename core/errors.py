@@ -70,3 +70,16 @@ class ConflictError(AnimaError):
     """The request is valid but the resource's state forbids it (e.g. cancel a finished job)."""
 
     status = 409
+
+
+# Fine-tuning (issue 9)
+class NotEnoughExamplesError(ValidationError):
+    """Too little training data for a fine-tune; the message says how much is needed."""
+
+
+class ChatFileError(ValidationError):
+    """An uploaded chat file (SillyTavern JSONL, JSONL of messages) cannot be used."""
+
+
+class AdapterMismatchError(ValidationError):
+    """A LoRA adapter was trained on another base model than the one the agent uses."""

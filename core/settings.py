@@ -84,6 +84,16 @@ class Settings(BaseSettings):
         "tests), imported by the app and by every worker.",
     )
 
+    # Fine-tuning (issue 9)
+    finetune_min_examples: int = Field(
+        default=8,
+        ge=3,
+        description="Dialogues a fine-tune needs at least (some are held out to evaluate it).",
+    )
+    finetune_max_chat_files: int = Field(
+        default=20, ge=1, le=1000, description="Chat files one fine-tune may upload."
+    )
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)

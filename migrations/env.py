@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+import agents.finetune.records  # fine-tuning tables (issue 9)
 import agents.records  # noqa: F401  (registers the tables on Base.metadata)
 import core.job_records  # noqa: F401
 from core.db import Base

@@ -112,3 +112,19 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
     """A fresh, empty database on the session's cluster, dropped after the test."""
     with fresh_database(postgres_url) as url:
         yield url
+
+
+# ----- fine-tuning (issue 9) ---------------------------------------------------------------
+@pytest.fixture(scope="session")
+def finetune_world(
+    model_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
+    """Agents with adapters really trained on the bundled model (``tests/agents/finetune_world``).
+
+    Trained once per session: training is the slow part of the fine-tune tests.
+    """
+    from tests.agents.finetune_world import build_world
+
+    world = build_world(tmp_path_factory.mktemp("finetune-data"), model_cache_dir)
+    yield world
+    world.services.close()

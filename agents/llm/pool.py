@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import threading
 
+from agents.llm.adapters import check_adapter_base, model_ref
 from agents.llm.base import LLMBackend
 from agents.llm.factory import build_llm
 from core.errors import ValidationError
@@ -53,7 +54,7 @@ class LLMPool:
         with self._lock:
             backend = self._backends.get(key)
             if backend is None:
-                backend = build_llm(self._settings_for(key[0]), self._adapter_path(key[1]))
+                backend = build_llm(self._settings_for(key[0]), self._adapter_path(key[1], key[0]))
                 self._backends[key] = backend
             return backend
 
@@ -68,8 +69,14 @@ class LLMPool:
             model = str(safe_join(self.settings.models_dir, model))
         return self.settings.model_copy(update={"llm_model": model, "llm_gguf_file": None})
 
-    def _adapter_path(self, adapter: str | None) -> str | None:
+    def _adapter_path(self, adapter: str | None, model: str | None = None) -> str | None:
+        """The adapter's folder; an adapter trained on another base model is refused here,
+        before anything loads (a remote server checks its own adapters)."""
         if adapter is None:
             return None
         check_adapter_ref(adapter)
-        return str(safe_join(self.settings.adapters_dir, adapter))
+        path = safe_join(self.settings.adapters_dir, adapter)
+        if self.settings.llm_backend == "local":
+            ref = model_ref(self.settings, model)
+            check_adapter_base(path, ref, self._settings_for(model))
+        return str(path)
