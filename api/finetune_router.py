@@ -30,7 +30,7 @@ Svc = Annotated[Services, Depends(services)]
 
 SETTINGS_HELP = (
     "JSON object of FinetuneSettings (all optional), e.g. "
-    '{"epochs": 3, "learning_rate": 0.0005, "lora_r": 8, "use_greetings": true}'
+    '{"epochs": 3, "learning_rate": 0.001, "lora_r": 8, "use_greetings": true}'
 )
 CHATS_HELP = (
     "Chat files to train on besides the card's example dialogues and greetings: SillyTavern "

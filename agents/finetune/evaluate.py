@@ -30,7 +30,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agents.finetune.schema import EvalReport, FinetuneSettings, ModelScores, SampleReply
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from agents.finetune.data import Dialogue, Renderer, Sample
 
 NGRAM_SIZES = (2, 3, 4)
 
@@ -152,3 +159,78 @@ def generate(
             for row in out[:, width:].tolist():
                 replies.append(tokenizer.decode(row, skip_special_tokens=True).strip())
     return replies
+
+
+# ----- one run's evaluation ------------------------------------------------------------------
+def evaluate_adapter(
+    model_dir: Path,
+    adapter_dir: Path,
+    renderer: Renderer,
+    train: Sequence[Dialogue],
+    held: Sequence[Dialogue],
+    held_samples: Sequence[Sample],
+    options: FinetuneSettings,
+    repetition_penalty: float,
+    settings: Settings,
+) -> EvalReport:
+    """Perplexity and style score of the base model and of base + adapter, same inputs.
+
+    One copy of the base model serves both: peft's ``disable_adapter`` gives the base model's
+    outputs, so "before" and "after" differ only by the adapter.
+    """
+    from peft import PeftModel
+
+    from agents.finetune.trainer import MODEL_WORK_LOCK, load_base, release_memory
+
+    with MODEL_WORK_LOCK:
+        base = load_base(model_dir, settings)
+        model = PeftModel.from_pretrained(base.model, str(adapter_dir))
+        tokenizer = base.tokenizer
+        pad = tokenizer.pad_token_id
+        with model.disable_adapter():
+            ppl_before = perplexity(model, held_samples, pad)
+        ppl_after = perplexity(model, held_samples, pad)
+
+        prompts, references, contexts = [], [], []
+        for dialogue in held:
+            turn = next(i for i, m in enumerate(dialogue.messages) if m.role == "assistant")
+            part = dialogue.model_copy(update={"messages": dialogue.messages[:turn]})
+            ids = renderer.prompt_ids(renderer.conversation(part))
+            if len(ids) + options.eval_max_new_tokens > max(options.max_seq_len, 512):
+                continue
+            prompts.append(ids)
+            references.append(dialogue.messages[turn].content)
+            contexts.append(dialogue.messages[turn - 1].content if turn else "(greeting)")
+            if len(prompts) >= options.eval_samples:
+                break
+        style: dict[str, float | None] = {"before": None, "after": None, "reference": None}
+        replies: dict[str, list[str]] = {"before": [], "after": []}
+        if prompts:
+            tokens = options.eval_max_new_tokens
+            with model.disable_adapter():
+                replies["before"] = generate(model, tokenizer, prompts, tokens, repetition_penalty)
+            replies["after"] = generate(model, tokenizer, prompts, tokens, repetition_penalty)
+            creator = [m.content for d in train for m in d.messages if m.role == "assistant"]
+            scorer = StyleScorer(creator, [references, replies["before"], replies["after"]])
+            style = {
+                "before": scorer.score(replies["before"]),
+                "after": scorer.score(replies["after"]),
+                "reference": scorer.score(references),
+            }
+        del model, base
+        release_memory()
+    samples = [
+        SampleReply(prompt=c, reference=r, before=b, after=a)
+        for c, r, b, a in zip(
+            contexts, references, replies["before"], replies["after"], strict=False
+        )
+    ]
+    return EvalReport(
+        before=ModelScores(perplexity=ppl_before, style=style["before"]),
+        after=ModelScores(perplexity=ppl_after, style=style["after"]),
+        style_reference=style["reference"],
+        held_out_dialogues=len(held),
+        held_out_tokens=sum(s.target_tokens for s in held_samples),
+        perplexity_change=round((ppl_after - ppl_before) / ppl_before, 4),
+        samples=samples[:3],
+    )

@@ -51,6 +51,9 @@ def publish(folder: Path, root: Path, name: str, meta: dict[str, Any]) -> Path:
     target = root / name
     if target.is_dir():
         return target
+    for extra in folder.iterdir():  # peft's model card, the trainer's notes: not the adapter
+        if extra.name not in ADAPTER_FILES:
+            shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
     atomic_write(folder / ADAPTER_META, json.dumps(meta, indent=2).encode("utf-8"))
     root.mkdir(parents=True, exist_ok=True)
     os.replace(folder, target)

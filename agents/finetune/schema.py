@@ -34,7 +34,7 @@ class FinetuneSettings(BaseModel):
     max_steps: int | None = Field(
         default=None, ge=1, le=100_000, description="Optimizer steps; overrides epochs."
     )
-    learning_rate: float = Field(default=5e-4, gt=0, le=1e-2)
+    learning_rate: float = Field(default=1e-3, gt=0, le=1e-2)
     batch_size: int = Field(default=4, ge=1, le=64)
     gradient_accumulation: int = Field(default=1, ge=1, le=64)
     lora_r: int = Field(default=8, ge=1, le=256, description="LoRA rank.")

@@ -37,7 +37,7 @@ from agents.finetune.data import (
     split,
     summarize,
 )
-from agents.finetune.evaluate import StyleScorer, generate, perplexity
+from agents.finetune.evaluate import evaluate_adapter
 from agents.finetune.records import AdapterActivationRecord, AdapterRecord, FinetuneRunRecord
 from agents.finetune.schema import (
     AdapterView,
@@ -45,12 +45,10 @@ from agents.finetune.schema import (
     EvalReport,
     FinetuneSettings,
     LossPoint,
-    ModelScores,
     RunMetrics,
     RunView,
-    SampleReply,
 )
-from agents.finetune.trainer import import_ml_stack, load_base, train_adapter
+from agents.finetune.trainer import import_ml_stack, train_adapter
 from agents.llm.adapters import (
     ADAPTER_META,
     adapter_matches,
@@ -438,65 +436,21 @@ class FinetuneService:
         return stats.model_dump(mode="json")
 
     def _evaluate(self, run_id: str) -> dict[str, Any]:
-        from peft import PeftModel
-
         row = self._job_row(run_id)
         options = FinetuneSettings.model_validate(row.settings)
         source, renderer, _, held_samples = self._render(row, options)
-        dialogues = self._dialogues(row)
-        train_d, held_d = split(dialogues, options.holdout_fraction, options.seed)
+        train, held = split(self._dialogues(row), options.holdout_fraction, options.seed)
         agent = self.agents.get_agent(row.agent_id)
-        base = load_base(Path(source), self.settings)
-        model = PeftModel.from_pretrained(base.model, str(self._adapter_dir(row)))
-        pad = base.tokenizer.pad_token_id
-        with model.disable_adapter():
-            ppl_before = perplexity(model, held_samples, pad)
-        ppl_after = perplexity(model, held_samples, pad)
-
-        prompts, references, contexts = [], [], []
-        for dialogue in held_d:
-            turn = next(i for i, m in enumerate(dialogue.messages) if m.role == "assistant")
-            part = dialogue.model_copy(update={"messages": dialogue.messages[:turn]})
-            ids = renderer.prompt_ids(renderer.conversation(part))
-            if len(ids) + options.eval_max_new_tokens > max(options.max_seq_len, 512):
-                continue
-            prompts.append(ids)
-            references.append(dialogue.messages[turn].content)
-            contexts.append(dialogue.messages[turn - 1].content if turn else "(greeting)")
-            if len(prompts) >= options.eval_samples:
-                break
-        style: dict[str, float | None] = {"before": None, "after": None, "reference": None}
-        replies: dict[str, list[str]] = {"before": [], "after": []}
-        if prompts:
-            penalty = agent.generation.repetition_penalty
-            with model.disable_adapter():
-                replies["before"] = generate(
-                    model, base.tokenizer, prompts, options.eval_max_new_tokens, penalty
-                )
-            replies["after"] = generate(
-                model, base.tokenizer, prompts, options.eval_max_new_tokens, penalty
-            )
-            creator = [m.content for d in train_d for m in d.messages if m.role == "assistant"]
-            scorer = StyleScorer(creator, [references, replies["before"], replies["after"]])
-            style = {
-                "before": scorer.score(replies["before"]),
-                "after": scorer.score(replies["after"]),
-                "reference": scorer.score(references),
-            }
-        del model, base
-        report = EvalReport(
-            before=ModelScores(perplexity=ppl_before, style=style["before"]),
-            after=ModelScores(perplexity=ppl_after, style=style["after"]),
-            style_reference=style["reference"],
-            held_out_dialogues=len(held_d),
-            held_out_tokens=sum(s.target_tokens for s in held_samples),
-            perplexity_change=round((ppl_after - ppl_before) / ppl_before, 4),
-            samples=[
-                SampleReply(prompt=c, reference=r, before=b, after=a)
-                for c, r, b, a in zip(
-                    contexts, references, replies["before"], replies["after"], strict=False
-                )
-            ][:3],
+        report = evaluate_adapter(
+            Path(source),
+            self._adapter_dir(row),
+            renderer,
+            train,
+            held,
+            held_samples,
+            options,
+            agent.generation.repetition_penalty,
+            self.settings,
         )
         self._merge_metrics(run_id, eval=report.model_dump(mode="json"))
         return report.model_dump(mode="json")
@@ -751,7 +705,16 @@ class FinetuneService:
         return safe_join(self._runs_root(), f"{agent_id}/{run_id}")
 
     def _clean(self, agent_id: str, run_id: str) -> None:
-        """Drop a finished run's checkpoints and unpublished adapter (its data stays)."""
+        """Drop a finished run's checkpoints and unpublished adapter (its data stays).
+
+        If the agent was deleted while the run trained, a checkpoint may have been written
+        after the agent's files were removed: then the whole folder goes.
+        """
+        try:
+            self.agents.get_agent(agent_id)
+        except NotFoundError:
+            shutil.rmtree(self._runs_root() / agent_id, ignore_errors=True)
+            return
         folder = self._run_dir(agent_id, run_id)
         for part in ("checkpoints", "adapter", ".adapter.staging"):
             shutil.rmtree(folder / part, ignore_errors=True)

@@ -12,8 +12,8 @@ before it is used.
 Same code on CPU and CUDA: the base model loads in the dtype the serving backend would pick
 (bfloat16 where the hardware computes it natively, so half the memory and faster matmuls on
 AVX512-BF16 CPUs), frozen; peft keeps the LoRA weights in float32, so small updates are not
-lost to bfloat16 rounding. One training runs per process at a time: two would only share the
-same cores and each take twice as long, and memory would double.
+lost to bfloat16 rounding. One training (or evaluation) runs per process at a time: two would
+share the same cores, each take twice as long, and double the memory.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "trainer_state.json"
 TRAINING_FILE = "anima-training.json"
-_TRAINING_LOCK = threading.Lock()
+# Training and evaluation each hold a model copy and all the cores: one at a time per process.
+MODEL_WORK_LOCK = threading.Lock()
 _IMPORT_LOCK = threading.Lock()
 
 
@@ -146,13 +147,13 @@ def train_adapter(
     done = out / TRAINING_FILE
     if done.is_file():
         return TrainingStats.model_validate_json(done.read_text(encoding="utf-8"))
-    with _TRAINING_LOCK:
+    with MODEL_WORK_LOCK:
         base = load_base(model_dir, settings)
         try:
             return _train(base, train, options, checkpoints, out, hooks, base_ref)
         finally:
             del base
-            _release_memory()
+            release_memory()
 
 
 def _train(
@@ -288,7 +289,7 @@ class _ListDataset:
         return self.items[index]
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
     """Give the model's memory back to the OS (the app process keeps running)."""
     gc.collect()
     try:

@@ -131,9 +131,8 @@ def test_versions_activate_roll_back_and_delete(finetune_world: FinetuneWorld) -
     fin.activate(agent, v2)
     assert [a.name for a in fin.list_adapters(agent) if a.active] == [v2]
     assert fin.rollback(agent).adapter == v1
-    assert fin.rollback(agent).adapter is None  # back to the base model
-    with pytest.raises(ConflictError, match="nothing to roll back"):
-        fin.rollback(agent)
+    assert fin.rollback(agent).adapter is None  # back to the base model, active before v1
+    # (with no history left, a roll back is a 409: see tests/api/test_finetune_api.py)
 
     fin.activate(agent, v2)
     with pytest.raises(ConflictError, match="is active"):
@@ -281,11 +280,12 @@ def test_a_second_run_waits_its_turn_and_a_cancelled_run_publishes_nothing(
     agent = svc.agents.create_agent(
         {"name": "Unit Eight", "mes_example": robot_examples(9), "first_mes": "BEEP."}
     )
-    run = svc.finetune.start(agent.id, options=TINY.model_copy(update={"max_steps": 400}))
+    long_run = TINY.model_copy(update={"max_steps": 400, "checkpoint_every": 1})
+    run = svc.finetune.start(agent.id, options=long_run)
     with pytest.raises(ConflictError, match="already being fine-tuned"):
         svc.finetune.start(agent.id, options=TINY)
     checkpoints = svc.settings.data_dir / "finetune" / agent.id / run.id / "checkpoints"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600
     while latest_checkpoint(checkpoints) is None:  # trained past its first checkpoint
         assert time.monotonic() < deadline, svc.finetune.get_run(agent.id, run.id)
         time.sleep(0.2)
@@ -300,7 +300,7 @@ def test_a_second_run_waits_its_turn_and_a_cancelled_run_publishes_nothing(
         time.sleep(0.2)
     view = svc.finetune.get_run(agent.id, run.id)
     assert view.stage == "cancelled" and view.adapter is None
-    assert 3 <= len(view.metrics.loss) < 400
+    assert 1 <= len(view.metrics.loss) < 400
     assert not (svc.settings.adapters_dir / run.adapter_name).exists()
     with svc.db.session() as s:
         assert s.get(AdapterRecord, run.adapter_name) is None
