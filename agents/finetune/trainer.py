@@ -41,7 +41,8 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
-COMPLETE_MARKER = "trainer_state.json"
+# Written in this order by the Trainer; the state file last.
+CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.pt", "trainer_state.json")
 TRAINING_FILE = "anima-training.json"
 # Training and evaluation each hold a model copy and all the cores: one at a time per process.
 MODEL_WORK_LOCK = threading.Lock()
@@ -106,8 +107,13 @@ def import_ml_stack() -> None:
             getattr(transformers, name)
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint; incomplete ones (a crash while saving) are removed."""
+def latest_checkpoint(folder: Path, prune: bool = False) -> Path | None:
+    """The newest complete checkpoint in ``folder``.
+
+    Complete means the ``Trainer`` wrote its last file (``trainer_state.json``) and the adapter
+    and optimizer are there. With ``prune`` (only the trainer itself, before resuming: nobody
+    else writes then), incomplete ones, left by a crash while saving, are removed.
+    """
     if not folder.is_dir():
         return None
     found = sorted(
@@ -116,10 +122,11 @@ def latest_checkpoint(folder: Path) -> Path | None:
         reverse=True,
     )
     for candidate in found:
-        if (candidate / COMPLETE_MARKER).is_file():
+        if all((candidate / name).is_file() for name in CHECKPOINT_FILES):
             return candidate
-        log.warning("removing incomplete checkpoint %s", candidate)
-        shutil.rmtree(candidate, ignore_errors=True)
+        if prune:
+            log.warning("removing incomplete checkpoint %s", candidate)
+            shutil.rmtree(candidate, ignore_errors=True)
     return None
 
 
@@ -181,7 +188,7 @@ def _train(
     )
     model = get_peft_model(model, lora)
     total = options.total_steps(len(train))
-    resume = latest_checkpoint(checkpoints)
+    resume = latest_checkpoint(checkpoints, prune=True)
     resumed_from = int(resume.name.removeprefix(CHECKPOINT_PREFIX)) if resume else 0
     timing: dict[str, float] = {}
 
