@@ -100,6 +100,9 @@ def build_world(data_dir: Path, model_cache_dir: Path) -> FinetuneWorld:
     second = services.finetune.start(pirate.id, options=tweak)
     assert second.job is not None
     assert services.jobs.wait(second.job.id, timeout=900).status == "succeeded"
+    # Hand back the process-wide job runtime (dbos): other tests' services launch their own,
+    # and taking it over from a live one costs them seconds. A later submit here relaunches.
+    services.jobs.close()
     get = services.finetune.get_run
     return FinetuneWorld(
         services=services,

@@ -308,3 +308,4 @@ def test_a_second_run_waits_its_turn_and_a_cancelled_run_publishes_nothing(
         svc.finetune.cancel_run(agent.id, run.id)
     svc.agents.delete_agent(agent.id)
     assert not (svc.settings.data_dir / "finetune" / agent.id).exists()
+    svc.jobs.close()  # hand the job runtime back (see finetune_world)
