@@ -8,7 +8,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Body, Depends, File, Query, Response, UploadFile, status
 
 from agents.service import AgentView
-from api.deps import read_upload, services
+from api.deps import services
+from api.uploads import process_upload
 from container import Services
 from core.errors import NotFoundError
 
@@ -48,8 +49,7 @@ def create_agent(
 @router.post("/import", response_model=AgentView, status_code=status.HTTP_201_CREATED)
 async def import_card(svc: Svc, file: Annotated[UploadFile, File()]) -> AgentView:
     """Create an agent from a SillyTavern character card: PNG, JSON (V1/V2/V3) or CHARX."""
-    content = await read_upload(file, svc.settings.max_upload_bytes)
-    return svc.agents.import_card(file.filename, content)
+    return await process_upload(file, svc.settings.max_upload_bytes, svc.agents.import_card)
 
 
 @router.get("/{agent_id}", response_model=AgentView)
@@ -99,5 +99,8 @@ def get_avatar(svc: Svc, agent_id: str) -> Response:
 
 @router.put("/{agent_id}/avatar", response_model=AgentView)
 async def set_avatar(svc: Svc, agent_id: str, file: Annotated[UploadFile, File()]) -> AgentView:
-    content = await read_upload(file, svc.settings.max_upload_bytes)
-    return svc.agents.set_avatar(agent_id, content)
+    return await process_upload(
+        file,
+        svc.settings.max_upload_bytes,
+        lambda _name, content: svc.agents.set_avatar(agent_id, content),
+    )
