@@ -27,8 +27,15 @@ AGENT_EXAMPLE = {
 
 
 @router.get("", response_model=list[AgentView])
-def list_agents(svc: Svc) -> list[AgentView]:
-    return svc.agents.list_agents()
+def list_agents(
+    svc: Svc,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 100,
+    offset: Annotated[int, Query(ge=0, description="Agents to skip (oldest first).")] = 0,
+) -> list[AgentView]:
+    """Oldest first, one page at a time; ``X-Total-Count`` says how many there are."""
+    response.headers["X-Total-Count"] = str(svc.agents.count_agents())
+    return svc.agents.list_agents(limit=limit, offset=offset)
 
 
 @router.post("", response_model=AgentView, status_code=status.HTTP_201_CREATED)
