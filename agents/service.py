@@ -24,6 +24,8 @@ from sqlalchemy import func, select
 from agents import cards
 from agents.avatar import normalise_avatar
 from agents.llm.pool import check_adapter_ref, check_model_ref
+from agents.lorebook import check_regex_keys
+from agents.prompt import char_name, render_macros
 from agents.records import AgentRecord, utcnow
 from agents.schema import SPEC_V2, SPEC_V3, Card, CardData, GenerationSettings
 from core.db import Database
@@ -208,6 +210,7 @@ class AgentService:
             max_text_bytes=self.settings.max_upload_bytes,
         )
         card, avatar, assets = imported.card, imported.avatar, imported.assets
+        _check_lorebook(card.data)
         anima = _anima_from_extensions(card.data)
         return self._insert(card, anima, avatar=avatar, assets=assets)
 
@@ -322,9 +325,11 @@ class AgentService:
 
     def _validate_data(self, data: dict[str, Any]) -> CardData:
         try:
-            return CardData.model_validate(data)
+            card = CardData.model_validate(data)
         except PydanticValidationError as exc:
             raise ValidationError(describe_validation_error(exc)) from exc
+        _check_lorebook(card)
+        return card
 
     def _row(self, session: Any, agent_id: str) -> AgentRecord:
         row = session.get(AgentRecord, agent_id) if is_safe_id(agent_id) else None
@@ -375,6 +380,12 @@ class AgentService:
             for p in sorted(base.rglob("*"))
             if p.is_file()
         }
+
+
+def _check_lorebook(data: CardData) -> None:
+    """Pattern keys must run on RE2 (see :mod:`agents.lorebook`); macros as in a reply."""
+    char = char_name(data)
+    check_regex_keys(data.character_book, lambda text: render_macros(text, char, "User"))
 
 
 def _avatar_name(png: bytes) -> str:
