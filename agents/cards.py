@@ -143,9 +143,9 @@ def _looks_like_json_object(head: bytes) -> bool:
 def parse_card_json(raw: bytes | str | dict[str, Any]) -> Card:
     """Parse a V3, V2 or V1 card into a :class:`Card`.
 
-    ``data`` is kept exactly as given: nothing is added, so exporting the card in its own spec
-    gives back the very ``data`` it came with (fields it lacks read as the model's defaults).
-    Only a conversion to the other spec fills in what that spec requires (:func:`card_to_json`).
+    ``data`` is kept exactly as given: nothing is added, so a V2 card exported as V2 gives back
+    the very ``data`` it came with (fields it lacks read as the model's defaults). Exports
+    fill in what their spec requires otherwise (:func:`card_to_json`).
     V1 cards (flat fields, no ``spec``) are upgraded to V2: their fields move into ``data``
     (with the V2 defaults, since we write that ``data``) and their other top-level keys stay in
     ``Card.extra``.
@@ -274,16 +274,17 @@ def _fresh(default: Any) -> Any:
 def card_to_json(card: Card, spec: CardSpec) -> dict[str, Any]:
     """The export envelope ``{"spec", "spec_version", "data", ...extra}``.
 
-    In the card's own spec ``data`` comes back exactly as the card brought it (a V2 card
-    exported as V2 adds no key). Converting to the other spec fills in what that spec
-    requires; V3-only keys stay in a V2 export (SillyTavern does the same in its ``chara``
-    chunk, and dropping them would lose data). Unknown keys always come back unchanged.
+    A V3 export is a complete V3 card: required fields the card lacks get the spec's
+    defaults. A V2 card exported as V2 comes back exactly as it was imported (no key added);
+    a V3 card exported as V2 gets V2's required fields. V3-only keys stay in a V2 export
+    (SillyTavern does the same in its ``chara`` chunk, and dropping them would lose data).
+    Unknown keys always come back unchanged.
     Top-level mirrors of ``data`` (SillyTavern's V1 fields) are refreshed from ``data``.
     """
     spec_name, default_version = (SPEC_V3, "3.0") if spec == "v3" else (SPEC_V2, "2.0")
     version = card.spec_version if card.spec == spec_name else default_version
     data = card.data.dump()
-    if card.spec != spec_name:
+    if spec == "v3" or card.spec != SPEC_V2:
         data = with_spec_defaults(data, spec)
     extra = {
         k: copy.deepcopy(v)

@@ -130,8 +130,7 @@ class AgentService:
         now = int(time.time())
         payload.setdefault("creation_date", now)
         payload.setdefault("modification_date", now)
-        # Anima writes this card: it is a complete V3 card from the start.
-        data = self._validate_data(cards.with_spec_defaults(payload, "v3"))
+        data = self._validate_data(payload)
         card = Card(spec=SPEC_V3, spec_version="3.0", data=data)
         return self._insert(card, anima, avatar=avatar, assets={})
 
@@ -144,8 +143,6 @@ class AgentService:
             merged = {**row.card_data, **patch}
             if patch:
                 merged["modification_date"] = int(time.time())
-            if row.spec == SPEC_V3:  # a V2 card stays exactly as it came, apart from the patch
-                merged = cards.with_spec_defaults(merged, "v3")
             data = self._validate_data(merged)
             self._apply_anima(row, anima)
             self._store_card(row, self._card(row).model_copy(update={"data": data}))
