@@ -271,6 +271,22 @@ def check_regex_keys(
             )
 
 
+def scan_depth_needed(book: CharacterBook | None, default_scan_depth: int = 4) -> int:
+    """How many of the newest messages :func:`activate` may read for ``book``.
+
+    The chat engine loads only as much history as fits the context window, but never fewer
+    messages than the lorebook scans, so that trimming history never changes which entries
+    activate.
+    """
+    if book is None or not book.entries:
+        return 0
+    depth = book.scan_depth if book.scan_depth is not None else default_scan_depth
+    deepest = max(
+        (_int_or(e.extensions.get("scan_depth"), 0) for e in book.entries), default=0
+    )
+    return max(0, depth, deepest)
+
+
 def activate(
     book: CharacterBook | None,
     history: Sequence[str],

@@ -2,11 +2,12 @@
 
 SSE frames: ``event: delta`` with ``{"text": ...}`` for each piece of the reply, then
 ``event: done`` with ``{"message": ..., "usage": ...}``, or ``event: error`` with
-``{"message": ...}`` if the model fails mid-reply.
+``{"message": ...}`` if the model fails mid-reply or the conversation is deleted meanwhile.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from api.sse import sse_event, sse_response
 from container import Services
 from core.errors import AnimaError
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["conversations"])
 Svc = Annotated[Services, Depends(services)]
 
@@ -115,6 +117,10 @@ def _frames(reply: ReplyStream) -> Iterator[str]:
             yield sse_event({"text": delta}, "delta")
     except AnimaError as exc:
         yield sse_event({"message": exc.message}, "error")
+        return
+    except Exception:  # a bug: the stream still ends with a frame the client understands
+        log.exception("reply failed")
+        yield sse_event({"message": "internal error while writing the reply"}, "error")
         return
     done = Reply(message=reply.message, usage=reply.usage)
     yield sse_event(done.model_dump(mode="json"), "done")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from api.sse import sse_event, sse_response
 from container import Services
 from core.errors import AnimaError
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"])
 Svc = Annotated[Services, Depends(services)]
 
@@ -106,6 +108,11 @@ def _chunks(
             yield sse_event(chunk({"content": delta}))
     except AnimaError as exc:
         yield sse_event(error_body(exc.message, type(exc).__name__, exc.status))
+        yield sse_event("[DONE]")
+        return
+    except Exception:  # a bug: still end the stream the way OpenAI clients expect
+        log.exception("completion failed")
+        yield sse_event(error_body("internal error while writing the reply", "server_error", 500))
         yield sse_event("[DONE]")
         return
     yield sse_event(chunk({}, reply.usage.finish_reason))
