@@ -281,9 +281,7 @@ def scan_depth_needed(book: CharacterBook | None, default_scan_depth: int = 4) -
     if book is None or not book.entries:
         return 0
     depth = book.scan_depth if book.scan_depth is not None else default_scan_depth
-    deepest = max(
-        (_int_or(e.extensions.get("scan_depth"), 0) for e in book.entries), default=0
-    )
+    deepest = max((_int_or(e.extensions.get("scan_depth"), 0) for e in book.entries), default=0)
     return max(0, depth, deepest)
 
 
