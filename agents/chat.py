@@ -20,7 +20,6 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -34,7 +33,7 @@ from agents.prompt import MESSAGE_OVERHEAD_TOKENS, build_prompt, greetings
 from agents.records import ConversationRecord, MessageRecord, utcnow
 from agents.schema import ChatMessage, GenerationSettings
 from agents.service import AgentService, AgentView, merge_generation
-from core.db import Database
+from core.db import Database, UTCDateTime
 from core.errors import AnimaError, ConflictError, NotFoundError, ValidationError
 from core.files import is_safe_id
 
@@ -54,7 +53,7 @@ class MessageView(BaseModel):
     role: str
     content: str
     alternatives: list[str]
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class ConversationView(BaseModel):
@@ -62,8 +61,8 @@ class ConversationView(BaseModel):
     agent_id: str
     title: str
     user_name: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
     messages: list[MessageView] = []
 
 

@@ -13,7 +13,6 @@ import json
 import shutil
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +27,7 @@ from agents.lorebook import check_regex_keys
 from agents.prompt import char_name, render_macros
 from agents.records import AgentRecord, utcnow
 from agents.schema import SPEC_V2, SPEC_V3, Card, CardData, GenerationSettings
-from core.db import Database
+from core.db import Database, UTCDateTime
 from core.errors import (
     CardFormatError,
     NotFoundError,
@@ -62,8 +61,8 @@ class AgentView(BaseModel):
     content_hash: str
     version: int
     has_avatar: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
 
 
 class CardFile(BaseModel):

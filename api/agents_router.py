@@ -9,11 +9,14 @@ from fastapi import APIRouter, Body, Depends, File, Query, Response, UploadFile,
 
 from agents.service import AgentView
 from api.deps import services
+from api.errors import GUARD_ERRORS, error_responses
 from api.uploads import process_upload
 from container import Services
 from core.errors import NotFoundError
 
-router = APIRouter(prefix="/api/agents", tags=["agents"])
+router = APIRouter(
+    prefix="/api/agents", tags=["agents"], responses=error_responses(*GUARD_ERRORS, 404)
+)
 Svc = Annotated[Services, Depends(services)]
 
 AGENT_EXAMPLE = {
@@ -31,7 +34,9 @@ def list_agents(
     svc: Svc,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Agents to skip (oldest first).")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=2**31 - 1, description="Agents to skip (oldest first).")
+    ] = 0,
 ) -> list[AgentView]:
     """Oldest first, one page at a time; ``X-Total-Count`` says how many there are."""
     response.headers["X-Total-Count"] = str(svc.agents.count_agents())
@@ -81,7 +86,10 @@ def delete_agent(svc: Svc, agent_id: str) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{agent_id}/card")
+@router.get(
+    "/{agent_id}/card",
+    responses={200: {"content": {"image/png": {}, "application/json": {}, "application/zip": {}}}},
+)
 def export_card(
     svc: Svc,
     agent_id: str,

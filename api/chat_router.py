@@ -16,12 +16,15 @@ from pydantic import BaseModel, Field
 
 from agents.chat import ConversationView, MessageView, ReplyStream, Usage
 from api.deps import services
+from api.errors import GUARD_ERRORS, error_responses
 from api.sse import sse_event, sse_response
 from container import Services
 from core.errors import AnimaError
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api", tags=["conversations"])
+router = APIRouter(
+    prefix="/api", tags=["conversations"], responses=error_responses(*GUARD_ERRORS, 404, 409, 502)
+)
 Svc = Annotated[Services, Depends(services)]
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 from agents.chat import ReplyStream
 from agents.service import AgentView
 from api.deps import services
-from api.errors import error_body
+from api.errors import GUARD_ERRORS, error_body, error_responses
 from api.openai_models import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -28,7 +28,9 @@ from container import Services
 from core.errors import AnimaError
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(
+    prefix="/v1", tags=["openai"], responses=error_responses(*GUARD_ERRORS, 404, 502)
+)
 Svc = Annotated[Services, Depends(services)]
 
 
