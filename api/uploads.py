@@ -8,7 +8,9 @@ thread, so one upload never stalls the other requests the server is answering::
     @router.post("/{agent_id}/voice")
     async def upload_voice(svc: Svc, agent_id: str, file: Annotated[UploadFile, File()]):
         return await process_upload(
-            file, svc.settings.max_upload_bytes, partial(svc.voice.set_sample, agent_id)
+            file,
+            svc.settings.max_upload_bytes,
+            lambda name, data: svc.voice.set_sample(agent_id, data),
         )
 
 ``work`` receives the file's name and bytes and is an ordinary (blocking) service call.
