@@ -116,6 +116,8 @@ def main() -> None:
         from core.job_commands import main as job_command
 
         raise SystemExit(job_command(sys.argv[1:], settings))
+    # Gradio's upload cache lives in the data folder too, not in /tmp (issue 5).
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "cache" / "gradio"))
     app = create_app(settings, start_jobs=True)
     log.info("Anima on http://%s:%s%s/ (API docs at /docs)", settings.host, settings.port, UI_PATH)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
