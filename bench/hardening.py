@@ -177,7 +177,9 @@ def redos(n: int, engine: str) -> str:
         + "print(time.perf_counter() - t)\n"
     )
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=20
+        )
         return f"{float(out.stdout.strip()) * 1000:.2f} ms"
     except subprocess.TimeoutExpired:
         return "> 20 s (killed)"
@@ -209,7 +211,8 @@ def main() -> None:
                     f"/api/health during upload: {label}",
                     f"p50 {statistics.median(p50s) * 1000:.0f} ms, p95 "
                     f"{statistics.median(p95s) * 1000:.0f} ms, max "
-                    f"{statistics.median(maxes) * 1000:.0f} ms (upload {statistics.median(took):.2f} s)",
+                    f"{statistics.median(maxes) * 1000:.0f} ms "
+                    f"(upload {statistics.median(took):.2f} s)",
                 )
             )
         before = server.peak_rss_mb()
