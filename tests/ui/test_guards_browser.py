@@ -69,10 +69,10 @@ def _card() -> str:
 
 
 def test_cross_site_page_cannot_write_but_the_studio_can(
-    page: Page,  # noqa: F811  (the imported fixture)
     live_server: str,
     evil_site: str,
     services: Services,
+    page: Page,  # noqa: F811  (after live_server: the browser closes before the server stops)
 ) -> None:
     page.goto(f"{evil_site}/")
     assert page.evaluate(ATTACK, [live_server, _card()]) == "sent"
