@@ -4,6 +4,11 @@ A reply is a ``ReplyStream``: iterate it for text deltas (the API turns them int
 into a growing chat bubble); when iteration ends, normally or because the client went away,
 whatever was generated is stored. The user's message is stored before generation starts, so
 nothing the user typed is lost if the model fails.
+
+Grounding (knowledge bases, issue 7): when the agent uses knowledge bases, the newest user
+message is the query; the chunks found go into the prompt with numbered markers, the reply
+carries them as ``sources``, and a stored reply keeps its retrieval trace. All of it sits in
+``_ground`` and ``_stream``; everything else here is unaware of knowledge.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from agents.service import AgentService, AgentView, merge_generation
 from core.db import Database
 from core.errors import NotFoundError, ValidationError
 from core.files import is_safe_id
+from knowledge.service import Grounding, KnowledgeService, Source
 
 MAX_MESSAGE_CHARS = 32_000
 
@@ -70,6 +76,7 @@ class ReplyStream:
         self.message: MessageView | None = None
         self.usage = Usage()
         self.text = ""
+        self.sources: list[Source] = []  # the knowledge this reply was grounded on
 
     def __iter__(self) -> Iterator[str]:
         parts: list[str] = []
@@ -101,10 +108,17 @@ class ReplyStream:
 
 
 class ChatService:
-    def __init__(self, db: Database, agents: AgentService, llm: LLMPool) -> None:
+    def __init__(
+        self,
+        db: Database,
+        agents: AgentService,
+        llm: LLMPool,
+        knowledge: KnowledgeService | None = None,
+    ) -> None:
         self.db = db
         self.agents = agents
         self.llm = llm
+        self.knowledge = knowledge
 
     # ----- conversations -------------------------------------------------------------
     def create_conversation(
@@ -202,7 +216,10 @@ class ChatService:
             raise ValidationError("messages must end with a user message")
         params = self._params(agent, generation)
         backend = self.llm.get(agent.model, agent.adapter)
-        return self._stream(backend, card.data, history, params, user_name, extra, lambda _: None)
+        grounding = self._ground(agent_id, history)
+        return self._stream(
+            backend, card.data, history, params, user_name, extra, lambda _: None, grounding
+        )
 
     # ----- internals -----------------------------------------------------------------
     def _reply(
@@ -233,7 +250,10 @@ class ChatService:
                 return self._append(s, conversation_id, text)
 
         backend = self.llm.get(agent.model, agent.adapter)
-        return self._stream(backend, card.data, history, params, conv.user_name, None, save)
+        grounding = self._ground(agent_id, history)
+        return self._stream(
+            backend, card.data, history, params, conv.user_name, None, save, grounding
+        )
 
     def _stream(
         self,
@@ -244,6 +264,7 @@ class ChatService:
         user_name: str,
         extra_system: str | None,
         save: Callable[[str], MessageView | None],
+        grounding: Grounding | None = None,
     ) -> ReplyStream:
         build = build_prompt(
             card,
@@ -253,11 +274,24 @@ class ChatService:
             context_window=backend.context_window,
             max_new_tokens=params.max_new_tokens,
             extra_system=extra_system,
+            knowledge=grounding.prompt_blocks() if grounding else (),
         )
         stop = [*params.stop, f"\n{user_name}:"]
         params = params.model_copy(update={"stop": stop})
         result = StreamResult()
-        return ReplyStream(backend.stream(build.messages, params, result), result, save)
+        if grounding is not None and self.knowledge is not None:
+            save = _saving_trace(save, self.knowledge, grounding, build.knowledge_used)
+        reply = ReplyStream(backend.stream(build.messages, params, result), result, save)
+        if grounding is not None:
+            reply.sources = grounding.sources(build.knowledge_used)
+        return reply
+
+    def _ground(self, agent_id: str, history: list[ChatMessage]) -> Grounding | None:
+        """Retrieve from the agent's knowledge bases for the newest user message."""
+        if self.knowledge is None:
+            return None
+        query = next((m.content for m in reversed(history) if m.role == "user"), "")
+        return self.knowledge.ground(agent_id, query)
 
     def _append(self, session: Any, conversation_id: str, text: str) -> MessageView:
         row = MessageRecord(
@@ -322,6 +356,23 @@ def _msg_view(row: MessageRecord) -> MessageView:
         alternatives=list(row.alternatives or []),
         created_at=row.created_at,
     )
+
+
+def _saving_trace(
+    save: Callable[[str], MessageView | None],
+    knowledge: KnowledgeService,
+    grounding: Grounding,
+    used: int,
+) -> Callable[[str], MessageView | None]:
+    """``save`` that also stores the reply's retrieval trace (the chunks its prompt held)."""
+
+    def save_with_trace(text: str) -> MessageView | None:
+        view = save(text)
+        if view is not None:
+            knowledge.record_trace(view.id, grounding, used)
+        return view
+
+    return save_with_trace
 
 
 def _check_text(content: str) -> str:

@@ -18,6 +18,7 @@ from api.deps import services
 from api.sse import sse_event, sse_response
 from container import Services
 from core.errors import AnimaError
+from knowledge.service import Source
 
 router = APIRouter(prefix="/api", tags=["conversations"])
 Svc = Annotated[Services, Depends(services)]
@@ -44,6 +45,9 @@ class Regenerate(BaseModel):
 class Reply(BaseModel):
     message: MessageView | None
     usage: Usage
+    sources: list[Source] = Field(
+        default=[], description="The knowledge chunks the reply was grounded on ([1], [2]...)."
+    )
 
 
 @router.get("/agents/{agent_id}/conversations", response_model=list[ConversationView])
@@ -105,7 +109,7 @@ def regenerate(svc: Svc, conversation_id: str, body: Regenerate | None = None) -
 def _respond(reply: ReplyStream, stream: bool) -> Any:
     if not stream:
         reply.collect()
-        return Reply(message=reply.message, usage=reply.usage)
+        return Reply(message=reply.message, usage=reply.usage, sources=reply.sources)
     return sse_response(_frames(reply))
 
 
@@ -116,5 +120,5 @@ def _frames(reply: ReplyStream) -> Iterator[str]:
     except AnimaError as exc:
         yield sse_event({"message": exc.message}, "error")
         return
-    done = Reply(message=reply.message, usage=reply.usage)
+    done = Reply(message=reply.message, usage=reply.usage, sources=reply.sources)
     yield sse_event(done.model_dump(mode="json"), "done")
