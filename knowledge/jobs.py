@@ -40,15 +40,15 @@ def ingest(ctx: JobContext, *, kb_id: str, document_id: str, version: str) -> di
         ctx.progress(total, total, f"{total} chunks searchable")
         ctx.step("purge", knowledge.purge_versions, kb_id, True)
     except TargetGone as exc:
-        knowledge.drop_version(version, exc.reason)
+        knowledge.drop_version(version, exc.reason, by_job=True)
         raise
     except (JobCancelled, DBOSWorkflowCancelledError):
-        knowledge.drop_version(version, "indexing was cancelled")
+        knowledge.drop_version(version, "indexing was cancelled", by_job=True)
         raise
     except Exception as exc:
         # A shutdown interrupts the job without failing it (it resumes on restart): keep the
         # version then. Only a real failure drops it.
         if ctx.services.jobs.executing:
-            knowledge.drop_version(version, f"indexing failed: {exc}")
+            knowledge.drop_version(version, f"indexing failed: {exc}", by_job=True)
         raise
     return {"document_id": document_id, "version": version, "chunks": total, "replaced": replaced}

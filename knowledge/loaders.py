@@ -37,6 +37,7 @@ SUPPORTED = "PDF, TXT, Markdown (.md), HTML and DOCX"
 # A DOCX is a zip: refuse one that would inflate past this multiple of its own size.
 MAX_INFLATION = 100
 MAX_FILENAME = 255
+LEGACY_DETECT_MIN_BYTES = 2048
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t\f\v\r]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -126,18 +127,28 @@ def _decode_text(filename: str, content: bytes) -> str:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
-        from charset_normalizer import from_bytes
-
-        best = from_bytes(content).best()
-        if best is None:
-            raise DocumentError(
-                f"{filename}: the content is not text in any encoding we recognise"
-            ) from None
-        text = str(best)
+        text = _decode_legacy(filename, content)
     controls = sum(1 for c in text[:8192] if ord(c) < 32 and c not in "\t\n\r\f")
     if controls > max(8, len(text[:8192]) // 50):
         raise DocumentError(f"{filename}: this is a binary file, not text")
     return text
+
+
+def _decode_legacy(filename: str, content: bytes) -> str:
+    """Not UTF-8: detect the encoding on longer texts (reliable there), else Windows-1252,
+    the most common legacy encoding, which maps every byte."""
+    if len(content) >= LEGACY_DETECT_MIN_BYTES:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(content).best()
+        if best is not None:
+            return str(best)
+    try:
+        return content.decode("cp1252")
+    except UnicodeDecodeError:
+        raise DocumentError(
+            f"{filename}: the content is not text in any encoding we recognise"
+        ) from None
 
 
 def _pdf(filename: str, content: bytes) -> list[Section]:

@@ -639,51 +639,69 @@ class KnowledgeService:
         self._chunks_path(kb_id, version).unlink(missing_ok=True)
         return old
 
-    def drop_version(self, version: str, reason: str) -> None:
-        """Give up on a version being written: its document keeps what it had (or fails)."""
+    def drop_version(self, version: str, reason: str, by_job: bool = False) -> None:
+        """Give up on a version being written: its document keeps what it had (or fails).
+
+        ``by_job``: the version's own job is ending, so nothing will write to it any more and
+        its bookkeeping row can go once its chunks are purged.
+        """
         with self.db.session() as s:
             row = s.get(IndexVersionRecord, version)
-            if row is None or row.status != "writing":
+            if row is None:
                 return
-            row.status = "dropped"
             kb_id = row.kb_id
-            doc = s.get(DocumentRecord, row.document_id)
-            if doc is not None:
-                doc.status = "ready" if doc.active_version else "failed"
-                doc.error = None if doc.active_version else reason[:2000]
-                doc.updated_at = utcnow()
+            if row.status == "writing":
+                row.status = "dropped"
+                doc = s.get(DocumentRecord, row.document_id)
+                if doc is not None:
+                    doc.status = "ready" if doc.active_version else "failed"
+                    doc.error = None if doc.active_version else reason[:2000]
+                    doc.updated_at = utcnow()
             base_exists = s.get(KnowledgeBaseRecord, kb_id) is not None
         if base_exists:
-            self.purge_versions(kb_id, quiet=True)
+            self.purge_versions(kb_id, quiet=True, ended=version if by_job else None)
         else:
             self._drop_stores(kb_id)
 
-    def purge_versions(self, kb_id: str, quiet: bool = False) -> int:
-        """Remove retired and dropped versions from both stores (idempotent); returns how many."""
+    def purge_versions(self, kb_id: str, quiet: bool = False, ended: str | None = None) -> int:
+        """Remove retired and dropped versions from both stores (idempotent); returns how many.
+
+        A dropped version whose job may still be inside a step (cancelled mid-batch) keeps its
+        row after the purge, so a later purge also removes what that step still writes.
+        """
         with self.db.session() as s:
-            versions = list(
-                s.scalars(
-                    select(IndexVersionRecord.id).where(
-                        IndexVersionRecord.kb_id == kb_id,
-                        IndexVersionRecord.status.in_(("retired", "dropped")),
-                    )
+            versions = s.scalars(
+                select(IndexVersionRecord).where(
+                    IndexVersionRecord.kb_id == kb_id,
+                    IndexVersionRecord.status.in_(("retired", "dropped")),
                 )
-            )
+            ).all()
         purged = 0
         for version in versions:
             try:
-                self.store.delete_version(kb_id, version)
-                self.keywords.delete_version(kb_id, version)
+                self.store.delete_version(kb_id, version.id)
+                self.keywords.delete_version(kb_id, version.id)
             except Exception as exc:
                 if not quiet:
                     raise
-                log.warning("could not purge version %s yet (%s); it stays hidden", version, exc)
+                log.warning("could not purge version %s yet (%s); it stays hidden", version.id, exc)
                 continue
-            self._remove_files(kb_id, version)
-            with self.db.session() as s:
-                s.execute(delete(IndexVersionRecord).where(IndexVersionRecord.id == version))
             purged += 1
+            done = version.status == "retired" or version.id == ended
+            if not (done or self._job_ended(version.job_id)):
+                continue
+            self._remove_files(kb_id, version.id)
+            with self.db.session() as s:
+                s.execute(delete(IndexVersionRecord).where(IndexVersionRecord.id == version.id))
         return purged
+
+    def _job_ended(self, job_id: str | None) -> bool:
+        if job_id is None:
+            return True
+        try:
+            return self.jobs.get(job_id).finished
+        except NotFoundError:
+            return True
 
     # ----- internals -----------------------------------------------------------------------
     def _record_version(
