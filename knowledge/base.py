@@ -13,7 +13,7 @@ across two stores that have no transactions in common.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -82,8 +82,14 @@ class VectorStore(Protocol):
         """Add or overwrite chunks (same id: same chunk), embedding them on the way."""
         ...
 
-    def query(self, kb_id: str, query_embedding: Sequence[float], n: int) -> list[StoredChunk]:
-        """The ``n`` nearest chunks, any version, most similar first."""
+    def query(
+        self,
+        kb_id: str,
+        query_embedding: Sequence[float],
+        n: int,
+        exclude_versions: Collection[str] = (),
+    ) -> list[StoredChunk]:
+        """The ``n`` nearest chunks outside ``exclude_versions``, most similar first."""
         ...
 
     def get(
@@ -109,7 +115,9 @@ class KeywordIndex(Protocol):
         """Index the chunks (replacing any of the same versions first: safe to repeat)."""
         ...
 
-    def search(self, kb_id: str, query: str, n: int) -> list[KeywordHit]: ...
+    def search(
+        self, kb_id: str, query: str, n: int, exclude_versions: Collection[str] = ()
+    ) -> list[KeywordHit]: ...
 
     def delete_version(self, kb_id: str, version: str) -> None: ...
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from chromadb.api import ClientAPI
-from chromadb.api.models.Collection import Collection
+from chromadb.api.models.Collection import Collection as ChromaCollection
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.errors import NotFoundError as ChromaNotFound
 from chromadb.utils.embedding_functions import register_embedding_function
@@ -74,13 +74,13 @@ class ChromaVectorStore:
         self._client = client
         self._ef = AnimaEmbeddingFunction(embedder)
         self._prefix = prefix
-        self._collections: dict[str, Collection] = {}
+        self._collections: dict[str, ChromaCollection] = {}
         self._lock = threading.Lock()
 
     def collection_name(self, kb_id: str) -> str:
         return f"{self._prefix}-kb-{kb_id}"
 
-    def _collection(self, kb_id: str) -> Collection:
+    def _collection(self, kb_id: str) -> ChromaCollection:
         with self._lock:
             found = self._collections.get(kb_id)
             if found is None:
@@ -116,11 +116,19 @@ class ChromaVectorStore:
                 embeddings=[list(e) for e in embeddings[start : start + MAX_BATCH]],
             )
 
-    def query(self, kb_id: str, query_embedding: Sequence[float], n: int) -> list[StoredChunk]:
+    def query(
+        self,
+        kb_id: str,
+        query_embedding: Sequence[float],
+        n: int,
+        exclude_versions: Collection[str] = (),
+    ) -> list[StoredChunk]:
         collection = self._collection(kb_id)
+        where: Any = {"version": {"$nin": sorted(exclude_versions)}} if exclude_versions else None
         result = collection.query(
             query_embeddings=[list(query_embedding)],
             n_results=max(1, n),
+            where=where,
             include=["documents", "metadatas", "distances"],
         )
         ids = result["ids"][0]

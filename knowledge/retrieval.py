@@ -63,8 +63,15 @@ def retrieve(
     store: VectorStore,
     keywords: KeywordIndex,
     active: Callable[[set[str]], set[str]],
+    hidden: Callable[[str], set[str]] = lambda _kb: set(),
 ) -> Retrieval:
-    """The ``k`` best chunks of the given bases; ``active(versions)`` says which versions count."""
+    """The ``k`` best chunks of the given bases.
+
+    ``hidden(kb_id)``: versions of a base that must not compete for the candidate slots
+    (being written, replaced, dropped); usually none or a few, so the stores filter them out.
+    ``active(versions)``: which of the versions found count, checked again after the search
+    in case one was switched meanwhile.
+    """
     result = Retrieval(query=query, mode=mode, kb_ids=list(kb_ids))
     if not query.strip() or not kb_ids:
         return result
@@ -72,12 +79,12 @@ def retrieve(
     n = max(k * CANDIDATE_FACTOR, MIN_CANDIDATES)
 
     dense: list[StoredChunk] = []
-    for kb_id in kb_ids:
-        dense.extend(store.query(kb_id, vector, n))
     keyword = []
-    if mode == "hybrid":
-        for kb_id in kb_ids:
-            keyword.extend((kb_id, hit) for hit in keywords.search(kb_id, query, n))
+    for kb_id in kb_ids:
+        exclude = hidden(kb_id)
+        dense.extend(store.query(kb_id, vector, n, exclude))
+        if mode == "hybrid":
+            keyword.extend((kb_id, hit) for hit in keywords.search(kb_id, query, n, exclude))
 
     live = active({s.chunk.version for s in dense} | {h.version for _, h in keyword})
     dense = sorted(

@@ -452,6 +452,7 @@ class KnowledgeService:
             store=self.store,
             keywords=self.keywords,
             active=self._active_versions,
+            hidden=self._hidden_versions,
         )
 
     def search_base(
@@ -817,6 +818,17 @@ class KnowledgeService:
                 s.scalars(
                     select(DocumentRecord.active_version).where(
                         DocumentRecord.active_version.in_(list(versions))
+                    )
+                )
+            )
+
+    def _hidden_versions(self, kb_id: str) -> set[str]:
+        """Versions of a base that may have chunks in the stores but are not searchable."""
+        with self.db.session() as s:
+            return set(
+                s.scalars(
+                    select(IndexVersionRecord.id).where(
+                        IndexVersionRecord.kb_id == kb_id, IndexVersionRecord.status != "active"
                     )
                 )
             )

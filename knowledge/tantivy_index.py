@@ -14,7 +14,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import tantivy
@@ -107,7 +107,9 @@ class TantivyKeywordIndex:
         if self._path(kb_id).exists():
             self._write(kb_id, {version}, [])
 
-    def search(self, kb_id: str, query: str, n: int) -> list[KeywordHit]:
+    def search(
+        self, kb_id: str, query: str, n: int, exclude_versions: Collection[str] = ()
+    ) -> list[KeywordHit]:
         text = query_text(query)
         if not text or not self._path(kb_id).exists():
             return []
@@ -115,6 +117,13 @@ class TantivyKeywordIndex:
         index.reload()  # see commits made since (by this process or a worker)
         searcher = index.searcher()
         parsed = index.parse_query(text, ["text"])
+        if exclude_versions:
+            clauses = [(tantivy.Occur.Must, parsed)]
+            clauses += [
+                (tantivy.Occur.MustNot, tantivy.Query.term_query(self._schema, "version", v))
+                for v in sorted(exclude_versions)
+            ]
+            parsed = tantivy.Query.boolean_query(clauses)
         hits = []
         for score, address in searcher.search(parsed, max(1, n)).hits:
             doc = searcher.doc(address)
