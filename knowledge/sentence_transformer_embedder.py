@@ -78,7 +78,7 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimensions(self) -> int:
-        return int(self.load().get_sentence_embedding_dimension())
+        return int(self.load().get_embedding_dimension())
 
     @property
     def max_tokens(self) -> int:
