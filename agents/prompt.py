@@ -8,7 +8,8 @@ way their authors meant:
    ``before_char``, the ``description``, ``"{{char}}'s personality: ..."``,
    ``"Scenario: ..."``, entries placed ``after_char``, then ``extra_system`` (system text
    from the caller, e.g. an OpenAI client's own system messages, passed through without
-   macro expansion), then the example dialogues (``mes_example``) as text blocks headed
+   macro expansion), then retrieved knowledge (numbered excerpts under ``KNOWLEDGE_HEADER``,
+   see ``build_prompt``), then the example dialogues (``mes_example``) as text blocks headed
    ``[Example chat]``. Examples live inside the system text rather than as fake
    user/assistant turns so that strict chat templates (which demand alternating roles)
    stay valid and the model cannot mistake them for the real conversation.
