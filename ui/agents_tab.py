@@ -24,6 +24,7 @@ from agents.service import AgentView
 from container import Services
 from core.errors import AnimaError, ValidationError
 from ui.common import agent_choices, show_error
+from ui.knowledge_panel import build_knowledge_panel
 
 # Card fields shown as text, in form order.
 CARD_KEYS = (
@@ -300,6 +301,9 @@ def build_agents_tab(services: Services) -> AgentsTab:
                         label="Repetition penalty",
                         elem_id="agent-repetition-penalty",
                     )
+
+    with gr.Accordion("Knowledge", open=False, elem_id="agent-knowledge"):
+        build_knowledge_panel(services, picker)
 
     form = [fields[k] for k in FORM_KEYS]
     detail = [*form, avatar, avatar_changed, status]
