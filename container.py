@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from agents.chat import ChatService
 from agents.llm.pool import LLMPool
 from agents.service import AgentService
+from chain.auth import AuthService
+from chain.service import ChainService
 from core.db import Database
 from core.jobs import JobService
 from core.settings import Settings
@@ -24,8 +26,12 @@ class Services:
     agents: AgentService
     chat: ChatService
     jobs: JobService
+    # On-chain identity (issue 11): tokens, the owner check, sign-in.
+    chain: ChainService
+    auth: AuthService
 
     def close(self) -> None:
+        self.chain.close()
         self.jobs.close()
         self.db.dispose()
 
@@ -39,6 +45,16 @@ def build_services(settings: Settings, llm: LLMPool | None = None) -> Services:
     agents = AgentService(settings, db)
     chat = ChatService(db, agents, pool)
     jobs = JobService(settings, db)
-    svc = Services(settings=settings, db=db, llm=pool, agents=agents, chat=chat, jobs=jobs)
+    chain = ChainService(settings, db, agents, jobs)
+    svc = Services(
+        settings=settings,
+        db=db,
+        llm=pool,
+        agents=agents,
+        chat=chat,
+        jobs=jobs,
+        chain=chain,
+        auth=chain.auth,
+    )
     jobs.services = svc
     return svc

@@ -8,6 +8,7 @@ Reads return plain Python values; writes are returned as unsent contract calls t
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -25,6 +26,14 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 
 from chain import tba
 from core.errors import ValidationError
+
+try:  # eth-tester reports reverts with its own exception (web3 does not translate them)
+    from eth_tester.exceptions import TransactionFailed as _TesterRevert
+except ImportError:  # pragma: no cover - eth-tester is a test-time chain
+    _TesterRevert = ContractLogicError  # type: ignore[assignment,misc]
+
+# Every exception meaning "the contract reverted", whichever chain answered.
+REVERTS: tuple[type[BaseException], ...] = (ContractCustomError, ContractLogicError, _TesterRevert)
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -155,7 +164,7 @@ class AgentNFT:
         """The holder, or ``None`` when the token does not exist (not minted yet)."""
         try:
             return self.contract.functions.ownerOf(token_id).call()
-        except (ContractCustomError, ContractLogicError) as exc:
+        except REVERTS as exc:
             if "ERC721NonexistentToken" in describe_revert(exc):
                 return None
             raise
@@ -164,7 +173,7 @@ class AgentNFT:
         """``("0x<card hash>", version)``; ``None`` when the token does not exist."""
         try:
             card_hash, version = self.contract.functions.cardOf(token_id).call()
-        except (ContractCustomError, ContractLogicError) as exc:
+        except REVERTS as exc:
             if "ERC721NonexistentToken" in describe_revert(exc):
                 return None
             raise
@@ -232,11 +241,25 @@ def _error_selectors() -> dict[bytes, tuple[str, list[str]]]:
     return selectors
 
 
-def describe_revert(exc: BaseException) -> str:
-    """A revert as ``Name(arg, ...)`` (custom errors decoded with our ABIs) or its message."""
+def _revert_bytes(exc: BaseException) -> bytes | None:
     data = getattr(exc, "data", None)
     if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
-        raw = bytes.fromhex(data[2:])
+        return bytes.fromhex(data[2:])
+    text = str(exc.args[0]) if exc.args else ""
+    marker = "execution reverted: b"
+    if text.startswith(marker):  # eth-tester: the revert data as a Python bytes literal
+        try:
+            value = ast.literal_eval(text[len("execution reverted: ") :])
+        except (ValueError, SyntaxError):
+            return None
+        return value if isinstance(value, bytes) else None
+    return None
+
+
+def describe_revert(exc: BaseException) -> str:
+    """A revert as ``Name(arg, ...)`` (custom errors decoded with our ABIs) or its message."""
+    raw = _revert_bytes(exc)
+    if raw is not None and len(raw) >= 4:
         known = _error_selectors().get(raw[:4])
         if known is not None:
             name, types = known

@@ -29,14 +29,12 @@ from sqlalchemy.exc import IntegrityError
 from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.exceptions import (
-    ContractCustomError,
-    ContractLogicError,
     ProviderConnectionError,
     TimeExhausted,
     TransactionNotFound,
 )
 
-from chain.contract import describe_revert
+from chain.contract import REVERTS, describe_revert
 from chain.records import ChainTxRecord, utcnow
 from core.db import Database
 from core.errors import ChainError, ChainUnavailableError
@@ -199,7 +197,7 @@ class TxSender:
         params.update(self._fees())
         try:
             gas = call.estimate_gas({"from": self.account.address})
-        except (ContractCustomError, ContractLogicError) as exc:
+        except REVERTS as exc:
             raise TxReverted(describe_revert(exc)) from exc
         params["gas"] = int(gas * 1.25) + 10_000
         params["chainId"] = self.chain_id
@@ -219,7 +217,7 @@ class TxSender:
     def _broadcast(self, record: ChainTxRecord) -> None:
         try:
             self.w3.eth.send_raw_transaction(record.raw)
-        except (ContractCustomError, ContractLogicError) as exc:
+        except REVERTS as exc:
             self._set_status(record, "reverted")
             raise TxReverted(describe_revert(exc), record.tx_hash) from exc
         except ValueError as exc:
@@ -266,7 +264,7 @@ class TxSender:
             self.w3.eth.call(
                 {"from": tx["from"], "to": tx["to"], "data": tx["input"]}, block - 1
             )
-        except (ContractCustomError, ContractLogicError) as exc:
+        except REVERTS as exc:
             return describe_revert(exc)
         except Exception as exc:
             return f"reverted ({exc})"
