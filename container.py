@@ -12,6 +12,7 @@ from agents.chat import ChatService
 from agents.llm.pool import LLMPool
 from agents.service import AgentService
 from chain.auth import AuthService
+from chain.base import Chain
 from chain.service import ChainService
 from core.db import Database
 from core.jobs import JobService
@@ -36,8 +37,14 @@ class Services:
         self.db.dispose()
 
 
-def build_services(settings: Settings, llm: LLMPool | None = None) -> Services:
-    """Create the data directory, migrate the database and build every service."""
+def build_services(
+    settings: Settings, llm: LLMPool | None = None, chain: Chain | None = None
+) -> Services:
+    """Create the data directory, migrate the database and build every service.
+
+    ``chain``: a node someone else started and stops (tests share one anvil); by default the
+    chain service builds its own from settings and stops it on ``close``.
+    """
     settings.ensure_dirs()
     db = Database(settings.resolved_database_url)
     db.migrate()
@@ -45,7 +52,7 @@ def build_services(settings: Settings, llm: LLMPool | None = None) -> Services:
     agents = AgentService(settings, db)
     chat = ChatService(db, agents, pool)
     jobs = JobService(settings, db)
-    chain = ChainService(settings, db, agents, jobs)
+    chain_service = ChainService(settings, db, agents, jobs, chain=chain)
     svc = Services(
         settings=settings,
         db=db,
@@ -53,8 +60,8 @@ def build_services(settings: Settings, llm: LLMPool | None = None) -> Services:
         agents=agents,
         chat=chat,
         jobs=jobs,
-        chain=chain,
-        auth=chain.auth,
+        chain=chain_service,
+        auth=chain_service.auth,
     )
     jobs.services = svc
     return svc

@@ -140,7 +140,10 @@ class AnvilChain:
 
     def is_up(self) -> bool:
         try:
-            return int(self._w3.provider.make_request(RPCEndpoint("eth_chainId"), [])["result"], 16) > 0
+            return (
+                int(self._w3.provider.make_request(RPCEndpoint("eth_chainId"), [])["result"], 16)
+                > 0
+            )
         except Exception:
             return False
 
@@ -155,7 +158,9 @@ class AnvilChain:
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            log.warning("anvil did not stop on SIGTERM; killing it (state since the last dump is lost)")
+            log.warning(
+                "anvil did not stop on SIGTERM; killing it (state since the last dump is lost)"
+            )
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 

@@ -163,7 +163,9 @@ class AuthService:
             expiration_time=_iso(expires_at),
         ).prepare_message()
 
-    def verify(self, message: str, signature: str, domain: str, wallet: str = "browser") -> SessionGrant:
+    def verify(
+        self, message: str, signature: str, domain: str, wallet: str = "browser"
+    ) -> SessionGrant:
         """Check a signed SIWE message; on success consume its nonce and open a session.
 
         Each refusal says why (malformed, other site, wrong chain, expired, bad signature,
@@ -207,7 +209,11 @@ class AuthService:
             )
         log.info("signed in %s (%s wallet)", address, wallet)
         view = SessionView(
-            address=address, via="session", wallet=wallet, chain_id=parsed.chain_id, expires_at=expires
+            address=address,
+            via="session",
+            wallet=wallet,
+            chain_id=parsed.chain_id,
+            expires_at=expires,
         )
         return SessionGrant(token=token, view=view, max_age_s=self.settings.auth_session_ttl_s)
 
@@ -253,9 +259,7 @@ class AuthService:
             raise AuthError("local wallets are turned off here (ANIMA_LOCAL_WALLETS=false)")
 
     # ----- sessions and keys --------------------------------------------------------------
-    def principal(
-        self, session_token: str | None = None, api_key: str | None = None
-    ) -> Principal:
+    def principal(self, session_token: str | None = None, api_key: str | None = None) -> Principal:
         """The caller behind a cookie or an API key (an API key wins; neither: anonymous).
 
         A presented but unknown, expired or revoked credential is an error (401), never a
@@ -291,7 +295,10 @@ class AuthService:
             )
 
     def has_local_signer(self, principal: Principal) -> bool:
-        return principal.session_id is not None and self.signers.for_address(principal.address) is not None
+        return (
+            principal.session_id is not None
+            and self.signers.for_address(principal.address) is not None
+        )
 
     def logout(self, session_token: str | None) -> None:
         if not session_token:

@@ -61,7 +61,9 @@ def token_id_of(agent_id: str) -> int:
     a string, and the same id can never map to two tokens).
     """
     if not _AGENT_ID.match(agent_id):
-        raise ValidationError(f"agent id {agent_id!r} is not a 32-digit hex UUID; it cannot be minted")
+        raise ValidationError(
+            f"agent id {agent_id!r} is not a 32-digit hex UUID; it cannot be minted"
+        )
     return int.from_bytes(keccak(bytes.fromhex(agent_id)), "big")
 
 

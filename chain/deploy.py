@@ -37,7 +37,9 @@ def deploy_contract(w3: Web3, account: LocalAccount, name: str, *args: Any) -> t
     if base is None:
         params["gasPrice"] = w3.eth.gas_price
     else:
-        params.update(maxFeePerGas=2 * base + DEFAULT_PRIORITY_FEE, maxPriorityFeePerGas=DEFAULT_PRIORITY_FEE)
+        params.update(
+            maxFeePerGas=2 * base + DEFAULT_PRIORITY_FEE, maxPriorityFeePerGas=DEFAULT_PRIORITY_FEE
+        )
     params["gas"] = int(constructor.estimate_gas({"from": account.address}) * 1.2) + 50_000
     signed = account.sign_transaction(constructor.build_transaction(params))
     tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
@@ -84,7 +86,9 @@ def read_deployment(w3: Web3, address: str) -> Deployment:
     """A deployment described by the contract itself (``ANIMA_CHAIN_CONTRACT``)."""
     if not w3.eth.get_code(Web3.to_checksum_address(address)):
         raise ChainError(f"no contract at {address} on chain {w3.eth.chain_id}")
-    nft = w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact("AgentNFT")["abi"])
+    nft = w3.eth.contract(
+        address=Web3.to_checksum_address(address), abi=load_artifact("AgentNFT")["abi"]
+    )
     return Deployment(
         chain_id=int(w3.eth.chain_id),
         address=Web3.to_checksum_address(address),

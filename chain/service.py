@@ -27,7 +27,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -147,6 +146,7 @@ class ChainService:
         self.agents = agents
         self.jobs = jobs
         self.chain: Chain = chain or make_chain(settings)
+        self._owns_chain = chain is None  # a node handed in is stopped by whoever started it
         self.wallets = LocalWallets(settings.wallets_dir, settings.keystore_scrypt_n)
         self.signers = Signers()
         self.auth = AuthService(settings, db, lambda: self.chain_id, self.wallets, self.signers)
@@ -171,7 +171,7 @@ class ChainService:
         if self.settings.chain_id is not None:
             return self.settings.chain_id
         if self.chain.kind == "anvil":
-            return int(getattr(self.chain, "chain_id"))
+            return int(self.chain.chain_id)  # type: ignore[attr-defined]
         return int(self.ensure_started().deployment.chain_id)
 
     def start(self, follow: bool = True) -> AgentNFT:
@@ -182,7 +182,9 @@ class ChainService:
                     self._nft = self._connect()
                 except Exception as exc:
                     if is_transient(exc):
-                        raise ChainUnavailableError(f"the chain node is unreachable: {exc}") from exc
+                        raise ChainUnavailableError(
+                            f"the chain node is unreachable: {exc}"
+                        ) from exc
                     raise
             if follow and self._thread is None:
                 self._stop.clear()
@@ -201,7 +203,8 @@ class ChainService:
             thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=10)
-        self.chain.stop()
+        if self._owns_chain:
+            self.chain.stop()
 
     def close(self) -> None:
         self.stop()
@@ -223,7 +226,11 @@ class ChainService:
         self._sender = TxSender(w3, minter, self.db, chain_id)
         self._follower = EventFollower(self.db, nft, self.settings.chain_confirmations)
         log.info(
-            "chain %s (%s): AgentNFT %s, minter %s", chain_id, self.chain.kind, nft.address, minter.address
+            "chain %s (%s): AgentNFT %s, minter %s",
+            chain_id,
+            self.chain.kind,
+            nft.address,
+            minter.address,
         )
         return nft
 
@@ -326,19 +333,26 @@ class ChainService:
         else:
             if self.settings.auth_anonymous_edits or principal.signed_in:
                 return agent
-            raise AuthError("sign in with a wallet to change agents (ANIMA_AUTH_ANONYMOUS_EDITS=false)")
+            raise AuthError(
+                "sign in with a wallet to change agents (ANIMA_AUTH_ANONYMOUS_EDITS=false)"
+            )
         if principal.is_address(owner):
             return agent
         if not principal.signed_in:
-            raise AuthError(f"agent '{agent.name}' belongs to {owner} ({what}); sign in with that wallet")
+            raise AuthError(
+                f"agent '{agent.name}' belongs to {owner} ({what}); sign in with that wallet"
+            )
         raise NotOwnerError(
-            f"agent '{agent.name}' belongs to {owner} ({what}); you are signed in as {principal.address}"
+            f"agent '{agent.name}' belongs to {owner} ({what}); "
+            f"you are signed in as {principal.address}"
         )
 
     def require_creator(self, principal: Principal) -> None:
         """Whether ``principal`` may create (or import) an agent at all."""
         if not principal.signed_in and not self.settings.auth_anonymous_edits:
-            raise AuthError("sign in with a wallet to create agents (ANIMA_AUTH_ANONYMOUS_EDITS=false)")
+            raise AuthError(
+                "sign in with a wallet to create agents (ANIMA_AUTH_ANONYMOUS_EDITS=false)"
+            )
 
     def holder(self, agent: AgentView) -> str:
         """The token holder read from the chain now; refreshes the stored copy if it moved."""
@@ -441,7 +455,10 @@ class ChainService:
                         agent_id=agent_id, wait_s=TX_WAIT_S,
                     )  # fmt: skip
                     result.update(
-                        already_minted=False, tx_hash=sent.tx_hash, block=sent.block, gas_used=sent.gas_used
+                        already_minted=False,
+                        tx_hash=sent.tx_hash,
+                        block=sent.block,
+                        gas_used=sent.gas_used,
                     )
                 except TxReverted as exc:
                     if nft.owner_of(token_id) is None:
@@ -463,7 +480,13 @@ class ChainService:
             chain_card_hash=card[0],
             chain_card_version=card[1],
         )
-        return {**result, "status": "minted", "owner": owner, "contract": nft.address, "card_hash": card[0]}
+        return {
+            **result,
+            "status": "minted",
+            "owner": owner,
+            "contract": nft.address,
+            "card_hash": card[0],
+        }
 
     def mark_mint_failed(self, agent_id: str) -> None:
         with self.db.session() as s:
@@ -490,7 +513,9 @@ class ChainService:
                     f"for {self.settings.chain_node_wait_s:.0f} s"
                 )
             if progress and not told:
-                progress(0, 1, f"waiting for the chain node ({self.chain.rpc_url or self.chain.kind})")
+                progress(
+                    0, 1, f"waiting for the chain node ({self.chain.rpc_url or self.chain.kind})"
+                )
                 told = True
             time.sleep(0.25)
 
@@ -597,14 +622,21 @@ class ChainService:
                 return {"status": "not_minted"}
             if current[0].lower() == target.lower():
                 self._record_card(agent_id, current)
-                return {"status": "anchored", "card_hash": current[0], "version": current[1], "already": True}
+                return {
+                    "status": "anchored",
+                    "card_hash": current[0],
+                    "version": current[1],
+                    "already": True,
+                }
             if signature is None:
                 owner = nft.owner_of(token_id)
                 account = self.signers.for_address(owner)
                 if account is None:
                     return {"status": "awaiting_signature", "owner": owner, "card_hash": target}
                 version, deadline = current[1], int(time.time()) + SIGNATURE_TTL_S
-                signature = sign_card_update(account, nft.typed_update(token_id, target, version, deadline))
+                signature = sign_card_update(
+                    account, nft.typed_update(token_id, target, version, deadline)
+                )
                 signer = account.address
             elif version != current[1]:
                 return {
@@ -615,11 +647,10 @@ class ChainService:
             assert self._sender is not None and version is not None and deadline is not None
             assert signer is not None
             try:
-                sent = self._sender.send(
-                    key, "anchor",
-                    nft.update_with_sig_call(token_id, target, version, deadline, signer, signature),
-                    agent_id=agent_id, wait_s=TX_WAIT_S,
-                )  # fmt: skip
+                call = nft.update_with_sig_call(
+                    token_id, target, version, deadline, signer, signature
+                )
+                sent = self._sender.send(key, "anchor", call, agent_id=agent_id, wait_s=TX_WAIT_S)
             except TxReverted as exc:
                 return {"status": "reverted", "error": exc.reason}
             card = nft.card_of(token_id)
@@ -717,7 +748,9 @@ class ChainService:
         """Recompute the served card's hash and compare it with the chain's, read now."""
         agent = self.agents.get_agent(agent_id)
         if agent.mint_state != "minted" or agent.token_id is None:
-            raise ConflictError(f"agent '{agent.name}' is not minted: there is nothing to verify against")
+            raise ConflictError(
+                f"agent '{agent.name}' is not minted: there is nothing to verify against"
+            )
         nft = self.ensure_started()
         served = cards.content_hash(self.agents.get_card(agent_id))
         card = self._card_now(nft, int(agent.token_id), agent)
@@ -745,7 +778,11 @@ class ChainService:
         base = (self.settings.public_url or base_url).rstrip("/")
         served = cards.content_hash(self.agents.get_card(agent_id))
         attributes: list[dict[str, Any]] = [
-            {"trait_type": "Card version", "value": agent.chain_card_version or 0, "display_type": "number"},
+            {
+                "trait_type": "Card version",
+                "value": agent.chain_card_version or 0,
+                "display_type": "number",
+            },
             {"trait_type": "Card spec", "value": agent.spec},
         ]
         if data.get("creator"):
@@ -767,9 +804,9 @@ class ChainService:
             meta["token_bound_account"] = self._nft.token_account(int(agent.token_id or token_id))
         return meta
 
-    # ----- agent events (AgentService listener) ----------------------------------------------------
+    # ----- agent events (AgentService listener) -----------------------------------------------
     def agent_created(self, agent: AgentView) -> None:
-        """Mint right away when a signed-in wallet created the agent (ANIMA_CHAIN_MINT_ON_CREATE)."""
+        """Mint at once when a signed-in wallet created the agent (ANIMA_CHAIN_MINT_ON_CREATE)."""
         if agent.owner_address and self.settings.chain_mint_on_create:
             self._submit_mint(agent.id, agent.owner_address)
 
@@ -814,7 +851,3 @@ def _quiet(fn: Callable[[], Any]) -> Any:
         return fn()
     except Exception:
         return None
-
-
-def utc_timestamp() -> int:
-    return int(datetime.now(UTC).timestamp())

@@ -71,7 +71,7 @@ class TxResult:
 
 
 def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT) or isinstance(exc, ChainUnavailableError)
+    return isinstance(exc, (*TRANSIENT, ChainUnavailableError))
 
 
 class TxSender:
@@ -183,8 +183,8 @@ class TxSender:
             ).first()
             if held is None or held.status != "recorded":
                 return
-            created = held.created_at if held.created_at.tzinfo else held.created_at.replace(
-                tzinfo=UTC
+            created = (
+                held.created_at if held.created_at.tzinfo else held.created_at.replace(tzinfo=UTC)
             )
             if (utcnow() - created).total_seconds() < STALE_RECORD_S:
                 return
@@ -261,9 +261,7 @@ class TxSender:
         """Replay a reverted transaction as a call to read its error."""
         try:
             tx = self.w3.eth.get_transaction(record.tx_hash)
-            self.w3.eth.call(
-                {"from": tx["from"], "to": tx["to"], "data": tx["input"]}, block - 1
-            )
+            self.w3.eth.call({"from": tx["from"], "to": tx["to"], "data": tx["input"]}, block - 1)
         except REVERTS as exc:
             return describe_revert(exc)
         except Exception as exc:

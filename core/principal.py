@@ -29,7 +29,9 @@ class Principal:
 
     def is_address(self, other: str | None) -> bool:
         """Addresses compare case-insensitively (checksum casing is only a typo guard)."""
-        return self.address is not None and other is not None and self.address.lower() == other.lower()
+        return (
+            self.address is not None and other is not None and self.address.lower() == other.lower()
+        )
 
 
 ANONYMOUS = Principal(address=None)
