@@ -22,10 +22,10 @@ from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.exceptions import BadFunctionCallOutput, ContractCustomError, ContractLogicError
 
 from chain import tba
-from core.errors import ValidationError
+from core.errors import ChainError, ValidationError
 
 try:  # eth-tester reports reverts with its own exception (web3 does not translate them)
     from eth_tester.exceptions import TransactionFailed as _TesterRevert
@@ -166,6 +166,11 @@ class AgentNFT:
         """The holder, or ``None`` when the token does not exist (not minted yet)."""
         try:
             return self.contract.functions.ownerOf(token_id).call()
+        except BadFunctionCallOutput as exc:
+            raise ChainError(
+                f"no AgentNFT contract answers at {self.address} on chain "
+                f"{self.deployment.chain_id} (was the chain reset?)"
+            ) from exc
         except REVERTS as exc:
             if "ERC721NonexistentToken" in describe_revert(exc):
                 return None

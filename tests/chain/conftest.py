@@ -1,5 +1,6 @@
-"""Chain fixtures: one eth-tester deployment for the contract tests, and one app on
-eth-tester per module for the API tests (shared: dbos and the Gradio mount start once)."""
+"""Chain fixtures: one deployment per chain (eth-tester, the session's anvil) for the contract
+tests, and one app on eth-tester per module for the API tests (dbos and the Gradio mount
+start once per module)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 from web3 import Web3
 
 from agents.llm.pool import LLMPool
+from chain.base import Chain
 from chain.contract import AgentNFT, Deployment
 from chain.deploy import deploy_agent_nft
 from chain.eth_tester_chain import EthTesterChain
@@ -22,18 +24,23 @@ from tests.chain.helpers import fast_settings, new_wallet
 @dataclass
 class Stack:
     w3: Web3
-    chain: EthTesterChain
+    chain: Chain
     deployer: LocalAccount
     deployment: Deployment
     nft: AgentNFT
     gas: dict[str, int]
 
 
-@pytest.fixture(scope="session")
-def tester_stack() -> Stack:
-    """AgentNFT + ERC-6551 registry and account on an in-process chain, deployed once."""
-    chain = EthTesterChain()
-    chain.start()
+@pytest.fixture(scope="session", params=["eth-tester", "anvil"])
+def tester_stack(request: pytest.FixtureRequest) -> Stack:
+    """AgentNFT + ERC-6551 registry and account, deployed once on each chain: in-process
+    (eth-tester) and on the session's real anvil node. Contract tests run on both."""
+    chain: Chain
+    if request.param == "anvil":
+        chain = request.getfixturevalue("anvil_node")
+    else:
+        chain = EthTesterChain()
+        chain.start()
     deployer = new_wallet()
     chain.fund(deployer.address, 10**21)
     deployment, gas = deploy_agent_nft(

@@ -128,7 +128,9 @@ def test_api_keys_are_hashed_act_for_their_address_and_can_be_revoked(
     bearer = bare.get("/api/auth/me", headers={"Authorization": f"Bearer {key}"}).json()
     assert bearer["address"] == wallet.address
     # A non-Anima bearer token (what OpenAI clients send) is simply anonymous.
-    assert bare.get("/api/auth/me", headers={"Authorization": "Bearer sk-x"}).json()["address"] is None
+    assert (
+        bare.get("/api/auth/me", headers={"Authorization": "Bearer sk-x"}).json()["address"] is None
+    )
     assert [k["name"] for k in client.get("/api/auth/keys").json()] == ["ci"]
     assert client.delete(f"/api/auth/keys/{created.json()['id']}").status_code == 204
     refused = bare.get("/api/auth/me", headers={"X-API-Key": key})

@@ -176,7 +176,11 @@ def test_token_bound_account_follows_the_owner(tester_stack: Stack) -> None:
     pay = account.functions.execute(bob.address, 10**17, b"", 0)
     assert "Invalid signer" in reverts_with(pay, bob.address)
 
-    send(tester_stack, alice, nft.contract.functions.transferFrom(alice.address, bob.address, token_id))
+    send(
+        tester_stack,
+        alice,
+        nft.contract.functions.transferFrom(alice.address, bob.address, token_id),
+    )
     assert account.functions.owner().call() == bob.address
     assert "Invalid signer" in reverts_with(pay, alice.address)
     tester_stack.chain.fund(bob.address, 10**19)

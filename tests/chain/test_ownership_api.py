@@ -40,16 +40,29 @@ def _dependencies(route: APIRoute) -> set[Any]:
     return found
 
 
+def _api_routes(routes: list[Any]) -> list[APIRoute]:
+    """Every APIRoute, also inside included routers (FastAPI keeps those nested)."""
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):
+            found += _api_routes(route.original_router.routes)
+    return found
+
+
 def test_every_state_changing_agent_route_runs_the_owner_check(chain_app: FastAPI) -> None:
     """A new route that changes an agent and forgets ``AgentOwner`` fails here."""
-    unguarded = []
-    for route in chain_app.routes:
-        if not isinstance(route, APIRoute) or "{agent_id}" not in route.path:
+    unguarded, checked = [], 0
+    for route in _api_routes(chain_app.routes):
+        if "{agent_id}" not in route.path:
             continue
+        checked += 1
         for method in route.methods & STATE_CHANGING:
             key = f"{method} {route.path}"
             if key not in OWNER_CHECK_EXEMPT and agent_owner not in _dependencies(route):
                 unguarded.append(key)
+    assert checked >= 8, "the route walk no longer finds the agent routes"
     assert unguarded == [], f"routes that change an agent without the owner check: {unguarded}"
 
 
@@ -119,8 +132,13 @@ def test_api_key_of_the_holder_edits_and_of_another_address_does_not(
     mine = {"X-API-Key": client.post("/api/auth/keys", json={}).json()["key"]}
     theirs = {"X-API-Key": other.post("/api/auth/keys", json={}).json()["key"]}
     bare = TestClient(chain_app)
-    assert bare.patch(f"/api/agents/{agent_id}", json={"tags": ["a"]}, headers=theirs).status_code == 403
-    assert bare.patch(f"/api/agents/{agent_id}", json={"tags": ["a"]}, headers=mine).status_code == 200
+    assert (
+        bare.patch(f"/api/agents/{agent_id}", json={"tags": ["a"]}, headers=theirs).status_code
+        == 403
+    )
+    assert (
+        bare.patch(f"/api/agents/{agent_id}", json={"tags": ["a"]}, headers=mine).status_code == 200
+    )
 
 
 def _transfer_outside_the_app(services: Services, owner: LocalAccount, to: str, token: int) -> None:
@@ -157,7 +175,9 @@ def test_a_transfer_outside_the_app_moves_control(
     chain_services.chain.sync()  # the follower applies the Transfer event to the stored copy
     assert as_bob.get(f"/api/agents/{agent['id']}").json()["owner_address"] == bob.address
     # Bob has no local signer in this app: his edit waits for his signature, then is relayed.
-    anchor = wait_job(chain_services, chain_services.jobs.list(kind="chain.anchor", target_id=agent["id"])[0].id)
+    anchor = wait_job(
+        chain_services, chain_services.jobs.list(kind="chain.anchor", target_id=agent["id"])[0].id
+    )
     assert anchor.result and anchor.result["status"] == "awaiting_signature"
     assert as_bob.get(f"/api/agents/{agent['id']}/chain").json()["anchor_pending"] is True
     request = as_bob.get(f"/api/agents/{agent['id']}/chain/anchor").json()
