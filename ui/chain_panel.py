@@ -110,7 +110,7 @@ def render_status(status: ChainStatus | None) -> str:
     matches = "true" if status.matches else "false"
     return (
         f'<div class="anima-chain" data-minted="true" data-matches="{matches}">'
-        f"<dl>{items}</dl></div>"
+        f'<dl style="word-break: break-all">{items}</dl></div>'
     )
 
 
