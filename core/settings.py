@@ -101,8 +101,9 @@ class Settings(BaseSettings):
         "with chain_auto_deploy) and remember it in <data_dir>/chain/deployment.json.",
     )
     chain_auto_deploy: bool | None = Field(
-        default=None, description="Deploy when no contract is configured; default true "
-        "for anvil and eth-tester, false for rpc (use `python app.py chain deploy`)."
+        default=None,
+        description="Deploy when no contract is configured; default true "
+        "for anvil and eth-tester, false for rpc (use `python app.py chain deploy`).",
     )
     chain_minter_keystore: Path | None = Field(
         default=None,
