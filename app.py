@@ -25,6 +25,8 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from api.agents_router import router as agents_router
+from api.auth_router import router as auth_router
+from api.chain_router import router as chain_router
 from api.chat_router import router as chat_router
 from api.errors import install_error_handlers
 from api.guards import install_guards
@@ -56,6 +58,8 @@ def create_app(
             threading.Thread(target=_warm, args=(svc,), daemon=True).start()
         if settings.jobs_run_in_app and (start_jobs or svc.jobs.has_unfinished_jobs()):
             svc.jobs.start_executor()  # resume what a crash or restart interrupted
+        if start_jobs:  # on-chain identity (issue 11): start anvil, deploy on first start
+            threading.Thread(target=_start_chain, args=(svc,), daemon=True).start()
         yield
         svc.close()
 
@@ -74,6 +78,8 @@ def create_app(
     app.include_router(openai_router)
     app.include_router(jobs_router)
     app.include_router(knowledge_router)
+    app.include_router(auth_router)
+    app.include_router(chain_router)
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict[str, str]:
@@ -109,11 +115,23 @@ def _warm(svc: Services) -> None:
         log.warning("could not preload the language model: %s", exc)
 
 
+def _start_chain(svc: Services) -> None:
+    try:
+        info = svc.chain.start()
+        log.info("chain ready: AgentNFT %s on chain %s", info.address, svc.chain.chain_id)
+    except Exception as exc:  # minting waits for the node; drafts work without it
+        log.warning("could not start the chain: %s", exc)
+
+
 def main() -> None:
     settings = Settings()
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if sys.argv[1:2] == ["chain"]:  # `python app.py chain deploy|info` (issue 11)
+        from chain.commands import main as chain_command
+
+        raise SystemExit(chain_command(sys.argv[2:], settings))
     if len(sys.argv) > 1:  # `python app.py worker` / `python app.py recover EXECUTOR_ID`
         from core.job_commands import main as job_command
 

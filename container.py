@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from agents.chat import ChatService
 from agents.llm.pool import LLMPool
 from agents.service import AgentService
+from chain.auth import AuthService
+from chain.base import Chain
+from chain.service import ChainService
 from core.db import Database
 from core.jobs import JobService
 from core.settings import Settings
@@ -27,17 +30,29 @@ class Services:
     chat: ChatService
     jobs: JobService
     knowledge: KnowledgeService
+    # On-chain identity (issue 11): tokens, the owner check, sign-in.
+    chain: ChainService
+    auth: AuthService
 
     def close(self) -> None:
+        self.chain.close()
         self.jobs.close()
         self.knowledge.close()
         self.db.dispose()
 
 
 def build_services(
-    settings: Settings, llm: LLMPool | None = None, embedder: Embedder | None = None
+    settings: Settings,
+    llm: LLMPool | None = None,
+    embedder: Embedder | None = None,
+    chain: Chain | None = None,
 ) -> Services:
-    """Create the data directory, migrate the database and build every service."""
+    """Create the data directory, migrate the database and build every service.
+
+    Tests pass shared, already loaded parts: ``llm`` (the model pool), ``embedder`` (the
+    knowledge embedder) and ``chain`` (a node someone else started and stops; by default the
+    chain service builds its own from settings and stops it on ``close``).
+    """
     settings.ensure_dirs()
     db = Database(settings.resolved_database_url)
     db.migrate()
@@ -46,6 +61,7 @@ def build_services(
     jobs = JobService(settings, db)
     knowledge = KnowledgeService(settings, db, agents, jobs, embedder=embedder)
     chat = ChatService(db, agents, pool, knowledge=knowledge)
+    chain_service = ChainService(settings, db, agents, jobs, chain=chain)
     svc = Services(
         settings=settings,
         db=db,
@@ -54,6 +70,8 @@ def build_services(
         chat=chat,
         jobs=jobs,
         knowledge=knowledge,
+        chain=chain_service,
+        auth=chain_service.auth,
     )
     jobs.services = svc
     return svc

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -38,6 +39,8 @@ from core.errors import (
 from core.files import atomic_write, check_id, is_safe_id, replace_dir, safe_join
 from core.settings import Settings
 
+log = logging.getLogger(__name__)
+
 CardFormat = Literal["png", "json", "charx"]
 AVATAR_FILE = "avatar.png"  # the name agents stored before avatar files were versioned
 ASSETS_DIR = "assets"  # legacy: one file per asset (agents imported before assets.zip)
@@ -57,7 +60,14 @@ class AgentView(BaseModel):
     model: str | None
     adapter: str | None
     owner_address: str | None
-    token_id: int | None
+    # On-chain identity (issue 11): see chain/service.py. token_id is a decimal string
+    # (uint256); mint_state is None (never minted), pending, minted or failed.
+    token_id: str | None
+    mint_state: str | None = None
+    token_contract: str | None = None
+    chain_id: int | None = None
+    chain_card_hash: str | None = None
+    chain_card_version: int | None = None
     content_hash: str
     version: int
     has_avatar: bool
@@ -79,10 +89,32 @@ def merge_generation(base: dict[str, Any], overrides: dict[str, Any]) -> Generat
         raise ValidationError(describe_validation_error(exc, "generation")) from exc
 
 
+class AgentListener(Protocol):
+    """Told about changes after they are committed (the chain mints and anchors on them).
+
+    A listener that fails is logged and never undoes the change: what it starts is durable
+    work that can be retried (a mint from the agent page, an anchor on the next edit).
+    """
+
+    def agent_created(self, agent: AgentView) -> None: ...
+
+    def card_changed(self, agent: AgentView) -> None: ...
+
+    def agent_deleted(self, agent_id: str) -> None: ...
+
+
 class AgentService:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
+        self.listeners: list[AgentListener] = []
+
+    def _notify(self, event: str, arg: Any) -> None:
+        for listener in self.listeners:
+            try:
+                getattr(listener, event)(arg)
+            except Exception as exc:
+                log.warning("%s listener %s failed: %s", event, type(listener).__name__, exc)
 
     # ----- reading -------------------------------------------------------------------
     def list_agents(self, limit: int | None = None, offset: int = 0) -> list[AgentView]:
@@ -122,8 +154,13 @@ class AgentService:
         return self._avatar_path(agent_id, name).read_bytes()
 
     # ----- writing -------------------------------------------------------------------
-    def create_agent(self, payload: dict[str, Any], avatar: bytes | None = None) -> AgentView:
-        """Create from card fields (``name``, ``description``, ...) plus Anima's own keys."""
+    def create_agent(
+        self, payload: dict[str, Any], avatar: bytes | None = None, *, owner: str | None = None
+    ) -> AgentView:
+        """Create from card fields (``name``, ``description``, ...) plus Anima's own keys.
+
+        ``owner``: the signed-in wallet creating it (``None``: an agent nobody owns).
+        """
         payload = dict(payload)
         anima = {k: payload.pop(k) for k in ANIMA_KEYS if k in payload}
         now = int(time.time())
@@ -131,7 +168,7 @@ class AgentService:
         payload.setdefault("modification_date", now)
         data = self._validate_data(payload)
         card = Card(spec=SPEC_V3, spec_version="3.0", data=data)
-        return self._insert(card, anima, avatar=avatar, assets={})
+        return self._insert(card, anima, avatar=avatar, assets={}, owner=owner)
 
     def update_agent(self, agent_id: str, patch: dict[str, Any]) -> AgentView:
         """Merge ``patch`` into the stored card; keys not named stay exactly as they were."""
@@ -139,6 +176,7 @@ class AgentService:
         anima = {k: patch.pop(k) for k in ANIMA_KEYS if k in patch}
         with self.db.session() as s:
             row = self._row(s, agent_id)
+            before = row.content_hash
             merged = {**row.card_data, **patch}
             if patch:
                 merged["modification_date"] = int(time.time())
@@ -148,7 +186,10 @@ class AgentService:
             row.version += 1
             row.updated_at = utcnow()
             s.flush()
-            return self._view(row)
+            view = self._view(row)
+        if view.content_hash != before:
+            self._notify("card_changed", view)
+        return view
 
     def set_avatar(self, agent_id: str, image: bytes) -> AgentView:
         """Store a new avatar; the old one stays in place until the database has committed.
@@ -189,10 +230,13 @@ class AgentService:
             row = self._row(s, agent_id)
             s.delete(row)
         shutil.rmtree(self._agent_dir(agent_id), ignore_errors=True)
+        self._notify("agent_deleted", agent_id)
 
     # ----- cards ---------------------------------------------------------------------
-    def import_card(self, filename: str | None, content: bytes) -> AgentView:
-        """Create an agent from a PNG, JSON or CHARX character card."""
+    def import_card(
+        self, filename: str | None, content: bytes, *, owner: str | None = None
+    ) -> AgentView:
+        """Create an agent from a PNG, JSON or CHARX character card (``owner`` as in create)."""
         self.check_upload_size(content)
         if not content:
             raise CardFormatError("the uploaded file is empty")
@@ -208,7 +252,7 @@ class AgentService:
         card, avatar, assets = imported.card, imported.avatar, imported.assets
         _check_lorebook(card.data)
         anima = _anima_from_extensions(card.data)
-        return self._insert(card, anima, avatar=avatar, assets=assets)
+        return self._insert(card, anima, avatar=avatar, assets=assets, owner=owner)
 
     def export_card(
         self, agent_id: str, fmt: CardFormat = "png", spec: Literal["v2", "v3"] = "v3"
@@ -257,6 +301,7 @@ class AgentService:
         *,
         avatar: bytes | None,
         assets: dict[str, bytes],
+        owner: str | None = None,
     ) -> AgentView:
         agent_id = uuid.uuid4().hex
         root = self.settings.agents_dir
@@ -280,6 +325,7 @@ class AgentService:
                     card_extra=card.extra,
                     avatar_file=avatar_name,
                     version=1,
+                    owner_address=owner,
                 )
                 self._apply_anima(row, anima)
                 self._store_card(row, card)
@@ -288,12 +334,15 @@ class AgentService:
                 view = self._view(row)
                 # Files go live before the commit; if the commit fails they are removed.
                 replace_dir(staging, self._agent_dir(agent_id))
-            return view
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             if not self._exists(agent_id):
                 shutil.rmtree(root / agent_id, ignore_errors=True)
             raise
+        if self.listeners:
+            self._notify("agent_created", view)
+            return self.get_agent(agent_id)  # a listener may have started its mint
+        return view
 
     def _exists(self, agent_id: str) -> bool:
         with self.db.session() as s:
@@ -351,6 +400,11 @@ class AgentService:
             adapter=row.adapter,
             owner_address=row.owner_address,
             token_id=row.token_id,
+            mint_state=row.mint_state,
+            token_contract=row.token_contract,
+            chain_id=row.chain_id,
+            chain_card_hash=row.chain_card_hash,
+            chain_card_version=row.chain_card_version,
             content_hash=row.content_hash,
             version=row.version,
             has_avatar=row.avatar_file is not None,

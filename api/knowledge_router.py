@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, statu
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import read_upload, services
+from api.deps import AgentOwner, read_upload, services
 from container import Services
 from core.errors import UploadTooLargeError
 from knowledge.loaders import clean_filename
@@ -128,13 +128,13 @@ def agent_knowledge_bases(svc: Svc, agent_id: str) -> list[KnowledgeBaseView]:
 
 
 @router.put("/agents/{agent_id}/knowledge-bases/{kb_id}", response_model=list[KnowledgeBaseView])
-def attach(svc: Svc, agent_id: str, kb_id: str) -> list[KnowledgeBaseView]:
+def attach(svc: Svc, agent_id: str, kb_id: str, _: AgentOwner) -> list[KnowledgeBaseView]:
     """The agent uses this base from its next reply (idempotent); returns its bases."""
     return svc.knowledge.attach(agent_id, kb_id)
 
 
 @router.delete("/agents/{agent_id}/knowledge-bases/{kb_id}", response_model=list[KnowledgeBaseView])
-def detach(svc: Svc, agent_id: str, kb_id: str) -> list[KnowledgeBaseView]:
+def detach(svc: Svc, agent_id: str, kb_id: str, _: AgentOwner) -> list[KnowledgeBaseView]:
     """The agent stops using the base; the base itself is kept."""
     return svc.knowledge.detach(agent_id, kb_id)
 

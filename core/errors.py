@@ -86,3 +86,30 @@ class UnsupportedDocumentType(DocumentError):
     """A document of a type the knowledge base cannot read."""
 
     status = 415
+
+
+# On-chain identity (issue 11)
+class AuthError(AnimaError):
+    """Not signed in, or a sign-in that failed (bad or replayed signature, expired nonce,
+    wrong chain id, unknown or revoked API key)."""
+
+    status = 401
+
+
+class NotOwnerError(AnimaError):
+    """The caller is signed in but does not hold the agent's token (or own its draft)."""
+
+    status = 403
+
+
+class ChainUnavailableError(AnimaError):
+    """The chain node cannot be reached; what needs it waits (mints) or is refused (edits of
+    a minted agent, whose owner cannot be read)."""
+
+    status = 503
+
+
+class ChainError(AnimaError):
+    """The chain answered but refused (a reverted transaction, a contract that is missing)."""
+
+    status = 502

@@ -90,7 +90,7 @@ log = logging.getLogger(__name__)
 
 # Modules whose import registers ``@job_kind`` functions. Consumers add theirs here
 # ("knowledge.jobs", "chain.jobs", "agents.finetune_jobs") so separate workers import them.
-JOB_MODULES: tuple[str, ...] = ("knowledge.jobs",)
+JOB_MODULES: tuple[str, ...] = ("knowledge.jobs", "chain.jobs")
 
 APP_NAME = "anima"
 # dbos only recovers workflows of its own application version; Anima has one generic workflow

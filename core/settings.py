@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -155,6 +155,96 @@ class Settings(BaseSettings):
     knowledge_max_upload_mb: float = Field(
         default=50.0, gt=0, description="Largest document accepted for a knowledge base."
     )
+
+    # On-chain identity (issue 11)
+    chain: Literal["anvil", "eth-tester", "rpc"] = Field(
+        default="anvil",
+        description="'anvil' (a real node started by the app, state in <data_dir>/chain), "
+        "'eth-tester' (in-process, in memory: tests), 'rpc' (any JSON-RPC chain).",
+    )
+    chain_rpc_url: str | None = Field(default=None, description="JSON-RPC URL for chain=rpc.")
+    chain_id: int | None = Field(
+        default=None,
+        description="Expected chain id (anvil: 31337 unless set). Sign-in messages must name it.",
+    )
+    chain_contract: str | None = Field(
+        default=None,
+        description="AgentNFT address; none: deploy on first start (anvil, eth-tester, or rpc "
+        "with chain_auto_deploy) and remember it in <data_dir>/chain/deployment.json.",
+    )
+    chain_auto_deploy: bool | None = Field(
+        default=None,
+        description="Deploy when no contract is configured; default true "
+        "for anvil and eth-tester, false for rpc (use `python app.py chain deploy`).",
+    )
+    chain_minter_keystore: Path | None = Field(
+        default=None,
+        description="Encrypted keystore (V3 JSON) of the minter/relayer account; default: "
+        "one the app creates in <data_dir>/chain/minter-keystore.json (dev chains only).",
+    )
+    chain_minter_password: SecretStr | None = Field(
+        default=None, description="Password of the minter keystore."
+    )
+    chain_minter_password_file: Path | None = Field(
+        default=None, description="File holding that password (preferred over the variable)."
+    )
+    chain_royalty_bps: int = Field(
+        default=500, ge=0, le=10_000, description="ERC-2981 royalty in basis points (at deploy)."
+    )
+    chain_anvil_bin: Path | None = Field(
+        default=None, description="anvil binary; default the one npm installed in chain/."
+    )
+    chain_anvil_port: int = Field(default=0, ge=0, description="anvil's port; 0: a free one.")
+    chain_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the event follower reads new blocks."
+    )
+    chain_confirmations: int = Field(
+        default=0, ge=0, description="Blocks the follower stays behind the head (reorgs)."
+    )
+    chain_tx_retries: int = Field(
+        default=8, ge=0, description="Retries of a mint/anchor step while the node is down."
+    )
+    chain_node_wait_s: float = Field(
+        default=30.0, gt=0, description="How long one attempt waits for the node to answer."
+    )
+    chain_mint_on_create: bool = Field(
+        default=True, description="Mint an agent created by a signed-in wallet right away."
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL others reach this app at (token URIs, metadata images); "
+        "default http://<host>:<port>.",
+    )
+    auth_anonymous_edits: bool = Field(
+        default=True,
+        description="Agents nobody owns (created without signing in, never minted) may be "
+        "created and edited without signing in. False: every edit needs a signed-in wallet.",
+    )
+    auth_session_ttl_s: int = Field(default=7 * 24 * 3600, gt=0, description="Session lifetime.")
+    auth_nonce_ttl_s: int = Field(default=300, gt=0, description="Sign-in nonce lifetime.")
+    auth_cookie_secure: bool | None = Field(
+        default=None, description="Secure flag on the session cookie; default: when HTTPS."
+    )
+    local_wallets: bool = Field(
+        default=True, description="Let people create an encrypted local wallet in the app."
+    )
+    keystore_scrypt_n: int = Field(
+        default=2**18, ge=2, description="scrypt work factor of keystores the app writes."
+    )
+
+    @property
+    def chain_dir(self) -> Path:
+        """anvil's state, the deployment record and the generated minter keystore."""
+        return self.data_dir / "chain"
+
+    @property
+    def wallets_dir(self) -> Path:
+        """Local wallets: encrypted keystores, one file per address."""
+        return self.data_dir / "wallets"
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def max_upload_bytes(self) -> int:

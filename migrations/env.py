@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 import agents.records  # noqa: F401  (registers the tables on Base.metadata)
+import chain.records  # noqa: F401  (on-chain identity, issue 11)
 import core.job_records  # noqa: F401
 import knowledge.records  # noqa: F401
 from core.db import Base

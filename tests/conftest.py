@@ -24,6 +24,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from agents.llm.pool import LLMPool
+from chain.anvil_chain import AnvilChain
 from container import Services, build_services
 from core.settings import Settings
 from tests.pg_cluster import PostgresMissing, fresh_database, throwaway_postgres
@@ -180,3 +181,17 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# ----- On-chain identity (issue 11): one real anvil node for the whole session ---------------
+@pytest.fixture(scope="session")
+def anvil_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilChain]:
+    """A real anvil (npm @foundry-rs/anvil) on a free 127.0.0.1 port, stopped at the end.
+
+    Tests that share it deploy their own contracts on it (a data dir each); tests that stop,
+    kill or restart a node let their chain service start one of its own instead.
+    """
+    node = AnvilChain(state_file=tmp_path_factory.mktemp("anvil") / "anvil-state.json")
+    node.start()
+    yield node
+    node.stop()
