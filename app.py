@@ -29,6 +29,7 @@ from api.chat_router import router as chat_router
 from api.errors import install_error_handlers
 from api.jobs_router import router as jobs_router
 from api.openai_router import router as openai_router
+from api.voice_router import router as voice_router
 from container import Services, build_services
 from core.settings import Settings
 
@@ -70,6 +71,7 @@ def create_app(
     app.include_router(chat_router)
     app.include_router(openai_router)
     app.include_router(jobs_router)
+    app.include_router(voice_router)  # issue 8
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict[str, str]:

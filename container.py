@@ -14,6 +14,8 @@ from agents.service import AgentService
 from core.db import Database
 from core.jobs import JobService
 from core.settings import Settings
+from voice.pool import VoicePool
+from voice.service import VoiceService
 
 
 @dataclass
@@ -24,13 +26,16 @@ class Services:
     agents: AgentService
     chat: ChatService
     jobs: JobService
+    voice: VoiceService  # issue 8
 
     def close(self) -> None:
         self.jobs.close()
         self.db.dispose()
 
 
-def build_services(settings: Settings, llm: LLMPool | None = None) -> Services:
+def build_services(
+    settings: Settings, llm: LLMPool | None = None, voice_pool: VoicePool | None = None
+) -> Services:
     """Create the data directory, migrate the database and build every service."""
     settings.ensure_dirs()
     db = Database(settings.resolved_database_url)
@@ -39,6 +44,9 @@ def build_services(settings: Settings, llm: LLMPool | None = None) -> Services:
     agents = AgentService(settings, db)
     chat = ChatService(db, agents, pool)
     jobs = JobService(settings, db)
-    svc = Services(settings=settings, db=db, llm=pool, agents=agents, chat=chat, jobs=jobs)
+    voice = VoiceService(settings, db, agents, chat, voice_pool or VoicePool(settings))
+    svc = Services(
+        settings=settings, db=db, llm=pool, agents=agents, chat=chat, jobs=jobs, voice=voice
+    )
     jobs.services = svc
     return svc

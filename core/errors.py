@@ -70,3 +70,17 @@ class ConflictError(AnimaError):
     """The request is valid but the resource's state forbids it (e.g. cancel a finished job)."""
 
     status = 409
+
+
+# Voice (issue 8)
+class AudioError(AnimaError):
+    """An uploaded recording cannot be used: not audio, truncated, too short or long, silent,
+    clipped, or of an unsupported sample rate or channel layout. The message names which."""
+
+    status = 422
+
+
+class VoiceEngineError(AnimaError):
+    """A speech engine (TTS or STT) is missing or failed to load (model files, espeak-ng)."""
+
+    status = 503
