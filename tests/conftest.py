@@ -26,6 +26,7 @@ from agents.llm.pool import LLMPool
 from container import Services, build_services
 from core.settings import Settings
 from tests.pg_cluster import PostgresMissing, fresh_database, throwaway_postgres
+from voice.pool import VoicePool
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +51,8 @@ def settings(tmp_path: Path, model_cache_dir: Path) -> Settings:
 
 
 @pytest.fixture
-def services(settings: Settings, llm_pool: LLMPool) -> Iterator[Services]:
-    svc = build_services(settings, llm=llm_pool)
+def services(settings: Settings, llm_pool: LLMPool, voice_pool: VoicePool) -> Iterator[Services]:
+    svc = build_services(settings, llm=llm_pool, voice_pool=voice_pool)
     yield svc
     svc.close()
 
@@ -112,3 +113,25 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
     """A fresh, empty database on the session's cluster, dropped after the test."""
     with fresh_database(postgres_url) as url:
         yield url
+
+
+# ----- Voice (issue 8) -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def voice_pool(model_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> VoicePool:
+    """Speech engines (Piper, Whisper base, speaker encoder), loaded on first use and shared."""
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("voice-data"),
+        model_cache_dir=model_cache_dir,
+        llm_preload=False,
+        tts_threads=2,
+    )
+    return VoicePool(settings)
+
+
+@pytest.fixture(scope="session")
+def reference_voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """About 15-20 s of speech from each of three festival voices (none is Piper's): voice
+    samples for profile tests. Debian festival + festvox voices (bootstrap.sh --test)."""
+    from tests.voice.speakers import festival_samples
+
+    return festival_samples(tmp_path_factory.mktemp("reference-voices"))

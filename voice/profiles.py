@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from core.errors import AudioError
 from voice.audio import Audio, Decoded, decode
-from voice.vad import FRAME_MS, speech_frames, speech_share, trim_silence
+from voice.vad import FRAME_MS, drop_blips, speech_frames, speech_share, trim_silence
 
 MIN_SAMPLE_S = 10.0
 MAX_SAMPLE_S = 180.0
@@ -90,7 +90,7 @@ def check(decoded: Decoded) -> tuple[SampleReport, Audio, np.ndarray]:
     # judge the loudest channel: clipping on one side is still clipping
     peak = float(np.max(np.abs(decoded.samples))) if decoded.samples.size else 0.0
     clipped = max(_clipped_share(decoded.samples[:, c]) for c in range(decoded.channels))
-    frames = speech_frames(mono)
+    frames = drop_blips(speech_frames(mono))
     share = speech_share(frames)
     speech_s = float(frames.sum()) * FRAME_MS / 1000
     peak_db = 20 * np.log10(peak) if peak > 0 else -120.0

@@ -17,21 +17,41 @@ from voice.audio import Audio
 VAD_RATE = 16_000
 FRAME_MS = 30
 FRAME = VAD_RATE * FRAME_MS // 1000
+GATE_DB = 40.0
+FLOOR_DBFS = -55.0
 
 
 def speech_frames(audio: Audio, aggressiveness: int = 2) -> np.ndarray:
-    """One bool per 30 ms frame of ``audio``: is it speech?"""
+    """One bool per 30 ms frame of ``audio``: is it speech?
+
+    WebRTC's VAD adapts to the noise floor and keeps calling faint steady noise "speech" for
+    seconds after real speech; frames more than ``GATE_DB`` below the recording's loud frames
+    (or under ``FLOOR_DBFS``) are therefore never speech.
+    """
     pcm = np.clip(audio.resampled(VAD_RATE).samples, -1, 1)
     pcm16 = (pcm * 32767).astype("<i2")
     vad = webrtcvad.Vad(aggressiveness)
     count = len(pcm16) // FRAME
-    return np.array(
-        [
-            vad.is_speech(pcm16[i * FRAME : (i + 1) * FRAME].tobytes(), VAD_RATE)
-            for i in range(count)
-        ],
-        dtype=bool,
-    )
+    if count == 0:
+        return np.zeros(0, dtype=bool)
+    frames = (pcm16[i * FRAME : (i + 1) * FRAME].tobytes() for i in range(count))
+    voiced = np.array([vad.is_speech(f, VAD_RATE) for f in frames], dtype=bool)
+    rms = np.sqrt((pcm[: count * FRAME].reshape(count, FRAME) ** 2).mean(axis=1))
+    level = 20 * np.log10(np.maximum(rms, 1e-9))
+    loud = float(np.percentile(level, 95))
+    return voiced & (level > max(FLOOR_DBFS, loud - GATE_DB))
+
+
+def drop_blips(frames: np.ndarray, min_run: int = 3) -> np.ndarray:
+    """``frames`` without speech runs shorter than ``min_run`` frames (90 ms): clicks and
+    noise bursts the VAD calls speech, which would otherwise stop silence from being trimmed."""
+    out = frames.copy()
+    padded = np.concatenate([[False], frames, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        if end - start < min_run:
+            out[start:end] = False
+    return out
 
 
 def speech_share(frames: np.ndarray) -> float:
@@ -46,6 +66,7 @@ def trim_silence(
     A creator's minute of recording often holds seconds of silence (before they start, while
     they read the next line); those carry no voice and would dilute the speaker embedding.
     """
+    frames = drop_blips(frames)
     if not frames.any():
         return Audio(audio.samples[:0], audio.sample_rate)
     per_frame = audio.sample_rate * FRAME_MS / 1000
@@ -105,6 +126,7 @@ class Endpointer:
         self.in_speech = False
         self.last_speech_frame = -1
         self.ended = False
+        self._loudest = -120.0
 
     @property
     def last_speech_end_s(self) -> float:
@@ -119,7 +141,12 @@ class Endpointer:
         self._buffer = np.concatenate([self._buffer, pcm])
         while len(self._buffer) >= FRAME:
             frame, self._buffer = self._buffer[:FRAME], self._buffer[FRAME:]
-            voiced = self._vad.is_speech(frame.tobytes(), VAD_RATE)
+            rms = float(np.sqrt(np.mean((frame.astype(np.float32) / 32767) ** 2)))
+            level = 20 * np.log10(max(rms, 1e-9))
+            self._loudest = max(self._loudest, level)
+            voiced = self._vad.is_speech(frame.tobytes(), VAD_RATE) and level > max(
+                FLOOR_DBFS, self._loudest - GATE_DB
+            )
             if voiced:
                 self.speech_frames += 1
                 self.silence_run = 0
