@@ -34,6 +34,7 @@ MEDIA_TYPES: dict[str, str] = {
 }
 # OpenAI's ``pcm`` format is raw 16-bit little-endian mono at 24 kHz; clients rely on the rate.
 PCM_RATE = 24_000
+STREAMED_SIZE = 0x7FFF0000  # a WAV data size this large means 'length unknown'
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ def _check_wav_complete(data: bytes) -> None:
     while pos + 8 <= len(data):
         chunk, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
         if chunk == b"data":
-            if size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(data):
+            # 0 and >= 2 GiB are what streaming writers (espeak-ng --stdout) put there
+            if 0 < size < STREAMED_SIZE and pos + 8 + size > len(data):
                 have = len(data) - pos - 8
                 raise AudioError(
                     f"the WAV file is truncated: its header announces {size} bytes of audio "
