@@ -24,6 +24,7 @@ from agents.service import AgentView
 from container import Services
 from core.errors import AnimaError, ValidationError
 from ui.common import agent_choices, show_error
+from ui.voice_panel import build_voice_panel
 
 # Card fields shown as text, in form order.
 CARD_KEYS = (
@@ -301,6 +302,7 @@ def build_agents_tab(services: Services) -> AgentsTab:
                         elem_id="agent-repetition-penalty",
                     )
 
+    build_voice_panel(services, picker)  # issue 8
     form = [fields[k] for k in FORM_KEYS]
     detail = [*form, avatar, avatar_changed, status]
 
