@@ -108,16 +108,12 @@ def build_voice_chat(
                     raise ValidationError("pick an agent first, then talk")
                 conv_id = services.chat.create_conversation(agent_id, user_name).id
             conv = services.chat.get_conversation(conv_id)
-            choices = [
-                (c.title or "New chat", c.id)
-                for c in services.chat.list_conversations(conv.agent_id)
-            ]
         except AnimaError as exc:
             yield [gr.skip(), gr.skip(), None, show_error(exc)]
             return
         base = [{"role": m.role, "content": m.content} for m in conv.messages]
         shown = [*base, {"role": "user", "content": text}]
-        yield [gr.update(choices=choices, value=conv_id), shown, None, ""]
+        yield [_conversations(conv.agent_id, conv_id), shown, None, ""]
         reply = ""
         try:
             for event in services.voice.reply(conv_id, text):
@@ -133,6 +129,14 @@ def build_voice_chat(
                     yield [gr.skip(), gr.skip(), encode_wav(event.audio), gr.skip()]
         except AnimaError as exc:
             yield [gr.skip(), gr.skip(), None, show_error(exc)]
+            return
+        yield [_conversations(conv.agent_id, conv_id), gr.skip(), None, gr.skip()]
+
+    def _conversations(agent_id: str, conv_id: str) -> Any:
+        from ui.chat_tab import conversation_label  # (chat_tab imports this module)
+
+        chats = services.chat.list_conversations(agent_id)
+        return gr.update(choices=[(conversation_label(c), c.id) for c in chats], value=conv_id)
 
     mic.stream(
         listen,
