@@ -34,7 +34,7 @@ def _is_abbreviation(text: str, end: int) -> bool:
 
 
 class SentenceCutter:
-    def __init__(self, *, first_min_words: int = 4, max_words: int = 30) -> None:
+    def __init__(self, *, first_min_words: int = 3, max_words: int = 30) -> None:
         self._buffer = ""
         self._first = True
         self._first_min_words = first_min_words
