@@ -17,7 +17,9 @@ Prints four tables (medians; run by hand, a few minutes on 2 cores):
 
 Needs Debian festival + festvox voices (``make install-test`` / ``scripts/bootstrap.sh
 --test`` installs them). The machine's load moves absolute numbers a lot: compare ratios and
-read the load printed beside the tables.
+read the load printed beside the tables. The "CPU s per audio s" columns count the process's
+CPU time, which other processes barely change: on an idle machine the wall-clock RTF lies
+between that figure divided by the threads used (2) and that figure itself.
 """
 
 from __future__ import annotations
@@ -81,7 +83,9 @@ def wer(refs: list[str], hyps: list[str]) -> float:
     return float(jiwer.wer([normalise(r) for r in refs], [normalise(h) or "-" for h in hyps]))
 
 
-def bench_tts(svc, sentences: list[str], agent_id: str | None) -> list[tuple[str, float, float]]:  # type: ignore[no-untyped-def]
+def bench_tts(
+    svc, sentences: list[str], agent_id: str | None
+) -> list[tuple[str, float, float, float]]:  # type: ignore[no-untyped-def]
     rows = []
     engines = [("piper", "piper"), ("espeak", "espeak")]
     if svc.settings.tts_coqui_model:
@@ -89,26 +93,28 @@ def bench_tts(svc, sentences: list[str], agent_id: str | None) -> list[tuple[str
     for label, name in engines:
         engine = svc.voice.pool.tts(name)
         engine.synthesize("Warm up.")
-        rtfs, total = [], 0.0
+        rtfs, cpus, total = [], [], 0.0
         for text in sentences:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             audio = engine.synthesize(text)
             rtfs.append((time.perf_counter() - t) / audio.duration)
+            cpus.append((time.process_time() - c) / audio.duration)
             total += audio.duration
-        rows.append((label, median(rtfs), total / len(sentences)))
+        rows.append((label, median(rtfs), median(cpus), total / len(sentences)))
     if agent_id:
         svc.voice.speak_piece(agent_id, "Warm up.")
-        rtfs, total = [], 0.0
+        rtfs, cpus, total = [], [], 0.0
         for text in sentences:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             audio = svc.voice.speak_piece(agent_id, text)
             rtfs.append((time.perf_counter() - t) / audio.duration)
+            cpus.append((time.process_time() - c) / audio.duration)
             total += audio.duration
-        rows.append(("piper + voice match", median(rtfs), total / len(sentences)))
+        rows.append(("piper + voice match", median(rtfs), median(cpus), total / len(sentences)))
     return rows
 
 
-def bench_stt(svc, sentences: list[str], tmp: Path) -> list[tuple[str, float, float]]:  # type: ignore[no-untyped-def]
+def bench_stt(svc, sentences: list[str], tmp: Path) -> list[tuple[str, float, float, float]]:  # type: ignore[no-untyped-def]
     stt = svc.voice.pool.stt()
     voices: dict[str, list[Audio]] = {
         "piper (joe)": [svc.voice.pool.tts("piper").synthesize(s) for s in sentences],
@@ -121,12 +127,13 @@ def bench_stt(svc, sentences: list[str], tmp: Path) -> list[tuple[str, float, fl
     stt.transcribe(voices["piper (joe)"][0], language="en")  # load + warm
     rows = []
     for label, audios in voices.items():
-        rtfs, hyps = [], []
+        rtfs, cpus, hyps = [], [], []
         for audio in audios:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             hyps.append(stt.transcribe(audio, language="en").text)
             rtfs.append((time.perf_counter() - t) / audio.duration)
-        rows.append((label, median(rtfs), wer(sentences, hyps)))
+            cpus.append((time.process_time() - c) / audio.duration)
+        rows.append((label, median(rtfs), median(cpus), wer(sentences, hyps)))
     return rows
 
 
@@ -230,9 +237,9 @@ def main() -> None:
             profile_s = time.perf_counter() - t
 
             print("## TTS real-time factor (median per sentence; target <= 0.15)\n")
-            print("| engine | RTF | mean audio s |\n|---|---|---|")
-            for label, rtf, dur in bench_tts(svc, sentences, agent.id):
-                print(f"| {label} | {rtf:.3f} | {dur:.2f} |")
+            print("| engine | RTF (wall) | CPU s per audio s | mean audio s |\n|---|---|---|---|")
+            for label, rtf, cpu, dur in bench_tts(svc, sentences, agent.id):
+                print(f"| {label} | {rtf:.3f} | {cpu:.3f} | {dur:.2f} |")
             if not settings.tts_coqui_model:
                 print("| coqui | not run: set ANIMA_TTS_COQUI_MODEL to a model folder | |")
             print(
@@ -240,9 +247,9 @@ def main() -> None:
             )
 
             print("\n## STT: faster-whisper, bundled Whisper base int8 (target WER <= 5 %)\n")
-            print("| speech | RTF | WER |\n|---|---|---|")
-            for label, rtf, err in bench_stt(svc, sentences, tmp):
-                print(f"| {label} | {rtf:.3f} | {err:.1%} |")
+            print("| speech | RTF (wall) | CPU s per audio s | WER |\n|---|---|---|---|")
+            for label, rtf, cpu, err in bench_stt(svc, sentences, tmp):
+                print(f"| {label} | {rtf:.3f} | {cpu:.3f} | {err:.1%} |")
 
             print(f"\n## Voice loop: end of user speech -> first reply audio ({load()})\n")
             loop = bench_loop(svc, args.turns, tmp)

@@ -33,6 +33,8 @@ ARGS = [
 SLOW_MS = 240_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
+# Tests take ``live_server`` before ``page``: the page (and its open event streams) closes
+# first, so the server stops at once instead of waiting out its shutdown timeout.
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +75,9 @@ def _pick(page: Page, elem_id: str, option: str) -> None:
 
 
 def test_voice_panel_checks_the_sample_and_shows_the_similarity(
-    page: Page,
     live_server: str,
     services: Services,
+    page: Page,
     reference_voices: dict[str, Path],
     tmp_path: Path,
 ) -> None:
@@ -108,7 +110,7 @@ def test_voice_panel_checks_the_sample_and_shows_the_similarity(
 
 
 def test_microphone_turn_is_answered_in_text_and_voice(
-    page: Page, live_server: str, services: Services
+    live_server: str, services: Services, page: Page
 ) -> None:
     agent = services.agents.create_agent(
         {"name": "Nell", "first_mes": "Hi!", "generation": {"max_new_tokens": 16}}
