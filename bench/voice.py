@@ -161,12 +161,14 @@ def bench_loop(svc, turns: int, tmp: Path) -> list[dict[str, float]]:  # type: i
         conv = svc.chat.create_conversation(agent.id)
         listener = svc.voice.listener()
         chunk = rate // 10
+        cpu_at: list[tuple[float, float]] = []  # (stream seconds fed, process CPU time)
         start = time.perf_counter()
         for j in range(0, len(stream), chunk):
             # a microphone delivers each chunk once it has been spoken
             wait = start + (j + chunk) / rate - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
+            cpu_at.append(((j + chunk) / rate, time.process_time()))
             if listener.feed(Audio(stream[j : j + chunk], rate)):
                 break
         ended = time.perf_counter()
@@ -179,6 +181,8 @@ def bench_loop(svc, turns: int, tmp: Path) -> list[dict[str, float]]:  # type: i
                 first_piece = event
                 break
         first_audio = time.perf_counter()
+        cpu_end = time.process_time()
+        cpu_start = next(c for s, c in cpu_at if s >= listener.speech_end_s)
         assert first_piece is not None and first_piece.audio is not None
         results.append(
             {
@@ -187,6 +191,7 @@ def bench_loop(svc, turns: int, tmp: Path) -> list[dict[str, float]]:  # type: i
                 "transcript": transcribed - speech_end,
                 "reply_piece": first_audio - transcribed,
                 "piece_audio_s": first_piece.audio.duration,
+                "cpu_s": cpu_end - cpu_start,
                 "early": float(listener.early_transcripts >= 1),
             }
         )
@@ -260,6 +265,7 @@ def main() -> None:
                 ("reply_piece", "LLM first piece + its synthesis (after transcript)"),
                 ("first_audio", "**first reply audio** (target <= 1.0)"),
                 ("piece_audio_s", "length of the first piece (audio s)"),
+                ("cpu_s", "CPU s this process used from end of speech to first audio"),
             ]:
                 print(f"| {label} | {median([r[key] for r in loop]):.2f} |")
             early = sum(r["early"] for r in loop)
