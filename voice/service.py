@@ -35,6 +35,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from agents.chat import ChatService
+from agents.records import AgentRecord, utcnow
 from agents.service import AgentService
 from core.db import Database
 from core.errors import AudioError, NotFoundError, UploadTooLargeError, ValidationError
@@ -47,7 +48,7 @@ from voice.factory import round_trip_guard_on
 from voice.guard import RoundTripGuard
 from voice.loop import Listener, VoiceEvent, speak_reply
 from voice.pool import VoicePool
-from voice.profiles import SampleReport, check_bytes, prepare
+from voice.profiles import PreparedSample, SampleReport, check_bytes, prepare
 from voice.records import VoiceProfileRecord
 from voice.sentences import SentenceCutter, speakable
 from voice.speaker import cosine
@@ -196,17 +197,16 @@ class VoiceService:
         folder_name: str,
         digest: str,
         filename: str | None,
-        prepared: object,
+        prepared: PreparedSample,
         embedding: np.ndarray,
         similarity: dict[str, object],
         consent: str,
     ) -> str | None:
-        from voice.profiles import PreparedSample
-
-        assert isinstance(prepared, PreparedSample)
+        """Point the agent's profile row at the new folder; returns the folder it replaces."""
         report = prepared.report
         with self.db.session() as s:
-            self.agents._row(s, agent_id)  # still there (deleted meanwhile: 404)
+            if s.get(AgentRecord, agent_id) is None:  # deleted while the audio was processed
+                raise NotFoundError(f"no agent with id {agent_id!r}")
             row = s.get(VoiceProfileRecord, agent_id)
             old = row.folder if row is not None else None
             if row is None:
@@ -224,8 +224,6 @@ class VoiceService:
             row.embedding = [round(float(v), 6) for v in embedding]
             row.similarity = similarity
             row.consent = consent
-            from agents.records import utcnow
-
             row.consent_at = utcnow()
             row.created_at = utcnow()
         return old
