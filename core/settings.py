@@ -132,6 +132,16 @@ class Settings(BaseSettings):
         default=400, ge=90, le=3000, description="Silence that ends the user's turn (VAD)."
     )
     voice_vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    voice_max_upload_mb: float = Field(
+        default=64.0,
+        gt=0,
+        description="Largest voice sample or recording to transcribe (3 min of 48 kHz stereo "
+        "WAV is 35 MB, over the general upload limit).",
+    )
+
+    @property
+    def voice_max_upload_bytes(self) -> int:
+        return int(self.voice_max_upload_mb * 1024 * 1024)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -378,11 +378,11 @@ class VoiceService:
         return result.params
 
     def _check_size(self, data: bytes) -> None:
-        limit = self.settings.max_upload_bytes
+        limit = self.settings.voice_max_upload_bytes
         if len(data) > limit:
             raise UploadTooLargeError(
                 f"file is {len(data) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB "
-                "(ANIMA_MAX_UPLOAD_MB)"
+                "(ANIMA_VOICE_MAX_UPLOAD_MB)"
             )
 
     # ----- speech ------------------------------------------------------------------------
