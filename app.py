@@ -29,10 +29,11 @@ from api.auth_router import router as auth_router
 from api.chain_router import router as chain_router
 from api.chat_router import router as chat_router
 from api.errors import install_error_handlers
-from api.guards import install_guards
+from api.guards import MULTIPART_OVERHEAD, install_guards
 from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
 from api.openai_router import router as openai_router
+from api.voice_router import router as voice_router
 from container import Services, build_services
 from core.settings import Settings
 
@@ -72,7 +73,9 @@ def create_app(
     )
     app.state.services = svc
     install_error_handlers(app)
-    install_guards(app, settings)  # Host allow-list, cross-site check, body caps (issue 5)
+    limits = install_guards(app, settings)  # Host allow-list, cross-site check, body caps
+    for pattern, cap in upload_caps(settings).items():
+        limits.allow(pattern, cap + MULTIPART_OVERHEAD)
     app.include_router(agents_router)
     app.include_router(chat_router)
     app.include_router(openai_router)
@@ -80,6 +83,7 @@ def create_app(
     app.include_router(knowledge_router)
     app.include_router(auth_router)
     app.include_router(chain_router)
+    app.include_router(voice_router)  # issue 8
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict[str, str]:
@@ -100,8 +104,25 @@ def create_app(
     from ui.studio import build_ui
 
     return gr.mount_gradio_app(
-        app, build_ui(svc), path=UI_PATH, max_file_size=settings.max_upload_bytes
+        app, build_ui(svc), path=UI_PATH, max_file_size=max(upload_caps(settings).values())
     )
+
+
+def upload_caps(settings: Settings) -> dict[str, int]:
+    """Routes whose files may be larger than ``ANIMA_MAX_UPLOAD_MB``, with their own caps.
+
+    The guards cap every body while it streams in; these routes raise that cap to their
+    feature's setting (and read the file with the same cap). The studio uploads through
+    Gradio's one upload route, so that route gets the largest.
+    """
+    caps = {
+        r"^/api/knowledge-bases/[^/]+/documents$": settings.knowledge_max_upload_bytes,
+        r"^/api/agents/[^/]+/voice$": settings.voice_max_upload_bytes,
+        r"^/api/voice/check$": settings.voice_max_upload_bytes,
+        r"^/v1/audio/transcriptions$": settings.voice_max_upload_bytes,
+    }
+    caps[rf"^{UI_PATH}/gradio_api/upload$"] = max(settings.max_upload_bytes, *caps.values())
+    return caps
 
 
 def _warm(svc: Services) -> None:

@@ -19,6 +19,8 @@ from core.jobs import JobService
 from core.settings import Settings
 from knowledge.base import Embedder
 from knowledge.service import KnowledgeService
+from voice.pool import VoicePool
+from voice.service import VoiceService
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Services:
     chat: ChatService
     jobs: JobService
     knowledge: KnowledgeService
+    voice: VoiceService  # issue 8
     # On-chain identity (issue 11): tokens, the owner check, sign-in.
     chain: ChainService
     auth: AuthService
@@ -46,12 +49,14 @@ def build_services(
     llm: LLMPool | None = None,
     embedder: Embedder | None = None,
     chain: Chain | None = None,
+    voice_pool: VoicePool | None = None,
 ) -> Services:
     """Create the data directory, migrate the database and build every service.
 
     Tests pass shared, already loaded parts: ``llm`` (the model pool), ``embedder`` (the
-    knowledge embedder) and ``chain`` (a node someone else started and stops; by default the
-    chain service builds its own from settings and stops it on ``close``).
+    knowledge embedder), ``chain`` (a node someone else started and stops; by default the
+    chain service builds its own from settings and stops it on ``close``) and ``voice_pool``
+    (speech engines).
     """
     settings.ensure_dirs()
     db = Database(settings.resolved_database_url)
@@ -62,6 +67,7 @@ def build_services(
     knowledge = KnowledgeService(settings, db, agents, jobs, embedder=embedder)
     chat = ChatService(db, agents, pool, knowledge=knowledge)
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)
+    voice = VoiceService(settings, db, agents, chat, voice_pool or VoicePool(settings))
     svc = Services(
         settings=settings,
         db=db,
@@ -70,6 +76,7 @@ def build_services(
         chat=chat,
         jobs=jobs,
         knowledge=knowledge,
+        voice=voice,
         chain=chain_service,
         auth=chain_service.auth,
     )

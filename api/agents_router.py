@@ -9,13 +9,15 @@ from fastapi import APIRouter, Body, Depends, File, Query, Response, UploadFile,
 
 from agents.service import AgentView
 from api.deps import AgentOwner, Caller, services
-from api.errors import GUARD_ERRORS, error_responses
+from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
 from api.uploads import process_upload
 from container import Services
 from core.errors import NotFoundError
 
 router = APIRouter(
-    prefix="/api/agents", tags=["agents"], responses=error_responses(*GUARD_ERRORS, 404)
+    prefix="/api/agents",
+    tags=["agents"],
+    responses=error_responses(*GUARD_ERRORS, *OWNER_ERRORS, 404),
 )
 Svc = Annotated[Services, Depends(services)]
 

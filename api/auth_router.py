@@ -15,10 +15,13 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 
 from api.deps import Caller, services
+from api.errors import GUARD_ERRORS, error_responses
 from chain.auth import SESSION_COOKIE, ApiKeyView, NewApiKey, NonceView, SessionGrant, SessionView
 from container import Services
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(
+    prefix="/api/auth", tags=["auth"], responses=error_responses(*GUARD_ERRORS, 401, 404, 409, 503)
+)
 Svc = Annotated[Services, Depends(services)]
 
 

@@ -9,11 +9,14 @@ from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, Field
 
 from api.deps import AgentOwner, services
+from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
 from chain.service import AnchorRequest, ChainInfo, ChainStatus, VerifyView
 from container import Services
 from core.jobs import JobView
 
-router = APIRouter(tags=["chain"])
+router = APIRouter(
+    tags=["chain"], responses=error_responses(*GUARD_ERRORS, *OWNER_ERRORS, 404, 409, 502)
+)
 Svc = Annotated[Services, Depends(services)]
 
 

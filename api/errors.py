@@ -38,12 +38,15 @@ class ErrorResponse(BaseModel):
 
 _MEANING = {
     400: "Host not served here (ANIMA_ALLOWED_HOSTS) or a malformed request",
-    403: "Cross-site request from a browser (ANIMA_ALLOWED_ORIGINS)",
+    401: "Sign in first (a wallet session or an API key), or the sign-in failed",
+    403: "Cross-site request from a browser (ANIMA_ALLOWED_ORIGINS), or not the agent's owner",
     404: "No such agent, conversation, job or route",
     409: "The resource changed meanwhile (e.g. deleted while a reply was written)",
     413: "Body, file, image or archive larger than its limit",
+    415: "Unsupported file type",
     422: "Invalid input: the message names the field",
-    502: "The language model backend failed",
+    502: "A backend failed (the language model, or the chain refused a transaction)",
+    503: "Not available right now (the chain node, a speech engine); try again later",
 }
 
 
@@ -54,6 +57,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # What any route can answer: the guards (400, 403, 413) and validation (422) apply everywhere.
 GUARD_ERRORS = (400, 403, 413, 422)
+# What a route behind the owner check can answer besides: sign in (401), the chain node that
+# says who holds a minted agent is down (503); 403 (not the owner) is in GUARD_ERRORS.
+OWNER_ERRORS = (401, 503)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import AgentOwner, read_upload, services
+from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
 from container import Services
 from core.errors import UploadTooLargeError
 from knowledge.loaders import clean_filename
@@ -25,7 +26,11 @@ from knowledge.service import (
     UploadResult,
 )
 
-router = APIRouter(prefix="/api", tags=["knowledge"])
+router = APIRouter(
+    prefix="/api",
+    tags=["knowledge"],
+    responses=error_responses(*GUARD_ERRORS, *OWNER_ERRORS, 404, 409, 415),
+)
 Svc = Annotated[Services, Depends(services)]
 Mode = Literal["hybrid", "dense"]
 

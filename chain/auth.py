@@ -32,7 +32,7 @@ from sqlalchemy import delete, select, update
 
 from chain.records import ApiKeyRecord, NonceRecord, SessionRecord, utcnow
 from chain.wallets import LocalWallets, Signers
-from core.db import Database
+from core.db import Database, UTCDateTime
 from core.errors import AuthError, NotFoundError, ValidationError
 from core.principal import ANONYMOUS, Principal
 from core.settings import Settings
@@ -62,7 +62,7 @@ def _iso(moment: datetime) -> str:
 
 class NonceView(BaseModel):
     nonce: str
-    expires_at: datetime
+    expires_at: UTCDateTime
     chain_id: int
     domain: str
     uri: str
@@ -75,7 +75,7 @@ class SessionView(BaseModel):
     via: str
     wallet: str | None = None
     chain_id: int | None = None
-    expires_at: datetime | None = None
+    expires_at: UTCDateTime | None = None
 
 
 class ApiKeyView(BaseModel):
@@ -83,9 +83,9 @@ class ApiKeyView(BaseModel):
     prefix: str
     name: str
     address: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UTCDateTime
+    last_used_at: UTCDateTime | None
+    revoked_at: UTCDateTime | None
 
 
 class NewApiKey(ApiKeyView):

@@ -79,6 +79,12 @@ class DocumentError(AnimaError):
     The message starts with the file name, so a user who uploaded several knows which one.
     """
 
+
+# Voice (issue 8)
+class AudioError(AnimaError):
+    """An uploaded recording cannot be used: not audio, truncated, too short or long, silent,
+    clipped, or of an unsupported sample rate or channel layout. The message names which."""
+
     status = 422
 
 
@@ -113,3 +119,9 @@ class ChainError(AnimaError):
     """The chain answered but refused (a reverted transaction, a contract that is missing)."""
 
     status = 502
+
+
+class VoiceEngineError(AnimaError):
+    """A speech engine (TTS or STT) is missing or failed to load (model files, espeak-ng)."""
+
+    status = 503

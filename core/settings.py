@@ -246,6 +246,65 @@ class Settings(BaseSettings):
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
+    # Voice (issue 8)
+    tts_engine: Literal["piper", "espeak", "coqui"] = Field(
+        default="piper",
+        description="Text-to-speech engine: piper (bundled en_US voice), espeak (espeak-ng "
+        "fallback), coqui (Coqui TTS; set tts_coqui_model).",
+    )
+    tts_piper_voice: str = Field(
+        default="bundled:joe",
+        description="'bundled:joe' or the path of a Piper .onnx voice (its .onnx.json beside it).",
+    )
+    tts_espeak_voice: str = Field(default="en-us", description="espeak-ng voice name.")
+    tts_coqui_model: str | None = Field(
+        default=None,
+        description="Coqui TTS model: a name such as 'tts_models/multilingual/multi-dataset/"
+        "xtts_v2' (downloaded by Coqui where the network allows) or a local model directory.",
+    )
+    tts_language: str = Field(default="en", description="Language passed to multilingual TTS.")
+    tts_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads per TTS/STT model; default all cores."
+    )
+    tts_voice_match: bool = Field(
+        default=True,
+        description="On engines without cloning, shift the voice toward the agent's sample "
+        "(WORLD vocoder: F0 statistics + spectral-envelope warp).",
+    )
+    tts_round_trip_guard: bool | None = Field(
+        default=None,
+        description="STT re-hears each synthesised sentence and re-synthesises it when the "
+        "words differ too much. Default: on for coqui, off for piper/espeak.",
+    )
+    tts_round_trip_max_wer: float = Field(
+        default=0.25, ge=0, le=1, description="Word error rate above which a sentence is redone."
+    )
+    tts_round_trip_retries: int = Field(default=1, ge=0, le=5)
+    stt_model: str = Field(
+        default="bundled:whisper-base",
+        description="'bundled:whisper-base', a CTranslate2 Whisper directory, or a "
+        "faster-whisper model name (downloaded where the network allows).",
+    )
+    stt_compute_type: str = Field(default="int8", description="CTranslate2 compute type.")
+    stt_language: str | None = Field(
+        default="en", description="Language of user speech; 'auto' detects it."
+    )
+    stt_beam_size: int = Field(default=1, ge=1, le=10)
+    voice_endpoint_ms: int = Field(
+        default=400, ge=90, le=3000, description="Silence that ends the user's turn (VAD)."
+    )
+    voice_vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    voice_max_upload_mb: float = Field(
+        default=64.0,
+        gt=0,
+        description="Largest voice sample or recording to transcribe (3 min of 48 kHz stereo "
+        "WAV is 35 MB, over the general upload limit).",
+    )
+
+    @property
+    def voice_max_upload_bytes(self) -> int:
+        return int(self.voice_max_upload_mb * 1024 * 1024)
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)

@@ -30,7 +30,6 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from agents.service import AgentService
-from core.db import Database
+from core.db import Database, UTCDateTime
 from core.errors import (
     AnimaError,
     ConflictError,
@@ -80,8 +79,8 @@ class KnowledgeBaseView(BaseModel):
     document_count: int
     chunk_count: int
     agent_ids: list[str]
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
 
 
 class DocumentView(BaseModel):
@@ -96,8 +95,8 @@ class DocumentView(BaseModel):
     chunk_count: int
     job_id: str | None
     error: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
 
 
 class UploadResult(BaseModel):
@@ -139,7 +138,7 @@ class TraceView(BaseModel):
     mode: str
     kb_ids: list[str]
     hits: list[dict[str, Any]]
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class Grounding(BaseModel):

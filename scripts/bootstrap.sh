@@ -17,6 +17,16 @@ command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 # On-chain identity (issue 11): Node.js runs the Solidity compiler, anvil and ethers (chain/).
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# Voice (issue 8): espeak-ng is the fallback TTS engine (its tests run in `make test`); with
+# --test also festival and three festvox voices, the reference speakers of the voice tests
+# and of bench/voice.py (none of them is the default Piper voice).
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+if $for_tests; then
+  command -v text2wave >/dev/null 2>&1 || need_apt+=(festival)
+  for voice in festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts; do
+    dpkg -s "$voice" >/dev/null 2>&1 || need_apt+=("$voice")
+  done
+fi
 if $for_tests; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)

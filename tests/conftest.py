@@ -28,6 +28,7 @@ from chain.anvil_chain import AnvilChain
 from container import Services, build_services
 from core.settings import Settings
 from tests.pg_cluster import PostgresMissing, fresh_database, throwaway_postgres
+from voice.pool import VoicePool
 
 # Starlette's TestClient sends ``Host: testserver``; the app's Host allow-list must know it.
 TEST_CLIENT_HOST = "testserver"
@@ -60,8 +61,8 @@ def settings(tmp_path: Path, model_cache_dir: Path) -> Settings:
 
 
 @pytest.fixture
-def services(settings: Settings, llm_pool: LLMPool) -> Iterator[Services]:
-    svc = build_services(settings, llm=llm_pool)
+def services(settings: Settings, llm_pool: LLMPool, voice_pool: VoicePool) -> Iterator[Services]:
+    svc = build_services(settings, llm=llm_pool, voice_pool=voice_pool)
     yield svc
     svc.close()
 
@@ -195,3 +196,25 @@ def anvil_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilChain]
     node.start()
     yield node
     node.stop()
+
+
+# ----- Voice (issue 8) -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def voice_pool(model_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> VoicePool:
+    """Speech engines (Piper, Whisper base, speaker encoder), loaded on first use and shared."""
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("voice-data"),
+        model_cache_dir=model_cache_dir,
+        llm_preload=False,
+        tts_threads=2,
+    )
+    return VoicePool(settings)
+
+
+@pytest.fixture(scope="session")
+def reference_voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """About 15-20 s of speech from each of three festival voices (none is Piper's): voice
+    samples for profile tests. Debian festival + festvox voices (bootstrap.sh --test)."""
+    from tests.voice.speakers import festival_samples
+
+    return festival_samples(tmp_path_factory.mktemp("reference-voices"))

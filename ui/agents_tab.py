@@ -26,6 +26,7 @@ from core.errors import AnimaError, ValidationError
 from ui.chain_panel import build_chain_panel
 from ui.common import agent_choices, principal_of, show_error
 from ui.knowledge_panel import build_knowledge_panel
+from ui.voice_panel import build_voice_panel
 
 # Card fields shown as text, in form order.
 CARD_KEYS = (
@@ -307,6 +308,7 @@ def build_agents_tab(services: Services) -> AgentsTab:
     with gr.Accordion("Knowledge", open=False, elem_id="agent-knowledge"):
         build_knowledge_panel(services, picker)
 
+    build_voice_panel(services, picker)  # issue 8
     form = [fields[k] for k in FORM_KEYS]
     detail = [*form, avatar, avatar_changed, status]
 

@@ -18,6 +18,7 @@ from container import Services
 from core.errors import AnimaError, ValidationError
 from ui.common import agent_choices, show_error
 from ui.knowledge_panel import sources_markdown, trace_sources
+from ui.voice_chat import build_voice_chat
 
 Message = dict[str, Any]
 
@@ -106,6 +107,7 @@ def build_chat_tab(services: Services) -> ChatTab:
         send_btn = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
         regen_btn = gr.Button("Regenerate", elem_id="chat-regenerate", scale=1)
     status = gr.Markdown("", elem_id="chat-status")
+    build_voice_chat(services, agent, conversation, user, chatbot, status)  # issue 8
 
     def conversation_choices(agent_id: str) -> list[tuple[str, str]]:
         return [(conversation_label(c), c.id) for c in services.chat.list_conversations(agent_id)]
