@@ -64,9 +64,9 @@ def build_services(
     pool = llm or LLMPool(settings)
     agents = AgentService(settings, db)
     jobs = JobService(settings, db)
-    knowledge = KnowledgeService(settings, db, agents, jobs, embedder=embedder)
-    chat = ChatService(db, agents, pool, knowledge=knowledge)
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)
+    knowledge = KnowledgeService(settings, db, agents, jobs, chain_service, embedder=embedder)
+    chat = ChatService(db, agents, pool, knowledge=knowledge)
     voice = VoiceService(settings, db, agents, chat, voice_pool or VoicePool(settings))
     svc = Services(
         settings=settings,

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, statu
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import AgentOwner, read_upload, services
+from api.deps import AgentOwner, Caller, read_upload, services
 from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
 from container import Services
 from core.errors import UploadTooLargeError
@@ -43,8 +43,9 @@ class NewKnowledgeBase(BaseModel):
 @router.post(
     "/knowledge-bases", response_model=KnowledgeBaseView, status_code=status.HTTP_201_CREATED
 )
-def create_knowledge_base(svc: Svc, body: NewKnowledgeBase) -> KnowledgeBaseView:
-    return svc.knowledge.create_base(body.name, body.description)
+def create_knowledge_base(svc: Svc, body: NewKnowledgeBase, principal: Caller) -> KnowledgeBaseView:
+    """A new base owned by the signed-in wallet (only it may change the base's documents)."""
+    return svc.knowledge.create_base(body.name, body.description, principal)
 
 
 @router.get("/knowledge-bases", response_model=list[KnowledgeBaseView])
@@ -58,9 +59,9 @@ def get_knowledge_base(svc: Svc, kb_id: str) -> KnowledgeBaseView:
 
 
 @router.delete("/knowledge-bases/{kb_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_knowledge_base(svc: Svc, kb_id: str) -> Response:
+def delete_knowledge_base(svc: Svc, kb_id: str, principal: Caller) -> Response:
     """Delete the base, its documents and chunks; agents that used it stop using it."""
-    svc.knowledge.delete_base(kb_id)
+    svc.knowledge.delete_base(kb_id, principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -76,7 +77,7 @@ def delete_knowledge_base(svc: Svc, kb_id: str) -> Response:
     },
 )
 async def upload_document(
-    svc: Svc, kb_id: str, file: Annotated[UploadFile, File()]
+    svc: Svc, kb_id: str, file: Annotated[UploadFile, File()], principal: Caller
 ) -> JSONResponse:
     """Add a document (PDF, TXT, Markdown, HTML, DOCX); it is indexed by a background job.
 
@@ -88,7 +89,9 @@ async def upload_document(
         content = await read_upload(file, svc.settings.knowledge_max_upload_bytes)
     except UploadTooLargeError as exc:
         raise UploadTooLargeError(f"{name}: {exc.message}") from exc
-    result = await anyio.to_thread.run_sync(svc.knowledge.add_document, kb_id, name, content)
+    result = await anyio.to_thread.run_sync(
+        svc.knowledge.add_document, kb_id, name, content, principal
+    )
     code = status.HTTP_200_OK if result.duplicate else status.HTTP_202_ACCEPTED
     return JSONResponse(result.model_dump(mode="json"), status_code=code)
 
@@ -106,9 +109,9 @@ def get_document(svc: Svc, kb_id: str, document_id: str) -> DocumentView:
 @router.delete(
     "/knowledge-bases/{kb_id}/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT
 )
-def delete_document(svc: Svc, kb_id: str, document_id: str) -> Response:
+def delete_document(svc: Svc, kb_id: str, document_id: str, principal: Caller) -> Response:
     """Unsearchable at once; a running ingest of it is cancelled."""
-    svc.knowledge.delete_document(kb_id, document_id)
+    svc.knowledge.delete_document(kb_id, document_id, principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -133,15 +136,15 @@ def agent_knowledge_bases(svc: Svc, agent_id: str) -> list[KnowledgeBaseView]:
 
 
 @router.put("/agents/{agent_id}/knowledge-bases/{kb_id}", response_model=list[KnowledgeBaseView])
-def attach(svc: Svc, agent_id: str, kb_id: str, _: AgentOwner) -> list[KnowledgeBaseView]:
+def attach(svc: Svc, agent_id: str, kb_id: str, owner: AgentOwner) -> list[KnowledgeBaseView]:
     """The agent uses this base from its next reply (idempotent); returns its bases."""
-    return svc.knowledge.attach(agent_id, kb_id)
+    return svc.knowledge.attach(agent_id, kb_id, owner)
 
 
 @router.delete("/agents/{agent_id}/knowledge-bases/{kb_id}", response_model=list[KnowledgeBaseView])
-def detach(svc: Svc, agent_id: str, kb_id: str, _: AgentOwner) -> list[KnowledgeBaseView]:
+def detach(svc: Svc, agent_id: str, kb_id: str, owner: AgentOwner) -> list[KnowledgeBaseView]:
     """The agent stops using the base; the base itself is kept."""
-    return svc.knowledge.detach(agent_id, kb_id)
+    return svc.knowledge.detach(agent_id, kb_id, owner)
 
 
 @router.get("/agents/{agent_id}/knowledge-search", response_model=list[SearchHit])

@@ -325,26 +325,34 @@ class ChainService:
         """
         agent = self.agents.get_agent(agent_id)
         if agent.mint_state == "minted":
-            owner = self.holder(agent)
-            what = "its token holder"
-        elif agent.owner_address:
-            owner = agent.owner_address
-            what = "the wallet that created it"
+            owner, whose = self.holder(agent), "its token holder"
         else:
+            owner, whose = agent.owner_address, "the wallet that created it"
+        self.require_address(principal, owner, f"agent '{agent.name}'", whose)
+        return agent
+
+    def require_address(
+        self,
+        principal: Principal,
+        owner: str | None,
+        what: str,
+        whose: str = "the wallet that created it",
+    ) -> None:
+        """The rule behind every owner check: ``owner`` (or, for an anonymous draft whose
+        ``owner`` is None, anyone while ``ANIMA_AUTH_ANONYMOUS_EDITS`` is on) may change
+        ``what``; raises ``AuthError`` (401) or ``NotOwnerError`` (403) otherwise."""
+        if owner is None:
             if self.settings.auth_anonymous_edits or principal.signed_in:
-                return agent
+                return
             raise AuthError(
-                "sign in with a wallet to change agents (ANIMA_AUTH_ANONYMOUS_EDITS=false)"
+                f"sign in with a wallet to change {what} (ANIMA_AUTH_ANONYMOUS_EDITS=false)"
             )
         if principal.is_address(owner):
-            return agent
+            return
         if not principal.signed_in:
-            raise AuthError(
-                f"agent '{agent.name}' belongs to {owner} ({what}); sign in with that wallet"
-            )
+            raise AuthError(f"{what} belongs to {owner} ({whose}); sign in with that wallet")
         raise NotOwnerError(
-            f"agent '{agent.name}' belongs to {owner} ({what}); "
-            f"you are signed in as {principal.address}"
+            f"{what} belongs to {owner} ({whose}); you are signed in as {principal.address}"
         )
 
     def require_creator(self, principal: Principal) -> None:

@@ -8,7 +8,7 @@ that decides what a principal may do with an agent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 Via = Literal["session", "api_key", "anonymous"]
 
@@ -35,3 +35,24 @@ class Principal:
 
 
 ANONYMOUS = Principal(address=None)
+
+
+class OwnerCheck(Protocol):
+    """What a service needs to ask before a change: implemented by ``ChainService``.
+
+    Services other than the chain take one of these (wired in ``container.py``) instead of
+    importing the chain, so every rule about who may change what stays in one place.
+    """
+
+    def require_owner(self, principal: Principal, agent_id: str) -> Any:
+        """Allow a change to agent ``agent_id`` (and what belongs to it), or raise 401/403/503."""
+        ...
+
+    def require_address(self, principal: Principal, owner: str | None, what: str) -> None:
+        """Allow a change to something owned by wallet ``owner`` (``None``: an anonymous
+        draft), or raise 401/403. ``what`` names the thing in the message."""
+        ...
+
+    def require_creator(self, principal: Principal) -> None:
+        """Allow ``principal`` to create something at all, or raise 401."""
+        ...

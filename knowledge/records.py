@@ -30,6 +30,8 @@ class KnowledgeBaseRecord(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     # The embedding model its vectors came from: vectors of two models cannot be compared.
     embedding_model: Mapped[str] = mapped_column(String(500))
+    # The wallet that created it (None: created without signing in); only it may change it.
+    owner_address: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -29,7 +29,7 @@ import logging
 import shutil
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from core.errors import (
 )
 from core.files import atomic_write, check_id, is_safe_id
 from core.jobs import FINISHED, JobService, JobView, TargetGone
+from core.principal import ANONYMOUS, OwnerCheck, Principal
 from core.settings import Settings
 from knowledge.base import Chunk, Embedder, KeywordIndex, VectorStore
 from knowledge.chunking import chunk_sections
@@ -79,6 +80,7 @@ class KnowledgeBaseView(BaseModel):
     document_count: int
     chunk_count: int
     agent_ids: list[str]
+    owner_address: str | None
     created_at: UTCDateTime
     updated_at: UTCDateTime
 
@@ -183,12 +185,14 @@ class KnowledgeService:
         db: Database,
         agents: AgentService,
         jobs: JobService,
+        owners: OwnerCheck,
         embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.agents = agents
         self.jobs = jobs
+        self.owners = owners
         self._embedder = embedder
         self._store: VectorStore | None = None
         self._keywords: KeywordIndex | None = None
@@ -233,18 +237,17 @@ class KnowledgeService:
                 self._keywords = None
 
     # ----- the one place for edit permissions ------------------------------------------------
-    def authorize_change(self, agent_ids: Iterable[str]) -> None:
-        """Allow or refuse a change to what these agents know.
-
-        Every change to a knowledge base that agents use (upload, delete a document, delete
-        the base) and every attach/detach comes through here with the agents it affects.
-        Today anyone may; the on-chain identity issue adds the NFT owner check here.
-        """
-        for agent_id in agent_ids:
-            check_id(agent_id, "agent id")
+    def _authorize_base(self, principal: Principal, base: KnowledgeBaseRecord) -> None:
+        """A base belongs to the wallet that created it: only that wallet changes its
+        documents or deletes it (a base made without signing in is an anonymous draft)."""
+        self.owners.require_address(principal, base.owner_address, f"knowledge base '{base.name}'")
 
     # ----- knowledge bases ---------------------------------------------------------------
-    def create_base(self, name: str, description: str = "") -> KnowledgeBaseView:
+    def create_base(
+        self, name: str, description: str = "", principal: Principal = ANONYMOUS
+    ) -> KnowledgeBaseView:
+        """A new, empty base owned by ``principal``'s wallet (if signed in)."""
+        self.owners.require_creator(principal)
         name = (name or "").strip()
         if not name:
             raise ValidationError("a knowledge base needs a name")
@@ -255,6 +258,7 @@ class KnowledgeService:
             name=name,
             description=(description or "").strip()[:5000],
             embedding_model=self.settings.knowledge_embedding_model,
+            owner_address=principal.address,
         )
         with self.db.session() as s:
             s.add(record)
@@ -269,11 +273,10 @@ class KnowledgeService:
         with self.db.session() as s:
             return self._base_view(s, self._base(s, kb_id))
 
-    def delete_base(self, kb_id: str) -> None:
+    def delete_base(self, kb_id: str, principal: Principal = ANONYMOUS) -> None:
         """Delete a base with its documents; agents that used it simply stop using it."""
         with self.db.session() as s:
-            self._base(s, kb_id)
-            self.authorize_change(self._agents_of(s, kb_id))
+            self._authorize_base(principal, self._base(s, kb_id))
         self.jobs.cancel_for_target(TARGET_TYPE, kb_id, "the knowledge base was deleted")
         with self.db.session() as s:
             s.delete(self._base(s, kb_id))
@@ -281,18 +284,21 @@ class KnowledgeService:
         self._drop_stores(kb_id)
 
     # ----- agents <-> bases ----------------------------------------------------------------
-    def attach(self, agent_id: str, kb_id: str) -> list[KnowledgeBaseView]:
-        self.agents.get_agent(agent_id)
-        self.authorize_change([agent_id])
+    def attach(
+        self, agent_id: str, kb_id: str, principal: Principal = ANONYMOUS
+    ) -> list[KnowledgeBaseView]:
+        """The agent's owner lets it answer from a base (any base: bases are readable)."""
+        self.owners.require_owner(principal, agent_id)
         with self.db.session() as s:
             self._base(s, kb_id)
             if s.get(AgentKnowledgeRecord, (agent_id, kb_id)) is None:
                 s.add(AgentKnowledgeRecord(agent_id=agent_id, kb_id=kb_id))
         return self.bases_for_agent(agent_id)
 
-    def detach(self, agent_id: str, kb_id: str) -> list[KnowledgeBaseView]:
-        self.agents.get_agent(agent_id)
-        self.authorize_change([agent_id])
+    def detach(
+        self, agent_id: str, kb_id: str, principal: Principal = ANONYMOUS
+    ) -> list[KnowledgeBaseView]:
+        self.owners.require_owner(principal, agent_id)
         with self.db.session() as s:
             link = s.get(AgentKnowledgeRecord, (agent_id, kb_id)) if is_safe_id(kb_id) else None
             if link is None:
@@ -312,7 +318,13 @@ class KnowledgeService:
             return [self._base_view(s, r) for r in rows.all()]
 
     # ----- documents ----------------------------------------------------------------------
-    def add_document(self, kb_id: str, filename: str | None, content: bytes) -> UploadResult:
+    def add_document(
+        self,
+        kb_id: str,
+        filename: str | None,
+        content: bytes,
+        principal: Principal = ANONYMOUS,
+    ) -> UploadResult:
         """Parse and queue a file for indexing; the same bytes twice add nothing.
 
         Raises ``DocumentError`` (422) / ``UnsupportedDocumentType`` (415) /
@@ -321,7 +333,7 @@ class KnowledgeService:
         name = clean_filename(filename)
         with self.db.session() as s:
             base = self._base(s, kb_id)
-            self.authorize_change(self._agents_of(s, kb_id))
+            self._authorize_base(principal, base)
             self._check_model(s, base)
         limit = self.settings.knowledge_max_upload_bytes
         if len(content) > limit:
@@ -399,11 +411,12 @@ class KnowledgeService:
         with self.db.session() as s:
             return _doc_view(self._document(s, kb_id, document_id))
 
-    def delete_document(self, kb_id: str, document_id: str) -> None:
+    def delete_document(
+        self, kb_id: str, document_id: str, principal: Principal = ANONYMOUS
+    ) -> None:
         """Unsearchable at once (one transaction); its chunks are then purged from the stores."""
         with self.db.session() as s:
-            self._base(s, kb_id)
-            self.authorize_change(self._agents_of(s, kb_id))
+            self._authorize_base(principal, self._base(s, kb_id))
             doc = self._document(s, kb_id, document_id)
             versions = s.scalars(
                 select(IndexVersionRecord).where(IndexVersionRecord.document_id == doc.id)
@@ -958,6 +971,7 @@ class KnowledgeService:
             document_count=int(documents),
             chunk_count=int(chunks),
             agent_ids=self._agents_of(session, row.id),
+            owner_address=row.owner_address,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )

@@ -18,7 +18,7 @@ from agents.chat import ConversationView
 from container import Services
 from core.errors import AnimaError, ValidationError
 from knowledge.service import DocumentView, SearchHit, Source
-from ui.common import show_error
+from ui.common import principal_of, show_error
 from ui.jobs_widget import job_widget
 
 DOC_HEADERS = ["File", "Status", "Chunks", "Pages", "Size (KB)", "Id"]
@@ -142,26 +142,29 @@ def build_knowledge_panel(services: Services, agent_picker: gr.Dropdown) -> None
     def _docs(kb_id: str | None) -> list[list[Any]]:
         return document_rows(knowledge.list_documents(kb_id)) if kb_id else []
 
-    def set_used(agent_id: str | None, wanted: list[str] | None) -> str:
+    def set_used(agent_id: str | None, wanted: list[str] | None, request: gr.Request) -> str:
         try:
             if not agent_id:
                 raise ValidationError("pick or save an agent first")
+            principal = principal_of(services, request)
             have = {b.id for b in knowledge.bases_for_agent(agent_id)}
             want = set(wanted or [])
             for kb_id in want - have:
-                knowledge.attach(agent_id, kb_id)
+                knowledge.attach(agent_id, kb_id, principal)
             for kb_id in have - want:
-                knowledge.detach(agent_id, kb_id)
+                knowledge.detach(agent_id, kb_id, principal)
         except AnimaError as exc:
             return show_error(exc)
         return f"This agent now uses {len(want)} knowledge base(s)."
 
-    def create(agent_id: str | None, name: str) -> list[Any]:
+    def create(agent_id: str | None, name: str, request: gr.Request) -> list[Any]:
         try:
             if not agent_id:
                 raise ValidationError("pick or save an agent first")
-            kb = knowledge.create_base(name)
-            knowledge.attach(agent_id, kb.id)
+            principal = principal_of(services, request)
+            services.chain.require_owner(principal, agent_id)  # before the base exists
+            kb = knowledge.create_base(name, principal=principal)
+            knowledge.attach(agent_id, kb.id, principal)
         except AnimaError as exc:
             return [gr.skip(), gr.skip(), gr.skip(), show_error(exc)]
         choices = base_choices()
@@ -173,14 +176,15 @@ def build_knowledge_panel(services: Services, agent_picker: gr.Dropdown) -> None
             f"Created **{kb.name}**; upload documents into it below.",
         ]
 
-    def add_files(kb_id: str | None, paths: list[str] | None) -> list[Any]:
+    def add_files(kb_id: str | None, paths: list[str] | None, request: gr.Request) -> list[Any]:
         notes, last_job = [], gr.skip()
         if not kb_id:
             return [gr.skip(), gr.skip(), show_error("pick a knowledge base first")]
+        principal = principal_of(services, request)
         for path in paths or []:
             file = Path(path)
             try:
-                result = knowledge.add_document(kb_id, file.name, file.read_bytes())
+                result = knowledge.add_document(kb_id, file.name, file.read_bytes(), principal)
             except AnimaError as exc:
                 notes.append(show_error(exc))
                 continue
@@ -191,11 +195,12 @@ def build_knowledge_panel(services: Services, agent_picker: gr.Dropdown) -> None
                 notes.append(f"{file.name}: indexing.")
         return [last_job, _docs(kb_id), "\n\n".join(notes)]
 
-    def delete(kb_id: str | None, document_id: str) -> list[Any]:
+    def delete(kb_id: str | None, document_id: str, request: gr.Request) -> list[Any]:
         try:
             if not kb_id or not (document_id or "").strip():
                 raise ValidationError("pick a base and paste the id of a document")
-            knowledge.delete_document(kb_id, document_id.strip())
+            principal = principal_of(services, request)
+            knowledge.delete_document(kb_id, document_id.strip(), principal)
         except AnimaError as exc:
             return [gr.skip(), show_error(exc)]
         return [_docs(kb_id), "Deleted."]

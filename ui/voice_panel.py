@@ -13,7 +13,7 @@ import gradio as gr
 
 from container import Services
 from core.errors import AnimaError, NotFoundError, ValidationError
-from ui.common import show_error
+from ui.common import principal_of, show_error
 from voice.audio import encode_wav
 from voice.service import VoiceProfileView
 
@@ -103,11 +103,16 @@ def build_voice_panel(services: Services, picker: gr.Dropdown) -> None:
         return [profile_text(profile), current_sample(agent_id), ""]
 
     def use(
-        agent_id: str | None, path: str | None, agreed: bool, progress=gr.Progress()
+        agent_id: str | None,
+        path: str | None,
+        agreed: bool,
+        request: gr.Request,
+        progress=gr.Progress(),
     ) -> list[Any]:
         try:
             if not agent_id:
                 raise ValidationError("save the agent first, then give it a voice")
+            services.chain.require_owner(principal_of(services, request), agent_id)
             if not path:
                 raise ValidationError("record or upload a sample first")
             if not agreed:
@@ -120,10 +125,11 @@ def build_voice_panel(services: Services, picker: gr.Dropdown) -> None:
             return [gr.skip(), gr.skip(), show_error(exc)]
         return [profile_text(profile), current_sample(agent_id), "✅ voice saved"]
 
-    def drop(agent_id: str | None) -> list[Any]:
+    def drop(agent_id: str | None, request: gr.Request) -> list[Any]:
         try:
             if not agent_id:
                 raise ValidationError("pick an agent first")
+            services.chain.require_owner(principal_of(services, request), agent_id)
             services.voice.delete_profile(agent_id)
         except AnimaError as exc:
             return [gr.skip(), gr.skip(), show_error(exc)]

@@ -24,12 +24,16 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("embedding_model", sa.String(length=500), nullable=False),
+        sa.Column("owner_address", sa.String(length=42), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("knowledge_bases", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_knowledge_bases_name"), ["name"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_knowledge_bases_owner_address"), ["owner_address"], unique=False
+        )
 
     op.create_table(
         "kb_documents",

@@ -241,3 +241,34 @@ def test_without_anonymous_edits_every_change_needs_a_wallet(
         assert signed.patch(f"/api/agents/{draft['id']}", json={"name": "y"}).status_code == 200
     finally:
         chain_services.settings.auth_anonymous_edits = True
+
+
+def test_knowledge_bases_belong_to_the_wallet_that_made_them(
+    chain_app: FastAPI, chain_services: Services
+) -> None:
+    alice, bob = new_wallet(), new_wallet()
+    as_alice, as_bob, anon = TestClient(chain_app), TestClient(chain_app), TestClient(chain_app)
+    sign_in(as_alice, alice)
+    sign_in(as_bob, bob)
+    kb = as_alice.post("/api/knowledge-bases", json={"name": "Alice's notes"}).json()
+    assert kb["owner_address"] == alice.address
+    files = {"file": ("notes.txt", b"The harbour opens at dawn.", "text/plain")}
+    for who, expected in ((anon, 401), (as_bob, 403)):
+        upload = who.post(f"/api/knowledge-bases/{kb['id']}/documents", files=files)
+        assert upload.status_code == expected, upload.text
+        assert who.delete(f"/api/knowledge-bases/{kb['id']}/documents/x1").status_code == expected
+        assert who.delete(f"/api/knowledge-bases/{kb['id']}").status_code == expected
+    assert as_alice.get(f"/api/knowledge-bases/{kb['id']}/documents").json() == []
+
+    # Bases are readable, so Bob may let his own agent use Alice's; he may not touch hers.
+    bobs_agent = _owned_agent(chain_services, as_bob, "Bob's")["id"]
+    alices_agent = _owned_agent(chain_services, as_alice, "Alice's")["id"]
+    assert as_bob.put(f"/api/agents/{bobs_agent}/knowledge-bases/{kb['id']}").status_code == 200
+    assert as_bob.put(f"/api/agents/{alices_agent}/knowledge-bases/{kb['id']}").status_code == 403
+    assert as_bob.delete(f"/api/agents/{bobs_agent}/knowledge-bases/{kb['id']}").status_code == 200
+
+    # A base made without signing in is an open draft, like an agent draft.
+    draft = anon.post("/api/knowledge-bases", json={"name": "Scratch"}).json()
+    assert draft["owner_address"] is None
+    assert as_bob.delete(f"/api/knowledge-bases/{draft['id']}").status_code == 204
+    assert as_alice.delete(f"/api/knowledge-bases/{kb['id']}").status_code == 204
