@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from core.errors import AnimaError
+from core.errors import AnimaError, ServingError
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +22,20 @@ def error_body(message: str, kind: str, status: int) -> dict[str, object]:
     return {"error": {"message": message, "type": kind, "code": status}}
 
 
+def retry_after_header(exc: Exception) -> dict[str, str] | None:
+    """``Retry-After`` for 429/503 answers of the model scheduler (issue 10)."""
+    if isinstance(exc, ServingError) and exc.retry_after is not None:
+        return {"Retry-After": str(exc.retry_after)}
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AnimaError)
     async def _anima_error(_request: Request, exc: AnimaError) -> JSONResponse:
         return JSONResponse(
-            error_body(exc.message, type(exc).__name__, exc.status), status_code=exc.status
+            error_body(exc.message, type(exc).__name__, exc.status),
+            status_code=exc.status,
+            headers=retry_after_header(exc),
         )
 
     @app.exception_handler(HTTPException)

@@ -70,3 +70,42 @@ class ConflictError(AnimaError):
     """The request is valid but the resource's state forbids it (e.g. cancel a finished job)."""
 
     status = 409
+
+
+# ----- Serving (issue 10): admission and scheduling of language model requests -------------
+class ServingError(AnimaError):
+    """A request the model could not take now; ``retry_after`` (seconds) says when to retry."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFullError(ServingError):
+    """Too many requests are already waiting for the model."""
+
+    status = 429
+
+
+class ModelLoadingError(ServingError):
+    """The model is still loading."""
+
+    status = 503
+
+
+class ServerBusyError(ServingError):
+    """The request waited its whole deadline in the queue."""
+
+    status = 503
+
+
+class DeadlineExceededError(ServingError):
+    """Generation ran past the request's deadline."""
+
+    status = 504
+
+
+class ReaderTooSlowError(ServingError):
+    """The client read so slowly that the reply buffer filled; generation was stopped."""
+
+    status = 408
