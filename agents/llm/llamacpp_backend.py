@@ -9,12 +9,14 @@ requests mix adapters. Two traps of llama.cpp are handled here rather than trust
 - An adapter applies only if the request names it, and a request that omits an adapter keeps
   the previous one's scale; so every request carries the scale of *every* loaded adapter
   (1.0 for its own, 0.0 for the rest).
-- Its prompt cache ignores adapters: KV computed under adapter A would be reused for a
-  request under adapter B. So this module picks the slot itself (``id_slot``): the slot with
-  the longest cached prefix *under the same adapter*; a slot last used under another adapter
-  is reused only with ``cache_prompt: false`` (recomputed from scratch), and llama.cpp's
-  cross-slot RAM cache is off. A persona prefix is thus reused across turns and users of the
-  same agent and never across adapters.
+- Its RAM prompt cache ignores adapters: a prompt pushed out of a slot and asked again under
+  another adapter gets the KV computed under the first one back (verified: the reply
+  changes). So that cache is off (``cache_ram_mib = 0``). llama.cpp does clear a slot's own
+  cache when the adapter changes, which would waste a warm persona; so this module picks the
+  slot itself (``id_slot``): the one with the longest cached prefix *under the same adapter*,
+  else the least recently used, and sends ``cache_prompt: false`` when the slot's KV came from
+  another adapter. A persona prefix is thus reused across turns and users of the same agent
+  and never across adapters.
 
 llama.cpp loads adapters when its server starts. A new adapter therefore starts a second
 server with the new set (least recently used adapters beyond ``llm_adapter_budget_mb``
@@ -158,7 +160,7 @@ class LlamaCppEngine:
         params.n_ctx = s.llm_kv_tokens
         params.kv_unified = True  # one KV pool: any slot may hold a long persona
         params.n_batch = 2048
-        params.cache_ram_mib = 0  # llama.cpp's RAM prompt cache is not adapter-aware
+        params.cache_ram_mib = 0  # llama.cpp RAM prompt cache is not adapter-aware (see top)
         params.hostnames = ["127.0.0.1"]
         params.port = 0
         params.api_keys = [secrets.token_hex(16)]
@@ -398,6 +400,8 @@ class LlamaCppEngine:
             thread.join()
             self._release(gen, slot, ok)
         result.completion_tokens = int(usage.get("completion_tokens") or pieces)
+        details = usage.get("prompt_tokens_details") or {}
+        result.cached_tokens = int(details.get("cached_tokens") or 0)
         hit_length = finish == "length" or result.completion_tokens >= max_new
         result.finish_reason = "length" if hit_length and not stopped else "stop"
 

@@ -124,6 +124,7 @@ class OpenAICompatBackend:
                     if chunk.get("error"):
                         raise BackendError(f"LLM server at {self.base_url}: {chunk['error']}")
                     usage = chunk.get("usage") or usage
+                    result.model = chunk.get("model") or result.model
                     for choice in chunk.get("choices") or []:
                         finish = choice.get("finish_reason") or finish
                         text = (choice.get("delta") or {}).get("content")

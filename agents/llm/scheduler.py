@@ -58,6 +58,7 @@ class Lane:
         self.key = key
         self.capacity = max(1, capacity)
         self.running = 0
+        self.peak = 0  # most requests that ran at once (tests, benchmarks)
         # Exponential average of how long a request holds a place: for Retry-After.
         self.avg_run_s = 2.0
 
@@ -289,6 +290,7 @@ class Scheduler:
             ticket = self._queue.popleft()
             if ticket.lane.running < ticket.lane.capacity:
                 ticket.lane.running += 1
+                ticket.lane.peak = max(ticket.lane.peak, ticket.lane.running)
                 ticket.state = "running"
                 ticket.started_at = time.monotonic()
                 starts.append(ticket)
