@@ -44,6 +44,7 @@ def _settings(data_dir: Path, cache: Path, **extra: Any) -> Settings:
         "llm_gguf_file": None,
         "llm_context_window": None,
         "llm_preload": False,
+        "llm_engine": "transformers",  # this module tests that backend; llama.cpp: test_llamacpp
     }
     return Settings(**{**values, **extra})
 
@@ -195,6 +196,7 @@ def test_local_directory_model_loads_from_the_environment(
 ) -> None:
     monkeypatch.setenv("ANIMA_LLM_MODEL", str(tiny_dir))
     monkeypatch.setenv("ANIMA_LLM_BACKEND", "local")
+    monkeypatch.setenv("ANIMA_LLM_ENGINE", "transformers")
     monkeypatch.setenv("ANIMA_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("ANIMA_LLM_CONTEXT_WINDOW", raising=False)
     backend = build_llm(Settings())
@@ -427,12 +429,13 @@ def test_agent_model_and_adapter_resolve_inside_the_data_dir(
     get_peft_model(base, lora).save_pretrained(settings.adapters_dir / "style")
 
     pool = LLMPool(settings)
-    backend = pool.get("tiny", "style")
+    scheduled = pool.get("tiny", "style")
+    backend = scheduled.backend
     assert isinstance(backend, TransformersBackend)
     backend.load()
     assert isinstance(backend._model, PeftModel)
     assert backend.settings.llm_model == str((settings.models_dir / "tiny").resolve())
-    assert pool.get("tiny", "style") is backend  # loaded once, shared
+    assert pool.get("tiny", "style") is scheduled  # loaded once, shared
     reply = backend.complete(STORY, GenerationSettings(temperature=0, max_new_tokens=4))
     assert reply.completion_tokens >= 1
 
