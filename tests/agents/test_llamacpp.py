@@ -25,6 +25,7 @@ from agents.llm.model_source import resolve_model
 from agents.llm.pool import LLMPool
 from agents.llm.transformers_backend import TransformersBackend
 from agents.schema import ChatMessage, GenerationSettings
+from core.errors import BackendError
 from core.settings import Settings
 
 pytestmark = pytest.mark.model
@@ -230,3 +231,74 @@ def test_least_recently_used_adapters_leave_within_the_memory_budget(
         for engine in pool._engines.values():
             engine.unload()
     assert os.path.isdir(data_dir / "adapters" / "a")  # nothing of the user's was touched
+
+
+@pytest.fixture
+def bundled_pool(data_dir: Path, model_cache_dir: Path) -> Iterator[LLMPool]:
+    """The shipped Q4_1 GGUF on the local engine (its own tokenizer metadata, unlike the
+    float32 file converted above, so a server that tokenizes by itself agrees with it)."""
+    pool = LLMPool(
+        _settings(
+            data_dir, model_cache_dir, "bundled:smollm2", llm_engine_format="source", llm_parallel=1
+        )
+    )
+    yield pool
+    for engine in pool._engines.values():
+        engine.unload()
+
+
+@pytest.fixture
+def llama_server(bundled_pool: LLMPool, data_dir: Path) -> Iterator[tuple[str, str]]:
+    """A real OpenAI-compatible server on 127.0.0.1: llama.cpp (xllamacpp) serving the model
+    with adapter ``a`` under the name ``a``, as vLLM's ``--lora-modules a=...`` would."""
+    import xllamacpp as xlc
+
+    settings = bundled_pool.settings
+    model = resolve_engine_model(settings)
+    lora = adapter_gguf(settings, model, data_dir / "adapters" / "a")
+    params = xlc.CommonParams()
+    params.model.path = str(model.gguf)
+    params.lora_adapters = [xlc.CommonAdapterLoraInfo(str(lora), 1.0)]
+    params.model_alias = ["smollm2", "a"]
+    params.api_keys = ["sk-test"]
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0
+    params.n_parallel = 1
+    params.n_ctx = 2048
+    params.cpuparams.n_threads = 1
+    params.verbosity = -1
+    server = xlc.Server(params)
+    yield f"{server.listening_address}/v1", "sk-test"
+    del server
+
+
+def test_openai_backend_sends_the_agent_adapter_as_the_model_to_a_real_server(
+    llama_server: tuple[str, str], bundled_pool: LLMPool
+) -> None:
+    from agents.llm.base import StreamResult
+    from agents.llm.openai_backend import OpenAICompatBackend
+
+    local = bundled_pool.get(None, "a").complete(STORY, GREEDY32).text  # same weights, here
+    url, key = llama_server
+    settings = bundled_pool.settings.model_copy(
+        update={
+            "llm_backend": "openai",
+            "openai_base_url": url,
+            "openai_api_key": key,
+            "openai_model": "smollm2",
+            "llm_context_window": 2048,
+        }
+    )
+    pool = LLMPool(settings)
+    backend = pool.get(None, "a")  # an agent whose adapter is "a"
+    assert isinstance(backend.backend, OpenAICompatBackend)
+    assert backend.backend.payload(STORY, GREEDY32)["model"] == "a"
+    result = StreamResult()
+    text = "".join(backend.stream(STORY, GREEDY32, result))
+    assert result.model == "a"  # the server answered as the adapter's model
+    assert text == local  # and with the adapter's reply, token for token
+    assert result.completion_tokens > 0 and result.prompt_tokens > 20
+
+    wrong = OpenAICompatBackend(settings.model_copy(update={"openai_api_key": "nope"}))
+    with pytest.raises(BackendError, match="HTTP 401"):
+        wrong.complete(STORY, GREEDY32)
