@@ -452,3 +452,25 @@ def test_agent_cannot_name_paths_outside_the_data_dir(
     pool = LLMPool(_settings(tmp_path, tmp_path / "models"))
     with pytest.raises(ValidationError):
         pool.get(model, adapter)
+
+
+@pytest.mark.model
+def test_least_recently_used_idle_model_is_unloaded(tiny_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from agents.llm.pool import LLMPool
+
+    settings = _settings(tmp_path / "data", tmp_path / "data" / "models", llm_max_models=1)
+    settings.ensure_dirs()
+    for name in ("one", "two"):
+        shutil.copytree(tiny_dir, settings.models_dir / name)
+    pool = LLMPool(settings)
+    params = GenerationSettings(temperature=0, max_new_tokens=2)
+    one = pool.get("one")
+    assert one.complete(STORY, params).completion_tokens >= 1
+    assert one.is_loaded
+    two = pool.get("two")  # a second base model: the idle first one makes room
+    assert not one.is_loaded
+    assert two.complete(STORY, params).completion_tokens >= 1
+    assert pool.get("one").complete(STORY, params).completion_tokens >= 1  # back on demand
+    assert not two.is_loaded
