@@ -51,6 +51,13 @@ def _fingerprint(path: Path) -> str:
     ).hexdigest()[:10]
 
 
+def _lock_path(target: Path) -> Path:
+    """Locks live in ``.locks/`` beside their target, apart from anything half-written."""
+    folder = target.parent / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{target.name}.lock"
+
+
 def build_file_once(target: Path, build: Callable[[Path], None]) -> Path:
     """``build(tmp)`` writes a file that is renamed to ``target``, unless it already exists."""
     if target.is_file():
@@ -58,7 +65,7 @@ def build_file_once(target: Path, build: Callable[[Path], None]) -> Path:
     from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.parent / f".{target.name}.lock"), timeout=900):
+    with FileLock(str(_lock_path(target)), timeout=900):
         if target.is_file():
             return target
         fd, name = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
@@ -90,7 +97,7 @@ def build_dir_once(
     from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.parent / f".{target.name}.lock"), timeout=900):
+    with FileLock(str(_lock_path(target)), timeout=900):
         if current():
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))

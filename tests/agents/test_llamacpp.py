@@ -180,7 +180,11 @@ def test_conversions_are_made_once_and_cached(
     assert adapter_gguf(settings, model, data_dir / "adapters" / "a").stat().st_mtime_ns == (
         lora_stamp
     )
-    leftovers = [p.name for p in model_cache_dir.rglob(".*") if not p.name.endswith(".lock")]
+    leftovers = [
+        p.name
+        for p in model_cache_dir.rglob(".*")
+        if ".locks" not in p.parts and not p.name.endswith(".lock")
+    ]
     assert leftovers == []  # nothing half-written
 
     # The bundled GGUF is served as shipped; only its tokenizer is saved (once).
