@@ -13,7 +13,7 @@ GGUF it converts from the Hugging Face folder) it measures, greedy, medians of `
 Then the served path (``/v1/chat/completions`` over HTTP, default engine) for the API's cost.
 
     .venv/bin/python bench/llm.py [--runs 3] [--tokens 64] [--threads N]
-    .venv/bin/python bench/llm.py --engines llamacpp          # transformers,llamacpp,llamacpp-f32
+    .venv/bin/python bench/llm.py --engines llamacpp,llamacpp-q4_0   # a subset
 
 Adapters are random peft LoRAs (r=8, q/k/v/o) made here. The machine's load moves absolute
 numbers a lot on 2 shared cores: the load average is printed; compare ratios.
@@ -324,7 +324,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--engines", default="transformers,llamacpp,llamacpp-f32")
+    parser.add_argument("--engines", default="transformers,llamacpp,llamacpp-q4_0,llamacpp-f32")
     parser.add_argument("--threads", type=int, default=None, help="ANIMA_LLM_THREADS")
     parser.add_argument(
         "--model-cache",
@@ -348,6 +348,7 @@ def main() -> None:
         variants = {
             "transformers": {"llm_engine": "transformers"},
             "llamacpp": {"llm_engine": "llamacpp", "llm_engine_format": "source"},
+            "llamacpp-q4_0": {"llm_engine": "llamacpp", "llm_engine_format": "q4_0"},
             "llamacpp-f32": {
                 "llm_engine": "llamacpp",
                 "llm_engine_format": "f32",
@@ -376,6 +377,7 @@ def main() -> None:
     weights = {
         "transformers": "bf16/fp32 (auto)",
         "llamacpp": "Q4_1 as shipped",
+        "llamacpp-q4_0": "Q4_0 re-encoded",
         "llamacpp-f32": "f32",
     }
     for r in rows:

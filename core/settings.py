@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         description="Local engine: 'llamacpp' (xllamacpp, continuous batching, per-request "
         "LoRA), 'transformers', or 'auto' (llamacpp when installed).",
     )
-    llm_engine_format: Literal["source", "q8_0", "f16", "f32"] = Field(
+    llm_engine_format: Literal["source", "q4_0", "q8_0", "f16", "f32"] = Field(
         default="source",
         description="Weights the llama.cpp engine serves: 'source' uses a GGUF as it is "
         "(a Hugging Face folder becomes f16); others re-encode once and cache the file.",

@@ -142,7 +142,7 @@ def resolve_engine_model(settings: Settings) -> EngineModel:
     if not (path / "config.json").is_file() or not weights:
         raise UnsupportedByEngine(f"{path} holds no config.json + safetensors weights")
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    dtype = "f16" if fmt == "source" else fmt
+    dtype = "f16" if fmt in {"source", "q4_0"} else fmt  # q4_0 only re-encodes a GGUF
     key = hashlib.sha256("|".join(_fingerprint(w) for w in weights).encode()).hexdigest()[:10]
     target = settings.models_dir / f"{_slug(path.name)}-{key}-{dtype}.gguf"
     build_file_once(target, lambda tmp: convert_model(path, tmp, dtype))

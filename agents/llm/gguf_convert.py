@@ -284,7 +284,7 @@ def _add_tokenizer(writer: Any, model_dir: Path, vocab_size: int) -> None:
 
 
 def requantize_gguf(source: Path, out_file: Path, dtype: str) -> None:
-    """Rewrite a GGUF model with its 2-D weights in ``dtype`` (``f32``, ``f16``, ``q8_0``).
+    """Rewrite a GGUF model with its 2-D weights in ``dtype`` (f32, f16, q8_0 or q4_0).
 
     The bundled model ships as Q4_1, which llama.cpp's fast batched matrix kernels do not
     cover on x86; re-encoding the exact dequantised values as Q8_0 keeps them (to within
@@ -298,6 +298,7 @@ def requantize_gguf(source: Path, out_file: Path, dtype: str) -> None:
         "f32": gguf.GGMLQuantizationType.F32,
         "f16": gguf.GGMLQuantizationType.F16,
         "q8_0": gguf.GGMLQuantizationType.Q8_0,
+        "q4_0": gguf.GGMLQuantizationType.Q4_0,
     }[dtype]
     writer = gguf.GGUFWriter(str(out_file), arch)
     for name, field in reader.fields.items():
@@ -307,9 +308,11 @@ def requantize_gguf(source: Path, out_file: Path, dtype: str) -> None:
         sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(name, field.contents(), vtype, sub_type=sub)
     writer.add_file_type(
-        {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16}.get(
-            dtype, gguf.LlamaFileType.MOSTLY_Q8_0
-        )
+        {
+            "f32": gguf.LlamaFileType.ALL_F32,
+            "f16": gguf.LlamaFileType.MOSTLY_F16,
+            "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+        }.get(dtype, gguf.LlamaFileType.MOSTLY_Q8_0)
     )
     for tensor in reader.tensors:
         shape = tuple(int(x) for x in reversed(tensor.shape.tolist()))  # numpy order
@@ -317,7 +320,10 @@ def requantize_gguf(source: Path, out_file: Path, dtype: str) -> None:
         data = data.astype(np.float32)
         if data.ndim == 2 and qtype == gguf.GGMLQuantizationType.F16:
             writer.add_tensor(tensor.name, data.astype(np.float16))
-        elif data.ndim == 2 and qtype == gguf.GGMLQuantizationType.Q8_0:
+        elif data.ndim == 2 and qtype in {
+            gguf.GGMLQuantizationType.Q8_0,
+            gguf.GGMLQuantizationType.Q4_0,
+        }:
             quant = gguf.quants.quantize(data, qtype)
             writer.add_tensor(tensor.name, quant, raw_shape=quant.shape, raw_dtype=qtype)
         else:

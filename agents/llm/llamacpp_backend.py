@@ -318,6 +318,7 @@ class LlamaCppEngine:
             "temperature": params.temperature,
             "top_p": params.top_p,
             "top_k": params.top_k,
+            "min_p": 0.0,  # llama.cpp's default 0.05 is not a knob Anima (or transformers) has
             "repeat_penalty": params.repetition_penalty,
             "repeat_last_n": len(prompt) + max_new,  # like transformers: every earlier token
             # Every adapter's scale, every time (see the module docstring).
