@@ -159,12 +159,10 @@ def measure_engine(
     name: str, settings: Settings, args: argparse.Namespace, refs: Any
 ) -> dict[str, Any]:
     pool = LLMPool(settings)
-    rss0 = _rss_mb()
     base = pool.get()
     t0 = time.perf_counter()
     base.load()
     load_s = time.perf_counter() - t0
-    rss_base = _rss_mb()
     greedy = GenerationSettings(temperature=0.0, max_new_tokens=args.tokens, repetition_penalty=1.0)
     short = [
         ChatMessage(role="system", content="You are Luna, a cheerful cat who loves stories."),
@@ -221,15 +219,10 @@ def measure_engine(
             ChatMessage(role="system", content="You are Luna, a cheerful cat who loves stories."),
             ChatMessage(role="user", content=prompt),
         ]
-        agree.append(_agreement(base.complete(messages, g32).text, ref[prompt], tokenizer))
+        text = base.complete(messages, g32).text
+        agree.append(f"{_agreement(text, ref[prompt], tokenizer)}/{len(ref[prompt])}")
 
-    # Memory: ten adapters loaded on the engine.
-    for i in range(10):
-        pool.get(None, f"ad{i}").load()
-    gc.collect()
-    time.sleep(1)
-    rss_10 = _rss_mb()
-    loaded = getattr(getattr(base.backend, "engine", None), "loaded_adapters", [])
+    memory = _memory_in_subprocess(name, settings)
     result = {
         "engine": engine,
         "name": name,
@@ -245,9 +238,8 @@ def measure_engine(
         "agg8": aggregate,
         "agg_ratio": aggregate / one_rate if one_rate == one_rate else float("nan"),
         "agree": agree,
-        "rss_base": rss_base - rss0,
-        "rss_10": rss_10 - rss0,
-        "adapters_loaded": len(loaded) if engine == "llamacpp" else "-",
+        "rss_base": memory["base"],
+        "rss_10": memory["adapters"],
     }
     for engine_obj in pool._engines.values():
         engine_obj.unload()
@@ -258,6 +250,41 @@ def measure_engine(
                 unload()
     gc.collect()
     return result
+
+
+def _memory_in_subprocess(name: str, settings: Settings) -> dict[str, float]:
+    """Resident memory of a fresh process: the engine alone, then with 10 adapters loaded
+    (in its own process so that what other engines left behind does not count)."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, __file__, "--memory-of", settings.model_dump_json()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        print(f"memory of {name} failed: {done.stderr[-500:]}", file=sys.stderr)
+        return {"base": float("nan"), "adapters": float("nan")}
+    return json.loads(lines[-1])
+
+
+def memory_child(settings_json: str) -> None:
+    settings = Settings.model_validate_json(settings_json)
+    import transformers  # noqa: F401  (imported by both engines; not part of the model)
+
+    gc.collect()
+    before = _rss_mb()
+    pool = LLMPool(settings)
+    pool.get().load()
+    gc.collect()
+    base = _rss_mb() - before
+    for i in range(10):
+        pool.get(None, f"ad{i}").load()
+    gc.collect()
+    time.sleep(1)
+    print(json.dumps({"base": base, "adapters": _rss_mb() - before}))
 
 
 def measure_served(settings: Settings, tokens: int, runs: int) -> dict[str, float]:
@@ -332,7 +359,11 @@ def main() -> None:
         default=Path(__file__).resolve().parent.parent / "data" / "models",
         help="converted-model cache shared between runs",
     )
+    parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_of:
+        memory_child(args.memory_of)
+        return
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
     with tempfile.TemporaryDirectory(prefix="anima-bench-") as tmp:
@@ -371,7 +402,7 @@ def main() -> None:
     print(
         "| engine | weights | load s | TTFT short s | decode tok/s | decode with adapter tok/s "
         "| persona TTFT cold s | second turn TTFT s (cached tokens) | 8 streams tok/s (x one) "
-        "| greedy = transformers fp32, first 32 tokens | RSS base / 10 adapters MB |"
+        "| tokens equal to transformers fp32 greedy (5 prompts) | RSS base / 10 adapters MB |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     weights = {
@@ -381,12 +412,13 @@ def main() -> None:
         "llamacpp-f32": "f32",
     }
     for r in rows:
-        agree = "/".join(str(a) for a in r["agree"])
+        agree = ", ".join(r["agree"])
         print(
             f"| {r['engine']} | {weights.get(r['name'], r['name'])} | {r['load_s']:.1f} | "
             f"{r['ttft']:.3f} | {r['rate']:.0f} | {r['rate_adapter']:.0f} | {r['cold']:.2f} | "
             f"{r['second']:.3f} ({r['second_cached']:.0f}) | {r['agg8']:.0f} "
-            f"({r['agg_ratio']:.2f}x) | {agree} of 32 | {r['rss_base']:.0f} / {r['rss_10']:.0f} |"
+            f"({r['agg_ratio']:.2f}x) | {agree} | {r['rss_base']:.0f} / {r['rss_10']:.0f} "
+            f"({r['rss_10'] / r['rss_base']:.2f}x) |"
         )
     print()
     print(f"persona prompt: about {rows[0]['persona_tokens'] if rows else '?'} tokens")
