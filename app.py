@@ -27,6 +27,7 @@ from fastapi.responses import RedirectResponse
 from api.agents_router import router as agents_router
 from api.chat_router import router as chat_router
 from api.errors import install_error_handlers
+from api.guards import install_guards
 from api.jobs_router import router as jobs_router
 from api.openai_router import router as openai_router
 from container import Services, build_services
@@ -66,6 +67,7 @@ def create_app(
     )
     app.state.services = svc
     install_error_handlers(app)
+    install_guards(app, settings)  # Host allow-list, cross-site check, body caps (issue 5)
     app.include_router(agents_router)
     app.include_router(chat_router)
     app.include_router(openai_router)
@@ -91,7 +93,9 @@ def create_app(
 
     from ui.studio import build_ui
 
-    return gr.mount_gradio_app(app, build_ui(svc), path=UI_PATH)
+    return gr.mount_gradio_app(
+        app, build_ui(svc), path=UI_PATH, max_file_size=settings.max_upload_bytes
+    )
 
 
 def _warm(svc: Services) -> None:
@@ -114,6 +118,8 @@ def main() -> None:
         from core.job_commands import main as job_command
 
         raise SystemExit(job_command(sys.argv[1:], settings))
+    # Gradio's upload cache lives in the data folder too, not in /tmp (issue 5).
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "cache" / "gradio"))
     app = create_app(settings, start_jobs=True)
     log.info("Anima on http://%s:%s%s/ (API docs at /docs)", settings.host, settings.port, UI_PATH)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base
@@ -51,6 +51,9 @@ class ConversationRecord(Base):
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
     title: Mapped[str] = mapped_column(String(200), default="")
     user_name: Mapped[str] = mapped_column(String(100), default="User")
+    # The next free message position. Taken with an UPDATE (which locks the row on
+    # PostgreSQL and the database on SQLite), so concurrent sends never share a position.
+    next_position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -65,6 +68,10 @@ class ConversationRecord(Base):
 
 class MessageRecord(Base):
     __tablename__ = "messages"
+    # One message per slot: a lost race can never store two messages at one position.
+    __table_args__ = (
+        Index("uq_messages_conversation_position", "conversation_id", "position", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     conversation_id: Mapped[str] = mapped_column(

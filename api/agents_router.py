@@ -8,11 +8,15 @@ from urllib.parse import quote
 from fastapi import APIRouter, Body, Depends, File, Query, Response, UploadFile, status
 
 from agents.service import AgentView
-from api.deps import read_upload, services
+from api.deps import services
+from api.errors import GUARD_ERRORS, error_responses
+from api.uploads import process_upload
 from container import Services
 from core.errors import NotFoundError
 
-router = APIRouter(prefix="/api/agents", tags=["agents"])
+router = APIRouter(
+    prefix="/api/agents", tags=["agents"], responses=error_responses(*GUARD_ERRORS, 404)
+)
 Svc = Annotated[Services, Depends(services)]
 
 AGENT_EXAMPLE = {
@@ -26,8 +30,17 @@ AGENT_EXAMPLE = {
 
 
 @router.get("", response_model=list[AgentView])
-def list_agents(svc: Svc) -> list[AgentView]:
-    return svc.agents.list_agents()
+def list_agents(
+    svc: Svc,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 100,
+    offset: Annotated[
+        int, Query(ge=0, le=2**31 - 1, description="Agents to skip (oldest first).")
+    ] = 0,
+) -> list[AgentView]:
+    """Oldest first, one page at a time; ``X-Total-Count`` says how many there are."""
+    response.headers["X-Total-Count"] = str(svc.agents.count_agents())
+    return svc.agents.list_agents(limit=limit, offset=offset)
 
 
 @router.post("", response_model=AgentView, status_code=status.HTTP_201_CREATED)
@@ -48,8 +61,7 @@ def create_agent(
 @router.post("/import", response_model=AgentView, status_code=status.HTTP_201_CREATED)
 async def import_card(svc: Svc, file: Annotated[UploadFile, File()]) -> AgentView:
     """Create an agent from a SillyTavern character card: PNG, JSON (V1/V2/V3) or CHARX."""
-    content = await read_upload(file, svc.settings.max_upload_bytes)
-    return svc.agents.import_card(file.filename, content)
+    return await process_upload(file, svc.settings.max_upload_bytes, svc.agents.import_card)
 
 
 @router.get("/{agent_id}", response_model=AgentView)
@@ -74,7 +86,10 @@ def delete_agent(svc: Svc, agent_id: str) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{agent_id}/card")
+@router.get(
+    "/{agent_id}/card",
+    responses={200: {"content": {"image/png": {}, "application/json": {}, "application/zip": {}}}},
+)
 def export_card(
     svc: Svc,
     agent_id: str,
@@ -99,5 +114,8 @@ def get_avatar(svc: Svc, agent_id: str) -> Response:
 
 @router.put("/{agent_id}/avatar", response_model=AgentView)
 async def set_avatar(svc: Svc, agent_id: str, file: Annotated[UploadFile, File()]) -> AgentView:
-    content = await read_upload(file, svc.settings.max_upload_bytes)
-    return svc.agents.set_avatar(agent_id, content)
+    return await process_upload(
+        file,
+        svc.settings.max_upload_bytes,
+        lambda _name, content: svc.agents.set_avatar(agent_id, content),
+    )

@@ -2,11 +2,12 @@
 
 SSE frames: ``event: delta`` with ``{"text": ...}`` for each piece of the reply, then
 ``event: done`` with ``{"message": ..., "usage": ...}``, or ``event: error`` with
-``{"message": ...}`` if the model fails mid-reply.
+``{"message": ...}`` if the model fails mid-reply or the conversation is deleted meanwhile.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Annotated, Any
@@ -17,11 +18,17 @@ from pydantic import BaseModel, Field
 
 from agents.chat import ConversationView, MessageView, ReplyStream, Usage
 from api.deps import services
+from api.errors import GUARD_ERRORS, error_responses
 from api.sse import collect_unless_disconnected, sse_event, sse_response
 from container import Services
 from core.errors import AnimaError
 
-router = APIRouter(prefix="/api", tags=["conversations"])
+log = logging.getLogger(__name__)
+router = APIRouter(
+    prefix="/api",
+    tags=["conversations"],
+    responses=error_responses(*GUARD_ERRORS, 404, 409, 429, 502, 503),
+)
 Svc = Annotated[Services, Depends(services)]
 
 
@@ -122,6 +129,10 @@ async def _frames(reply: ReplyStream) -> AsyncIterator[str]:
             yield sse_event({"text": delta}, "delta")
     except AnimaError as exc:
         yield sse_event({"message": exc.message}, "error")
+        return
+    except Exception:  # a bug: the stream still ends with a frame the client understands
+        log.exception("reply failed")
+        yield sse_event({"message": "internal error while writing the reply"}, "error")
         return
     done = Reply(message=reply.message, usage=reply.usage)
     yield sse_event(done.model_dump(mode="json"), "done")

@@ -7,10 +7,12 @@ official clients show our messages as they are.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from core.errors import AnimaError, ServingError
@@ -27,6 +29,43 @@ def retry_after_header(exc: Exception) -> dict[str, str] | None:
     if isinstance(exc, ServingError) and exc.retry_after is not None:
         return {"Retry-After": str(exc.retry_after)}
     return None
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: int
+
+
+class ErrorResponse(BaseModel):
+    """Every error Anima answers, in the OpenAI shape."""
+
+    error: ErrorDetail
+
+
+_MEANING = {
+    400: "Host not served here (ANIMA_ALLOWED_HOSTS) or a malformed request",
+    403: "Cross-site request from a browser (ANIMA_ALLOWED_ORIGINS)",
+    404: "No such agent, conversation, job or route",
+    409: "The resource changed meanwhile (e.g. deleted while a reply was written)",
+    413: "Body, file, image or archive larger than its limit",
+    422: "Invalid input: the message names the field",
+    502: "The language model backend failed",
+    # Serving (issue 10): the model scheduler
+    408: "The client read the streamed reply too slowly; generation was stopped",
+    429: "Too many requests wait for the model (ANIMA_LLM_QUEUE_SIZE); see Retry-After",
+    503: "The model is loading, or the request waited its whole deadline; see Retry-After",
+    504: "The reply ran past the request deadline (ANIMA_LLM_REQUEST_TIMEOUT_S)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, all with :class:`ErrorResponse`."""
+    return {s: {"model": ErrorResponse, "description": _MEANING[s]} for s in statuses}
+
+
+# What any route can answer: the guards (400, 403, 413) and validation (422) apply everywhere.
+GUARD_ERRORS = (400, 403, 413, 422)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from agents.chat import ReplyStream
 from agents.service import AgentView
 from api.deps import services
-from api.errors import error_body
+from api.errors import GUARD_ERRORS, error_body, error_responses
 from api.openai_models import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -28,7 +29,10 @@ from api.sse import collect_unless_disconnected, sse_event, sse_response
 from container import Services
 from core.errors import AnimaError
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+log = logging.getLogger(__name__)
+router = APIRouter(
+    prefix="/v1", tags=["openai"], responses=error_responses(*GUARD_ERRORS, 404, 429, 502, 503)
+)
 Svc = Annotated[Services, Depends(services)]
 
 
@@ -117,6 +121,11 @@ async def _chunks(
             yield sse_event(chunk({"content": delta}))
     except AnimaError as exc:
         yield sse_event(error_body(exc.message, type(exc).__name__, exc.status))
+        yield sse_event("[DONE]")
+        return
+    except Exception:  # a bug: still end the stream the way OpenAI clients expect
+        log.exception("completion failed")
+        yield sse_event(error_body("internal error while writing the reply", "server_error", 500))
         yield sse_event("[DONE]")
         return
     yield sse_event(chunk({}, reply.usage.finish_reason))

@@ -78,7 +78,7 @@ from pydantic import BaseModel
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.exc import IntegrityError
 
-from core.db import Database
+from core.db import Database, UTCDateTime
 from core.errors import ConflictError, NotFoundError, ValidationError
 from core.job_records import JobRecord, utcnow
 from core.settings import Settings
@@ -169,9 +169,9 @@ class JobView(BaseModel):
     result: dict[str, Any] | None
     error: str | None
     executor_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UTCDateTime
+    started_at: UTCDateTime | None
+    finished_at: UTCDateTime | None
 
     @property
     def finished(self) -> bool:

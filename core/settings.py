@@ -125,6 +125,39 @@ class Settings(BaseSettings):
         "tests), imported by the app and by every worker.",
     )
 
+    # Hardening (issue 5)
+    allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated host names served besides ANIMA_HOST, localhost, "
+        "127.0.0.1 and [::1]; '*.example.com' allows its subdomains, '*' turns the check off.",
+    )
+    allowed_origins: str = Field(
+        default="",
+        description="Comma-separated origins (scheme://host[:port]) that may call the app from "
+        "another site: CORS is on for exactly these and their writes pass the cross-site check.",
+    )
+    max_request_mb: float = Field(
+        default=4.0, gt=0, description="Largest request body that is not a file upload."
+    )
+    max_image_pixels: int = Field(
+        default=40_000_000,
+        gt=0,
+        description="Largest avatar/card image (width x height), read from its header before "
+        "anything is decoded.",
+    )
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+
+    @property
+    def allowed_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()]
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 1024 * 1024)
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)

@@ -27,6 +27,9 @@ from container import Services, build_services
 from core.settings import Settings
 from tests.pg_cluster import PostgresMissing, fresh_database, throwaway_postgres
 
+# Starlette's TestClient sends ``Host: testserver``; the app's Host allow-list must know it.
+TEST_CLIENT_HOST = "testserver"
+
 
 @pytest.fixture(scope="session")
 def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -46,7 +49,12 @@ def llm_pool(model_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture
 def settings(tmp_path: Path, model_cache_dir: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", model_cache_dir=model_cache_dir, llm_preload=False)
+    return Settings(
+        data_dir=tmp_path / "data",
+        model_cache_dir=model_cache_dir,
+        llm_preload=False,
+        allowed_hosts=TEST_CLIENT_HOST,
+    )
 
 
 @pytest.fixture

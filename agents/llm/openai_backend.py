@@ -23,6 +23,7 @@ from core.settings import Settings
 
 DEFAULT_CONTEXT_WINDOW = 4096
 CHARS_PER_TOKEN = 4
+MAX_SERVER_STOPS = 4  # what the OpenAI API accepts in ``stop``
 
 
 class OpenAICompatBackend:
@@ -88,7 +89,8 @@ class OpenAICompatBackend:
         if params.seed is not None:
             body["seed"] = params.seed
         if params.stop:
-            body["stop"] = params.stop[:4]  # the OpenAI API accepts at most four
+            # The OpenAI API accepts at most four; the rest are cut here (see ``stream``).
+            body["stop"] = params.stop[:MAX_SERVER_STOPS]
         return body
 
     def stream(
@@ -103,6 +105,15 @@ class OpenAICompatBackend:
         stop generating.
         """
         result = result if result is not None else StreamResult()
+        extra_stops = params.stop[MAX_SERVER_STOPS:]
+        if extra_stops:  # more stops than the server takes: cut the rest client-side
+            yield from _cut_at_stops(self._stream(messages, params, result), extra_stops)
+            return
+        yield from self._stream(messages, params, result)
+
+    def _stream(
+        self, messages: list[ChatMessage], params: GenerationSettings, result: StreamResult
+    ) -> Iterator[str]:
         url = f"{self.base_url}/chat/completions"
         emitted: list[str] = []
         usage: dict[str, Any] | None = None
@@ -142,6 +153,26 @@ class OpenAICompatBackend:
             result.prompt_tokens = sum(self.count_tokens(m.content) for m in messages)
             result.completion_tokens = self.count_tokens("".join(emitted))
         result.finish_reason = "length" if finish == "length" else "stop"
+
+
+def _cut_at_stops(deltas: Iterator[str], stops: list[str]) -> Iterator[str]:
+    """``deltas`` up to the first of ``stops``; closing it closes the server's stream too."""
+    from agents.llm.transformers_backend import _StopCutter  # stdlib-only at import time
+
+    cutter = _StopCutter(stops)
+    try:
+        for delta in deltas:
+            text, stopped = cutter.feed(delta)
+            if text:
+                yield text
+            if stopped:
+                return
+        if tail := cutter.flush():
+            yield tail
+    finally:
+        close = getattr(deltas, "close", None)
+        if close is not None:
+            close()
 
 
 def _parse_chunk(data: str, base_url: str) -> dict[str, Any]:

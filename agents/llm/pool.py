@@ -18,6 +18,7 @@ from typing import Any
 
 from agents.llm.base import LLMBackend
 from agents.llm.factory import build_llm
+from agents.llm.model_source import HUB_PREFIX
 from agents.llm.scheduler import ScheduledBackend, Scheduler
 from core.errors import ValidationError
 from core.files import safe_join
@@ -116,9 +117,17 @@ class LLMPool:
         check_model_ref(model)
         if self.settings.llm_backend == "openai":
             return self.settings.model_copy(update={"openai_model": model})
-        local = self.settings.models_dir / model
-        if not model.startswith("bundled:") and local.is_dir():
-            model = str(safe_join(self.settings.models_dir, model))
+        if not model.startswith("bundled:"):
+            local = self.settings.models_dir / model
+            if local.is_dir():
+                model = str(safe_join(self.settings.models_dir, model))
+            elif "/" in model:  # a hub id: never a folder of the working directory
+                model = f"{HUB_PREFIX}{model}"
+            else:
+                raise ValidationError(
+                    f"model {model!r} is not installed: no folder of that name in "
+                    "<data_dir>/models (a Hugging Face id looks like 'org/name')"
+                )
         return self.settings.model_copy(update={"llm_model": model, "llm_gguf_file": None})
 
     def _adapter_path(self, adapter: str | None) -> str | None:
