@@ -71,6 +71,7 @@ async def collect_unless_disconnected(request: Request, reply: Any) -> str:
     cancels the request in the scheduler (queued or running).
     """
     text = ""
+    error: Exception | None = None
     async with anyio.create_task_group() as group:
 
         async def watch() -> None:
@@ -81,6 +82,11 @@ async def collect_unless_disconnected(request: Request, reply: Any) -> str:
                 await anyio.sleep(0.25)
 
         group.start_soon(watch)
-        text = await reply.acollect()
+        try:
+            text = await reply.acollect()
+        except Exception as exc:  # raised outside the group: not wrapped in an ExceptionGroup
+            error = exc
         group.cancel_scope.cancel()
+    if error is not None:
+        raise error  # e.g. a 409 when the conversation was deleted meanwhile
     return text

@@ -359,6 +359,12 @@ class ScheduledBackend:
         self._load_lock = threading.Lock()
         self._loading = False
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (``settings``, ``load_seconds``, ...) is the backend's."""
+        if name == "backend":  # not set yet (during unpickling or a failed __init__)
+            raise AttributeError(name)
+        return getattr(self.backend, name)
+
     # ----- LLMBackend ----------------------------------------------------------------------
     @property
     def model_name(self) -> str:
