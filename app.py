@@ -86,11 +86,13 @@ def create_app(
     app.include_router(voice_router)  # issue 8
 
     @app.get("/api/health", tags=["meta"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, object]:
+        # async and lock-light: answers on the event loop, never behind model requests
         return {
             "status": "ok",
             "llm_backend": settings.llm_backend,
             "llm_model": settings.llm_model,
+            "llm_requests": svc.llm.scheduler.stats(),  # queued / running (issue 10)
         }
 
     @app.get("/", include_in_schema=False)

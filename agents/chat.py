@@ -24,9 +24,10 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -109,26 +110,58 @@ class ReplyStream:
             close = getattr(self._deltas, "close", None)
             if close is not None:
                 close()
-            self.text = "".join(parts)
-            r = self._result
-            self.usage = Usage(
-                prompt_tokens=r.prompt_tokens,
-                completion_tokens=r.completion_tokens,
-                total_tokens=r.prompt_tokens + r.completion_tokens,
-                finish_reason=r.finish_reason,
-            )
-            if self.text.strip():
-                try:
-                    self.message = self._on_done(self.text)
-                except AnimaError as exc:
-                    if finished:
-                        raise  # the reader is still there: tell it (409, an SSE error frame)
-                    # The model failed or the reader left: that is what they will see.
-                    log.warning("reply not stored: %s", exc.message)
+            self._finish(parts, finished)
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        """The same deltas for async callers (the API): waiting for the model holds no
+        thread, and a cancelled task (a client disconnect) cancels the request."""
+        parts: list[str] = []
+        finished = False
+        try:
+            if hasattr(self._deltas, "__anext__"):
+                async for delta in self._deltas:  # type: ignore[attr-defined]
+                    parts.append(delta)
+                    yield delta
+            else:  # a plain iterator: step it in a worker thread
+                step = anyio.to_thread.run_sync
+                while (delta := await step(next, self._deltas, None)) is not None:
+                    parts.append(delta)
+                    yield delta
+            finished = True
+        finally:
+            close = getattr(self._deltas, "close", None)
+            if close is not None:
+                close()
+            with anyio.CancelScope(shield=True):  # store what arrived, even when cancelled
+                await anyio.to_thread.run_sync(self._finish, parts, finished)
+
+    def _finish(self, parts: list[str], finished: bool) -> None:
+        self.text = "".join(parts)
+        r = self._result
+        self.usage = Usage(
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+            total_tokens=r.prompt_tokens + r.completion_tokens,
+            finish_reason=r.finish_reason,
+        )
+        if self.text.strip():
+            try:
+                self.message = self._on_done(self.text)
+            except AnimaError as exc:
+                if finished:
+                    raise  # the reader is still there: tell it (409, an SSE error frame)
+                # The model failed or the reader left: that is what they will see.
+                log.warning("reply not stored: %s", exc.message)
 
     def collect(self) -> str:
         """Run the whole reply and return its text."""
         for _ in self:
+            pass
+        return self.text
+
+    async def acollect(self) -> str:
+        """``collect`` for async callers."""
+        async for _ in self:
             pass
         return self.text
 

@@ -15,13 +15,20 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from core.errors import AnimaError
+from core.errors import AnimaError, ServingError
 
 log = logging.getLogger(__name__)
 
 
 def error_body(message: str, kind: str, status: int) -> dict[str, object]:
     return {"error": {"message": message, "type": kind, "code": status}}
+
+
+def retry_after_header(exc: Exception) -> dict[str, str] | None:
+    """``Retry-After`` for 429/503 answers of the model scheduler (issue 10)."""
+    if isinstance(exc, ServingError) and exc.retry_after is not None:
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 class ErrorDetail(BaseModel):
@@ -46,7 +53,12 @@ _MEANING = {
     415: "Unsupported file type",
     422: "Invalid input: the message names the field",
     502: "A backend failed (the language model, or the chain refused a transaction)",
-    503: "Not available right now (the chain node, a speech engine); try again later",
+    # Serving (issue 10): the model scheduler
+    408: "The client read the streamed reply too slowly; generation was stopped",
+    429: "Too many requests wait for the model (ANIMA_LLM_QUEUE_SIZE); see Retry-After",
+    503: "Not available right now: the model is loading or busy past the request's deadline, "
+    "the chain node or a speech engine is down; see Retry-After",
+    504: "The reply ran past the request deadline (ANIMA_LLM_REQUEST_TIMEOUT_S)",
 }
 
 
@@ -66,7 +78,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AnimaError)
     async def _anima_error(_request: Request, exc: AnimaError) -> JSONResponse:
         return JSONResponse(
-            error_body(exc.message, type(exc).__name__, exc.status), status_code=exc.status
+            error_body(exc.message, type(exc).__name__, exc.status),
+            status_code=exc.status,
+            headers=retry_after_header(exc),
         )
 
     @app.exception_handler(HTTPException)

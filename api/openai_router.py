@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+import anyio
+from fastapi import APIRouter, Depends, Request
 
 from agents.chat import ReplyStream
 from agents.service import AgentView
@@ -23,13 +25,13 @@ from api.openai_models import (
     ModelList,
     ResponseMessage,
 )
-from api.sse import sse_event, sse_response
+from api.sse import collect_unless_disconnected, sse_event, sse_response
 from container import Services
 from core.errors import AnimaError
 
 log = logging.getLogger(__name__)
 router = APIRouter(
-    prefix="/v1", tags=["openai"], responses=error_responses(*GUARD_ERRORS, 404, 502)
+    prefix="/v1", tags=["openai"], responses=error_responses(*GUARD_ERRORS, 404, 429, 502, 503)
 )
 Svc = Annotated[Services, Depends(services)]
 
@@ -58,18 +60,27 @@ def get_model(svc: Svc, model_id: str) -> ModelCard:
     response_model=ChatCompletion,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-def chat_completions(svc: Svc, body: ChatCompletionRequest) -> Any:
-    """Chat with agent ``model``; the client holds the history (nothing is stored)."""
+async def chat_completions(svc: Svc, body: ChatCompletionRequest, request: Request) -> Any:
+    """Chat with agent ``model``; the client holds the history (nothing is stored).
+
+    Async so that a request waiting for the model holds no thread; 429 (queue full) and 503
+    (model loading) come back before any response starts, with ``Retry-After``.
+    """
     messages = [m for m in (msg.to_chat() for msg in body.messages) if m is not None]
-    reply = svc.chat.complete(
-        body.model, messages, body.generation_overrides(), user_name=body.user or "User"
+    start = partial(
+        svc.chat.complete,
+        body.model,
+        messages,
+        body.generation_overrides(),
+        user_name=body.user or "User",
     )
+    reply = await anyio.to_thread.run_sync(start)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return sse_response(_chunks(reply, completion_id, created, body.model, include_usage))
-    text = reply.collect()
+    text = await collect_unless_disconnected(request, reply)
     return ChatCompletion(
         id=completion_id,
         created=created,
@@ -86,9 +97,9 @@ def _usage(reply: ReplyStream) -> CompletionUsage:
     return CompletionUsage(**reply.usage.model_dump(exclude={"finish_reason"}))
 
 
-def _chunks(
+async def _chunks(
     reply: ReplyStream, completion_id: str, created: int, model: str, include_usage: bool
-) -> Iterator[str]:
+) -> AsyncIterator[str]:
     base = {
         "id": completion_id,
         "object": "chat.completion.chunk",
@@ -110,7 +121,7 @@ def _chunks(
         first["sources"] = [s.model_dump(mode="json") for s in reply.sources]
     yield sse_event(first)
     try:
-        for delta in reply:
+        async for delta in reply:
             yield sse_event(chunk({"content": delta}))
     except AnimaError as exc:
         yield sse_event(error_body(exc.message, type(exc).__name__, exc.status))

@@ -79,6 +79,14 @@ class DocumentError(AnimaError):
     The message starts with the file name, so a user who uploaded several knows which one.
     """
 
+    status = 422
+
+
+class UnsupportedDocumentType(DocumentError):
+    """A document of a type the knowledge base cannot read."""
+
+    status = 415
+
 
 # Voice (issue 8)
 class AudioError(AnimaError):
@@ -88,10 +96,10 @@ class AudioError(AnimaError):
     status = 422
 
 
-class UnsupportedDocumentType(DocumentError):
-    """A document of a type the knowledge base cannot read."""
+class VoiceEngineError(AnimaError):
+    """A speech engine (TTS or STT) is missing or failed to load (model files, espeak-ng)."""
 
-    status = 415
+    status = 503
 
 
 # On-chain identity (issue 11)
@@ -121,7 +129,40 @@ class ChainError(AnimaError):
     status = 502
 
 
-class VoiceEngineError(AnimaError):
-    """A speech engine (TTS or STT) is missing or failed to load (model files, espeak-ng)."""
+# ----- Serving (issue 10): admission and scheduling of language model requests -------------
+class ServingError(AnimaError):
+    """A request the model could not take now; ``retry_after`` (seconds) says when to retry."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFullError(ServingError):
+    """Too many requests are already waiting for the model."""
+
+    status = 429
+
+
+class ModelLoadingError(ServingError):
+    """The model is still loading."""
 
     status = 503
+
+
+class ServerBusyError(ServingError):
+    """The request waited its whole deadline in the queue."""
+
+    status = 503
+
+
+class DeadlineExceededError(ServingError):
+    """Generation ran past the request's deadline."""
+
+    status = 504
+
+
+class ReaderTooSlowError(ServingError):
+    """The client read so slowly that the reply buffer filled; generation was stopped."""
+
+    status = 408

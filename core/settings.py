@@ -51,12 +51,53 @@ class Settings(BaseSettings):
         default=True, description="Load the default model in the background at start-up."
     )
     llm_threads: int | None = Field(
-        default=None, description="torch CPU threads; default all cores."
+        default=None, description="torch / llama.cpp CPU threads; default all cores."
     )
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: str = "not-needed"
     openai_model: str = "default"
     openai_timeout_s: float = 120.0
+
+    # Serving (issue 10): engine, admission and scheduling of model requests
+    llm_engine: Literal["auto", "llamacpp", "transformers"] = Field(
+        default="auto",
+        description="Local engine: 'llamacpp' (xllamacpp, continuous batching, per-request "
+        "LoRA), 'transformers', or 'auto' (llamacpp when installed).",
+    )
+    llm_engine_format: Literal["source", "q4_0", "q8_0", "f16", "f32"] = Field(
+        default="source",
+        description="Weights the llama.cpp engine serves: 'source' uses a GGUF as it is "
+        "(a Hugging Face folder becomes f16); others re-encode once and cache the file.",
+    )
+    llm_parallel: int = Field(
+        default=8, ge=1, le=256, description="Sequences the engine decodes in the same steps."
+    )
+    llm_kv_tokens: int = Field(
+        default=16384,
+        ge=512,
+        description="llama.cpp KV cache size in tokens, shared by all parallel sequences.",
+    )
+    llm_queue_size: int = Field(
+        default=64, ge=0, description="Requests that may wait for a model; beyond: HTTP 429."
+    )
+    llm_request_timeout_s: float = Field(
+        default=300.0, gt=0, description="Deadline of one request, queue wait included."
+    )
+    llm_stream_buffer: int = Field(
+        default=1024,
+        ge=1,
+        description="Text pieces buffered for a slow reader before its generation is stopped.",
+    )
+    llm_adapter_budget_mb: float = Field(
+        default=512.0,
+        gt=0,
+        description="Memory for LoRA adapters held by the engine; least recently used go first.",
+    )
+    llm_max_models: int = Field(
+        default=2,
+        ge=1,
+        description="Base models kept loaded at once; the least recently used idle one goes.",
+    )
 
     # Jobs (issue 6)
     jobs_database_url: str | None = Field(

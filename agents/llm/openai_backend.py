@@ -29,17 +29,34 @@ MAX_SERVER_STOPS = 4  # what the OpenAI API accepts in ``stop``
 class OpenAICompatBackend:
     """``LLMBackend`` over ``POST {base_url}/chat/completions`` with ``stream: true`` (SSE)."""
 
-    def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: httpx.Client | None = None, adapter: str | None = None
+    ) -> None:
         self.settings = settings
+        # vLLM serves each LoRA adapter as a model of its own (``--lora-modules name=path``):
+        # an agent's adapter travels as the request's model name.
+        self.request_model = adapter or settings.openai_model
         self.base_url = settings.openai_base_url.rstrip("/")
         self._client = client or httpx.Client(
             timeout=httpx.Timeout(settings.openai_timeout_s, connect=10.0),
             headers={"Authorization": f"Bearer {settings.openai_api_key}"},
         )
 
+    # What the scheduler reads (issue 10): the remote server batches; cap what is in flight.
+    is_loaded = True
+    engine_name = "openai"
+
+    @property
+    def lane_key(self) -> str:
+        return self.base_url
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.settings.llm_parallel
+
     @property
     def model_name(self) -> str:
-        return self.settings.openai_model
+        return self.request_model
 
     @property
     def context_window(self) -> int:
@@ -59,7 +76,7 @@ class OpenAICompatBackend:
         """The request body. ``top_k``/``repetition_penalty`` are vLLM's names for these
         non-standard knobs; llama.cpp and Ollama ignore what they do not know."""
         body: dict[str, Any] = {
-            "model": self.settings.openai_model,
+            "model": self.request_model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
@@ -118,6 +135,7 @@ class OpenAICompatBackend:
                     if chunk.get("error"):
                         raise BackendError(f"LLM server at {self.base_url}: {chunk['error']}")
                     usage = chunk.get("usage") or usage
+                    result.model = chunk.get("model") or result.model
                     for choice in chunk.get("choices") or []:
                         finish = choice.get("finish_reason") or finish
                         text = (choice.get("delta") or {}).get("content")
