@@ -220,10 +220,10 @@ def test_health_answers_while_a_large_upload_is_processed(
     name = "import_card" if route == "import" else "set_avatar"
     real = getattr(services.agents, name)
 
-    def held(*args: Any) -> Any:
+    def held(*args: Any, **kwargs: Any) -> Any:
         working.set()
         release.wait(timeout=30)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(services.agents, name, held)
     agent = services.agents.create_agent({"name": "Holder"})
