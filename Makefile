@@ -6,7 +6,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-test run test lint bench
+.PHONY: install install-test run test lint bench contracts
 
 install:
 	@VENV=$(VENV) bash scripts/bootstrap.sh
@@ -27,3 +27,7 @@ lint: install
 
 bench: install
 	$(PY) bench/llm.py
+
+# On-chain identity (issue 11): recompile chain/contracts into chain/artifacts (committed).
+contracts: install
+	cd chain && node build/compile.mjs

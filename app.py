@@ -25,11 +25,16 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from api.agents_router import router as agents_router
+from api.auth_router import router as auth_router
+from api.chain_router import router as chain_router
 from api.chat_router import router as chat_router
 from api.errors import install_error_handlers
 from api.finetune_router import router as finetune_router
+from api.guards import MULTIPART_OVERHEAD, install_guards
 from api.jobs_router import router as jobs_router
+from api.knowledge_router import router as knowledge_router
 from api.openai_router import router as openai_router
+from api.voice_router import router as voice_router
 from container import Services, build_services
 from core.settings import Settings
 
@@ -55,6 +60,8 @@ def create_app(
             threading.Thread(target=_warm, args=(svc,), daemon=True).start()
         if settings.jobs_run_in_app and (start_jobs or svc.jobs.has_unfinished_jobs()):
             svc.jobs.start_executor()  # resume what a crash or restart interrupted
+        if start_jobs:  # on-chain identity (issue 11): start anvil, deploy on first start
+            threading.Thread(target=_start_chain, args=(svc,), daemon=True).start()
         yield
         svc.close()
 
@@ -67,18 +74,27 @@ def create_app(
     )
     app.state.services = svc
     install_error_handlers(app)
+    limits = install_guards(app, settings)  # Host allow-list, cross-site check, body caps
+    for pattern, cap in upload_caps(settings).items():
+        limits.allow(pattern, cap + MULTIPART_OVERHEAD)
     app.include_router(agents_router)
     app.include_router(chat_router)
     app.include_router(openai_router)
     app.include_router(jobs_router)
+    app.include_router(knowledge_router)
+    app.include_router(auth_router)
+    app.include_router(chain_router)
+    app.include_router(voice_router)  # issue 8
     app.include_router(finetune_router)
 
     @app.get("/api/health", tags=["meta"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, object]:
+        # async and lock-light: answers on the event loop, never behind model requests
         return {
             "status": "ok",
             "llm_backend": settings.llm_backend,
             "llm_model": settings.llm_model,
+            "llm_requests": svc.llm.scheduler.stats(),  # queued / running (issue 10)
         }
 
     @app.get("/", include_in_schema=False)
@@ -91,7 +107,26 @@ def create_app(
 
     from ui.studio import build_ui
 
-    return gr.mount_gradio_app(app, build_ui(svc), path=UI_PATH)
+    return gr.mount_gradio_app(
+        app, build_ui(svc), path=UI_PATH, max_file_size=max(upload_caps(settings).values())
+    )
+
+
+def upload_caps(settings: Settings) -> dict[str, int]:
+    """Routes whose files may be larger than ``ANIMA_MAX_UPLOAD_MB``, with their own caps.
+
+    The guards cap every body while it streams in; these routes raise that cap to their
+    feature's setting (and read the file with the same cap). The studio uploads through
+    Gradio's one upload route, so that route gets the largest.
+    """
+    caps = {
+        r"^/api/knowledge-bases/[^/]+/documents$": settings.knowledge_max_upload_bytes,
+        r"^/api/agents/[^/]+/voice$": settings.voice_max_upload_bytes,
+        r"^/api/voice/check$": settings.voice_max_upload_bytes,
+        r"^/v1/audio/transcriptions$": settings.voice_max_upload_bytes,
+    }
+    caps[rf"^{UI_PATH}/gradio_api/upload$"] = max(settings.max_upload_bytes, *caps.values())
+    return caps
 
 
 def _warm(svc: Services) -> None:
@@ -105,15 +140,29 @@ def _warm(svc: Services) -> None:
         log.warning("could not preload the language model: %s", exc)
 
 
+def _start_chain(svc: Services) -> None:
+    try:
+        info = svc.chain.start()
+        log.info("chain ready: AgentNFT %s on chain %s", info.address, svc.chain.chain_id)
+    except Exception as exc:  # minting waits for the node; drafts work without it
+        log.warning("could not start the chain: %s", exc)
+
+
 def main() -> None:
     settings = Settings()
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if sys.argv[1:2] == ["chain"]:  # `python app.py chain deploy|info` (issue 11)
+        from chain.commands import main as chain_command
+
+        raise SystemExit(chain_command(sys.argv[2:], settings))
     if len(sys.argv) > 1:  # `python app.py worker` / `python app.py recover EXECUTOR_ID`
         from core.job_commands import main as job_command
 
         raise SystemExit(job_command(sys.argv[1:], settings))
+    # Gradio's upload cache lives in the data folder too, not in /tmp (issue 5).
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "cache" / "gradio"))
     app = create_app(settings, start_jobs=True)
     log.info("Anima on http://%s:%s%s/ (API docs at /docs)", settings.host, settings.port, UI_PATH)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())

@@ -12,9 +12,16 @@ from agents.chat import ChatService
 from agents.finetune.service import FinetuneService
 from agents.llm.pool import LLMPool
 from agents.service import AgentService
+from chain.auth import AuthService
+from chain.base import Chain
+from chain.service import ChainService
 from core.db import Database
 from core.jobs import JobService
 from core.settings import Settings
+from knowledge.base import Embedder
+from knowledge.service import KnowledgeService
+from voice.pool import VoicePool
+from voice.service import VoiceService
 
 
 @dataclass
@@ -25,22 +32,44 @@ class Services:
     agents: AgentService
     chat: ChatService
     jobs: JobService
+    knowledge: KnowledgeService
+    voice: VoiceService  # issue 8
+    # On-chain identity (issue 11): tokens, the owner check, sign-in.
+    chain: ChainService
+    auth: AuthService
     finetune: FinetuneService
 
     def close(self) -> None:
+        self.chain.close()
         self.jobs.close()
+        self.knowledge.close()
         self.db.dispose()
 
 
-def build_services(settings: Settings, llm: LLMPool | None = None) -> Services:
-    """Create the data directory, migrate the database and build every service."""
+def build_services(
+    settings: Settings,
+    llm: LLMPool | None = None,
+    embedder: Embedder | None = None,
+    chain: Chain | None = None,
+    voice_pool: VoicePool | None = None,
+) -> Services:
+    """Create the data directory, migrate the database and build every service.
+
+    Tests pass shared, already loaded parts: ``llm`` (the model pool), ``embedder`` (the
+    knowledge embedder), ``chain`` (a node someone else started and stops; by default the
+    chain service builds its own from settings and stops it on ``close``) and ``voice_pool``
+    (speech engines).
+    """
     settings.ensure_dirs()
     db = Database(settings.resolved_database_url)
     db.migrate()
     pool = llm or LLMPool(settings)
     agents = AgentService(settings, db)
-    chat = ChatService(db, agents, pool)
     jobs = JobService(settings, db)
+    chain_service = ChainService(settings, db, agents, jobs, chain=chain)
+    knowledge = KnowledgeService(settings, db, agents, jobs, chain_service, embedder=embedder)
+    chat = ChatService(db, agents, pool, knowledge=knowledge)
+    voice = VoiceService(settings, db, agents, chat, voice_pool or VoicePool(settings))
     finetune = FinetuneService(settings, db, agents, jobs)
     agents.attachments.append(finetune)  # the active adapter travels with the CHARX
     svc = Services(
@@ -50,6 +79,10 @@ def build_services(settings: Settings, llm: LLMPool | None = None) -> Services:
         agents=agents,
         chat=chat,
         jobs=jobs,
+        knowledge=knowledge,
+        voice=voice,
+        chain=chain_service,
+        auth=chain_service.auth,
         finetune=finetune,
     )
     jobs.services = svc

@@ -25,6 +25,7 @@ import io
 import json
 import re
 import struct
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from typing import Any, Literal
 
 import pydantic
 from eth_hash.auto import keccak
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from agents.schema import SPEC_V2, SPEC_V3, Card, CardData
 from core.errors import (
@@ -49,9 +50,15 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # local file header; empty archive
 _CARD_KEYWORDS = ("ccv3", "chara")  # preferred first, as SillyTavern reads them
 _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
-# A compressed text chunk may not inflate beyond this: the card JSON is at most a few MB,
-# and the cap stops a small PNG from expanding into gigabytes.
-_MAX_TEXT_CHUNK_BYTES = 64 * 1024 * 1024
+# What a card's compressed text chunk may inflate to by default (the service passes the upload
+# limit): a card JSON is at most a few MB, and the cap stops a small PNG from expanding into
+# gigabytes. Only the chunk actually read is inflated, never its duplicates.
+DEFAULT_MAX_CARD_TEXT_BYTES = 20 * 1024 * 1024
+# Width x height an image may declare (ANIMA_MAX_IMAGE_PIXELS), checked in its header before
+# any pixel is decoded: a 600 kB PNG can declare 13000 x 13000 pixels, 0.7 GB once decoded.
+DEFAULT_MAX_PIXELS = 40_000_000
+# A CHARX is a card plus its images; more files than this is an attack on the file system.
+MAX_CHARX_ENTRIES = 1_000
 _CHARX_CARD = "card.json"
 _EMBEDDED_PREFIXES = ("embeded://", "embedded://")  # the spec's spelling first
 # Fixed timestamp so that writing the same card twice gives byte-identical archives.
@@ -86,8 +93,8 @@ _ENTRY_DEFAULTS: dict[str, Any] = {
     "extensions": {},
     "enabled": True,
     "insertion_order": 0,
-    "use_regex": False,  # required by V3
 }
+_V3_ENTRY_DEFAULTS: dict[str, Any] = {"use_regex": False}
 # Top-level keys SillyTavern mirrors from ``data`` (top-level key -> dotted path in data).
 # On export a mirror that the card carries is refreshed so that it never disagrees with data.
 _MIRRORS: dict[str, str] = {
@@ -136,10 +143,11 @@ def _looks_like_json_object(head: bytes) -> bool:
 def parse_card_json(raw: bytes | str | dict[str, Any]) -> Card:
     """Parse a V3, V2 or V1 card into a :class:`Card`.
 
-    Missing required fields get the spec's defaults (so a card is complete whatever tool
-    wrote it, and the same card read from a PNG's ``chara`` or ``ccv3`` chunk compares
-    equal); everything else is kept as given. V1 cards (flat fields, no ``spec``) are
-    upgraded to V2: their fields move into ``data`` and their other top-level keys stay in
+    ``data`` is kept exactly as given: nothing is added, so a V2 card exported as V2 gives back
+    the very ``data`` it came with (fields it lacks read as the model's defaults). Exports
+    fill in what their spec requires otherwise (:func:`card_to_json`).
+    V1 cards (flat fields, no ``spec``) are upgraded to V2: their fields move into ``data``
+    (with the V2 defaults, since we write that ``data``) and their other top-level keys stay in
     ``Card.extra``.
     """
     obj = _load_json_object(raw)
@@ -207,27 +215,30 @@ def _upgrade_v1(obj: dict[str, Any]) -> Card:
     if isinstance(obj.get("creatorcomment"), str):
         data["creator_notes"] = obj["creatorcomment"]
     extra = {k: copy.deepcopy(v) for k, v in obj.items() if k not in _V1_FIELDS}
+    data = with_spec_defaults(data, "v2")
     return Card(spec=SPEC_V2, spec_version="2.0", data=_validate_data(data), extra=extra)
 
 
 def _validate_data(data: dict[str, Any]) -> CardData:
     try:
-        return CardData.model_validate(_with_defaults(data))
+        return CardData.model_validate(data)
     except pydantic.ValidationError as exc:
         raise CardFormatError(
             "invalid character card: " + describe_validation_error(exc, "data")
         ) from exc
 
 
-def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``data`` with every field the V2/V3 specs require present.
+def with_spec_defaults(data: dict[str, Any], spec: CardSpec) -> dict[str, Any]:
+    """A copy of ``data`` with every field the ``spec`` (V2 or V3) requires present.
 
     Only missing (or ``null``) required fields are filled; nothing is overwritten or
-    removed. Lorebook entries get their required fields too. Wrong types are left alone
-    for validation to report.
+    removed. Lorebook entries get their required fields too. V3-only fields
+    (``group_only_greetings``, an entry's ``use_regex``) are added only for V3. Wrong types
+    are left alone for validation to report.
     """
     out = dict(data)
-    for key, default in {**_V2_DEFAULTS, **_V3_DEFAULTS}.items():
+    required = {**_V2_DEFAULTS, **(_V3_DEFAULTS if spec == "v3" else {})}
+    for key, default in required.items():
         if key == "name":
             continue  # required: a missing name is an error, not an empty string
         if out.get(key) is None:
@@ -239,16 +250,17 @@ def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
             if book.get(key) is None:
                 book[key] = _fresh(default)
         if isinstance(book["entries"], list):
-            book["entries"] = [_entry_with_defaults(e) for e in book["entries"]]
+            book["entries"] = [_entry_with_defaults(e, spec) for e in book["entries"]]
         out["character_book"] = book
     return out
 
 
-def _entry_with_defaults(entry: Any) -> Any:
+def _entry_with_defaults(entry: Any, spec: CardSpec) -> Any:
     if not isinstance(entry, dict):
         return entry
     entry = dict(entry)
-    for key, default in _ENTRY_DEFAULTS.items():
+    required = {**_ENTRY_DEFAULTS, **(_V3_ENTRY_DEFAULTS if spec == "v3" else {})}
+    for key, default in required.items():
         if entry.get(key) is None:
             entry[key] = _fresh(default)
     return entry
@@ -262,14 +274,18 @@ def _fresh(default: Any) -> Any:
 def card_to_json(card: Card, spec: CardSpec) -> dict[str, Any]:
     """The export envelope ``{"spec", "spec_version", "data", ...extra}``.
 
-    ``data`` is the same for V2 and V3: V3-only keys stay in a V2 export (SillyTavern does
-    the same in its ``chara`` chunk, and dropping them would lose data). Required fields a
-    card lacks are filled with the spec's defaults; unknown keys come back unchanged.
+    A V3 export is a complete V3 card: required fields the card lacks get the spec's
+    defaults. A V2 card exported as V2 comes back exactly as it was imported (no key added);
+    a V3 card exported as V2 gets V2's required fields. V3-only keys stay in a V2 export
+    (SillyTavern does the same in its ``chara`` chunk, and dropping them would lose data).
+    Unknown keys always come back unchanged.
     Top-level mirrors of ``data`` (SillyTavern's V1 fields) are refreshed from ``data``.
     """
     spec_name, default_version = (SPEC_V3, "3.0") if spec == "v3" else (SPEC_V2, "2.0")
     version = card.spec_version if card.spec == spec_name else default_version
-    data = _with_defaults(card.data.dump())
+    data = card.data.dump()
+    if spec == "v3" or card.spec != SPEC_V2:
+        data = with_spec_defaults(data, spec)
     extra = {
         k: copy.deepcopy(v)
         for k, v in card.extra.items()
@@ -353,40 +369,102 @@ def _read_chunks(png: bytes) -> list[_Chunk]:
     return chunks
 
 
-def _check_decodable(png: bytes) -> None:
-    """Prove Pillow can decode the image, not just that its chunks are well formed."""
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height as the image's header declares them; no pixel is decoded.
+
+    PNG: read from IHDR directly. Other formats: Pillow's lazy ``open`` (header only), with
+    its own decompression-bomb refusal turned into our "too large" error.
+    """
+    if data.startswith(PNG_SIGNATURE):
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise CardFormatError("PNG is corrupt: it does not start with an IHDR chunk")
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
     try:
-        with Image.open(io.BytesIO(png)) as im:
-            im.verify()
-        with Image.open(io.BytesIO(png)) as im:
-            im.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:
+                return probe.size
+    except Image.DecompressionBombError as exc:
+        raise UploadTooLargeError(
+            f"image declares more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels; "
+            "it was refused before decoding"
+        ) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise CardFormatError(f"not a readable image: {exc}") from exc
+
+
+def check_pixels(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """The image's size, or a 413 if its header declares more than ``max_pixels`` pixels."""
+    width, height = image_size(data)
+    if width * height > max_pixels:
+        raise UploadTooLargeError(
+            f"image is {width}x{height} pixels ({width * height / 1e6:,.0f} megapixels); the "
+            f"limit is {max_pixels / 1e6:,.0f} megapixels (ANIMA_MAX_IMAGE_PIXELS). It was "
+            "refused before decoding"
+        )
+    return width, height
+
+
+def _check_decodable(png: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Prove Pillow can decode the image, not just that its chunks are well formed.
+
+    The pixel cap is checked on the header first, so an image that would decode to gigabytes
+    is refused before Pillow allocates anything. Text chunks are left out of what Pillow sees:
+    they are not part of the image, and Pillow would inflate them all (the card chunks are
+    read, lazily and capped, by :func:`read_png_card`).
+    """
+    check_pixels(png, max_pixels)
+    try:
+        image_only = strip_text_chunks(png)
+    except CardFormatError:
+        image_only = png
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(image_only)) as im:
+                im.verify()
+            with Image.open(io.BytesIO(image_only)) as im:
+                im.load()
     except Exception as exc:  # Pillow's decoders raise OSError, SyntaxError, ValueError, ...
         raise CardFormatError(f"PNG image cannot be decoded: {exc}") from exc
 
 
-def _text_chunk(chunk: _Chunk) -> tuple[str, bytes | None]:
-    """Keyword and raw text of a tEXt/zTXt/iTXt chunk (text is None if it cannot be read)."""
+def strip_text_chunks(png: bytes) -> bytes:
+    """The PNG without its text chunks: what an image decoder needs, never a card's text."""
+    chunks = [c for c in _read_chunks(png) if c.type not in _TEXT_CHUNKS]
+    return PNG_SIGNATURE + b"".join(c.encode() for c in chunks)
+
+
+def _text_chunk(chunk: _Chunk, max_bytes: int) -> tuple[str, bytes | None]:
+    """Keyword and raw text of a tEXt/zTXt/iTXt chunk (text is None if it cannot be read).
+
+    Compressed text is inflated up to ``max_bytes``; more is a decompression bomb (413).
+    """
     keyword, _, rest = chunk.data.partition(b"\0")
     name = keyword.decode("latin-1")
     try:
         if chunk.type == b"tEXt":
             return name, rest
         if chunk.type == b"zTXt":
-            return name, _inflate(rest[1:])
+            return name, _inflate(rest[1:], name, max_bytes)
         # iTXt: compression flag, method, language tag \0, translated keyword \0, text
         flag = rest[0]
         _lang, _, rest = rest[2:].partition(b"\0")
         _translated, _, text = rest.partition(b"\0")
-        return name, _inflate(text) if flag else text
-    except (IndexError, zlib.error, CardFormatError):
+        return name, _inflate(text, name, max_bytes) if flag else text
+    except (IndexError, zlib.error):
         return name, None
 
 
-def _inflate(data: bytes) -> bytes:
+def _inflate(data: bytes, keyword: str, max_bytes: int) -> bytes:
     inflater = zlib.decompressobj()
-    out = inflater.decompress(data, _MAX_TEXT_CHUNK_BYTES)
+    out = inflater.decompress(data, max_bytes)
     if inflater.unconsumed_tail:
-        raise CardFormatError("PNG text chunk is too large")
+        raise UploadTooLargeError(
+            f"PNG '{keyword}' chunk inflates to more than {max_bytes / 1e6:.1f} MB "
+            "(ANIMA_MAX_UPLOAD_MB); a character card is never that large"
+        )
     return out
 
 
@@ -412,27 +490,36 @@ def _decode_card_text(keyword: str, text: bytes | None) -> Card:
     return parse_card_json(decoded)
 
 
-def read_png_card(data: bytes) -> tuple[Card, bytes]:
+def read_png_card(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_text_bytes: int = DEFAULT_MAX_CARD_TEXT_BYTES,
+) -> tuple[Card, bytes]:
     """Read the card from a PNG: the ``ccv3`` chunk if there is one, else ``chara``.
 
     Returns the card and the PNG bytes as given (the avatar). A ``ccv3`` chunk that cannot
     be parsed falls back to ``chara`` when that one is good, as both should hold the same
-    card; if neither works the ``ccv3`` error is reported.
+    card; if neither works the ``ccv3`` error is reported. Only the first chunk of each
+    keyword counts (as in SillyTavern), and a chunk is inflated only when it is read: the
+    first card that parses ends the search, so duplicates and the other keyword's chunk are
+    never inflated. An image larger than ``max_pixels`` is refused before it is decoded.
     """
     chunks = _read_chunks(data)
-    _check_decodable(data)
-    found: dict[str, bytes | None] = {}
+    _check_decodable(data, max_pixels)
+    found: dict[str, _Chunk] = {}
     for chunk in chunks:
         if _is_card_chunk(chunk):
-            keyword, text = _text_chunk(chunk)
-            found.setdefault(keyword.lower(), text)  # the first one wins, as in SillyTavern
+            keyword = chunk.data.partition(b"\0")[0].decode("latin-1").lower()
+            found.setdefault(keyword, chunk)  # the first one wins, as in SillyTavern
     if not found:
         raise CardFormatError("PNG has no character card (no 'chara' or 'ccv3' text chunk)")
     first_error: CardFormatError | None = None
     for keyword in _CARD_KEYWORDS:
         if keyword in found:
+            _, text = _text_chunk(found[keyword], max_text_bytes)
             try:
-                return _decode_card_text(keyword, found[keyword]), data
+                return _decode_card_text(keyword, text), data
             except CardFormatError as exc:
                 first_error = first_error or exc
     assert first_error is not None
@@ -467,7 +554,7 @@ def _avatar_chunks(image: bytes | None, name: str) -> list[_Chunk]:
         if image.startswith(PNG_SIGNATURE):
             try:
                 chunks = _read_chunks(image)
-                _check_decodable(image)
+                _check_decodable(image, max_pixels=2**62)  # stored: checked when it came in
                 return chunks
             except CardFormatError:
                 pass  # maybe Pillow can still salvage it below
@@ -543,20 +630,55 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return (mode & 0o170000) == 0o120000
 
 
-def read_charx(data: bytes, max_total_bytes: int) -> tuple[Card, dict[str, bytes]]:
+def zip_entry_count(data: bytes) -> int | None:
+    """How many entries a zip's end-of-central-directory record declares (None if unknown).
+
+    Read before ``zipfile`` parses the central directory, which builds one object per entry:
+    an archive of 100,000 tiny files is refused without that work.
+    """
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0 or end + 22 > len(data):
+        return None
+    (count,) = struct.unpack("<H", data[end + 10 : end + 12])
+    if count != 0xFFFF:
+        return count
+    locator = end - 20  # ZIP64: the locator sits right before the classic record
+    if locator < 0 or data[locator : locator + 4] != b"PK\x06\x07":
+        return None
+    (offset,) = struct.unpack("<Q", data[locator + 8 : locator + 16])
+    if data[offset : offset + 4] != b"PK\x06\x06":
+        return None
+    (count64,) = struct.unpack("<Q", data[offset + 32 : offset + 40])
+    return count64
+
+
+def read_charx(
+    data: bytes, max_total_bytes: int, max_entries: int = MAX_CHARX_ENTRIES
+) -> tuple[Card, dict[str, bytes]]:
     """Read a CHARX archive: ``card.json`` at the root plus asset files.
 
     Returns the card and every other file keyed by its normalised path (for example
     ``assets/icon/images/main.png``), so that exporting writes them all back. Every entry
     is checked before anything is read: one unsafe name or symlink rejects the archive.
     The declared sizes must add up to at most ``max_total_bytes``, and the bytes actually
-    inflated are counted too, so an archive that lies in its headers is still stopped.
+    inflated are counted too, so an archive that lies in its headers is still stopped. At
+    most ``max_entries`` entries are accepted, counted before the archive is parsed.
     """
+    declared_entries = zip_entry_count(data)
+    if declared_entries is not None and declared_entries > max_entries:
+        raise UploadTooLargeError(
+            f"CHARX archive has {declared_entries:,} entries; at most {max_entries:,} are "
+            "accepted (a card and its images)"
+        )
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as exc:
         raise CardFormatError(f"not a valid CHARX (zip) archive: {exc}") from exc
     with archive:
+        if len(archive.infolist()) > max_entries:  # the record above lied
+            raise UploadTooLargeError(
+                f"CHARX archive has more than {max_entries:,} entries (a card and its images)"
+            )
         entries: dict[str, zipfile.ZipInfo] = {}
         for info in archive.infolist():
             path = _safe_archive_path(info.filename)
@@ -626,6 +748,32 @@ def _write_entry(archive: zipfile.ZipFile, path: str, content: bytes) -> None:
     archive.writestr(info, content)
 
 
+def write_asset_archive(assets: dict[str, bytes]) -> bytes:
+    """All of a card's asset files in one uncompressed zip, the way an agent stores them.
+
+    One file per agent rather than one per asset: an import then costs one fsync however
+    many images the card brings. Stored, not deflated: the assets are mostly PNG/JPEG/WebP,
+    already compressed. Paths are checked as for CHARX entries.
+    """
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(assets):
+            info = zipfile.ZipInfo(_safe_archive_path(name), date_time=_ZIP_EPOCH)
+            info.external_attr = 0o100644 << 16
+            archive.writestr(info, assets[name])
+    return out.getvalue()
+
+
+def read_asset_archive(blob: bytes) -> dict[str, bytes]:
+    """The files of :func:`write_asset_archive`, keyed by path."""
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        return {
+            _safe_archive_path(info.filename): archive.read(info)
+            for info in archive.infolist()
+            if not info.is_dir()
+        }
+
+
 def embedded_asset_path(uri: str) -> str | None:
     """The archive path an ``embeded://`` (or ``embedded://``) asset URI points to.
 
@@ -669,10 +817,19 @@ class ImportedCard:
     assets: dict[str, bytes] = field(default_factory=dict)
 
 
-def read_card_file(filename: str | None, data: bytes, max_total_bytes: int) -> ImportedCard:
+def read_card_file(
+    filename: str | None,
+    data: bytes,
+    max_total_bytes: int,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_text_bytes: int = DEFAULT_MAX_CARD_TEXT_BYTES,
+) -> ImportedCard:
     """Read a card file of any supported format (found by :func:`detect_format`).
 
-    ``max_total_bytes`` bounds the file itself and, for CHARX, what it unpacks to.
+    ``max_total_bytes`` bounds the file itself and, for CHARX, what it unpacks to;
+    ``max_pixels`` the PNG's image (read from its header); ``max_text_bytes`` what a PNG's
+    compressed card chunk may inflate to.
     """
     if len(data) > max_total_bytes:
         raise UploadTooLargeError(
@@ -680,7 +837,7 @@ def read_card_file(filename: str | None, data: bytes, max_total_bytes: int) -> I
         )
     kind = detect_format(filename, data[:64])
     if kind == "png":
-        card, image = read_png_card(data)
+        card, image = read_png_card(data, max_pixels=max_pixels, max_text_bytes=max_text_bytes)
         return ImportedCard(card=card, format=kind, avatar=image)
     if kind == "charx":
         card, assets = read_charx(data, max_total_bytes)

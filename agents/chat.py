@@ -4,29 +4,54 @@ A reply is a ``ReplyStream``: iterate it for text deltas (the API turns them int
 into a growing chat bubble); when iteration ends, normally or because the client went away,
 whatever was generated is stored. The user's message is stored before generation starts, so
 nothing the user typed is lost if the model fails.
+
+Order is the order of sends. Each conversation hands out positions from a counter taken with
+one UPDATE (atomic on SQLite and PostgreSQL), and ``(conversation, position)`` is unique. A
+send takes two positions at once: its own and its reply's, so a reply lands right after the
+message it answers even when other messages arrive while it streams. A conversation deleted
+while its reply streams ends that reply with a 409 (an ``error`` frame when streaming); the
+reply is not stored. Only as much history as can fit the context window is loaded and
+tokenised, however long the conversation grows.
+
+Grounding (knowledge bases, issue 7): when the agent uses knowledge bases, the newest user
+message is the query; the chunks found go into the prompt with numbered markers, the reply
+carries them as ``sources``, and a stored reply keeps its retrieval trace. All of it sits in
+``_ground`` and ``_stream``; everything else here is unaware of knowledge.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.pool import LLMPool
-from agents.prompt import build_prompt, greetings
+from agents.lorebook import scan_depth_needed
+from agents.prompt import MESSAGE_OVERHEAD_TOKENS, build_prompt, greetings
 from agents.records import ConversationRecord, MessageRecord, utcnow
 from agents.schema import ChatMessage, GenerationSettings
 from agents.service import AgentService, AgentView, merge_generation
-from core.db import Database
-from core.errors import NotFoundError, ValidationError
+from core.db import Database, UTCDateTime
+from core.errors import AnimaError, ConflictError, NotFoundError, ValidationError
 from core.files import is_safe_id
+from knowledge.service import Grounding, KnowledgeService, Source
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 32_000
+# History is read newest first in pages of this many messages, until it fills the window.
+HISTORY_PAGE = 32
+DELETED_MID_REPLY = (
+    "the conversation was deleted while the reply was being written; the reply was not stored"
+)
 
 
 class MessageView(BaseModel):
@@ -35,7 +60,7 @@ class MessageView(BaseModel):
     role: str
     content: str
     alternatives: list[str]
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class ConversationView(BaseModel):
@@ -43,8 +68,8 @@ class ConversationView(BaseModel):
     agent_id: str
     title: str
     user_name: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
     messages: list[MessageView] = []
 
 
@@ -70,28 +95,63 @@ class ReplyStream:
         self.message: MessageView | None = None
         self.usage = Usage()
         self.text = ""
+        self.sources: list[Source] = []  # the knowledge this reply was grounded on
 
     def __iter__(self) -> Iterator[str]:
         parts: list[str] = []
+        finished = False
         try:
             for delta in self._deltas:
                 parts.append(delta)
                 yield delta
+            finished = True
         finally:
             # Closing the backend's stream stops generation and frees the model at once.
             close = getattr(self._deltas, "close", None)
             if close is not None:
                 close()
-            self.text = "".join(parts)
-            r = self._result
-            self.usage = Usage(
-                prompt_tokens=r.prompt_tokens,
-                completion_tokens=r.completion_tokens,
-                total_tokens=r.prompt_tokens + r.completion_tokens,
-                finish_reason=r.finish_reason,
-            )
-            if self.text.strip():
+            self._finish(parts, finished)
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        """The same deltas for async callers (the API): waiting for the model holds no
+        thread, and a cancelled task (a client disconnect) cancels the request."""
+        parts: list[str] = []
+        finished = False
+        try:
+            if hasattr(self._deltas, "__anext__"):
+                async for delta in self._deltas:  # type: ignore[attr-defined]
+                    parts.append(delta)
+                    yield delta
+            else:  # a plain iterator: step it in a worker thread
+                step = anyio.to_thread.run_sync
+                while (delta := await step(next, self._deltas, None)) is not None:
+                    parts.append(delta)
+                    yield delta
+            finished = True
+        finally:
+            close = getattr(self._deltas, "close", None)
+            if close is not None:
+                close()
+            with anyio.CancelScope(shield=True):  # store what arrived, even when cancelled
+                await anyio.to_thread.run_sync(self._finish, parts, finished)
+
+    def _finish(self, parts: list[str], finished: bool) -> None:
+        self.text = "".join(parts)
+        r = self._result
+        self.usage = Usage(
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+            total_tokens=r.prompt_tokens + r.completion_tokens,
+            finish_reason=r.finish_reason,
+        )
+        if self.text.strip():
+            try:
                 self.message = self._on_done(self.text)
+            except AnimaError as exc:
+                if finished:
+                    raise  # the reader is still there: tell it (409, an SSE error frame)
+                # The model failed or the reader left: that is what they will see.
+                log.warning("reply not stored: %s", exc.message)
 
     def collect(self) -> str:
         """Run the whole reply and return its text."""
@@ -99,12 +159,25 @@ class ReplyStream:
             pass
         return self.text
 
+    async def acollect(self) -> str:
+        """``collect`` for async callers."""
+        async for _ in self:
+            pass
+        return self.text
+
 
 class ChatService:
-    def __init__(self, db: Database, agents: AgentService, llm: LLMPool) -> None:
+    def __init__(
+        self,
+        db: Database,
+        agents: AgentService,
+        llm: LLMPool,
+        knowledge: KnowledgeService | None = None,
+    ) -> None:
         self.db = db
         self.agents = agents
         self.llm = llm
+        self.knowledge = knowledge
 
     # ----- conversations -------------------------------------------------------------
     def create_conversation(
@@ -114,7 +187,12 @@ class ChatService:
         card = self.agents.get_card(agent_id)
         user_name = (user_name or "User").strip()[:100] or "User"
         options = greetings(card.data, user_name)
-        conv = ConversationRecord(id=uuid.uuid4().hex, agent_id=agent_id, user_name=user_name)
+        conv = ConversationRecord(
+            id=uuid.uuid4().hex,
+            agent_id=agent_id,
+            user_name=user_name,
+            next_position=1 if options else 0,
+        )
         with self.db.session() as s:
             s.add(conv)
             if options:
@@ -158,7 +236,8 @@ class ChatService:
         content = _check_text(content)
         with self.db.session() as s:
             conv = self._conv(s, conversation_id)
-            position = self._next_position(s, conv.id)
+            # Two slots at once: this message and, right after it, the reply to it.
+            position = self._take_positions(s, conv.id, 2)
             s.add(
                 MessageRecord(
                     id=uuid.uuid4().hex,
@@ -171,9 +250,8 @@ class ChatService:
             )
             if not conv.title:
                 conv.title = content[:60]
-            conv.updated_at = utcnow()
             agent_id = conv.agent_id
-        return self._reply(conversation_id, agent_id, generation, replace_last=False)
+        return self._reply(conversation_id, agent_id, generation, slot=position + 1)
 
     def regenerate(
         self, conversation_id: str, generation: dict[str, Any] | None = None
@@ -181,11 +259,19 @@ class ChatService:
         """A new version of the last reply; the old one is kept in ``alternatives``."""
         with self.db.session() as s:
             conv = self._conv(s, conversation_id)
-            msgs = conv.messages
-            if not msgs or msgs[-1].role != "assistant" or len(msgs) == 1:
+            last_two = s.scalars(
+                select(MessageRecord)
+                .where(MessageRecord.conversation_id == conv.id)
+                .order_by(MessageRecord.position.desc())
+                .limit(2)
+            ).all()
+            if len(last_two) < 2 or last_two[0].role != "assistant":
                 raise ValidationError("nothing to regenerate: the last message is not a reply")
-            agent_id = conv.agent_id
-        return self._reply(conversation_id, agent_id, generation, replace_last=True)
+            agent_id, target = conv.agent_id, last_two[0]
+            target_id, target_position = target.id, target.position
+        return self._reply(
+            conversation_id, agent_id, generation, replace=(target_id, target_position)
+        )
 
     def complete(
         self,
@@ -195,6 +281,11 @@ class ChatService:
         user_name: str = "User",
     ) -> ReplyStream:
         """A stateless reply to a client-held history (the OpenAI-compatible path)."""
+        for number, message in enumerate(messages, start=1):
+            if len(message.content) > MAX_MESSAGE_CHARS:
+                raise ValidationError(
+                    f"message {number} is longer than {MAX_MESSAGE_CHARS} characters"
+                )
         agent, card = self.agents.get_with_card(agent_id)
         extra = "\n\n".join(m.content for m in messages if m.role == "system").strip() or None
         history = [m for m in messages if m.role != "system"]
@@ -202,7 +293,10 @@ class ChatService:
             raise ValidationError("messages must end with a user message")
         params = self._params(agent, generation)
         backend = self.llm.get(agent.model, agent.adapter)
-        return self._stream(backend, card.data, history, params, user_name, extra, lambda _: None)
+        grounding = self._ground(agent_id, history)
+        return self._stream(
+            backend, card.data, history, params, user_name, extra, lambda _: None, grounding
+        )
 
     # ----- internals -----------------------------------------------------------------
     def _reply(
@@ -211,29 +305,98 @@ class ChatService:
         agent_id: str,
         generation: dict[str, Any] | None,
         *,
-        replace_last: bool,
+        slot: int | None = None,
+        replace: tuple[str, int] | None = None,
     ) -> ReplyStream:
+        """The reply stored at the reserved ``slot``, or replacing message ``replace``."""
         agent, card = self.agents.get_with_card(agent_id)
         params = self._params(agent, generation)
-        conv = self.get_conversation(conversation_id)
-        stored = conv.messages[:-1] if replace_last else conv.messages
-        history = [ChatMessage(role=m.role, content=m.content) for m in stored]  # type: ignore[arg-type]
-        target = conv.messages[-1].id if replace_last else None
+        backend = self.llm.get(agent.model, agent.adapter)
+        count = functools.lru_cache(maxsize=4096)(backend.count_tokens)
+        before = replace[1] if replace is not None else slot
+        user_name, history = self._recent_history(
+            conversation_id,
+            before,
+            budget=backend.context_window,
+            count=count,
+            at_least=scan_depth_needed(card.data.character_book),
+        )
+        target = replace[0] if replace is not None else None
 
         def save(text: str) -> MessageView:
-            with self.db.session() as s:
-                if target is not None:
-                    row = s.get(MessageRecord, target)
-                    if row is None:  # deleted meanwhile: store as a new reply
-                        return self._append(s, conversation_id, text)
-                    row.alternatives = [*row.alternatives, row.content]
-                    row.content = text
-                    s.flush()
-                    return _msg_view(row)
-                return self._append(s, conversation_id, text)
+            try:
+                with self.db.session() as s:
+                    if target is not None:
+                        row = s.get(MessageRecord, target)
+                        if row is not None:
+                            row.alternatives = [*row.alternatives, row.content]
+                            row.content = text
+                            s.flush()
+                            return _msg_view(row)
+                        # Deleted meanwhile: store it as a new reply at the end.
+                        position = self._take_positions(s, conversation_id, 1)
+                    else:
+                        assert slot is not None
+                        position = slot
+                        self._touch(s, conversation_id)
+                    return self._insert_reply(s, conversation_id, position, text)
+            except IntegrityError as exc:  # the conversation went away between the checks
+                raise ConflictError(DELETED_MID_REPLY) from exc
 
-        backend = self.llm.get(agent.model, agent.adapter)
-        return self._stream(backend, card.data, history, params, conv.user_name, None, save)
+        grounding = self._ground(agent_id, history)
+        return self._stream(
+            backend,
+            card.data,
+            history,
+            params,
+            user_name,
+            None,
+            save,
+            grounding,
+            count_tokens=count,
+        )
+
+    def _recent_history(
+        self,
+        conversation_id: str,
+        before: int | None,
+        *,
+        budget: int,
+        count: Callable[[str], int],
+        at_least: int,
+    ) -> tuple[str, list[ChatMessage]]:
+        """The user's name and the newest messages before position ``before``, oldest first.
+
+        Read newest first, a page at a time, until they cost more tokens than the whole
+        context window (``build_prompt`` trims precisely from there) and the lorebook's scan
+        depth is covered: a conversation of ten thousand messages costs what its last few do.
+        """
+        newest_first: list[MessageRecord] = []
+        spent = 0
+        with self.db.session() as s:
+            conv = self._conv(s, conversation_id)
+            user_name = conv.user_name
+            bound = before
+            while spent <= budget or len(newest_first) < at_least:
+                query = select(MessageRecord).where(MessageRecord.conversation_id == conv.id)
+                if bound is not None:
+                    query = query.where(MessageRecord.position < bound)
+                page = s.scalars(
+                    query.order_by(MessageRecord.position.desc()).limit(HISTORY_PAGE)
+                ).all()
+                for row in page:
+                    newest_first.append(row)
+                    spent += count(row.content) + MESSAGE_OVERHEAD_TOKENS
+                    if spent > budget and len(newest_first) >= at_least:
+                        break
+                if len(page) < HISTORY_PAGE:
+                    break
+                bound = page[-1].position
+            history = [
+                ChatMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
+                for m in reversed(newest_first)
+            ]
+        return user_name, history
 
     def _stream(
         self,
@@ -244,34 +407,50 @@ class ChatService:
         user_name: str,
         extra_system: str | None,
         save: Callable[[str], MessageView | None],
+        grounding: Grounding | None = None,
+        count_tokens: Callable[[str], int] | None = None,
     ) -> ReplyStream:
         build = build_prompt(
             card,
             history,
             user_name=user_name,
-            count_tokens=backend.count_tokens,
+            count_tokens=count_tokens or backend.count_tokens,
             context_window=backend.context_window,
             max_new_tokens=params.max_new_tokens,
             extra_system=extra_system,
+            knowledge=grounding.prompt_blocks() if grounding else (),
         )
-        stop = [*params.stop, f"\n{user_name}:"]
+        # Anima's own stop first: a backend that can send only a few (OpenAI's API takes
+        # four) must never drop the one that keeps the model from speaking for the user.
+        stop = list(dict.fromkeys([f"\n{user_name}:", *params.stop]))
         params = params.model_copy(update={"stop": stop})
         result = StreamResult()
-        return ReplyStream(backend.stream(build.messages, params, result), result, save)
+        if grounding is not None and self.knowledge is not None:
+            save = _saving_trace(save, self.knowledge, grounding, build.knowledge_used)
+        reply = ReplyStream(backend.stream(build.messages, params, result), result, save)
+        if grounding is not None:
+            reply.sources = grounding.sources(build.knowledge_used)
+        return reply
 
-    def _append(self, session: Any, conversation_id: str, text: str) -> MessageView:
+    def _ground(self, agent_id: str, history: list[ChatMessage]) -> Grounding | None:
+        """Retrieve from the agent's knowledge bases for the newest user message."""
+        if self.knowledge is None:
+            return None
+        query = next((m.content for m in reversed(history) if m.role == "user"), "")
+        return self.knowledge.ground(agent_id, query)
+
+    def _insert_reply(
+        self, session: Any, conversation_id: str, position: int, text: str
+    ) -> MessageView:
         row = MessageRecord(
             id=uuid.uuid4().hex,
             conversation_id=conversation_id,
-            position=self._next_position(session, conversation_id),
+            position=position,
             role="assistant",
             content=text,
             alternatives=[],
         )
         session.add(row)
-        conv = session.get(ConversationRecord, conversation_id)
-        if conv is not None:
-            conv.updated_at = utcnow()
         session.flush()
         return _msg_view(row)
 
@@ -281,13 +460,36 @@ class ChatService:
         return merge_generation(agent.generation.model_dump(), overrides)
 
     @staticmethod
-    def _next_position(session: Any, conversation_id: str) -> int:
-        last = session.scalar(
-            select(func.max(MessageRecord.position)).where(
-                MessageRecord.conversation_id == conversation_id
-            )
+    def _take_positions(session: Any, conversation_id: str, n: int) -> int:
+        """Reserve ``n`` consecutive positions; returns the first.
+
+        One UPDATE increments the counter: it takes the row lock on PostgreSQL and the write
+        lock on SQLite before reading, so two sends can never get the same positions.
+        """
+        taken = session.execute(
+            update(ConversationRecord)
+            .where(ConversationRecord.id == conversation_id)
+            .values(next_position=ConversationRecord.next_position + n, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
         )
-        return 0 if last is None else last + 1
+        if taken.rowcount != 1:
+            raise ConflictError(DELETED_MID_REPLY)
+        after = session.scalar(
+            select(ConversationRecord.next_position).where(ConversationRecord.id == conversation_id)
+        )
+        return int(after) - n
+
+    @staticmethod
+    def _touch(session: Any, conversation_id: str) -> None:
+        """Mark the conversation as just changed; a 409 if it no longer exists."""
+        touched = session.execute(
+            update(ConversationRecord)
+            .where(ConversationRecord.id == conversation_id)
+            .values(updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if touched.rowcount != 1:
+            raise ConflictError(DELETED_MID_REPLY)
 
     @staticmethod
     def _conv(session: Any, conversation_id: str) -> ConversationRecord:
@@ -322,6 +524,23 @@ def _msg_view(row: MessageRecord) -> MessageView:
         alternatives=list(row.alternatives or []),
         created_at=row.created_at,
     )
+
+
+def _saving_trace(
+    save: Callable[[str], MessageView | None],
+    knowledge: KnowledgeService,
+    grounding: Grounding,
+    used: int,
+) -> Callable[[str], MessageView | None]:
+    """``save`` that also stores the reply's retrieval trace (the chunks its prompt held)."""
+
+    def save_with_trace(text: str) -> MessageView | None:
+        view = save(text)
+        if view is not None:
+            knowledge.record_trace(view.id, grounding, used)
+        return view
+
+    return save_with_trace
 
 
 def _check_text(content: str) -> str:

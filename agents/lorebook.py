@@ -25,9 +25,13 @@ Rules, in the order they apply:
   - A key written ``/pattern/flags`` is a regular expression (flags ``i``, ``m``, ``s``;
     ``g``/``u``/``y`` are accepted and ignored). Its own flags decide case, as in ST. With
     the V3 field ``use_regex: true`` every key is a pattern, with or without slashes, and
-    case follows ``case_sensitive``. Patterns run on Python's ``re``; one that does not
-    compile there (e.g. JS-only syntax) falls back to a plain substring key, as ST does
-    with an invalid regex.
+    case follows ``case_sensitive``. Patterns come from strangers' cards and run on every
+    reply, so they run on RE2 (``google-re2``), whose time is linear in the text: a
+    pattern like ``(a+)+$`` that would stall Python's backtracking ``re`` for minutes
+    (holding the GIL, so the whole server) costs microseconds. RE2 has no backreferences or
+    lookaround; a key that needs them is refused when the card is saved
+    (:func:`check_regex_keys`, a 422 naming the entry and key). A pattern that compiles
+    nowhere falls back to a plain substring key, as ST does with an invalid regex.
 * **Secondary keys.** ``selective: true`` with non-empty ``secondary_keys``: a primary key
   must match and then ST's ``extensions.selectiveLogic`` decides: 0 AND_ANY (default, any
   secondary matches), 1 NOT_ALL (not all secondaries match), 2 NOT_ANY (none matches),
@@ -61,9 +65,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import re2
 
 from agents.schema import CharacterBook, LorebookEntry
+from core.errors import ValidationError
 
 Position = Literal["before_char", "after_char"]
 
@@ -74,7 +81,9 @@ AND_ANY, NOT_ALL, NOT_ANY, AND_ALL = 0, 1, 2, 3
 
 # ST's parseRegexFromString: "/body/flags", body non-empty, flags from the JS set.
 _REGEX_KEY = re.compile(r"^/([\s\S]+?)/([gimsuy]*)$")
-_JS_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
+_JS_FLAGS = {"i", "m", "s"}  # g, u, y change nothing for a yes/no search
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported to the user, not to stderr
 
 
 @dataclass(frozen=True)
@@ -90,20 +99,34 @@ class LoreHit:
 Matcher = Callable[[str], bool]
 
 
+def _pattern_of(key: str, *, case_sensitive: bool, use_regex: bool) -> str | None:
+    """The RE2 pattern (inline flags included) a key stands for, or None for a plain key."""
+    slash = _REGEX_KEY.match(key)
+    if slash:
+        flags = "".join(sorted({f for f in slash.group(2) if f in _JS_FLAGS}))
+        return f"(?{flags}){slash.group(1)}" if flags else slash.group(1)
+    if use_regex:
+        return key if case_sensitive else f"(?i){key}"
+    return None
+
+
+def _re2(pattern: str) -> Any:
+    """The compiled RE2 pattern, or None if RE2 cannot run it."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error:
+        return None
+
+
 def _compile_key(key: str, *, case_sensitive: bool, whole_words: bool, use_regex: bool) -> Matcher:
     """Turn one key into a predicate on the scan text, following ST's matchKeys."""
-    slash = _REGEX_KEY.match(key)
-    if slash or use_regex:
-        if slash:
-            pattern, flags = slash.group(1), 0
-            for flag in slash.group(2):
-                flags |= _JS_FLAGS.get(flag, 0)
-        else:
-            pattern, flags = key, 0 if case_sensitive else re.IGNORECASE
-        try:
-            return re.compile(pattern, flags).search  # type: ignore[return-value]
-        except re.error:
-            pass  # ST treats an invalid regex as a plain key
+    pattern = _pattern_of(key, case_sensitive=case_sensitive, use_regex=use_regex)
+    if pattern is not None:
+        compiled = _re2(pattern)
+        if compiled is not None:
+            return lambda text: compiled.search(text) is not None
+        # ST treats an invalid regex as a plain key; a backtracking-only pattern stored
+        # before it was refused at save time degrades the same way, never to Python's ``re``.
     flags = 0 if case_sensitive else re.IGNORECASE
     if whole_words and len(key.split()) == 1:
         regex = re.compile(r"(?:^|\W)" + re.escape(key) + r"(?:$|\W)", flags)
@@ -204,6 +227,62 @@ def _candidate(
         scan_depth=max(0, _int_or(ext.get("scan_depth"), scan_depth)),
         position=_position(entry),
     )
+
+
+def check_regex_keys(
+    book: CharacterBook | None, render: Callable[[str], str] | None = None
+) -> None:
+    """Refuse a book whose pattern keys need a backtracking engine (backreferences, lookaround).
+
+    Called when a card is imported, created or changed, so the author learns at once which key
+    to rewrite rather than finding it silently ignored. Patterns RE2 runs are fine whatever
+    they look like (``(a+)+$`` included: linear time); patterns nothing compiles stay plain
+    keys, as in SillyTavern.
+    """
+    if book is None:
+        return
+    render_fn = render or (lambda text: text)
+    for number, entry in enumerate(book.entries, start=1):
+        ext = entry.extensions
+        case_sensitive = (
+            entry.case_sensitive
+            if entry.case_sensitive is not None
+            else bool(ext.get("case_sensitive"))
+        )
+        for key in [*(entry.keys or []), *(entry.secondary_keys or [])]:
+            if not isinstance(key, str) or not key.strip():
+                continue
+            pattern = _pattern_of(
+                render_fn(key), case_sensitive=case_sensitive, use_regex=bool(entry.use_regex)
+            )
+            if pattern is None or _re2(pattern) is not None:
+                continue
+            try:
+                re.compile(pattern)
+            except re.error:
+                continue  # invalid everywhere: a plain key, as in SillyTavern
+            except RecursionError:
+                pass
+            label = f" ({entry.name or entry.comment})" if (entry.name or entry.comment) else ""
+            raise ValidationError(
+                f"lorebook entry {number}{label}: key {key[:80]!r} needs backreferences, "
+                "lookaround or a huge repetition, which can stall every reply. Anima runs "
+                "lorebook patterns on RE2 (linear time); rewrite the key without them"
+            )
+
+
+def scan_depth_needed(book: CharacterBook | None, default_scan_depth: int = 4) -> int:
+    """How many of the newest messages :func:`activate` may read for ``book``.
+
+    The chat engine loads only as much history as fits the context window, but never fewer
+    messages than the lorebook scans, so that trimming history never changes which entries
+    activate.
+    """
+    if book is None or not book.entries:
+        return 0
+    depth = book.scan_depth if book.scan_depth is not None else default_scan_depth
+    deepest = max((_int_or(e.extensions.get("scan_depth"), 0) for e in book.entries), default=0)
+    return max(0, depth, deepest)
 
 
 def activate(

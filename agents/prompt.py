@@ -8,7 +8,8 @@ way their authors meant:
    ``before_char``, the ``description``, ``"{{char}}'s personality: ..."``,
    ``"Scenario: ..."``, entries placed ``after_char``, then ``extra_system`` (system text
    from the caller, e.g. an OpenAI client's own system messages, passed through without
-   macro expansion), then the example dialogues (``mes_example``) as text blocks headed
+   macro expansion), then retrieved knowledge (numbered excerpts under ``KNOWLEDGE_HEADER``,
+   see ``build_prompt``), then the example dialogues (``mes_example``) as text blocks headed
    ``[Example chat]``. Examples live inside the system text rather than as fake
    user/assistant turns so that strict chat templates (which demand alternating roles)
    stay valid and the model cannot mistake them for the real conversation.
@@ -62,6 +63,10 @@ DEFAULT_SYSTEM_PROMPT = (
 MESSAGE_OVERHEAD_TOKENS = 6
 PROMPT_OVERHEAD_TOKENS = 5
 EXAMPLE_HEADER = "[Example chat]"
+KNOWLEDGE_HEADER = (
+    "[Knowledge] Excerpts from {{char}}'s documents, numbered. When the reply uses one, "
+    "cite its number in brackets, like [1]."
+)
 DEFAULT_USER_NAME = "User"
 
 _MACRO = re.compile(
@@ -156,6 +161,7 @@ class PromptBuild:
     examples_used: int = 0
     examples_total: int = 0
     truncated_last_turn: bool = False
+    knowledge_used: int = 0  # leading entries of ``knowledge`` that fit in the prompt
 
 
 def to_langchain(messages: Sequence[ChatMessage]) -> list[BaseMessage]:
@@ -247,8 +253,13 @@ def build_prompt(
     context_window: int,
     max_new_tokens: int,
     extra_system: str | None = None,
+    knowledge: Sequence[str] = (),
 ) -> PromptBuild:
     """Assemble the prompt for the character's next reply (see the module docstring).
+
+    ``knowledge``: numbered excerpts retrieved for this reply ("[1] (file, page 3) text"),
+    best first. They join the system text after ``extra_system`` under ``KNOWLEDGE_HEADER``,
+    as many as fit in half of what the history could use; ``knowledge_used`` says how many.
 
     ``history`` is the chat so far, oldest first, usually ending with the user's newest
     turn. Raises ``ValidationError`` when the window cannot hold even the card's fixed
@@ -289,6 +300,15 @@ def build_prompt(
             "replies; shorten the card or lower the reply length."
         )
 
+    if knowledge:
+        header = render_macros(KNOWLEDGE_HEADER, char, user)
+        system_text, knowledge_used = _add_knowledge(
+            system_text, header, knowledge, history_budget // 2, cost
+        )
+        history_budget = available - cost(system_text) - (cost(post) if post else 0)
+    else:
+        knowledge_used = 0
+
     kept, truncated = _fit_history(to_langchain(history), history_budget, list_cost)
     remaining = history_budget - list_cost(kept)
 
@@ -314,7 +334,27 @@ def build_prompt(
         examples_used=len(examples),
         examples_total=len(dialogues),
         truncated_last_turn=truncated,
+        knowledge_used=knowledge_used,
     )
+
+
+def _add_knowledge(
+    system_text: str,
+    header: str,
+    blocks: Sequence[str],
+    budget: int,
+    cost: Callable[[str], int],
+) -> tuple[str, int]:
+    """``system_text`` with the header and the leading ``blocks`` that fit in ``budget``."""
+    used: list[str] = []
+    for block in blocks:
+        text = "\n\n".join([system_text, "\n".join([header, *used, block])])
+        if cost(text) - cost(system_text) > budget:
+            break
+        used.append(block)
+    if not used:
+        return system_text, 0
+    return "\n\n".join([system_text, "\n".join([header, *used])]), len(used)
 
 
 def _fit_history(

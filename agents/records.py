@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base
@@ -34,7 +34,16 @@ class AgentRecord(Base):
     model: Mapped[str | None] = mapped_column(String(500), nullable=True)
     adapter: Mapped[str | None] = mapped_column(String(500), nullable=True)
     owner_address: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
-    token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # On-chain identity (issue 11). The token id is uint256(keccak256(agent id)), kept as a
+    # decimal string (it does not fit a 64-bit column); set when the mint is requested.
+    # mint_state: None (never minted) | pending | minted | failed. The chain_* columns are the
+    # follower's copy of what the contract says (the owner check reads the chain itself).
+    token_id: Mapped[str | None] = mapped_column(String(78), nullable=True, index=True)
+    mint_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    token_contract: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    chain_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    chain_card_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    chain_card_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -51,6 +60,9 @@ class ConversationRecord(Base):
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
     title: Mapped[str] = mapped_column(String(200), default="")
     user_name: Mapped[str] = mapped_column(String(100), default="User")
+    # The next free message position. Taken with an UPDATE (which locks the row on
+    # PostgreSQL and the database on SQLite), so concurrent sends never share a position.
+    next_position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -65,6 +77,10 @@ class ConversationRecord(Base):
 
 class MessageRecord(Base):
     __tablename__ = "messages"
+    # One message per slot: a lost race can never store two messages at one position.
+    __table_args__ = (
+        Index("uq_messages_conversation_position", "conversation_id", "position", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     conversation_id: Mapped[str] = mapped_column(

@@ -8,25 +8,28 @@ a temporary folder and swapped in only after the database transaction commits.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import shutil
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from agents import cards
 from agents.attachments import AgentAttachment
 from agents.avatar import normalise_avatar
 from agents.llm.pool import check_adapter_ref, check_model_ref
+from agents.lorebook import check_regex_keys
+from agents.prompt import char_name, render_macros
 from agents.records import AgentRecord, utcnow
 from agents.schema import SPEC_V2, SPEC_V3, Card, CardData, GenerationSettings
-from core.db import Database
+from core.db import Database, UTCDateTime
 from core.errors import (
     CardFormatError,
     NotFoundError,
@@ -37,9 +40,12 @@ from core.errors import (
 from core.files import atomic_write, check_id, is_safe_id, replace_dir, safe_join
 from core.settings import Settings
 
+log = logging.getLogger(__name__)
+
 CardFormat = Literal["png", "json", "charx"]
-AVATAR_FILE = "avatar.png"
-ASSETS_DIR = "assets"
+AVATAR_FILE = "avatar.png"  # the name agents stored before avatar files were versioned
+ASSETS_DIR = "assets"  # legacy: one file per asset (agents imported before assets.zip)
+ASSETS_ARCHIVE = "assets.zip"
 # Keys of a create/update payload that are Anima's own, not card fields.
 ANIMA_KEYS = ("generation", "model", "adapter")
 
@@ -55,12 +61,19 @@ class AgentView(BaseModel):
     model: str | None
     adapter: str | None
     owner_address: str | None
-    token_id: int | None
+    # On-chain identity (issue 11): see chain/service.py. token_id is a decimal string
+    # (uint256); mint_state is None (never minted), pending, minted or failed.
+    token_id: str | None
+    mint_state: str | None = None
+    token_contract: str | None = None
+    chain_id: int | None = None
+    chain_card_hash: str | None = None
+    chain_card_version: int | None = None
     content_hash: str
     version: int
     has_avatar: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
 
 
 class CardFile(BaseModel):
@@ -77,18 +90,49 @@ def merge_generation(base: dict[str, Any], overrides: dict[str, Any]) -> Generat
         raise ValidationError(describe_validation_error(exc, "generation")) from exc
 
 
+class AgentListener(Protocol):
+    """Told about changes after they are committed (the chain mints and anchors on them).
+
+    A listener that fails is logged and never undoes the change: what it starts is durable
+    work that can be retried (a mint from the agent page, an anchor on the next edit).
+    """
+
+    def agent_created(self, agent: AgentView) -> None: ...
+
+    def card_changed(self, agent: AgentView) -> None: ...
+
+    def agent_deleted(self, agent_id: str) -> None: ...
+
+
 class AgentService:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
         # Resources that travel with the CHARX and go with the agent (adapters, ...).
         self.attachments: list[AgentAttachment] = []
+        self.listeners: list[AgentListener] = []
+
+    def _notify(self, event: str, arg: Any) -> None:
+        for listener in self.listeners:
+            try:
+                getattr(listener, event)(arg)
+            except Exception as exc:
+                log.warning("%s listener %s failed: %s", event, type(listener).__name__, exc)
 
     # ----- reading -------------------------------------------------------------------
-    def list_agents(self) -> list[AgentView]:
+    def list_agents(self, limit: int | None = None, offset: int = 0) -> list[AgentView]:
+        """Oldest first; ``limit``/``offset`` page through them (the API always pages)."""
+        query = select(AgentRecord).order_by(AgentRecord.created_at, AgentRecord.id)
+        if offset:
+            query = query.offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
         with self.db.session() as s:
-            rows = s.scalars(select(AgentRecord).order_by(AgentRecord.created_at)).all()
-            return [self._view(r) for r in rows]
+            return [self._view(r) for r in s.scalars(query).all()]
+
+    def count_agents(self) -> int:
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(AgentRecord)) or 0)
 
     def get_agent(self, agent_id: str) -> AgentView:
         with self.db.session() as s:
@@ -105,14 +149,21 @@ class AgentService:
             return self._view(row), self._card(row)
 
     def avatar(self, agent_id: str) -> bytes | None:
-        view = self.get_agent(agent_id)
-        if not view.has_avatar:
+        with self.db.session() as s:
+            row = self._row(s, agent_id)
+            name = row.avatar_file
+        if name is None:
             return None
-        return (self._agent_dir(view.id) / AVATAR_FILE).read_bytes()
+        return self._avatar_path(agent_id, name).read_bytes()
 
     # ----- writing -------------------------------------------------------------------
-    def create_agent(self, payload: dict[str, Any], avatar: bytes | None = None) -> AgentView:
-        """Create from card fields (``name``, ``description``, ...) plus Anima's own keys."""
+    def create_agent(
+        self, payload: dict[str, Any], avatar: bytes | None = None, *, owner: str | None = None
+    ) -> AgentView:
+        """Create from card fields (``name``, ``description``, ...) plus Anima's own keys.
+
+        ``owner``: the signed-in wallet creating it (``None``: an agent nobody owns).
+        """
         payload = dict(payload)
         anima = {k: payload.pop(k) for k in ANIMA_KEYS if k in payload}
         now = int(time.time())
@@ -120,7 +171,7 @@ class AgentService:
         payload.setdefault("modification_date", now)
         data = self._validate_data(payload)
         card = Card(spec=SPEC_V3, spec_version="3.0", data=data)
-        return self._insert(card, anima, avatar=avatar, assets={})
+        return self._insert(card, anima, avatar=avatar, assets={}, owner=owner)
 
     def update_agent(self, agent_id: str, patch: dict[str, Any]) -> AgentView:
         """Merge ``patch`` into the stored card; keys not named stay exactly as they were."""
@@ -128,6 +179,7 @@ class AgentService:
         anima = {k: patch.pop(k) for k in ANIMA_KEYS if k in patch}
         with self.db.session() as s:
             row = self._row(s, agent_id)
+            before = row.content_hash
             merged = {**row.card_data, **patch}
             if patch:
                 merged["modification_date"] = int(time.time())
@@ -137,38 +189,76 @@ class AgentService:
             row.version += 1
             row.updated_at = utcnow()
             s.flush()
-            return self._view(row)
+            view = self._view(row)
+        if view.content_hash != before:
+            self._notify("card_changed", view)
+        return view
 
     def set_avatar(self, agent_id: str, image: bytes) -> AgentView:
-        png = normalise_avatar(image, self.settings.max_upload_bytes)
-        with self.db.session() as s:
-            row = self._row(s, agent_id)
-            atomic_write(self._agent_dir(row.id) / AVATAR_FILE, png)
-            row.avatar_file = AVATAR_FILE
-            row.updated_at = utcnow()
-            s.flush()
-            return self._view(row)
+        """Store a new avatar; the old one stays in place until the database has committed.
+
+        Each avatar file is named after its content, so the new file never overwrites the
+        one the stored row points to: a failed commit deletes the new file and leaves the
+        agent exactly as it was.
+        """
+        png = normalise_avatar(
+            image, self.settings.max_upload_bytes, self.settings.max_image_pixels
+        )
+        name = _avatar_name(png)
+        folder = self._agent_dir(agent_id)
+        written: Path | None = None
+        old: str | None = None
+        try:
+            with self.db.session() as s:
+                row = self._row(s, agent_id)
+                old = row.avatar_file
+                target = folder / name
+                if not target.exists():
+                    atomic_write(target, png)
+                    written = target
+                row.avatar_file = name
+                row.updated_at = utcnow()
+                s.flush()
+                view = self._view(row)
+        except BaseException:
+            if written is not None:
+                written.unlink(missing_ok=True)
+            raise
+        if old and old != name:
+            self._avatar_path(agent_id, old).unlink(missing_ok=True)
+        return view
 
     def delete_agent(self, agent_id: str) -> None:
         with self.db.session() as s:
             row = self._row(s, agent_id)
             s.delete(row)
         shutil.rmtree(self._agent_dir(agent_id), ignore_errors=True)
+        self._notify("agent_deleted", agent_id)
         for attachment in self.attachments:
             attachment.agent_deleted(agent_id)
 
     # ----- cards ---------------------------------------------------------------------
-    def import_card(self, filename: str | None, content: bytes) -> AgentView:
-        """Create an agent from a PNG, JSON or CHARX character card."""
+    def import_card(
+        self, filename: str | None, content: bytes, *, owner: str | None = None
+    ) -> AgentView:
+        """Create an agent from a PNG, JSON or CHARX character card (``owner`` as in create)."""
         self.check_upload_size(content)
         if not content:
             raise CardFormatError("the uploaded file is empty")
-        # The file itself was checked against the upload limit; a CHARX may unpack to 5x.
-        imported = cards.read_card_file(filename, content, self.settings.max_upload_bytes * 5)
+        # The file itself was checked against the upload limit; a CHARX may unpack to 5x, a
+        # PNG's card chunk may inflate to the upload limit, its image is capped in pixels.
+        imported = cards.read_card_file(
+            filename,
+            content,
+            self.settings.max_upload_bytes * 5,
+            max_pixels=self.settings.max_image_pixels,
+            max_text_bytes=self.settings.max_upload_bytes,
+        )
         card, avatar, assets = imported.card, imported.avatar, imported.assets
+        _check_lorebook(card.data)
         anima = _anima_from_extensions(card.data)
         staged = [(a, a.take_import(assets)) for a in self.attachments]  # checked before storing
-        view = self._insert(card, anima, avatar=avatar, assets=assets)
+        view = self._insert(card, anima, avatar=avatar, assets=assets, owner=owner)
         if not any(item is not None for _, item in staged):
             return view
         try:
@@ -187,7 +277,9 @@ class AgentService:
             row = self._row(s, agent_id)
             card = _with_anima_extension(self._card(row), row)
             folder = self._agent_dir(row.id)
-            avatar = (folder / AVATAR_FILE).read_bytes() if row.avatar_file else None
+            avatar = (
+                self._avatar_path(row.id, row.avatar_file).read_bytes() if row.avatar_file else None
+            )
         stem = _file_stem(card.data.name, agent_id)
         if fmt == "png":
             return CardFile(
@@ -227,6 +319,7 @@ class AgentService:
         *,
         avatar: bytes | None,
         assets: dict[str, bytes],
+        owner: str | None = None,
     ) -> AgentView:
         agent_id = uuid.uuid4().hex
         root = self.settings.agents_dir
@@ -234,18 +327,23 @@ class AgentService:
         staging = root / f".staging-{agent_id}"
         staging.mkdir()
         try:
+            avatar_name: str | None = None
             if avatar is not None:
-                png = normalise_avatar(avatar, self.settings.max_upload_bytes)
-                atomic_write(staging / AVATAR_FILE, png)
-            for rel, blob in assets.items():
-                atomic_write(safe_join(staging / ASSETS_DIR, rel), blob)
+                png = normalise_avatar(
+                    avatar, self.settings.max_upload_bytes, self.settings.max_image_pixels
+                )
+                avatar_name = _avatar_name(png)
+                atomic_write(staging / avatar_name, png)
+            if assets:  # one file, one fsync, however many assets the card brings
+                atomic_write(staging / ASSETS_ARCHIVE, cards.write_asset_archive(assets))
             with self.db.session() as s:
                 row = AgentRecord(
                     id=agent_id,
                     spec=card.spec,
                     card_extra=card.extra,
-                    avatar_file=AVATAR_FILE if avatar is not None else None,
+                    avatar_file=avatar_name,
                     version=1,
+                    owner_address=owner,
                 )
                 self._apply_anima(row, anima)
                 self._store_card(row, card)
@@ -254,12 +352,15 @@ class AgentService:
                 view = self._view(row)
                 # Files go live before the commit; if the commit fails they are removed.
                 replace_dir(staging, self._agent_dir(agent_id))
-            return view
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             if not self._exists(agent_id):
                 shutil.rmtree(root / agent_id, ignore_errors=True)
             raise
+        if self.listeners:
+            self._notify("agent_created", view)
+            return self.get_agent(agent_id)  # a listener may have started its mint
+        return view
 
     def _exists(self, agent_id: str) -> bool:
         with self.db.session() as s:
@@ -287,9 +388,11 @@ class AgentService:
 
     def _validate_data(self, data: dict[str, Any]) -> CardData:
         try:
-            return CardData.model_validate(data)
+            card = CardData.model_validate(data)
         except PydanticValidationError as exc:
             raise ValidationError(describe_validation_error(exc)) from exc
+        _check_lorebook(card)
+        return card
 
     def _row(self, session: Any, agent_id: str) -> AgentRecord:
         row = session.get(AgentRecord, agent_id) if is_safe_id(agent_id) else None
@@ -315,6 +418,11 @@ class AgentService:
             adapter=row.adapter,
             owner_address=row.owner_address,
             token_id=row.token_id,
+            mint_state=row.mint_state,
+            token_contract=row.token_contract,
+            chain_id=row.chain_id,
+            chain_card_hash=row.chain_card_hash,
+            chain_card_version=row.chain_card_version,
             content_hash=row.content_hash,
             version=row.version,
             has_avatar=row.avatar_file is not None,
@@ -325,7 +433,13 @@ class AgentService:
     def _agent_dir(self, agent_id: str) -> Path:
         return self.settings.agents_dir / check_id(agent_id, "agent id")
 
+    def _avatar_path(self, agent_id: str, name: str) -> Path:
+        return safe_join(self._agent_dir(agent_id), name)
+
     def _read_assets(self, folder: Path) -> dict[str, bytes]:
+        archive = folder / ASSETS_ARCHIVE
+        if archive.is_file():
+            return cards.read_asset_archive(archive.read_bytes())
         base = folder / ASSETS_DIR
         if not base.is_dir():
             return {}
@@ -334,6 +448,17 @@ class AgentService:
             for p in sorted(base.rglob("*"))
             if p.is_file()
         }
+
+
+def _check_lorebook(data: CardData) -> None:
+    """Pattern keys must run on RE2 (see :mod:`agents.lorebook`); macros as in a reply."""
+    char = char_name(data)
+    check_regex_keys(data.character_book, lambda text: render_macros(text, char, "User"))
+
+
+def _avatar_name(png: bytes) -> str:
+    """Content-addressed, so a new avatar never overwrites the file a stored row points to."""
+    return f"avatar-{hashlib.sha256(png).hexdigest()[:16]}.png"
 
 
 def _spec_version(spec: str) -> str:

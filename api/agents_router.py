@@ -8,11 +8,17 @@ from urllib.parse import quote
 from fastapi import APIRouter, Body, Depends, File, Query, Response, UploadFile, status
 
 from agents.service import AgentView
-from api.deps import read_upload, services
+from api.deps import AgentOwner, Caller, services
+from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
+from api.uploads import process_upload
 from container import Services
 from core.errors import NotFoundError
 
-router = APIRouter(prefix="/api/agents", tags=["agents"])
+router = APIRouter(
+    prefix="/api/agents",
+    tags=["agents"],
+    responses=error_responses(*GUARD_ERRORS, *OWNER_ERRORS, 404),
+)
 Svc = Annotated[Services, Depends(services)]
 
 AGENT_EXAMPLE = {
@@ -26,13 +32,23 @@ AGENT_EXAMPLE = {
 
 
 @router.get("", response_model=list[AgentView])
-def list_agents(svc: Svc) -> list[AgentView]:
-    return svc.agents.list_agents()
+def list_agents(
+    svc: Svc,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 100,
+    offset: Annotated[
+        int, Query(ge=0, le=2**31 - 1, description="Agents to skip (oldest first).")
+    ] = 0,
+) -> list[AgentView]:
+    """Oldest first, one page at a time; ``X-Total-Count`` says how many there are."""
+    response.headers["X-Total-Count"] = str(svc.agents.count_agents())
+    return svc.agents.list_agents(limit=limit, offset=offset)
 
 
 @router.post("", response_model=AgentView, status_code=status.HTTP_201_CREATED)
 def create_agent(
     svc: Svc,
+    principal: Caller,
     payload: Annotated[
         dict[str, Any],
         Body(
@@ -42,14 +58,23 @@ def create_agent(
         ),
     ],
 ) -> AgentView:
-    return svc.agents.create_agent(payload)
+    """Signed in: the agent is yours, and minted to your wallet (a job). Anonymous: nobody
+    owns it (see the README's ownership rules)."""
+    svc.chain.require_creator(principal)
+    return svc.agents.create_agent(payload, owner=principal.address)
 
 
 @router.post("/import", response_model=AgentView, status_code=status.HTTP_201_CREATED)
-async def import_card(svc: Svc, file: Annotated[UploadFile, File()]) -> AgentView:
+async def import_card(
+    svc: Svc, principal: Caller, file: Annotated[UploadFile, File()]
+) -> AgentView:
     """Create an agent from a SillyTavern character card: PNG, JSON (V1/V2/V3) or CHARX."""
-    content = await read_upload(file, svc.settings.max_upload_bytes)
-    return svc.agents.import_card(file.filename, content)
+    svc.chain.require_creator(principal)
+    return await process_upload(
+        file,
+        svc.settings.max_upload_bytes,
+        lambda name, content: svc.agents.import_card(name, content, owner=principal.address),
+    )
 
 
 @router.get("/{agent_id}", response_model=AgentView)
@@ -58,23 +83,32 @@ def get_agent(svc: Svc, agent_id: str) -> AgentView:
 
 
 @router.patch("/{agent_id}", response_model=AgentView)
-def update_agent(svc: Svc, agent_id: str, patch: Annotated[dict[str, Any], Body()]) -> AgentView:
-    """Change the named fields; every other field, unknown card keys included, is kept."""
+def update_agent(
+    svc: Svc, agent_id: str, patch: Annotated[dict[str, Any], Body()], _: AgentOwner
+) -> AgentView:
+    """Change the named fields; every other field, unknown card keys included, is kept.
+    Owner only; a minted agent's new card hash is anchored on chain (a job)."""
     return svc.agents.update_agent(agent_id, patch)
 
 
 @router.put("/{agent_id}", response_model=AgentView, include_in_schema=False)
-def put_agent(svc: Svc, agent_id: str, patch: Annotated[dict[str, Any], Body()]) -> AgentView:
+def put_agent(
+    svc: Svc, agent_id: str, patch: Annotated[dict[str, Any], Body()], _: AgentOwner
+) -> AgentView:
     return svc.agents.update_agent(agent_id, patch)
 
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_agent(svc: Svc, agent_id: str) -> Response:
+def delete_agent(svc: Svc, agent_id: str, _: AgentOwner) -> Response:
+    """Owner only. The token (if minted) stays on chain; its metadata route answers 404."""
     svc.agents.delete_agent(agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{agent_id}/card")
+@router.get(
+    "/{agent_id}/card",
+    responses={200: {"content": {"image/png": {}, "application/json": {}, "application/zip": {}}}},
+)
 def export_card(
     svc: Svc,
     agent_id: str,
@@ -98,6 +132,11 @@ def get_avatar(svc: Svc, agent_id: str) -> Response:
 
 
 @router.put("/{agent_id}/avatar", response_model=AgentView)
-async def set_avatar(svc: Svc, agent_id: str, file: Annotated[UploadFile, File()]) -> AgentView:
-    content = await read_upload(file, svc.settings.max_upload_bytes)
-    return svc.agents.set_avatar(agent_id, content)
+async def set_avatar(
+    svc: Svc, agent_id: str, file: Annotated[UploadFile, File()], _: AgentOwner
+) -> AgentView:
+    return await process_upload(
+        file,
+        svc.settings.max_upload_bytes,
+        lambda _name, content: svc.agents.set_avatar(agent_id, content),
+    )

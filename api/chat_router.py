@@ -2,24 +2,34 @@
 
 SSE frames: ``event: delta`` with ``{"text": ...}`` for each piece of the reply, then
 ``event: done`` with ``{"message": ..., "usage": ...}``, or ``event: error`` with
-``{"message": ...}`` if the model fails mid-reply.
+``{"message": ...}`` if the model fails mid-reply or the conversation is deleted meanwhile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, status
+import anyio
+from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 
 from agents.chat import ConversationView, MessageView, ReplyStream, Usage
 from api.deps import services
-from api.sse import sse_event, sse_response
+from api.errors import GUARD_ERRORS, error_responses
+from api.sse import collect_unless_disconnected, sse_event, sse_response
 from container import Services
 from core.errors import AnimaError
+from knowledge.service import Source
 
-router = APIRouter(prefix="/api", tags=["conversations"])
+log = logging.getLogger(__name__)
+router = APIRouter(
+    prefix="/api",
+    tags=["conversations"],
+    responses=error_responses(*GUARD_ERRORS, 404, 409, 429, 502, 503),
+)
 Svc = Annotated[Services, Depends(services)]
 
 
@@ -44,6 +54,9 @@ class Regenerate(BaseModel):
 class Reply(BaseModel):
     message: MessageView | None
     usage: Usage
+    sources: list[Source] = Field(
+        default=[], description="The knowledge chunks the reply was grounded on ([1], [2]...)."
+    )
 
 
 @router.get("/agents/{agent_id}/conversations", response_model=list[ConversationView])
@@ -84,10 +97,11 @@ def list_messages(svc: Svc, conversation_id: str) -> list[MessageView]:
     response_model=Reply,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-def send_message(svc: Svc, conversation_id: str, body: SendMessage) -> Any:
+async def send_message(svc: Svc, conversation_id: str, body: SendMessage, request: Request) -> Any:
     """Send the user's message; the agent's reply comes back whole or as SSE."""
-    reply = svc.chat.send(conversation_id, body.content, body.generation)
-    return _respond(reply, body.stream)
+    start = partial(svc.chat.send, conversation_id, body.content, body.generation)
+    reply = await anyio.to_thread.run_sync(start)
+    return await _respond(reply, body.stream, request)
 
 
 @router.post(
@@ -95,26 +109,34 @@ def send_message(svc: Svc, conversation_id: str, body: SendMessage) -> Any:
     response_model=Reply,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-def regenerate(svc: Svc, conversation_id: str, body: Regenerate | None = None) -> Any:
+async def regenerate(
+    svc: Svc, conversation_id: str, request: Request, body: Regenerate | None = None
+) -> Any:
     """Replace the last reply with a new one; the old text stays in ``alternatives``."""
     body = body or Regenerate()
-    reply = svc.chat.regenerate(conversation_id, body.generation)
-    return _respond(reply, body.stream)
+    start = partial(svc.chat.regenerate, conversation_id, body.generation)
+    reply = await anyio.to_thread.run_sync(start)
+    return await _respond(reply, body.stream, request)
 
 
-def _respond(reply: ReplyStream, stream: bool) -> Any:
+async def _respond(reply: ReplyStream, stream: bool, request: Request) -> Any:
+    """Async: waiting for the model holds no thread; a disconnect cancels the request."""
     if not stream:
-        reply.collect()
-        return Reply(message=reply.message, usage=reply.usage)
+        await collect_unless_disconnected(request, reply)
+        return Reply(message=reply.message, usage=reply.usage, sources=reply.sources)
     return sse_response(_frames(reply))
 
 
-def _frames(reply: ReplyStream) -> Iterator[str]:
+async def _frames(reply: ReplyStream) -> AsyncIterator[str]:
     try:
-        for delta in reply:
+        async for delta in reply:
             yield sse_event({"text": delta}, "delta")
     except AnimaError as exc:
         yield sse_event({"message": exc.message}, "error")
         return
-    done = Reply(message=reply.message, usage=reply.usage)
+    except Exception:  # a bug: the stream still ends with a frame the client understands
+        log.exception("reply failed")
+        yield sse_event({"message": "internal error while writing the reply"}, "error")
+        return
+    done = Reply(message=reply.message, usage=reply.usage, sources=reply.sources)
     yield sse_event(done.model_dump(mode="json"), "done")

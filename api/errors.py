@@ -7,13 +7,15 @@ official clients show our messages as they are.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from core.errors import AnimaError
+from core.errors import AnimaError, ServingError
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +24,63 @@ def error_body(message: str, kind: str, status: int) -> dict[str, object]:
     return {"error": {"message": message, "type": kind, "code": status}}
 
 
+def retry_after_header(exc: Exception) -> dict[str, str] | None:
+    """``Retry-After`` for 429/503 answers of the model scheduler (issue 10)."""
+    if isinstance(exc, ServingError) and exc.retry_after is not None:
+        return {"Retry-After": str(exc.retry_after)}
+    return None
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: int
+
+
+class ErrorResponse(BaseModel):
+    """Every error Anima answers, in the OpenAI shape."""
+
+    error: ErrorDetail
+
+
+_MEANING = {
+    400: "Host not served here (ANIMA_ALLOWED_HOSTS) or a malformed request",
+    401: "Sign in first (a wallet session or an API key), or the sign-in failed",
+    403: "Cross-site request from a browser (ANIMA_ALLOWED_ORIGINS), or not the agent's owner",
+    404: "No such agent, conversation, job or route",
+    409: "The resource changed meanwhile (e.g. deleted while a reply was written)",
+    413: "Body, file, image or archive larger than its limit",
+    415: "Unsupported file type",
+    422: "Invalid input: the message names the field",
+    502: "A backend failed (the language model, or the chain refused a transaction)",
+    # Serving (issue 10): the model scheduler
+    408: "The client read the streamed reply too slowly; generation was stopped",
+    429: "Too many requests wait for the model (ANIMA_LLM_QUEUE_SIZE); see Retry-After",
+    503: "Not available right now: the model is loading or busy past the request's deadline, "
+    "the chain node or a speech engine is down; see Retry-After",
+    504: "The reply ran past the request deadline (ANIMA_LLM_REQUEST_TIMEOUT_S)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, all with :class:`ErrorResponse`."""
+    return {s: {"model": ErrorResponse, "description": _MEANING[s]} for s in statuses}
+
+
+# What any route can answer: the guards (400, 403, 413) and validation (422) apply everywhere.
+GUARD_ERRORS = (400, 403, 413, 422)
+# What a route behind the owner check can answer besides: sign in (401), the chain node that
+# says who holds a minted agent is down (503); 403 (not the owner) is in GUARD_ERRORS.
+OWNER_ERRORS = (401, 503)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AnimaError)
     async def _anima_error(_request: Request, exc: AnimaError) -> JSONResponse:
         return JSONResponse(
-            error_body(exc.message, type(exc).__name__, exc.status), status_code=exc.status
+            error_body(exc.message, type(exc).__name__, exc.status),
+            status_code=exc.status,
+            headers=retry_after_header(exc),
         )
 
     @app.exception_handler(HTTPException)

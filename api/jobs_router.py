@@ -8,11 +8,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import services
+from api.errors import GUARD_ERRORS, error_responses
 from api.sse import sse_event, sse_response
 from container import Services
 from core.jobs import JobView
 
-router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+router = APIRouter(
+    prefix="/api/jobs", tags=["jobs"], responses=error_responses(*GUARD_ERRORS, 404, 409)
+)
 Svc = Annotated[Services, Depends(services)]
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.schema import ChatMessage
+from knowledge.service import Source
 
 
 class ContentPart(BaseModel):
@@ -106,3 +107,6 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[Choice]
     usage: CompletionUsage
+    # Anima's own: the knowledge the reply was grounded on ([1], [2]... in the text). The
+    # openai package keeps unknown fields (``completion.model_extra["sources"]``).
+    sources: list[Source] = []

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+import anyio
+from fastapi import APIRouter, Depends, Request
 
 from agents.chat import ReplyStream
 from agents.service import AgentView
 from api.deps import services
-from api.errors import error_body
+from api.errors import GUARD_ERRORS, error_body, error_responses
 from api.openai_models import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -22,11 +25,14 @@ from api.openai_models import (
     ModelList,
     ResponseMessage,
 )
-from api.sse import sse_event, sse_response
+from api.sse import collect_unless_disconnected, sse_event, sse_response
 from container import Services
 from core.errors import AnimaError
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+log = logging.getLogger(__name__)
+router = APIRouter(
+    prefix="/v1", tags=["openai"], responses=error_responses(*GUARD_ERRORS, 404, 429, 502, 503)
+)
 Svc = Annotated[Services, Depends(services)]
 
 
@@ -54,18 +60,27 @@ def get_model(svc: Svc, model_id: str) -> ModelCard:
     response_model=ChatCompletion,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-def chat_completions(svc: Svc, body: ChatCompletionRequest) -> Any:
-    """Chat with agent ``model``; the client holds the history (nothing is stored)."""
+async def chat_completions(svc: Svc, body: ChatCompletionRequest, request: Request) -> Any:
+    """Chat with agent ``model``; the client holds the history (nothing is stored).
+
+    Async so that a request waiting for the model holds no thread; 429 (queue full) and 503
+    (model loading) come back before any response starts, with ``Retry-After``.
+    """
     messages = [m for m in (msg.to_chat() for msg in body.messages) if m is not None]
-    reply = svc.chat.complete(
-        body.model, messages, body.generation_overrides(), user_name=body.user or "User"
+    start = partial(
+        svc.chat.complete,
+        body.model,
+        messages,
+        body.generation_overrides(),
+        user_name=body.user or "User",
     )
+    reply = await anyio.to_thread.run_sync(start)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return sse_response(_chunks(reply, completion_id, created, body.model, include_usage))
-    text = reply.collect()
+    text = await collect_unless_disconnected(request, reply)
     return ChatCompletion(
         id=completion_id,
         created=created,
@@ -74,6 +89,7 @@ def chat_completions(svc: Svc, body: ChatCompletionRequest) -> Any:
             Choice(message=ResponseMessage(content=text), finish_reason=reply.usage.finish_reason)
         ],
         usage=_usage(reply),
+        sources=reply.sources,
     )
 
 
@@ -81,9 +97,9 @@ def _usage(reply: ReplyStream) -> CompletionUsage:
     return CompletionUsage(**reply.usage.model_dump(exclude={"finish_reason"}))
 
 
-def _chunks(
+async def _chunks(
     reply: ReplyStream, completion_id: str, created: int, model: str, include_usage: bool
-) -> Iterator[str]:
+) -> AsyncIterator[str]:
     base = {
         "id": completion_id,
         "object": "chat.completion.chunk",
@@ -100,12 +116,20 @@ def _chunks(
             body["usage"] = None
         return body
 
-    yield sse_event(chunk({"role": "assistant", "content": ""}))
+    first = chunk({"role": "assistant", "content": ""})
+    if reply.sources:  # known before the first token: clients can show them while it streams
+        first["sources"] = [s.model_dump(mode="json") for s in reply.sources]
+    yield sse_event(first)
     try:
-        for delta in reply:
+        async for delta in reply:
             yield sse_event(chunk({"content": delta}))
     except AnimaError as exc:
         yield sse_event(error_body(exc.message, type(exc).__name__, exc.status))
+        yield sse_event("[DONE]")
+        return
+    except Exception:  # a bug: still end the stream the way OpenAI clients expect
+        log.exception("completion failed")
+        yield sse_event(error_body("internal error while writing the reply", "server_error", 500))
         yield sse_event("[DONE]")
         return
     yield sse_event(chunk({}, reply.usage.finish_reason))

@@ -1,9 +1,12 @@
-"""Server-sent events: turn an iterator of frames into a ``text/event-stream`` response.
+"""Server-sent events: turn frames into a ``text/event-stream`` response.
 
-Starlette iterates a sync iterator in a thread pool but never closes it when the client goes
-away. Replies hold the model's lock while they stream, so an abandoned one must be closed
-deterministically: ``_closing`` does that, shielded from the cancellation that ends the
-response.
+Model replies arrive as async iterators (``ReplyStream.__aiter__``): waiting for the model
+holds no thread, and when the client goes away Starlette cancels the response task, which
+closes the iterator, which cancels the request in the scheduler, queued or running.
+
+Sync iterators (job progress) are stepped in a worker thread. Starlette never closes a sync
+iterator when the client goes away, so ``_closing`` does that deterministically, shielded from
+the cancellation that ends the response.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 _END = object()
@@ -39,9 +43,50 @@ async def _closing(frames: Iterator[str]) -> AsyncIterator[str]:
                 await anyio.to_thread.run_sync(close)
 
 
-def sse_response(frames: Iterator[str]) -> StreamingResponse:
+async def _closing_async(frames: AsyncIterator[str]) -> AsyncIterator[str]:
+    try:
+        async for item in frames:
+            yield item
+    finally:
+        aclose = getattr(frames, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):
+                await aclose()
+
+
+def sse_response(frames: Iterator[str] | AsyncIterator[str]) -> StreamingResponse:
+    body = _closing_async(frames) if hasattr(frames, "__anext__") else _closing(frames)  # type: ignore[arg-type]
     return StreamingResponse(
-        _closing(frames),
+        body,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def collect_unless_disconnected(request: Request, reply: Any) -> str:
+    """Run a non-streamed reply to the end, cancelling it if the client disconnects.
+
+    A sync handler would never notice a client that hung up and would keep its place in the
+    model's queue; here a watcher polls for the disconnect and cancels the collection, which
+    cancels the request in the scheduler (queued or running).
+    """
+    text = ""
+    error: Exception | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            while True:
+                if await request.is_disconnected():
+                    group.cancel_scope.cancel()
+                    return
+                await anyio.sleep(0.25)
+
+        group.start_soon(watch)
+        try:
+            text = await reply.acollect()
+        except Exception as exc:  # raised outside the group: not wrapped in an ExceptionGroup
+            error = exc
+        group.cancel_scope.cancel()
+    if error is not None:
+        raise error  # e.g. a 409 when the conversation was deleted meanwhile
+    return text

@@ -10,15 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from alembic import command
 from alembic.config import Config
+from pydantic import AfterValidator
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes (Anima stores UTC): mark them as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+# A timestamp in an API view: always with its offset, as the OpenAPI ``date-time`` demands.
+UTCDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class Base(DeclarativeBase):

@@ -72,6 +72,102 @@ class ConflictError(AnimaError):
     status = 409
 
 
+# Knowledge bases (issue 7)
+class DocumentError(AnimaError):
+    """A document for a knowledge base cannot be read (corrupt, encrypted, empty, no text).
+
+    The message starts with the file name, so a user who uploaded several knows which one.
+    """
+
+    status = 422
+
+
+class UnsupportedDocumentType(DocumentError):
+    """A document of a type the knowledge base cannot read."""
+
+    status = 415
+
+
+# Voice (issue 8)
+class AudioError(AnimaError):
+    """An uploaded recording cannot be used: not audio, truncated, too short or long, silent,
+    clipped, or of an unsupported sample rate or channel layout. The message names which."""
+
+    status = 422
+
+
+class VoiceEngineError(AnimaError):
+    """A speech engine (TTS or STT) is missing or failed to load (model files, espeak-ng)."""
+
+    status = 503
+
+
+# On-chain identity (issue 11)
+class AuthError(AnimaError):
+    """Not signed in, or a sign-in that failed (bad or replayed signature, expired nonce,
+    wrong chain id, unknown or revoked API key)."""
+
+    status = 401
+
+
+class NotOwnerError(AnimaError):
+    """The caller is signed in but does not hold the agent's token (or own its draft)."""
+
+    status = 403
+
+
+class ChainUnavailableError(AnimaError):
+    """The chain node cannot be reached; what needs it waits (mints) or is refused (edits of
+    a minted agent, whose owner cannot be read)."""
+
+    status = 503
+
+
+class ChainError(AnimaError):
+    """The chain answered but refused (a reverted transaction, a contract that is missing)."""
+
+    status = 502
+
+
+# ----- Serving (issue 10): admission and scheduling of language model requests -------------
+class ServingError(AnimaError):
+    """A request the model could not take now; ``retry_after`` (seconds) says when to retry."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFullError(ServingError):
+    """Too many requests are already waiting for the model."""
+
+    status = 429
+
+
+class ModelLoadingError(ServingError):
+    """The model is still loading."""
+
+    status = 503
+
+
+class ServerBusyError(ServingError):
+    """The request waited its whole deadline in the queue."""
+
+    status = 503
+
+
+class DeadlineExceededError(ServingError):
+    """Generation ran past the request's deadline."""
+
+    status = 504
+
+
+class ReaderTooSlowError(ServingError):
+    """The client read so slowly that the reply buffer filled; generation was stopped."""
+
+    status = 408
+
+
 # Fine-tuning (issue 9)
 class NotEnoughExamplesError(ValidationError):
     """Too little training data for a fine-tune; the message says how much is needed."""

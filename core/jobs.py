@@ -78,7 +78,7 @@ from pydantic import BaseModel
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.exc import IntegrityError
 
-from core.db import Database
+from core.db import Database, UTCDateTime
 from core.errors import ConflictError, NotFoundError, ValidationError
 from core.job_records import JobRecord, utcnow
 from core.settings import Settings
@@ -90,7 +90,7 @@ log = logging.getLogger(__name__)
 
 # Modules whose import registers ``@job_kind`` functions. Consumers add theirs here
 # ("knowledge.jobs", "chain.jobs", "agents.finetune_jobs") so separate workers import them.
-JOB_MODULES: tuple[str, ...] = ("agents.finetune.jobs",)
+JOB_MODULES: tuple[str, ...] = ("knowledge.jobs", "chain.jobs", "agents.finetune.jobs")
 
 APP_NAME = "anima"
 # dbos only recovers workflows of its own application version; Anima has one generic workflow
@@ -169,9 +169,9 @@ class JobView(BaseModel):
     result: dict[str, Any] | None
     error: str | None
     executor_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UTCDateTime
+    started_at: UTCDateTime | None
+    finished_at: UTCDateTime | None
 
     @property
     def finished(self) -> bool:

@@ -7,7 +7,9 @@ from sqlalchemy import engine_from_config, pool
 
 import agents.finetune.records  # fine-tuning tables (issue 9)
 import agents.records  # noqa: F401  (registers the tables on Base.metadata)
+import chain.records  # noqa: F401  (on-chain identity, issue 11)
 import core.job_records  # noqa: F401
+import knowledge.records  # noqa: F401
 from core.db import Base
 
 config = context.config

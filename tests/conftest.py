@@ -17,15 +17,21 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
 from agents.llm.pool import LLMPool
+from chain.anvil_chain import AnvilChain
 from container import Services, build_services
 from core.settings import Settings
 from tests.pg_cluster import PostgresMissing, fresh_database, throwaway_postgres
+from voice.pool import VoicePool
+
+# Starlette's TestClient sends ``Host: testserver``; the app's Host allow-list must know it.
+TEST_CLIENT_HOST = "testserver"
 
 
 @pytest.fixture(scope="session")
@@ -46,12 +52,17 @@ def llm_pool(model_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture
 def settings(tmp_path: Path, model_cache_dir: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", model_cache_dir=model_cache_dir, llm_preload=False)
+    return Settings(
+        data_dir=tmp_path / "data",
+        model_cache_dir=model_cache_dir,
+        llm_preload=False,
+        allowed_hosts=TEST_CLIENT_HOST,
+    )
 
 
 @pytest.fixture
-def services(settings: Settings, llm_pool: LLMPool) -> Iterator[Services]:
-    svc = build_services(settings, llm=llm_pool)
+def services(settings: Settings, llm_pool: LLMPool, voice_pool: VoicePool) -> Iterator[Services]:
+    svc = build_services(settings, llm=llm_pool, voice_pool=voice_pool)
     yield svc
     svc.close()
 
@@ -112,6 +123,101 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
     """A fresh, empty database on the session's cluster, dropped after the test."""
     with fresh_database(postgres_url) as url:
         yield url
+
+
+# ----- Knowledge bases (issue 7) -------------------------------------------------------------
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """The bundled all-MiniLM-L6-v2, loaded once and shared by every knowledge test."""
+    from knowledge.sentence_transformer_embedder import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder("bundled:all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``chroma run`` server on 127.0.0.1 (a free port), shared by the session."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = _free_port()
+    chroma = Path(sys.executable).with_name("chroma")
+    log = tmp_path_factory.mktemp("chroma-server") / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(chroma),
+                "run",
+                "--path",
+                str(log.parent / "db"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"chroma run did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ----- On-chain identity (issue 11): one real anvil node for the whole session ---------------
+@pytest.fixture(scope="session")
+def anvil_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilChain]:
+    """A real anvil (npm @foundry-rs/anvil) on a free 127.0.0.1 port, stopped at the end.
+
+    Tests that share it deploy their own contracts on it (a data dir each); tests that stop,
+    kill or restart a node let their chain service start one of its own instead.
+    """
+    node = AnvilChain(state_file=tmp_path_factory.mktemp("anvil") / "anvil-state.json")
+    node.start()
+    yield node
+    node.stop()
+
+
+# ----- Voice (issue 8) -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def voice_pool(model_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> VoicePool:
+    """Speech engines (Piper, Whisper base, speaker encoder), loaded on first use and shared."""
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("voice-data"),
+        model_cache_dir=model_cache_dir,
+        llm_preload=False,
+        tts_threads=2,
+    )
+    return VoicePool(settings)
+
+
+@pytest.fixture(scope="session")
+def reference_voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """About 15-20 s of speech from each of three festival voices (none is Piper's): voice
+    samples for profile tests. Debian festival + festvox voices (bootstrap.sh --test)."""
+    from tests.voice.speakers import festival_samples
+
+    return festival_samples(tmp_path_factory.mktemp("reference-voices"))
 
 
 # ----- fine-tuning (issue 9) ---------------------------------------------------------------

@@ -23,8 +23,11 @@ from agents.schema import GenerationSettings
 from agents.service import AgentView
 from container import Services
 from core.errors import AnimaError, ValidationError
-from ui.common import agent_choices, show_error
+from ui.chain_panel import build_chain_panel
+from ui.common import agent_choices, principal_of, show_error
 from ui.finetune_panel import build_finetune_panel
+from ui.knowledge_panel import build_knowledge_panel
+from ui.voice_panel import build_voice_panel
 
 # Card fields shown as text, in form order.
 CARD_KEYS = (
@@ -194,6 +197,7 @@ def build_agents_tab(services: Services) -> AgentsTab:
                 export_file = gr.File(
                     label="Download", interactive=False, elem_id="agent-export-file"
                 )
+            chain_panel = build_chain_panel(services, picker)  # on-chain identity (issue 11)
             delete_btn = gr.Button("Delete agent", variant="stop", elem_id="agent-delete")
             with gr.Row(visible=False) as confirm_row:
                 confirm_btn = gr.Button(
@@ -302,6 +306,10 @@ def build_agents_tab(services: Services) -> AgentsTab:
                         elem_id="agent-repetition-penalty",
                     )
 
+    with gr.Accordion("Knowledge", open=False, elem_id="agent-knowledge"):
+        build_knowledge_panel(services, picker)
+
+    build_voice_panel(services, picker)  # issue 8
     with gr.Accordion("Fine-tune (LoRA adapter)", open=False, elem_id="agent-finetune"):
         build_finetune_panel(services, picker)
 
@@ -330,12 +338,19 @@ def build_agents_tab(services: Services) -> AgentsTab:
     def new() -> list[Any]:
         return [gr.update(value=None), *show(None, "New agent: fill in the form and Save.")]
 
-    def save(agent_id: str | None, avatar_path: str | None, changed: bool, *raw: Any) -> list[Any]:
+    def save(
+        agent_id: str | None,
+        avatar_path: str | None,
+        changed: bool,
+        request: gr.Request,
+        *raw: Any,
+    ) -> list[Any]:
         values = dict(zip(FORM_KEYS, raw, strict=True))
         image = Path(avatar_path).read_bytes() if changed and avatar_path else None
+        principal = principal_of(services, request)
         try:
             if agent_id:
-                agent = services.agents.get_agent(agent_id)
+                agent = services.chain.require_owner(principal, agent_id)
                 patch = update_patch(agent, values)
                 if patch:
                     agent = services.agents.update_agent(agent_id, patch)
@@ -343,7 +358,10 @@ def build_agents_tab(services: Services) -> AgentsTab:
                     agent = services.agents.set_avatar(agent_id, image)
                 message = f"Saved **{agent.name}**."
             else:
-                agent = services.agents.create_agent(create_payload(values), avatar=image)
+                services.chain.require_creator(principal)
+                agent = services.agents.create_agent(
+                    create_payload(values), avatar=image, owner=principal.address
+                )
                 message = f"Created **{agent.name}**."
         except AnimaError as exc:
             return [gr.skip(), *unchanged(show_error(exc))]
@@ -355,12 +373,12 @@ def build_agents_tab(services: Services) -> AgentsTab:
             return [gr.update(visible=False), "Nothing to delete: no agent is selected."]
         return [gr.update(visible=True), "Delete this agent and all its chats? Confirm below."]
 
-    def delete(agent_id: str | None) -> list[Any]:
+    def delete(agent_id: str | None, request: gr.Request) -> list[Any]:
         hide = gr.update(visible=False)
         if not agent_id:
             return [gr.skip(), *unchanged(""), hide]
         try:
-            name = services.agents.get_agent(agent_id).name
+            name = services.chain.require_owner(principal_of(services, request), agent_id).name
             services.agents.delete_agent(agent_id)
         except AnimaError as exc:
             return [gr.skip(), *unchanged(show_error(exc)), hide]
@@ -393,6 +411,7 @@ def build_agents_tab(services: Services) -> AgentsTab:
             inputs=[picker, spec],
             outputs=[export_file, status],
         )
+    saved.then(chain_panel.refresh, inputs=[picker], outputs=chain_panel.outputs)
     return AgentsTab(picker=picker, list_changed=[saved, deleted])
 
 

@@ -17,8 +17,10 @@ from agents.chat import ConversationView, ReplyStream
 from container import Services
 from core.errors import AnimaError, ValidationError
 from ui.common import agent_choices, show_error
+from ui.knowledge_panel import sources_markdown, trace_sources
+from ui.voice_chat import build_voice_chat
 
-Message = dict[str, str]
+Message = dict[str, Any]
 
 
 @dataclass
@@ -33,9 +35,22 @@ def conversation_label(conv: ConversationView) -> str:
     return f"{title} · {conv.updated_at:%Y-%m-%d %H:%M}"
 
 
-def chat_messages(conv: ConversationView) -> list[Message]:
-    """The conversation in the Chatbot's message format (``role`` + ``content``)."""
-    return [{"role": m.role, "content": m.content} for m in conv.messages]
+def chat_messages(conv: ConversationView, sources: dict[str, str] | None = None) -> list[Message]:
+    """The conversation in the Chatbot's message format (``role`` + ``content``).
+
+    ``sources`` (message id -> Markdown) adds a collapsible "Sources" bubble under each
+    grounded reply (knowledge bases, issue 7).
+    """
+    out: list[Message] = []
+    for m in conv.messages:
+        out.append({"role": m.role, "content": m.content})
+        if sources and m.id in sources:
+            out.append(sources_bubble(sources[m.id]))
+    return out
+
+
+def sources_bubble(markdown: str) -> Message:
+    return {"role": "assistant", "content": markdown, "metadata": {"title": "Sources"}}
 
 
 def stream_into(base: list[Message], reply: ReplyStream) -> Iterator[list[Message]]:
@@ -92,6 +107,7 @@ def build_chat_tab(services: Services) -> ChatTab:
         send_btn = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
         regen_btn = gr.Button("Regenerate", elem_id="chat-regenerate", scale=1)
     status = gr.Markdown("", elem_id="chat-status")
+    build_voice_chat(services, agent, conversation, user, chatbot, status)  # issue 8
 
     def conversation_choices(agent_id: str) -> list[tuple[str, str]]:
         return [(conversation_label(c), c.id) for c in services.chat.list_conversations(agent_id)]
@@ -115,7 +131,7 @@ def build_chat_tab(services: Services) -> ChatTab:
             conv = services.chat.get_conversation(conv_id)
         except AnimaError as exc:
             return [gr.skip(), gr.skip(), show_error(exc)]
-        return [chat_messages(conv), conv.user_name, ""]
+        return [chat_messages(conv, trace_sources(services, conv)), conv.user_name, ""]
 
     def new_chat(agent_id: str | None, user_name: str) -> list[Any]:
         try:
@@ -137,7 +153,8 @@ def build_chat_tab(services: Services) -> ChatTab:
                 if not agent_id:
                     raise ValidationError("pick an agent first")
                 conv_id = services.chat.create_conversation(agent_id, user_name).id
-            base = chat_messages(services.chat.get_conversation(conv_id))
+            conv = services.chat.get_conversation(conv_id)
+            base = chat_messages(conv, trace_sources(services, conv))
         except AnimaError as exc:
             yield [gr.skip(), gr.skip(), gr.skip(), show_error(exc)]
             return
@@ -165,7 +182,9 @@ def build_chat_tab(services: Services) -> ChatTab:
             if not conv_id:
                 raise ValidationError("open or start a conversation first")
             reply = services.chat.regenerate(conv_id)
-            base = chat_messages(services.chat.get_conversation(conv_id))[:-1]
+            conv = services.chat.get_conversation(conv_id)
+            earlier = conv.model_copy(update={"messages": conv.messages[:-1]})
+            base = chat_messages(earlier, trace_sources(services, conv))
         except AnimaError as exc:
             yield [gr.skip(), show_error(exc)]
             return
@@ -201,3 +220,5 @@ def _stream_reply(
         return
     if reply.message is None:
         yield pack(messages, show_error("The model returned an empty reply: try Regenerate."))
+    elif reply.sources:
+        yield pack([*messages, sources_bubble(sources_markdown(reply.sources))], gr.skip())

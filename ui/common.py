@@ -11,8 +11,10 @@ from typing import Any
 import gradio as gr
 
 from agents.service import AgentView
+from chain.auth import SESSION_COOKIE
 from container import Services
 from core.errors import AnimaError
+from core.principal import ANONYMOUS, Principal
 
 
 def agent_label(agent: AgentView) -> str:
@@ -39,3 +41,20 @@ def show_error(problem: AnimaError | str) -> str:
     message = problem.message if isinstance(problem, AnimaError) else problem
     gr.Warning(message)
     return f"⚠️ {message}"
+
+
+# ----- On-chain identity (issue 11): who is using the studio --------------------------------
+def principal_of(services: Services, request: gr.Request | None) -> Principal:
+    """The signed-in wallet of the browser behind a Gradio event (its session cookie).
+
+    Handlers that change an agent take ``request: gr.Request`` and pass this principal to
+    ``services.chain.require_owner(principal, agent_id)`` before calling the service.
+    """
+    if request is None:
+        return ANONYMOUS
+    raw = getattr(request, "request", None)
+    cookies = raw.cookies if raw is not None else request.kwargs.get("cookies", {})
+    try:
+        return services.auth.principal(session_token=cookies.get(SESSION_COOKIE))
+    except AnimaError:  # an expired cookie: the browser is simply anonymous now
+        return ANONYMOUS

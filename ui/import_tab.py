@@ -10,7 +10,7 @@ from gradio.events import Dependency
 
 from container import Services
 from core.errors import AnimaError
-from ui.common import agent_label, show_error
+from ui.common import agent_label, principal_of, show_error
 
 CARD_FILE_TYPES = [".png", ".json", ".charx"]
 
@@ -37,12 +37,16 @@ def build_import_tab(services: Services) -> ImportTab:
     )
     status = gr.Markdown("", elem_id="import-status")
 
-    def import_card(path: str | None) -> str:
+    def import_card(path: str | None, request: gr.Request) -> str:
         if not path:
             return ""
         file = Path(path)
+        principal = principal_of(services, request)
         try:
-            agent = services.agents.import_card(file.name, file.read_bytes())
+            services.chain.require_creator(principal)
+            agent = services.agents.import_card(
+                file.name, file.read_bytes(), owner=principal.address
+            )
         except AnimaError as exc:
             return show_error(exc)
         return f"Imported **{agent.name}** ({agent_label(agent)}). Open it in the Agents tab."

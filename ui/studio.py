@@ -17,6 +17,7 @@ from ui.chat_tab import build_chat_tab
 from ui.common import agent_choices, keep_choice
 from ui.import_tab import build_import_tab
 from ui.jobs_tab import build_jobs_tab
+from ui.wallet_panel import build_wallet_panel
 
 TITLE = "Anima studio"
 # Gradio's own cache (uploads, exported files): clear entries older than a day, hourly.
@@ -27,6 +28,7 @@ def build_ui(services: Services) -> gr.Blocks:
     """The studio as a ``gr.Blocks``; ``app.py`` mounts it on the FastAPI app at ``/ui``."""
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(f"## {TITLE}\nCreate role-play agents from character cards and chat.")
+        wallet = build_wallet_panel(services)  # sign-in (issue 11)
         with gr.Tabs():
             with gr.Tab("Agents", id="agents", elem_id="tab-agents"):
                 agents = build_agents_tab(services)
@@ -48,4 +50,5 @@ def build_ui(services: Services) -> gr.Blocks:
         # Choices baked in at build time go stale; every page load asks the service afresh.
         demo.load(refresh, inputs=pickers, outputs=pickers)
         demo.load(jobs.refresh, inputs=jobs.inputs, outputs=jobs.outputs)
+        demo.load(wallet.refresh, outputs=wallet.outputs)
     return demo

@@ -29,6 +29,8 @@ class StreamResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"
+    cached_tokens: int = 0  # prompt tokens served from a prefix cache (where the engine says)
+    model: str | None = None  # the model the server says answered (remote backends)
 
 
 @runtime_checkable

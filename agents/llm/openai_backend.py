@@ -23,22 +23,40 @@ from core.settings import Settings
 
 DEFAULT_CONTEXT_WINDOW = 4096
 CHARS_PER_TOKEN = 4
+MAX_SERVER_STOPS = 4  # what the OpenAI API accepts in ``stop``
 
 
 class OpenAICompatBackend:
     """``LLMBackend`` over ``POST {base_url}/chat/completions`` with ``stream: true`` (SSE)."""
 
-    def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: httpx.Client | None = None, adapter: str | None = None
+    ) -> None:
         self.settings = settings
+        # vLLM serves each LoRA adapter as a model of its own (``--lora-modules name=path``):
+        # an agent's adapter travels as the request's model name.
+        self.request_model = adapter or settings.openai_model
         self.base_url = settings.openai_base_url.rstrip("/")
         self._client = client or httpx.Client(
             timeout=httpx.Timeout(settings.openai_timeout_s, connect=10.0),
             headers={"Authorization": f"Bearer {settings.openai_api_key}"},
         )
 
+    # What the scheduler reads (issue 10): the remote server batches; cap what is in flight.
+    is_loaded = True
+    engine_name = "openai"
+
+    @property
+    def lane_key(self) -> str:
+        return self.base_url
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.settings.llm_parallel
+
     @property
     def model_name(self) -> str:
-        return self.settings.openai_model
+        return self.request_model
 
     @property
     def context_window(self) -> int:
@@ -58,7 +76,7 @@ class OpenAICompatBackend:
         """The request body. ``top_k``/``repetition_penalty`` are vLLM's names for these
         non-standard knobs; llama.cpp and Ollama ignore what they do not know."""
         body: dict[str, Any] = {
-            "model": self.settings.openai_model,
+            "model": self.request_model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
@@ -71,7 +89,8 @@ class OpenAICompatBackend:
         if params.seed is not None:
             body["seed"] = params.seed
         if params.stop:
-            body["stop"] = params.stop[:4]  # the OpenAI API accepts at most four
+            # The OpenAI API accepts at most four; the rest are cut here (see ``stream``).
+            body["stop"] = params.stop[:MAX_SERVER_STOPS]
         return body
 
     def stream(
@@ -86,6 +105,15 @@ class OpenAICompatBackend:
         stop generating.
         """
         result = result if result is not None else StreamResult()
+        extra_stops = params.stop[MAX_SERVER_STOPS:]
+        if extra_stops:  # more stops than the server takes: cut the rest client-side
+            yield from _cut_at_stops(self._stream(messages, params, result), extra_stops)
+            return
+        yield from self._stream(messages, params, result)
+
+    def _stream(
+        self, messages: list[ChatMessage], params: GenerationSettings, result: StreamResult
+    ) -> Iterator[str]:
         url = f"{self.base_url}/chat/completions"
         emitted: list[str] = []
         usage: dict[str, Any] | None = None
@@ -107,6 +135,7 @@ class OpenAICompatBackend:
                     if chunk.get("error"):
                         raise BackendError(f"LLM server at {self.base_url}: {chunk['error']}")
                     usage = chunk.get("usage") or usage
+                    result.model = chunk.get("model") or result.model
                     for choice in chunk.get("choices") or []:
                         finish = choice.get("finish_reason") or finish
                         text = (choice.get("delta") or {}).get("content")
@@ -124,6 +153,26 @@ class OpenAICompatBackend:
             result.prompt_tokens = sum(self.count_tokens(m.content) for m in messages)
             result.completion_tokens = self.count_tokens("".join(emitted))
         result.finish_reason = "length" if finish == "length" else "stop"
+
+
+def _cut_at_stops(deltas: Iterator[str], stops: list[str]) -> Iterator[str]:
+    """``deltas`` up to the first of ``stops``; closing it closes the server's stream too."""
+    from agents.llm.transformers_backend import _StopCutter  # stdlib-only at import time
+
+    cutter = _StopCutter(stops)
+    try:
+        for delta in deltas:
+            text, stopped = cutter.feed(delta)
+            if text:
+                yield text
+            if stopped:
+                return
+        if tail := cutter.flush():
+            yield tail
+    finally:
+        close = getattr(deltas, "close", None)
+        if close is not None:
+            close()
 
 
 def _parse_chunk(data: str, base_url: str) -> dict[str, Any]:

@@ -11,15 +11,21 @@ adapter is a folder name under ``<data_dir>/adapters``. ``check_model_ref`` and
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+from typing import Any
 
 from agents.llm.adapters import check_adapter_base, model_ref
 from agents.llm.base import LLMBackend
 from agents.llm.factory import build_llm
+from agents.llm.model_source import HUB_PREFIX
+from agents.llm.scheduler import ScheduledBackend, Scheduler
 from core.errors import ValidationError
 from core.files import safe_join
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _MODEL_REF = re.compile(r"^(bundled:[a-z0-9_-]+|[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?)$")
 _ADAPTER_REF = re.compile(r"^[A-Za-z0-9][\w.-]*$")
@@ -41,22 +47,70 @@ def check_adapter_ref(value: str) -> str:
 
 
 class LLMPool:
-    def __init__(self, settings: Settings, default: LLMBackend | None = None) -> None:
+    """Backends by (model, adapter), every one behind the shared ``Scheduler``.
+
+    The llama.cpp engine holds one copy of each base model for all of its adapters
+    (``_engines``); at most ``llm_max_models`` base models stay loaded: loading another
+    unloads the least recently used one that is idle.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        default: LLMBackend | None = None,
+        scheduler: Scheduler | None = None,
+    ) -> None:
         self.settings = settings
-        self._backends: dict[tuple[str | None, str | None], LLMBackend] = {}
+        self.scheduler = scheduler or Scheduler(
+            max_queue=settings.llm_queue_size,
+            request_timeout_s=settings.llm_request_timeout_s,
+            stream_buffer=settings.llm_stream_buffer,
+        )
+        self._backends: dict[tuple[str | None, str | None], ScheduledBackend] = {}
+        self._engines: dict[Any, Any] = {}
+        self._used: dict[str | None, int] = {}  # base model -> last use (a counter)
+        self._clock = 0
         if default is not None:
-            self._backends[(None, None)] = default
+            self._backends[(None, None)] = ScheduledBackend(default, self.scheduler)
         self._lock = threading.Lock()
 
-    def get(self, model: str | None = None, adapter: str | None = None) -> LLMBackend:
+    def get(self, model: str | None = None, adapter: str | None = None) -> ScheduledBackend:
         """The backend for an agent's ``model`` and ``adapter`` (``None``: the defaults)."""
         key = (model or None, adapter or None)
         with self._lock:
             backend = self._backends.get(key)
             if backend is None:
-                backend = build_llm(self._settings_for(key[0]), self._adapter_path(key[1], key[0]))
-                self._backends[key] = backend
+                built = build_llm(
+                    self._settings_for(key[0]),
+                    self._adapter_path(key[1], key[0]),
+                    adapter_name=key[1],
+                    engines=self._engines,
+                )
+                backend = self._backends[key] = ScheduledBackend(built, self.scheduler)
+            self._clock += 1
+            self._used[key[0]] = self._clock
+            self._evict_locked(key[0])
             return backend
+
+    def _evict_locked(self, current: str | None) -> None:
+        """Unload idle base models beyond ``llm_max_models``, least recently used first."""
+        loaded = {
+            k[0]
+            for k, b in self._backends.items()
+            if b.is_loaded and self.settings.llm_backend == "local"
+        }
+        loaded.add(current)
+        stats = self.scheduler.stats()
+        if len(loaded) <= self.settings.llm_max_models or stats["running"] + stats["queued"] > 0:
+            return  # never pull a model from under a request
+        for model in sorted(loaded - {current}, key=lambda m: self._used.get(m, 0)):
+            if len(loaded) <= self.settings.llm_max_models:
+                break
+            for (m, _), scheduled in self._backends.items():
+                if m == model:
+                    _unload(scheduled.backend)
+            loaded.discard(model)
+            log.info("unloaded model %s (ANIMA_LLM_MAX_MODELS)", model or "default")
 
     def _settings_for(self, model: str | None) -> Settings:
         if model is None:
@@ -64,9 +118,17 @@ class LLMPool:
         check_model_ref(model)
         if self.settings.llm_backend == "openai":
             return self.settings.model_copy(update={"openai_model": model})
-        local = self.settings.models_dir / model
-        if not model.startswith("bundled:") and local.is_dir():
-            model = str(safe_join(self.settings.models_dir, model))
+        if not model.startswith("bundled:"):
+            local = self.settings.models_dir / model
+            if local.is_dir():
+                model = str(safe_join(self.settings.models_dir, model))
+            elif "/" in model:  # a hub id: never a folder of the working directory
+                model = f"{HUB_PREFIX}{model}"
+            else:
+                raise ValidationError(
+                    f"model {model!r} is not installed: no folder of that name in "
+                    "<data_dir>/models (a Hugging Face id looks like 'org/name')"
+                )
         return self.settings.model_copy(update={"llm_model": model, "llm_gguf_file": None})
 
     def _adapter_path(self, adapter: str | None, model: str | None = None) -> str | None:
@@ -80,3 +142,11 @@ class LLMPool:
             ref = model_ref(self.settings, model)
             check_adapter_base(path, ref, self._settings_for(model))
         return str(path)
+
+
+def _unload(backend: Any) -> None:
+    """Free what a backend holds (its engine, or the transformers model of a fallback)."""
+    for target in (getattr(backend, "engine", None), getattr(backend, "fallback", None), backend):
+        unload = getattr(target, "unload", None)
+        if callable(unload):
+            unload()

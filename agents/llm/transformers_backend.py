@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents.llm.base import Completion, StreamResult, complete_from_stream
 from agents.llm.model_source import ModelSource, display_name, resolve_model
+from agents.llm.stop_cutter import StopCutter as _StopCutter
 from agents.schema import ChatMessage, GenerationSettings
 from core.errors import BackendError
 from core.settings import Settings
@@ -116,6 +117,26 @@ class TransformersBackend:
         self.load()
         with self._generate_lock:
             yield from self._stream_locked(messages, params, result)
+
+    # ----- what the scheduler reads (issue 10) ----------------------------------------
+    max_concurrency = 1  # one generate() at a time: two on a few CPU cores are each slower
+
+    @property
+    def lane_key(self) -> object:
+        return self
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def engine_name(self) -> str:
+        return "transformers"
+
+    def unload(self) -> None:
+        """Drop the model (the pool's eviction); the next request loads it again."""
+        with self._load_lock, self._generate_lock:
+            self._model = None
 
     # ----- loading -------------------------------------------------------------------
     def load(self) -> None:
@@ -296,44 +317,3 @@ class TransformersBackend:
         eos_ids = set(eos if isinstance(eos, list) else [eos])
         hit_length = len(ids) >= max_new and not (ids and ids[-1] in eos_ids)
         result.finish_reason = "length" if hit_length and not stopped else "stop"
-
-
-class _StopCutter:
-    """Cuts streamed text at the first stop string without ever emitting part of one.
-
-    Text that could be the start of a stop string is held back until the next delta shows
-    whether it is; so callers never see (and never store) a half "\\nUser:".
-    """
-
-    def __init__(self, stops: list[str]) -> None:
-        self.stops = [s for s in stops if s]
-        self.pending = ""
-
-    def feed(self, delta: str) -> tuple[str, bool]:
-        """Returns (text safe to emit, whether a stop string was reached)."""
-        self.pending += delta
-        if not self.stops:
-            out, self.pending = self.pending, ""
-            return out, False
-        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
-        if hits:
-            out, self.pending = self.pending[: min(hits)], ""
-            return out, True
-        keep = self._held_back()
-        cut = len(self.pending) - keep
-        out, self.pending = self.pending[:cut], self.pending[cut:]
-        return out, False
-
-    def flush(self) -> str:
-        out, self.pending = self.pending, ""
-        return out
-
-    def _held_back(self) -> int:
-        """Length of the longest suffix of ``pending`` that is a proper prefix of a stop."""
-        best = 0
-        for stop in self.stops:
-            for size in range(min(len(stop) - 1, len(self.pending)), best, -1):
-                if self.pending.endswith(stop[:size]):
-                    best = size
-                    break
-        return best

@@ -325,8 +325,11 @@ def test_v2_png_with_lorebook_round_trips_losslessly() -> None:
 
     again, _ = read_png_card(written)
     assert again.spec == SPEC_V3  # ccv3 is preferred
-    assert again.data.dump() == card.data.dump()
+    # The V3 chunk is the V3 conversion: V3's required fields are filled in there only.
+    assert again.data.dump() == card_to_json(card, "v3")["data"]
     assert again.extra == card.extra
+    # The V2 chunk gives back exactly the data the V2 card came with.
+    assert chara["data"] == original["data"]
     # Nothing the original file carried was lost (only spec defaults may be added).
     assert is_subset(original, chara)
     assert is_subset(original["data"], ccv3["data"])
@@ -489,6 +492,10 @@ def test_v2_export_fills_defaults_and_keeps_v3_keys() -> None:
         assert data[key] == ""
     assert data["alternate_greetings"] == [] and data["tags"] == [] and data["extensions"] == {}
     assert card_to_json(minimal, "v3")["data"]["group_only_greetings"] == []
+    # A V2 card exported as V2 gets nothing added (it comes back as it was imported).
+    minimal_v2 = Card(spec=SPEC_V2, spec_version="2.0", data=CardData(name="Min"))
+    assert card_to_json(minimal_v2, "v3")["data"]["group_only_greetings"] == []
+    assert card_to_json(minimal_v2, "v2")["data"] == {"name": "Min"}
 
 
 def test_mirrors_are_refreshed_from_data() -> None:

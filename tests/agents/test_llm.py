@@ -44,6 +44,7 @@ def _settings(data_dir: Path, cache: Path, **extra: Any) -> Settings:
         "llm_gguf_file": None,
         "llm_context_window": None,
         "llm_preload": False,
+        "llm_engine": "transformers",  # this module tests that backend; llama.cpp: test_llamacpp
     }
     return Settings(**{**values, **extra})
 
@@ -195,6 +196,7 @@ def test_local_directory_model_loads_from_the_environment(
 ) -> None:
     monkeypatch.setenv("ANIMA_LLM_MODEL", str(tiny_dir))
     monkeypatch.setenv("ANIMA_LLM_BACKEND", "local")
+    monkeypatch.setenv("ANIMA_LLM_ENGINE", "transformers")
     monkeypatch.setenv("ANIMA_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("ANIMA_LLM_CONTEXT_WINDOW", raising=False)
     backend = build_llm(Settings())
@@ -427,12 +429,13 @@ def test_agent_model_and_adapter_resolve_inside_the_data_dir(
     get_peft_model(base, lora).save_pretrained(settings.adapters_dir / "style")
 
     pool = LLMPool(settings)
-    backend = pool.get("tiny", "style")
+    scheduled = pool.get("tiny", "style")
+    backend = scheduled.backend
     assert isinstance(backend, TransformersBackend)
     backend.load()
     assert isinstance(backend._model, PeftModel)
     assert backend.settings.llm_model == str((settings.models_dir / "tiny").resolve())
-    assert pool.get("tiny", "style") is backend  # loaded once, shared
+    assert pool.get("tiny", "style") is scheduled  # loaded once, shared
     reply = backend.complete(STORY, GenerationSettings(temperature=0, max_new_tokens=4))
     assert reply.completion_tokens >= 1
 
@@ -449,3 +452,25 @@ def test_agent_cannot_name_paths_outside_the_data_dir(
     pool = LLMPool(_settings(tmp_path, tmp_path / "models"))
     with pytest.raises(ValidationError):
         pool.get(model, adapter)
+
+
+@pytest.mark.model
+def test_least_recently_used_idle_model_is_unloaded(tiny_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from agents.llm.pool import LLMPool
+
+    settings = _settings(tmp_path / "data", tmp_path / "data" / "models", llm_max_models=1)
+    settings.ensure_dirs()
+    for name in ("one", "two"):
+        shutil.copytree(tiny_dir, settings.models_dir / name)
+    pool = LLMPool(settings)
+    params = GenerationSettings(temperature=0, max_new_tokens=2)
+    one = pool.get("one")
+    assert one.complete(STORY, params).completion_tokens >= 1
+    assert one.is_loaded
+    two = pool.get("two")  # a second base model: the idle first one makes room
+    assert not one.is_loaded
+    assert two.complete(STORY, params).completion_tokens >= 1
+    assert pool.get("one").complete(STORY, params).completion_tokens >= 1  # back on demand
+    assert not two.is_loaded

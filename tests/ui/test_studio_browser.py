@@ -68,7 +68,9 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def page(browser: Browser, live_server: str) -> Iterator[Page]:
+    """A fresh browser tab, closed before the app server stops (hence ``live_server``):
+    a tab still connected to Gradio keeps the server's shutdown waiting for 15 s."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)

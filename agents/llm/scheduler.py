@@ -1,0 +1,426 @@
+"""Admission and scheduling in front of every language model backend.
+
+Before this existed, each backend serialised generation with a lock held while the client
+read, and every waiting request held a server thread: past the thread pool's size the lock
+holder could not get a thread to continue and everything deadlocked; one slow reader blocked
+everyone. Here instead:
+
+- A request is a ``Ticket``. Waiting costs no thread: sync readers block on a condition, async
+  readers (the API) await a future on their own event loop.
+- Each engine is a ``Lane`` with a capacity (the transformers backend runs 1 sequence at a
+  time; the llama.cpp engine runs ``llm_parallel`` slots that decode in the same steps). Only
+  running requests get a worker thread, so threads are bounded by the lanes' capacities.
+- The queue is bounded (``llm_queue_size``): when it is full a request is refused at once with
+  ``QueueFullError`` (HTTP 429 + ``Retry-After``) rather than waiting without end; while a model
+  loads, requests get ``ModelLoadingError`` (503 + ``Retry-After``).
+- Every request has a deadline (``llm_request_timeout_s``): still queued then, it ends with
+  ``ServerBusyError`` (503); still running, generation stops with ``DeadlineExceededError``.
+- A reader that goes away (``close()``/``aclose()``: a disconnect) cancels its ticket, queued or
+  running; the running generation stops at its next token and frees its place.
+- The worker never waits for the reader: deltas go into a bounded buffer
+  (``llm_stream_buffer``); a reader that falls that far behind is cut off
+  (``ReaderTooSlowError``) and the model moves on. So a stalled client never holds the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
+from typing import Any
+
+from agents.llm.base import Completion, LLMBackend, StreamResult, complete_from_stream
+from agents.schema import ChatMessage, GenerationSettings
+from core.errors import (
+    AnimaError,
+    BackendError,
+    DeadlineExceededError,
+    ModelLoadingError,
+    QueueFullError,
+    ReaderTooSlowError,
+    ServerBusyError,
+)
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+class Lane:
+    """One engine's running places; tickets for it start while ``running < capacity``."""
+
+    def __init__(self, key: Hashable, capacity: int) -> None:
+        self.key = key
+        self.capacity = max(1, capacity)
+        self.running = 0
+        self.peak = 0  # most requests that ran at once (tests, benchmarks)
+        # Exponential average of how long a request holds a place: for Retry-After.
+        self.avg_run_s = 2.0
+
+    def record(self, seconds: float) -> None:
+        self.avg_run_s = 0.8 * self.avg_run_s + 0.2 * seconds
+
+
+class Ticket:
+    """One request: its place in the queue, then the text deltas its generation produced.
+
+    Iterate it (sync or async) for deltas. ``close``/``aclose`` cancel it. Only the
+    scheduler's worker calls ``_put``/``_finish``.
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        lane: Lane,
+        work: Callable[[], Iterator[str]],
+        deadline: float,
+        buffer_limit: int,
+    ) -> None:
+        self._scheduler = scheduler
+        self.lane = lane
+        self._work = work
+        self.deadline = deadline
+        self._limit = max(1, buffer_limit)
+        self._cond = threading.Condition()
+        self._items: collections.deque[str] = collections.deque()
+        self._done = False
+        self._error: BaseException | None = None
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.state = "queued"  # queued -> running -> done | cancelled
+        self.cancelled = False
+        self.enqueued_at = time.monotonic()
+        self.started_at: float | None = None
+
+    # ----- producer side (the scheduler's worker thread) --------------------------------
+    def _put(self, delta: str) -> bool:
+        """Buffer one delta; False tells the worker to stop generating."""
+        with self._cond:
+            if self.cancelled:
+                return False
+            if time.monotonic() > self.deadline:
+                self._error = DeadlineExceededError(
+                    "the reply took longer than the request deadline (ANIMA_LLM_REQUEST_TIMEOUT_S)"
+                )
+                return False
+            if len(self._items) >= self._limit:
+                self._error = ReaderTooSlowError(
+                    "the client read the reply too slowly; generation was stopped"
+                )
+                return False
+            self._items.append(delta)
+        self._wake()
+        return True
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            if error is not None and self._error is None:
+                self._error = error
+            self._done = True
+            if self.state == "running":
+                self.state = "done"
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: its reader is gone
+                loop.call_soon_threadsafe(_resolve, future)
+
+    # ----- consumer side -----------------------------------------------------------------
+    def _take(self) -> Any:
+        """The next delta, ``_END``, or None when nothing is ready; raises a stored error.
+
+        Called with ``_cond`` held.
+        """
+        if self._items:
+            return self._items.popleft()
+        if self._done or self.cancelled:
+            if self._error is not None:
+                raise self._error
+            return _END
+        if time.monotonic() > self.deadline:
+            self._expire()
+        return None
+
+    def _expire(self) -> None:
+        """The deadline passed while nothing arrived: give up on this request."""
+        queued = self.state == "queued"
+        self._scheduler._cancel(self)
+        if queued:
+            waited = time.monotonic() - self.enqueued_at
+            raise ServerBusyError(
+                f"the server is busy: waited {waited:.0f} s in the queue without a free model "
+                "slot; try again later",
+                retry_after=self._scheduler.retry_after(self.lane),
+            )
+        raise DeadlineExceededError(
+            "the reply took longer than the request deadline (ANIMA_LLM_REQUEST_TIMEOUT_S)"
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        with self._cond:
+            while True:
+                item = self._take()
+                if item is _END:
+                    raise StopIteration
+                if item is not None:
+                    return item
+                self._cond.wait(timeout=max(0.01, min(1.0, self.deadline - time.monotonic())))
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self
+
+    async def __anext__(self) -> str:
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._cond:
+                item = self._take()
+                if item is _END:
+                    raise StopAsyncIteration
+                if item is not None:
+                    return item
+                future: asyncio.Future[None] = loop.create_future()
+                self._waiters.append((loop, future))
+            timeout = max(0.01, min(1.0, self.deadline - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, timeout=timeout)
+            # CancelledError (the client went away) propagates; the owner calls aclose().
+
+    def close(self) -> None:
+        """Cancel: a queued ticket leaves the queue, a running one stops at its next token."""
+        self._scheduler._cancel(self)
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # an abandoned iterator must not keep its place
+        if not self.cancelled and self.state in {"queued", "running"}:
+            self._scheduler._cancel(self)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Scheduler:
+    """The one queue in front of every backend: admission, fairness, deadlines, cancellation."""
+
+    def __init__(
+        self,
+        max_queue: int = 64,
+        request_timeout_s: float = 300.0,
+        stream_buffer: int = 512,
+    ) -> None:
+        self.max_queue = max(0, max_queue)
+        self.request_timeout_s = request_timeout_s
+        self.stream_buffer = stream_buffer
+        self._lock = threading.Lock()
+        self._queue: collections.deque[Ticket] = collections.deque()
+        self._lanes: dict[Hashable, Lane] = {}
+
+    # ----- public ------------------------------------------------------------------------
+    def lane(self, key: Hashable, capacity: int) -> Lane:
+        with self._lock:
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = Lane(key, capacity)
+            lane.capacity = max(1, capacity)
+            return lane
+
+    def submit(self, lane: Lane, work: Callable[[], Iterator[str]]) -> Ticket:
+        """Queue ``work`` (a function returning the backend's delta iterator) on ``lane``.
+
+        Raises ``QueueFullError`` at once when ``max_queue`` requests already wait.
+        """
+        ticket = Ticket(
+            self,
+            lane,
+            work,
+            time.monotonic() + self.request_timeout_s,
+            self.stream_buffer,
+        )
+        with self._lock:
+            waiting = len(self._queue)
+            if waiting >= self.max_queue and lane.running >= lane.capacity:
+                raise QueueFullError(
+                    f"the server is busy: {waiting} requests are already waiting "
+                    "(ANIMA_LLM_QUEUE_SIZE); try again later",
+                    retry_after=self._retry_after_locked(lane, waiting),
+                )
+            self._queue.append(ticket)
+            starts = self._dispatch_locked()
+        self._start(starts)
+        return ticket
+
+    def stats(self) -> dict[str, int]:
+        """Queued and running requests (cheap: for ``/api/health``)."""
+        with self._lock:
+            return {
+                "queued": len(self._queue),
+                "running": sum(lane.running for lane in self._lanes.values()),
+            }
+
+    def retry_after(self, lane: Lane) -> int:
+        with self._lock:
+            return self._retry_after_locked(lane, len(self._queue))
+
+    # ----- internals ---------------------------------------------------------------------
+    def _retry_after_locked(self, lane: Lane, waiting: int) -> int:
+        """Seconds until a place is likely free: the queue ahead times the average run."""
+        return max(1, min(60, math.ceil(lane.avg_run_s * (waiting + 1) / lane.capacity)))
+
+    def _dispatch_locked(self) -> list[Ticket]:
+        """FIFO, skipping tickets whose lane is full (they keep their place)."""
+        starts: list[Ticket] = []
+        if not self._queue:
+            return starts
+        kept: collections.deque[Ticket] = collections.deque()
+        while self._queue:
+            ticket = self._queue.popleft()
+            if ticket.lane.running < ticket.lane.capacity:
+                ticket.lane.running += 1
+                ticket.lane.peak = max(ticket.lane.peak, ticket.lane.running)
+                ticket.state = "running"
+                ticket.started_at = time.monotonic()
+                starts.append(ticket)
+            else:
+                kept.append(ticket)
+        self._queue = kept
+        return starts
+
+    def _start(self, tickets: list[Ticket]) -> None:
+        for ticket in tickets:
+            threading.Thread(
+                target=self._run, args=(ticket,), name="llm-request", daemon=True
+            ).start()
+
+    def _run(self, ticket: Ticket) -> None:
+        error: BaseException | None = None
+        source: Iterator[str] | None = None
+        try:
+            source = ticket._work()
+            for delta in source:
+                if not ticket._put(delta):
+                    break
+        except AnimaError as exc:
+            error = exc
+        except Exception as exc:  # a backend bug: report it as a backend failure
+            log.exception("generation failed")
+            error = BackendError(f"generation failed: {type(exc).__name__}: {exc}")
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                try:
+                    close()  # stops the engine's generation if we left early
+                except Exception:
+                    log.exception("closing a generation failed")
+            ticket._finish(error)
+            with self._lock:
+                ticket.lane.running -= 1
+                if ticket.started_at is not None:
+                    ticket.lane.record(time.monotonic() - ticket.started_at)
+                starts = self._dispatch_locked()
+            self._start(starts)
+
+    def _cancel(self, ticket: Ticket) -> None:
+        with self._lock:
+            if ticket.cancelled or ticket.state in {"done", "cancelled"}:
+                ticket.cancelled = True
+                return
+            ticket.cancelled = True
+            if ticket.state == "queued":
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(ticket)
+                ticket.state = "cancelled"
+        ticket._wake()
+
+
+class ScheduledBackend:
+    """An ``LLMBackend`` whose ``stream`` goes through the scheduler.
+
+    The backend behind it is what the factory built; this adds admission, the model-loading
+    state (503 while another request loads it) and the lane its requests run on.
+    """
+
+    def __init__(self, backend: LLMBackend, scheduler: Scheduler) -> None:
+        self.backend = backend
+        self.scheduler = scheduler
+        self._load_lock = threading.Lock()
+        self._loading = False
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (``settings``, ``load_seconds``, ...) is the backend's."""
+        if name == "backend":  # not set yet (during unpickling or a failed __init__)
+            raise AttributeError(name)
+        return getattr(self.backend, name)
+
+    # ----- LLMBackend ----------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        return self.backend.model_name
+
+    @property
+    def context_window(self) -> int:
+        self.ensure_ready()
+        return self.backend.context_window
+
+    def count_tokens(self, text: str) -> int:
+        self.ensure_ready()
+        return self.backend.count_tokens(text)
+
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        params: GenerationSettings,
+        result: StreamResult | None = None,
+    ) -> Ticket:
+        """Admit the request now (429 here, before any response starts), stream later."""
+        self.ensure_ready()
+        result = result if result is not None else StreamResult()
+        capacity = int(getattr(self.backend, "max_concurrency", 1))
+        lane_key = getattr(self.backend, "lane_key", None) or id(self.backend)
+        lane = self.scheduler.lane(lane_key, capacity)
+        return self.scheduler.submit(lane, lambda: self.backend.stream(messages, params, result))
+
+    def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
+        return complete_from_stream(self, messages, params)
+
+    # ----- loading -----------------------------------------------------------------------
+    @property
+    def is_loaded(self) -> bool:
+        return bool(getattr(self.backend, "is_loaded", True))
+
+    def load(self) -> None:
+        """Load now in this thread (preload, or the first request of a cold model)."""
+        if self.is_loaded:
+            return
+        with self._load_lock:
+            self._loading = True
+            try:
+                load = getattr(self.backend, "load", None)
+                if callable(load):
+                    load()
+            finally:
+                self._loading = False
+
+    def ensure_ready(self) -> None:
+        """Loaded: go. Loading in another thread: 503 with Retry-After. Else load here."""
+        if self.is_loaded:
+            return
+        if self._loading:
+            raise ModelLoadingError(
+                f"the model {self.model_name} is loading; try again in a few seconds",
+                retry_after=5,
+            )
+        self.load()

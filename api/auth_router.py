@@ -1,0 +1,141 @@
+"""``/api/auth``: Sign-In with Ethereum, sessions, local wallets and API keys.
+
+Sign-in in three calls: ``POST /api/auth/nonce`` (with your address, it returns the EIP-4361
+message to sign), sign it with the wallet (``personal_sign``), ``POST /api/auth/verify`` with
+the message and signature: the answer sets the ``anima_session`` cookie (HttpOnly,
+SameSite=Lax). API clients then create an API key and send it as ``X-API-Key`` (or
+``Authorization: Bearer anima_...``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel, Field
+
+from api.deps import Caller, services
+from api.errors import GUARD_ERRORS, error_responses
+from chain.auth import SESSION_COOKIE, ApiKeyView, NewApiKey, NonceView, SessionGrant, SessionView
+from container import Services
+
+router = APIRouter(
+    prefix="/api/auth", tags=["auth"], responses=error_responses(*GUARD_ERRORS, 401, 404, 409, 503)
+)
+Svc = Annotated[Services, Depends(services)]
+
+
+class NonceRequest(BaseModel):
+    address: str | None = Field(
+        default=None, description="Your address: the answer then holds the message to sign."
+    )
+
+
+class VerifyRequest(BaseModel):
+    message: str = Field(max_length=4000, description="The EIP-4361 message, exactly as signed.")
+    signature: str = Field(max_length=1000, description="0x-hex personal_sign signature.")
+
+
+class PasswordRequest(BaseModel):
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class KeyRequest(BaseModel):
+    name: str = Field(default="", max_length=100)
+
+
+def _site(request: Request) -> tuple[str, str]:
+    """(domain, uri) a sign-in message must name: this site as the browser reached it."""
+    host = request.headers.get("host") or request.url.netloc
+    return host, f"{request.url.scheme}://{host}"
+
+
+def _open_session(svc: Services, request: Request, response: Response, grant: SessionGrant) -> None:
+    secure = svc.settings.auth_cookie_secure
+    if secure is None:
+        secure = request.url.scheme == "https"
+    response.set_cookie(
+        SESSION_COOKIE,
+        grant.token,
+        max_age=grant.max_age_s,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+        path="/",
+    )
+
+
+@router.post("/nonce", response_model=NonceView)
+def nonce(svc: Svc, request: Request, body: NonceRequest | None = None) -> NonceView:
+    """A single-use nonce (valid ANIMA_AUTH_NONCE_TTL_S) and, given an address, the message."""
+    domain, uri = _site(request)
+    return svc.auth.issue_nonce(domain, uri, body.address if body else None)
+
+
+@router.post("/verify", response_model=SessionView)
+def verify(svc: Svc, request: Request, response: Response, body: VerifyRequest) -> SessionView:
+    """Check the signed message (domain, chain id, nonce, expiry, signature); sign in."""
+    grant = svc.auth.verify(body.message, body.signature, _site(request)[0])
+    _open_session(svc, request, response, grant)
+    return grant.view
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(svc: Svc, request: Request) -> Response:
+    svc.auth.logout(request.cookies.get(SESSION_COOKIE))
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/me", response_model=SessionView)
+def me(svc: Svc, principal: Caller) -> SessionView:
+    """Who this request is: a session's address, an API key's address, or anonymous."""
+    return svc.auth.session_view(principal)
+
+
+@router.get("/local-wallets", response_model=list[str])
+def local_wallets(svc: Svc) -> list[str]:
+    """Addresses of the encrypted local wallets on this machine."""
+    return svc.auth.wallets.addresses() if svc.settings.local_wallets else []
+
+
+@router.post("/local-wallets", response_model=SessionView, status_code=status.HTTP_201_CREATED)
+def create_local_wallet(
+    svc: Svc, request: Request, response: Response, body: PasswordRequest
+) -> SessionView:
+    """A new wallet encrypted with the password (kept in <data_dir>/wallets); signs you in."""
+    domain, uri = _site(request)
+    grant = svc.auth.create_local_wallet(body.password, domain, uri)
+    _open_session(svc, request, response, grant)
+    return grant.view
+
+
+@router.post("/local-wallets/{address}/login", response_model=SessionView)
+def local_login(
+    svc: Svc, request: Request, response: Response, address: str, body: PasswordRequest
+) -> SessionView:
+    """Unlock a local wallet and sign in with it (its key then signs your card updates)."""
+    domain, uri = _site(request)
+    grant = svc.auth.local_sign_in(address, body.password, domain, uri)
+    _open_session(svc, request, response, grant)
+    if grant.view.address:
+        svc.chain.reconcile_anchors(grant.view.address)
+    return grant.view
+
+
+@router.post("/keys", response_model=NewApiKey, status_code=status.HTTP_201_CREATED)
+def create_key(svc: Svc, principal: Caller, body: KeyRequest | None = None) -> NewApiKey:
+    """An API key acting for your address. The key is in this answer only: store it."""
+    return svc.auth.create_api_key(principal, body.name if body else "")
+
+
+@router.get("/keys", response_model=list[ApiKeyView])
+def list_keys(svc: Svc, principal: Caller) -> list[ApiKeyView]:
+    return svc.auth.list_api_keys(principal)
+
+
+@router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_key(svc: Svc, principal: Caller, key_id: str) -> Response:
+    svc.auth.revoke_api_key(principal, key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

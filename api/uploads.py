@@ -1,0 +1,40 @@
+"""Uploads: read the file with a size cap, then do the file work off the event loop.
+
+Every route that takes a file goes through :func:`process_upload`. The request's body is
+already capped while it streams in (:mod:`api.guards`); this adds the per-file cap and moves
+what follows (decoding images, inflating archives, fsync, the database commit) to a worker
+thread, so one upload never stalls the other requests the server is answering::
+
+    @router.post("/{agent_id}/voice")
+    async def upload_voice(svc: Svc, agent_id: str, file: Annotated[UploadFile, File()]):
+        return await process_upload(
+            file,
+            svc.settings.max_upload_bytes,
+            lambda name, data: svc.voice.set_sample(agent_id, data),
+        )
+
+``work`` receives the file's name and bytes and is an ordinary (blocking) service call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import read_upload
+
+T = TypeVar("T")
+
+
+async def process_upload(
+    upload: UploadFile, limit: int, work: Callable[[str | None, bytes], T]
+) -> T:
+    """``work(filename, content)`` in the thread pool, after reading at most ``limit`` bytes."""
+    content = await read_upload(upload, limit)
+    return await run_in_threadpool(work, upload.filename, content)
+
+
+__all__ = ["process_upload", "read_upload"]

@@ -1,0 +1,172 @@
+"""Voice routes: OpenAI-compatible ``/v1/audio/*`` and an agent's voice profile under
+``/api/agents/{id}/voice``. Only HTTP translation here; ``voice.service`` does the work.
+
+Audio work takes seconds of CPU, so every call into the voice service runs in the thread
+pool, never on the event loop; uploads are read through the size-capped ``read_upload``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile, status
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import AgentOwner, read_upload, services
+from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
+from container import Services
+from voice.audio import MEDIA_TYPES, PCM_RATE, SpeechFormat, encode
+from voice.base import Transcript
+from voice.profiles import SampleReport
+from voice.service import VoiceProfileView
+
+router = APIRouter(
+    tags=["voice"], responses=error_responses(*GUARD_ERRORS, *OWNER_ERRORS, 404, 409, 502)
+)
+Svc = Annotated[Services, Depends(services)]
+DEFAULT_VOICE = "default"
+
+
+class SpeechRequest(BaseModel):
+    """OpenAI's ``audio.speech.create`` body; ``voice`` is an agent id (``default``: the
+    engine's own voice). ``model`` is accepted for compatibility and not used."""
+
+    model: str = "tts-1"
+    input: str = Field(min_length=1, max_length=4096)
+    voice: str = Field(description="An agent id (GET /v1/models), or 'default'.")
+    response_format: SpeechFormat = "mp3"
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    instructions: str | None = None
+
+
+# ----- OpenAI-compatible ------------------------------------------------------------------
+@router.post(
+    "/v1/audio/speech",
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
+)
+async def create_speech(svc: Svc, body: SpeechRequest) -> Response:
+    """Speech in the agent's voice. ``pcm`` (24 kHz s16le) streams sentence by sentence;
+    other formats arrive whole."""
+    agent_id = None if body.voice == DEFAULT_VOICE else body.voice
+    media = MEDIA_TYPES[body.response_format]
+    if body.response_format == "pcm":
+        pieces = svc.voice.speak_stream(agent_id, body.input, body.speed)
+        first = await run_in_threadpool(next, pieces, None)  # errors become 4xx before 200
+
+        def stream() -> Iterator[bytes]:
+            if first is not None:
+                yield encode(first, "pcm")
+            for piece in pieces:
+                yield encode(piece, "pcm")
+
+        return StreamingResponse(
+            stream(), media_type=media, headers={"X-Sample-Rate": str(PCM_RATE)}
+        )
+    audio = await run_in_threadpool(svc.voice.speak, agent_id, body.input, body.speed)
+    content = await run_in_threadpool(encode, audio, body.response_format)
+    return Response(content, media_type=media)
+
+
+TranscriptionFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
+
+
+@router.post("/v1/audio/transcriptions")
+async def create_transcription(
+    svc: Svc,
+    file: Annotated[UploadFile, File()],
+    model: Annotated[str, Form()] = "whisper-1",
+    language: Annotated[str | None, Form()] = None,
+    prompt: Annotated[str | None, Form()] = None,
+    response_format: Annotated[TranscriptionFormat, Form()] = "json",
+    temperature: Annotated[float | None, Form()] = None,
+) -> Any:
+    """Text of an uploaded recording (WAV, FLAC, OGG, MP3, M4A, WebM). ``model`` is accepted
+    for compatibility; the server's configured STT model is used."""
+    content = await read_upload(file, svc.settings.voice_max_upload_bytes)
+    result: Transcript = await run_in_threadpool(svc.voice.transcribe, content, language)
+    if response_format == "text":
+        return PlainTextResponse(result.text)
+    if response_format in ("srt", "vtt"):
+        return PlainTextResponse(_subtitles(result, response_format))
+    if response_format == "verbose_json":
+        return {
+            "task": "transcribe",
+            "language": result.language,
+            "duration": round(result.duration_s, 3),
+            "text": result.text,
+            "segments": [
+                {"id": i, "start": s.start, "end": s.end, "text": s.text}
+                for i, s in enumerate(result.segments)
+            ],
+        }
+    return {"text": result.text}
+
+
+def _subtitles(result: Transcript, fmt: str) -> str:
+    def stamp(t: float) -> str:
+        h, rem = divmod(t, 3600)
+        m, s = divmod(rem, 60)
+        sep = "," if fmt == "srt" else "."
+        return f"{int(h):02d}:{int(m):02d}:{int(s):02d}{sep}{round((s % 1) * 1000):03d}"
+
+    lines = ["WEBVTT", ""] if fmt == "vtt" else []
+    for i, seg in enumerate(result.segments, 1):
+        if fmt == "srt":
+            lines.append(str(i))
+        lines += [f"{stamp(seg.start)} --> {stamp(seg.end)}", seg.text, ""]
+    return "\n".join(lines)
+
+
+# ----- voice profiles ---------------------------------------------------------------------
+@router.post("/api/agents/{agent_id}/voice", response_model=VoiceProfileView)
+async def set_voice(
+    svc: Svc,
+    agent_id: str,
+    file: Annotated[UploadFile, File(description="10 s to 3 min of the voice, any format.")],
+    consent: Annotated[
+        str,
+        Form(
+            description="The creator's statement that the voice is theirs or used with the "
+            "speaker's permission; stored with the profile."
+        ),
+    ],
+    _: AgentOwner,
+) -> VoiceProfileView:
+    """Make a recording the agent's voice: checked, cleaned, stored with its hash and the
+    consent; answers with the profile and how similar the agent's voice now is to it."""
+    content = await read_upload(file, svc.settings.voice_max_upload_bytes)
+    return await run_in_threadpool(svc.voice.set_profile, agent_id, content, consent, file.filename)
+
+
+@router.get("/api/agents/{agent_id}/voice", response_model=VoiceProfileView)
+def get_voice(svc: Svc, agent_id: str) -> VoiceProfileView:
+    return svc.voice.get_profile(agent_id)
+
+
+@router.delete("/api/agents/{agent_id}/voice", status_code=status.HTTP_204_NO_CONTENT)
+def delete_voice(svc: Svc, agent_id: str, _: AgentOwner) -> Response:
+    svc.voice.delete_profile(agent_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/api/agents/{agent_id}/voice/sample", responses={200: {"content": {"audio/wav": {}}}})
+def get_voice_sample(svc: Svc, agent_id: str) -> Response:
+    """The cleaned sample the profile uses (mono, 22.05 kHz, silences trimmed)."""
+    return Response(svc.voice.sample_wav(agent_id), media_type="audio/wav")
+
+
+@router.post("/api/voice/check", response_model=SampleReport)
+async def check_voice_sample(svc: Svc, file: Annotated[UploadFile, File()]) -> SampleReport:
+    """The quality check alone (duration, rate, clipping, share of speech); nothing stored."""
+    content = await read_upload(file, svc.settings.voice_max_upload_bytes)
+    return await run_in_threadpool(svc.voice.check_sample, content)
+
+
+@router.get("/api/voice")
+def voice_status(svc: Svc) -> dict[str, object]:
+    """Configured engines and round-trip guard counts (sentences checked / redone)."""
+    return svc.voice.status()

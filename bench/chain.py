@@ -1,0 +1,179 @@
+"""Gas per operation of AgentNFT and the API's mint latency, on a real anvil node.
+
+    python bench/chain.py              # 10 API mints (a minute or so)
+    python bench/chain.py --mints 50
+
+Gas is deterministic (the same on every machine); latency depends on the machine and its
+load, which the table prints beside it. Targets from issue 11: a first mint to a new owner at
+most 100k gas, a mint to an existing holder at most 80k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+from web3.contract.contract import ContractFunction
+
+from chain.anvil_chain import AnvilChain
+from chain.contract import AgentNFT, sign_card_update, token_id_of
+from chain.deploy import deploy_agent_nft
+
+TARGETS = {"mint, new owner": 100_000, "mint, existing holder": 80_000}
+
+
+def send(node: AnvilChain, account: LocalAccount, call: ContractFunction) -> int:
+    w3 = node.web3
+    node.fund(account.address, 10**20)
+    tx = call.build_transaction(
+        {
+            "from": account.address,
+            "nonce": w3.eth.get_transaction_count(account.address),
+            "chainId": w3.eth.chain_id,
+        }
+    )
+    raw = account.sign_transaction(tx).raw_transaction
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(raw))
+    assert receipt["status"] == 1
+    return int(receipt["gasUsed"])
+
+
+def gas_table(node: AnvilChain) -> list[tuple[str, int]]:
+    minter, alice, bob, relayer = (Account.create() for _ in range(4))
+    node.fund(minter.address, 10**20)
+    deployment, deploy_gas = deploy_agent_nft(
+        node.web3, minter, base_uri="http://127.0.0.1:7860/api/nft/", royalty_bps=500
+    )
+    nft = AgentNFT(node.web3, deployment)
+    rows = [(f"deploy {name}", gas) for name, gas in deploy_gas.items()]
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    rows.append(
+        (
+            "mint, new owner",
+            send(node, minter, nft.mint_call(alice.address, first, "0x" + "11" * 32)),
+        )
+    )
+    rows.append(
+        (
+            "mint, existing holder",
+            send(node, minter, nft.mint_call(alice.address, second, "0x" + "11" * 32)),
+        )
+    )
+    token = token_id_of(first)
+    rows.append(
+        ("update direct, first", send(node, alice, nft.update_call(token, "0x" + "22" * 32)))
+    )
+    rows.append(
+        ("update direct, later", send(node, alice, nft.update_call(token, "0x" + "33" * 32)))
+    )
+    other = token_id_of(second)
+    for label, version, value in (("first", 0, "44"), ("later", 1, "55")):
+        deadline = int(time.time()) + 3600
+        signature = sign_card_update(
+            alice, nft.typed_update(other, "0x" + value * 32, version, deadline)
+        )
+        call = nft.update_with_sig_call(
+            other, "0x" + value * 32, version, deadline, alice.address, signature
+        )
+        rows.append((f"update relayed (EIP-712), {label}", send(node, relayer, call)))
+    transfer = nft.contract.functions.transferFrom
+    rows.append(
+        (
+            "transfer, to a new holder",
+            send(node, alice, transfer(alice.address, bob.address, token)),
+        )
+    )
+    rows.append(
+        (
+            "transfer, to an existing holder",
+            send(node, alice, transfer(alice.address, bob.address, other)),
+        )
+    )
+    return rows  # fmt: skip
+
+
+def api_mint_latency(node: AnvilChain, mints: int, data_dir: Path) -> list[float]:
+    """Seconds from ``POST /api/agents/{id}/mint`` to the job reporting the token minted."""
+    from fastapi.testclient import TestClient
+
+    from app import create_app
+    from container import build_services
+    from core.settings import Settings
+
+    settings = Settings(
+        data_dir=data_dir, llm_preload=False, chain="anvil", chain_mint_on_create=False
+    )
+    services = build_services(settings, chain=node)
+    services.chain.start(follow=False)
+    client = TestClient(create_app(services=services))
+    wallet = Account.create()
+    nonce = client.post("/api/auth/nonce", json={"address": wallet.address}).json()
+    signature = wallet.sign_message(encode_defunct(text=nonce["message"])).signature.hex()
+    client.post(
+        "/api/auth/verify",
+        json={"message": nonce["message"], "signature": "0x" + signature.removeprefix("0x")},
+    )
+    latencies = []
+    try:
+        for i in range(mints + 1):
+            agent = client.post("/api/agents", json={"name": f"Bench {i}"}).json()
+            start = time.perf_counter()
+            job = client.post(f"/api/agents/{agent['id']}/mint").json()
+            while True:
+                state = client.get(f"/api/jobs/{job['id']}").json()
+                if state["status"] in ("succeeded", "failed", "cancelled"):
+                    break
+                time.sleep(0.005)
+            assert state["status"] == "succeeded", state
+            if i:  # the first one pays for starting the job executor
+                latencies.append(time.perf_counter() - start)
+    finally:
+        services.close()
+    return latencies  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mints", type=int, default=10, help="API mints to time (default 10)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        node = AnvilChain(state_file=Path(tmp) / "anvil-state.json")
+        node.start()
+        try:
+            rows = gas_table(node)
+            latencies = api_mint_latency(node, args.mints, Path(tmp) / "data")
+        finally:
+            node.stop()
+    print(f"\nAgentNFT on anvil (load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs)\n")
+    print(f"| {'operation':<34} | {'gas':>9} | {'target':>8} | {'':<4} |")
+    print(f"|{'-' * 36}|{'-' * 11}|{'-' * 10}|{'-' * 6}|")
+    for label, gas in rows:
+        target = TARGETS.get(label)
+        verdict = "" if target is None else ("ok" if gas <= target else "MISS")
+        shown = f"{target:,}" if target else "-"
+        print(f"| {label:<34} | {gas:>9,} | {shown:>8} | {verdict:<4} |")
+    ms = sorted(x * 1000 for x in latencies)
+    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+    print(
+        f"\nAPI mint latency (POST /api/agents/{{id}}/mint to job succeeded, {len(ms)} mints): "
+        f"p50 {statistics.median(ms):.0f} ms, p95 {p95:.0f} ms, min {ms[0]:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The ingest job: chunk, embed into Chroma batch by batch, index keywords, then switch over.
+
+Runs on the durable job runner (``core/jobs.py``): every batch is a checkpointed step, so a
+job killed mid-way resumes at the batch it was in, and re-running a batch overwrites the same
+chunk ids instead of adding copies. Nothing of the new version is searchable until the last
+step switches the document to it in one transaction (see ``knowledge/service.py``); a job
+that fails or is cancelled drops its version, leaving the document as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dbos._error import DBOSWorkflowCancelledError
+
+from core.jobs import JobCancelled, JobContext, TargetGone, job_kind
+
+BATCH = 64
+
+
+@job_kind("knowledge.ingest")
+def ingest(ctx: JobContext, *, kb_id: str, document_id: str, version: str) -> dict[str, Any]:
+    knowledge = ctx.services.knowledge
+    try:
+        ctx.progress(0, 0, "splitting into chunks")
+        total = ctx.step("chunk", knowledge.prepare_chunks, kb_id, version)
+        ctx.progress(0, total, f"embedding {total} chunks")
+        for n, start in enumerate(range(0, total, BATCH)):
+            ctx.raise_if_cancelled()
+            ctx.step(
+                f"vectors-{n}", knowledge.write_vectors, kb_id, version, start, BATCH, retries=2
+            )
+            done = min(total, start + BATCH)
+            ctx.progress(done, total, f"embedded {done} of {total} chunks")
+        ctx.raise_if_cancelled()
+        ctx.step("keywords", knowledge.write_keywords, kb_id, version, retries=2)
+        replaced = ctx.step(
+            "activate", knowledge.activate_version, kb_id, document_id, version, retries=2
+        )
+        ctx.progress(total, total, f"{total} chunks searchable")
+        ctx.step("purge", knowledge.purge_versions, kb_id, True)
+    except TargetGone as exc:
+        knowledge.drop_version(version, exc.reason, by_job=True)
+        raise
+    except (JobCancelled, DBOSWorkflowCancelledError):
+        knowledge.drop_version(version, "indexing was cancelled", by_job=True)
+        raise
+    except Exception as exc:
+        # A shutdown interrupts the job without failing it (it resumes on restart): keep the
+        # version then. Only a real failure drops it.
+        if ctx.services.jobs.executing:
+            knowledge.drop_version(version, f"indexing failed: {exc}", by_job=True)
+        raise
+    return {"document_id": document_id, "version": version, "chunks": total, "replaced": replaced}

@@ -1,0 +1,210 @@
+"""The request scheduler on its own: admission, cancellation, deadlines, slow readers.
+
+The backend here is a gated fake (failure injection: the tests decide when each token comes),
+so every case is deterministic and fast; ``tests/agents/test_llamacpp.py`` and
+``tests/api/test_serving_api.py`` run the same scheduler in front of the real engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agents.llm.base import StreamResult
+from agents.llm.scheduler import ScheduledBackend, Scheduler
+from agents.schema import ChatMessage, GenerationSettings
+from core.errors import (
+    DeadlineExceededError,
+    ModelLoadingError,
+    QueueFullError,
+    ReaderTooSlowError,
+    ServerBusyError,
+)
+
+MESSAGES = [ChatMessage(role="user", content="hi")]
+PARAMS = GenerationSettings(max_new_tokens=8)
+
+
+class GatedBackend:
+    """A model that emits ``tokens`` pieces, each only when the test releases it (or at once
+    when ``free_running``); records which generations were closed early."""
+
+    model_name = "gated"
+    context_window = 2048
+    max_concurrency = 1
+
+    def __init__(self, tokens: int = 5, free_running: bool = False, delay: float = 0.0) -> None:
+        self.tokens = tokens
+        self.free_running = free_running
+        self.delay = delay  # seconds per token when free running
+        self.gate = threading.Semaphore(0)
+        self.started = 0
+        self.closed_early = 0
+        self.finished = 0
+        self.load_gate = threading.Event()
+        self.load_gate.set()
+        self.is_loaded = True
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def load(self) -> None:
+        self.load_gate.wait(timeout=30)
+        self.is_loaded = True
+
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        params: GenerationSettings,
+        result: StreamResult | None = None,
+    ) -> Iterator[str]:
+        self.started += 1
+        done = False
+        try:
+            for i in range(self.tokens):
+                if not self.free_running:
+                    assert self.gate.acquire(timeout=30), "test never released a token"
+                elif self.delay:
+                    time.sleep(self.delay)
+                yield f"t{i} "
+            done = True
+            self.finished += 1
+        finally:
+            if not done:
+                self.closed_early += 1
+
+    def release(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.gate.release()
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+def test_full_queue_refuses_at_once_with_retry_after() -> None:
+    backend = GatedBackend()
+    sched = Scheduler(max_queue=2)
+    model = ScheduledBackend(backend, sched)
+    running = model.stream(MESSAGES, PARAMS)
+    _wait_for(lambda: backend.started == 1)
+    waiting = [model.stream(MESSAGES, PARAMS) for _ in range(2)]
+    assert sched.stats() == {"queued": 2, "running": 1}
+    started = time.monotonic()
+    with pytest.raises(QueueFullError) as info:
+        model.stream(MESSAGES, PARAMS)
+    assert time.monotonic() - started < 1  # refused, not parked
+    assert info.value.status == 429 and info.value.retry_after >= 1
+    backend.release(100)
+    assert "".join(running) == "t0 t1 t2 t3 t4 "
+    assert ["".join(t) for t in waiting] == ["t0 t1 t2 t3 t4 "] * 2  # FIFO, all served
+    assert sched.stats() == {"queued": 0, "running": 0}
+
+
+def test_closing_a_queued_request_removes_it_and_a_running_one_stops_generation() -> None:
+    backend = GatedBackend(tokens=300)
+    sched = Scheduler(max_queue=4)
+    model = ScheduledBackend(backend, sched)
+    first = model.stream(MESSAGES, PARAMS)
+    second = model.stream(MESSAGES, PARAMS)
+    third = model.stream(MESSAGES, PARAMS)
+    _wait_for(lambda: backend.started == 1)
+    second.close()  # a client that gave up while waiting
+    assert sched.stats() == {"queued": 1, "running": 1}
+    backend.release(1)
+    assert next(first) == "t0 "
+    first.close()  # a client that disconnected mid-reply
+    backend.release(1)  # the generation notices at its next token
+    _wait_for(lambda: backend.closed_early == 1)
+    _wait_for(lambda: backend.started == 2)  # the third request got the freed place
+    assert list(second) == []  # never ran
+    backend.free_running = True
+    backend.release(1000)
+    assert len(list(third)) == 300
+    assert backend.started == 2
+
+
+def test_a_reader_that_stops_reading_does_not_hold_the_model() -> None:
+    backend = GatedBackend(tokens=50, free_running=True, delay=0.002)
+    sched = Scheduler(max_queue=4, stream_buffer=8)
+    model = ScheduledBackend(backend, sched)
+    stalled = model.stream(MESSAGES, PARAMS)
+    assert next(stalled) == "t0 "  # then the client stops reading
+    nxt = model.stream(MESSAGES, PARAMS)
+    assert "".join(nxt).count("t") == 50  # served while the stalled one never read
+    assert backend.closed_early == 1  # the stalled generation was stopped at the buffer limit
+    assert sched.stats() == {"queued": 0, "running": 0}
+    with pytest.raises(ReaderTooSlowError):
+        list(stalled)  # what was buffered, then the reason it was cut
+
+
+def test_deadline_while_queued_is_503_and_while_running_stops_generation() -> None:
+    backend = GatedBackend(tokens=100)
+    sched = Scheduler(max_queue=4, request_timeout_s=0.5)
+    model = ScheduledBackend(backend, sched)
+    running = model.stream(MESSAGES, PARAMS)
+    queued = model.stream(MESSAGES, PARAMS)
+    with pytest.raises(ServerBusyError) as info:
+        list(queued)
+    assert info.value.status == 503 and info.value.retry_after
+    with pytest.raises(DeadlineExceededError):
+        list(running)
+    backend.release(1)
+    _wait_for(lambda: sched.stats() == {"queued": 0, "running": 0})
+    assert backend.started == 1  # the expired queued request never ran
+
+
+def test_async_reader_waits_without_a_thread_and_cancellation_cancels() -> None:
+    backend = GatedBackend(tokens=3)
+    sched = Scheduler(max_queue=8)
+    model = ScheduledBackend(backend, sched)
+
+    async def scenario() -> None:
+        blocker = model.stream(MESSAGES, PARAMS)
+        waiters = [model.stream(MESSAGES, PARAMS) for _ in range(5)]
+        threads = threading.active_count()
+
+        async def read(ticket) -> str:
+            try:
+                return "".join([d async for d in ticket])
+            finally:
+                await ticket.aclose()
+
+        tasks = [asyncio.create_task(read(t)) for t in waiters]
+        await asyncio.sleep(0.2)
+        assert threading.active_count() <= threads + 1  # 5 waiting readers, no new threads
+        tasks[0].cancel()  # a client that went away while queued
+        await asyncio.gather(tasks[0], return_exceptions=True)
+        assert sched.stats()["queued"] == 4
+        backend.free_running = True
+        backend.release(3)
+        assert "".join(blocker) == "t0 t1 t2 "
+        results = await asyncio.gather(*tasks[1:])
+        assert results == ["t0 t1 t2 "] * 4
+
+    asyncio.run(scenario())
+    assert backend.started == 5
+
+
+def test_requests_while_the_model_loads_get_503() -> None:
+    backend = GatedBackend(free_running=True)
+    backend.is_loaded = False
+    backend.load_gate.clear()
+    model = ScheduledBackend(backend, Scheduler())
+    loader = threading.Thread(target=model.load)
+    loader.start()
+    _wait_for(lambda: model._loading)
+    with pytest.raises(ModelLoadingError) as info:
+        model.stream(MESSAGES, PARAMS)
+    assert info.value.status == 503 and info.value.retry_after
+    backend.load_gate.set()
+    loader.join(timeout=10)
+    assert "".join(model.stream(MESSAGES, PARAMS)) == "t0 t1 t2 t3 t4 "
