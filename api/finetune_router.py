@@ -1,7 +1,9 @@
 """``/api/agents/{agent_id}/finetunes`` and ``.../adapters``: fine-tune runs and adapter versions.
 
-Translates HTTP to ``FinetuneService`` calls. Every route keeps the agent id in its path, so
-the agent's ownership check (in the service layer) applies to all of them.
+Translates HTTP to ``FinetuneService`` calls. Every route keeps the agent id in its path and
+every one that changes something takes ``AgentOwner``: only the agent's owner trains, cancels,
+activates, rolls back or deletes its adapters. Uploaded chats are parsed and the run stored in
+a worker thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile, status
 from pydantic import ValidationError as PydanticValidationError
+from starlette.concurrency import run_in_threadpool
 
 from agents.finetune.data import UploadedChat
 from agents.finetune.schema import (
@@ -21,11 +24,16 @@ from agents.finetune.schema import (
     RunView,
 )
 from agents.service import AgentView
-from api.deps import read_upload, services
+from api.deps import AgentOwner, read_upload, services
+from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
 from container import Services
 from core.errors import ValidationError, describe_validation_error
 
-router = APIRouter(prefix="/api/agents/{agent_id}", tags=["fine-tuning"])
+router = APIRouter(
+    prefix="/api/agents/{agent_id}",
+    tags=["fine-tuning"],
+    responses=error_responses(*GUARD_ERRORS, *OWNER_ERRORS, 404, 409),
+)
 Svc = Annotated[Services, Depends(services)]
 
 SETTINGS_HELP = (
@@ -34,7 +42,8 @@ SETTINGS_HELP = (
 )
 CHATS_HELP = (
     "Chat files to train on besides the card's example dialogues and greetings: SillyTavern "
-    'chat .jsonl, or JSONL of {"role", "content"} messages or of {"messages": [...]} lines.'
+    'chat .jsonl, or JSONL of {"role", "content"} messages or of {"messages": [...]} lines. '
+    "All files of one request together at most ANIMA_MAX_UPLOAD_MB."
 )
 
 
@@ -64,6 +73,7 @@ async def _chats(files: list[UploadFile] | None, limit: int) -> list[UploadedCha
 async def start_finetune(
     svc: Svc,
     agent_id: str,
+    _: AgentOwner,
     settings: Annotated[str | None, Form(description=SETTINGS_HELP)] = None,
     chats: Annotated[list[UploadFile] | None, File(description=CHATS_HELP)] = None,
 ) -> RunView:
@@ -74,20 +84,21 @@ async def start_finetune(
     """
     options = _options(settings)
     uploads = await _chats(chats, svc.settings.max_upload_bytes)
-    return svc.finetune.start(agent_id, uploads, options)
+    return await run_in_threadpool(svc.finetune.start, agent_id, uploads, options)
 
 
 @router.post("/finetunes/preview", response_model=DataSummary)
 async def preview_finetune(
     svc: Svc,
     agent_id: str,
+    _: AgentOwner,
     settings: Annotated[str | None, Form(description=SETTINGS_HELP)] = None,
     chats: Annotated[list[UploadFile] | None, File(description=CHATS_HELP)] = None,
 ) -> DataSummary:
     """What a run would train on (counts per source, train / held-out split), nothing started."""
     options = _options(settings)
     uploads = await _chats(chats, svc.settings.max_upload_bytes)
-    return svc.finetune.preview(agent_id, uploads, options)
+    return await run_in_threadpool(svc.finetune.preview, agent_id, uploads, options)
 
 
 @router.get("/finetunes", response_model=list[RunView])
@@ -108,7 +119,7 @@ def finetune_metrics(svc: Svc, agent_id: str, run_id: str) -> RunMetrics:
 
 
 @router.post("/finetunes/{run_id}/cancel", response_model=RunView)
-def cancel_finetune(svc: Svc, agent_id: str, run_id: str) -> RunView:
+def cancel_finetune(svc: Svc, agent_id: str, run_id: str, _: AgentOwner) -> RunView:
     """409 if the run already finished."""
     return svc.finetune.cancel_run(agent_id, run_id)
 
@@ -120,26 +131,26 @@ def list_adapters(svc: Svc, agent_id: str) -> list[AdapterView]:
 
 
 @router.post("/adapters/rollback", response_model=AgentView)
-def rollback_adapter(svc: Svc, agent_id: str) -> AgentView:
+def rollback_adapter(svc: Svc, agent_id: str, _: AgentOwner) -> AgentView:
     """Re-activate the previously active version (the base model when there is none)."""
     return svc.finetune.rollback(agent_id)
 
 
 @router.post("/adapters/deactivate", response_model=AgentView)
-def deactivate_adapter(svc: Svc, agent_id: str) -> AgentView:
+def deactivate_adapter(svc: Svc, agent_id: str, _: AgentOwner) -> AgentView:
     """Reply with the base model; the versions stay."""
     return svc.finetune.deactivate(agent_id)
 
 
 @router.post("/adapters/{name}/activate", response_model=AgentView)
-def activate_adapter(svc: Svc, agent_id: str, name: str) -> AgentView:
+def activate_adapter(svc: Svc, agent_id: str, name: str, _: AgentOwner) -> AgentView:
     """Replies use this version from the next one on (no reload). 422 if it was trained on
     another base model than the agent uses."""
     return svc.finetune.activate(agent_id, name)
 
 
 @router.delete("/adapters/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_adapter(svc: Svc, agent_id: str, name: str) -> Response:
+def delete_adapter(svc: Svc, agent_id: str, name: str, _: AgentOwner) -> Response:
     """Delete a version (409 while it is active)."""
     svc.finetune.delete_adapter(agent_id, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

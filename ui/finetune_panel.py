@@ -14,6 +14,7 @@ service would refuse.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from agents.finetune.data import UploadedChat
 from agents.finetune.schema import AdapterView, DataSummary, FinetuneSettings, RunView
 from container import Services
 from core.errors import AnimaError, ValidationError
-from ui.common import show_error
+from ui.common import principal_of, show_error
 from ui.jobs_widget import job_widget
 
 # Knobs the panel offers (the API takes every FinetuneSettings field).
@@ -259,12 +260,25 @@ def build_finetune_panel(services: Services, picker: gr.Dropdown) -> FinetunePan
             return show_error(exc)
         return render_summary(found)
 
-    def start(agent_id: str | None, files: Any, examples: bool, greetings: bool, *v: Any) -> list:
+    def start(
+        agent_id: str | None,
+        files: Any,
+        examples: bool,
+        greetings: bool,
+        epochs: float,
+        lr: float,
+        rank: float,
+        seq_len: float,
+        request: gr.Request,
+    ) -> list:
         if not agent_id:
             return [gr.skip(), gr.skip(), show_error("pick or save an agent first"), gr.skip()]
         try:
+            services.chain.require_owner(principal_of(services, request), agent_id)
             run = services.finetune.start(
-                agent_id, uploads(files), options(examples, greetings, *v)
+                agent_id,
+                uploads(files),
+                options(examples, greetings, epochs, lr, rank, seq_len),
             )
         except AnimaError as exc:
             return [gr.skip(), gr.skip(), show_error(exc), gr.skip()]
@@ -286,11 +300,18 @@ def build_finetune_panel(services: Services, picker: gr.Dropdown) -> FinetunePan
         rows, picks = versions_of(agent_id) if agent_id else ([], gr.update())
         return [frame, text, rows, picks]
 
-    def act(action: str, agent_id: str | None, current: str | None, name: str | None) -> list:
+    def act(
+        action: str,
+        agent_id: str | None,
+        current: str | None,
+        name: str | None,
+        request: gr.Request | None,
+    ) -> list:
         if not agent_id:
             return [show_error("pick an agent first"), gr.skip(), gr.skip()]
         service = services.finetune
         try:
+            services.chain.require_owner(principal_of(services, request), agent_id)
             if action in ("activate-run", "discard-run"):
                 run = service.get_run(agent_id, current) if current else None
                 if run is None or run.adapter is None:
@@ -339,12 +360,19 @@ def build_finetune_panel(services: Services, picker: gr.Dropdown) -> FinetunePan
         (rollback_btn, "rollback"),
         (delete_btn, "delete"),
     ):
-        button.click(
-            lambda a, r, n, action=action: act(action, a, r, n),
-            inputs=[picker, run_id, version_pick],
-            outputs=act_outputs,
-        )
+        button.click(_bind(act, action), inputs=[picker, run_id, version_pick], outputs=act_outputs)
     return FinetunePanel(start=start_btn, run_id=run_id)
+
+
+def _bind(act: Callable[..., list], action: str) -> Callable[..., list]:
+    """``act`` for one button; Gradio passes ``request`` (the browser's session) by its type."""
+
+    def handler(
+        agent_id: str | None, current: str | None, name: str | None, request: gr.Request
+    ) -> list:
+        return act(action, agent_id, current, name, request)
+
+    return handler
 
 
 def _range(name: str, low: float, high: float) -> tuple[float, float]:

@@ -9,11 +9,11 @@ serving engine in ``agents/llm`` can apply per request).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.db import UTCDateTime
 from core.jobs import JobView
 from core.settings import Settings
 
@@ -167,7 +167,7 @@ class AdapterView(BaseModel):
     active: bool
     size_bytes: int
     eval: EvalReport | None = None
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class RunView(BaseModel):
@@ -184,5 +184,5 @@ class RunView(BaseModel):
     adapter: AdapterView | None = Field(
         default=None, description="The adapter this run produced, while it exists."
     )
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime

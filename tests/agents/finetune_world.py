@@ -86,7 +86,15 @@ class FinetuneWorld:
 
 
 def build_world(data_dir: Path, model_cache_dir: Path) -> FinetuneWorld:
-    settings = Settings(data_dir=data_dir, model_cache_dir=model_cache_dir, llm_preload=False)
+    # Replies are compared for equality across processes and adapter sets, which needs a
+    # bit-for-bit reproducible engine: transformers. The llama.cpp engine (the default) is
+    # tested on these adapters too, by what its replies sound like (test_finetune.py).
+    settings = Settings(
+        data_dir=data_dir,
+        model_cache_dir=model_cache_dir,
+        llm_preload=False,
+        llm_engine="transformers",
+    )
     services = build_services(settings)
     pirate = services.agents.create_agent(PIRATE)
     robot = services.agents.create_agent(ROBOT)

@@ -21,7 +21,6 @@ from agents.finetune.trainer import latest_checkpoint
 from agents.llm.adapters import ADAPTER_META
 from agents.llm.model_source import resolve_model
 from agents.llm.pool import LLMPool
-from agents.llm.transformers_backend import TransformersBackend
 from container import build_services
 from core.errors import AdapterMismatchError, CardFormatError, ConflictError, NotFoundError
 from tests.agents.finetune_world import PIRATE, TINY, FinetuneWorld, robot_examples
@@ -75,13 +74,8 @@ def test_a_real_run_yields_an_evaluated_adapter_that_loads_and_changes_replies(
     base_reply = world.reply(svc, world.pirate.id)
     svc.finetune.activate(world.pirate.id, run.adapter.name)
     assert svc.agents.get_agent(world.pirate.id).adapter == run.adapter.name
-    backend = svc.llm.get(None, run.adapter.name)
-    assert isinstance(backend, TransformersBackend) and backend.adapter_path == str(folder)
-    adapted_reply = world.reply(svc, world.pirate.id)
+    adapted_reply = world.reply(svc, world.pirate.id)  # the serving layer loaded the folder
     assert adapted_reply != base_reply, (adapted_reply, base_reply)
-    from peft import PeftModel
-
-    assert isinstance(backend._model, PeftModel)  # the adapter folder loads with peft
 
 
 def test_the_active_adapter_survives_a_restart(finetune_world: FinetuneWorld) -> None:
@@ -119,6 +113,34 @@ def test_two_agents_adapters_in_one_process_each_give_their_own_reply(
         assert world.reply(alone, world.robot.id) == robot
     finally:
         alone.close()
+
+
+def _shouts(text: str) -> bool:
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and sum(c.isupper() for c in letters) / len(letters) > 0.6
+
+
+def test_the_llamacpp_engine_serves_each_agents_adapter_on_one_base_model(
+    finetune_world: FinetuneWorld,
+) -> None:
+    world, svc = finetune_world, finetune_world.services
+    settings = svc.settings.model_copy(update={"llm_engine": "llamacpp"})
+    engine = build_services(settings, llm=LLMPool(settings))
+    try:
+        svc.finetune.deactivate(world.robot.id)
+        plain_robot = world.reply(engine, world.robot.id)
+        svc.finetune.activate(world.robot.id, world.robot_v1.adapter_name)
+        svc.finetune.activate(world.pirate.id, world.pirate_v1.adapter_name)
+        robot = world.reply(engine, world.robot.id)
+        pirate = world.reply(engine, world.pirate.id)
+        robot_again = world.reply(engine, world.robot.id)
+        replies = (plain_robot, robot, pirate, robot_again)
+        assert not _shouts(plain_robot) and _shouts(robot) and _shouts(robot_again), replies
+        assert not _shouts(pirate) and pirate != robot, replies
+        served = engine.llm.get(None, world.robot_v1.adapter_name)
+        assert served.engine_name == "llamacpp"  # the fast engine, not the fallback
+    finally:
+        engine.close()
 
 
 def test_versions_activate_roll_back_and_delete(finetune_world: FinetuneWorld) -> None:
