@@ -94,6 +94,7 @@ def build_world(data_dir: Path, model_cache_dir: Path) -> FinetuneWorld:
         model_cache_dir=model_cache_dir,
         llm_preload=False,
         llm_engine="transformers",
+        allowed_hosts="testserver",  # what fastapi's TestClient sends as Host
     )
     services = build_services(settings)
     pirate = services.agents.create_agent(PIRATE)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,14 +16,13 @@ from tests.agents.finetune_world import FinetuneWorld, pirate_examples
 
 
 @pytest.fixture
-def enqueue_only(tmp_path: Path, llm_pool: LLMPool) -> Iterator[TestClient]:
+def enqueue_only(settings: Settings, llm_pool: LLMPool) -> Iterator[TestClient]:
     """The app as a web process that only enqueues (jobs run on workers): no training here."""
-    settings = Settings(data_dir=tmp_path / "data", jobs_run_in_app=False, llm_preload=False)
-    services = build_services(settings, llm=llm_pool)
+    services = build_services(settings.model_copy(update={"jobs_run_in_app": False}), llm=llm_pool)
     from app import create_app
 
     with TestClient(create_app(services=services)) as client:
-        yield client
+        yield client  # the app's lifespan closes the services
 
 
 def _chat_file(n: int) -> bytes:
