@@ -118,7 +118,7 @@ def api_mint_latency(node: AnvilChain, mints: int, data_dir: Path) -> list[float
     )
     services = build_services(settings, chain=node)
     services.chain.start(follow=False)
-    client = TestClient(create_app(services=services))
+    client = TestClient(create_app(services=services), base_url="http://localhost")  # allowed host
     wallet = Account.create()
     nonce = client.post("/api/auth/nonce", json={"address": wallet.address}).json()
     signature = wallet.sign_message(encode_defunct(text=nonce["message"])).signature.hex()

@@ -24,6 +24,7 @@ from agents.llm.pool import LLMPool
 from container import build_services
 from core.errors import AdapterMismatchError, CardFormatError, ConflictError, NotFoundError
 from tests.agents.finetune_world import PIRATE, TINY, FinetuneWorld, robot_examples
+from tests.tiny_models import save_tiny_llama
 
 pytestmark = pytest.mark.model
 
@@ -205,25 +206,14 @@ def test_the_adapter_travels_with_the_charx_export_and_imports_back(
 def test_an_adapter_of_another_base_model_is_refused_and_nothing_changes(
     finetune_world: FinetuneWorld, tmp_path: Path
 ) -> None:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     world, svc = finetune_world, finetune_world.services
     name = world.pirate_v1.adapter_name
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(svc.settings).path)
-    config = LlamaConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        vocab_size=len(tokenizer),
-    )
-    torch.manual_seed(0)
     tiny = svc.settings.models_dir / "tiny-other"
     if not tiny.exists():
-        LlamaForCausalLM(config).save_pretrained(tiny)
-        tokenizer.save_pretrained(tiny)
+        save_tiny_llama(tiny, tokenizer)
     other = svc.agents.create_agent({**PIRATE, "name": "Other Base", "model": "tiny-other"})
     before = _snapshot(svc.settings.adapters_dir)
 

@@ -26,6 +26,7 @@ from agents.llm.transformers_backend import TransformersBackend, _StopCutter
 from agents.schema import ChatMessage, GenerationSettings
 from core.errors import BackendError, ValidationError
 from core.settings import Settings
+from tests.tiny_models import save_tiny_llama
 
 CONVERTED = "smollm2-135m-instruct"
 STORY = [
@@ -167,27 +168,7 @@ def test_bundled_model_is_cached_as_safetensors(
 @pytest.fixture(scope="module")
 def tiny_dir(bundled: TransformersBackend, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer Llama with SmolLM2's tokenizer, saved like any model."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = bundled._tokenizer
-    config = LlamaConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), bundled._tokenizer)
 
 
 @pytest.mark.model
