@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     llm_threads: int | None = Field(
         default=None, description="torch / llama.cpp CPU threads; default all cores."
     )
+    llm_prefill_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "llama.cpp threads for prompts and batched decoding; default ANIMA_LLM_THREADS, "
+            "else all cores."
+        ),
+    )
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: str = "not-needed"
     openai_model: str = "default"

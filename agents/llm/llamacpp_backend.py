@@ -89,6 +89,18 @@ def engine_threads(settings: Settings) -> int:
     return settings.llm_threads or max(1, (os.cpu_count() or 2) - 1)
 
 
+def prefill_threads(settings: Settings) -> int:
+    """``ANIMA_LLM_PREFILL_THREADS``, else ``ANIMA_LLM_THREADS``, else every core.
+
+    llama.cpp uses these threads for any step of more than one token: a prompt, or the
+    batched decoding of several streams. Such steps are large matrix products in which a
+    thread seldom waits on another, so they gain from every core where single-token decoding
+    loses (see ``engine_threads``). Measured on 2 idle cores with the bundled Q4_1: a 1.4k-token
+    persona 10.8 s -> 4.9 s, 8 streams 75 -> 115 tok/s, one stream unchanged.
+    """
+    return settings.llm_prefill_threads or settings.llm_threads or (os.cpu_count() or 1)
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -178,7 +190,8 @@ class LlamaCppEngine:
         params.api_keys = [secrets.token_hex(16)]
         params.verbosity = -1
         params.warmup = True
-        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = engine_threads(s)
+        params.cpuparams.n_threads = engine_threads(s)
+        params.cpuparams_batch.n_threads = prefill_threads(s)
         params.lora_init_without_apply = True
         params.lora_adapters = [
             xlc.CommonAdapterLoraInfo(str(self._lru[a][0]), 0.0) for a in adapters
