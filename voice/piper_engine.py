@@ -19,6 +19,27 @@ from voice.audio import Audio
 from voice.base import CloneReference
 from voice.bundled import piper_joe
 
+MAX_PHONEMES = 250
+"""Phonemes per model call. VITS memory grows faster than linearly with the input (and four
+times over at ``speed`` 0.25): one 1,500-phoneme run-on "sentence" took 5.4 GB there and a
+longer one failed to allocate, so a sentence is cut at word boundaries into calls of this
+size (about 50 words, 15 s of speech at normal speed)."""
+
+
+def split_phonemes(phonemes: list[str], limit: int = MAX_PHONEMES) -> list[list[str]]:
+    """``phonemes`` (one sentence from the phonemizer) in parts of at most ``limit``, cut after
+    a word boundary (espeak's ``" "``) where there is one, else hard."""
+    parts: list[list[str]] = []
+    rest = phonemes
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = max((i + 1 for i, p in enumerate(window) if p == " "), default=limit)
+        parts.append(rest[:cut])
+        rest = rest[cut:]
+    if rest:
+        parts.append(rest)
+    return parts
+
 
 class PiperEngine:
     def __init__(self, voice: str = "bundled:joe", threads: int | None = None) -> None:
@@ -75,7 +96,13 @@ class PiperEngine:
 
         voice = self.load()
         config = SynthesisConfig(length_scale=1.0 / max(speed, 0.25))
-        chunks = [c.audio_float_array for c in voice.synthesize(text, syn_config=config)]
-        samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        chunks = []
+        for sentence in voice.phonemize(text):
+            for part in split_phonemes(sentence):
+                audio = voice.phoneme_ids_to_audio(voice.phonemes_to_ids(part), config)
+                peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+                # As Piper does per sentence: each part normalised to full scale.
+                chunks.append(np.zeros_like(audio) if peak < 1e-8 else audio / peak)
+        samples = np.clip(np.concatenate(chunks), -1.0, 1.0) if chunks else np.zeros(0)
         # Piper normalises each sentence to full scale; leave headroom for voice matching.
         return Audio((samples * 0.9).astype(np.float32), self._rate)

@@ -3,7 +3,8 @@
 The first piece may end at a clause boundary (a comma after a few words) rather than a full
 stop: the sooner it is complete, the sooner the user hears the agent. Later pieces end at
 sentence boundaries, so intonation stays natural; a run-on sentence is cut at its last clause
-boundary (or space) once it grows past ``max_words``.
+boundary (or space) once it grows past ``max_words``, and any piece is cut at ``max_chars``
+(at a space where there is one): text without spaces or stops must not reach an engine whole.
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ def _is_abbreviation(text: str, end: int) -> bool:
 
 
 class SentenceCutter:
-    def __init__(self, *, first_min_words: int = 3, max_words: int = 30) -> None:
+    def __init__(
+        self, *, first_min_words: int = 3, max_words: int = 30, max_chars: int = 300
+    ) -> None:
         self._buffer = ""
         self._first = True
         self._first_min_words = first_min_words
         self._max_words = max_words
+        self._max_chars = max_chars
 
     def feed(self, delta: str) -> Iterator[str]:
         """Pieces completed by ``delta`` (possibly none)."""
@@ -58,6 +62,13 @@ class SentenceCutter:
             yield piece
 
     def _next_cut(self) -> int | None:
+        cut = self._natural_cut()
+        if len(self._buffer) > self._max_chars and (cut is None or cut > self._max_chars):
+            space = self._buffer.rfind(" ", 0, self._max_chars)
+            return space + 1 if space > 0 else self._max_chars
+        return cut
+
+    def _natural_cut(self) -> int | None:
         text = self._buffer
         for match in _SENTENCE_END.finditer(text):
             end = match.end()

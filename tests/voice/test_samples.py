@@ -136,3 +136,13 @@ def test_sentence_cutter_speaks_early_and_keeps_sentences_whole() -> None:
         "smiles Sit down",
     ]
     assert speakable("*waves* Hi, see https://x.y/z `code`") == "waves Hi, see code"
+
+
+def test_sentence_cutter_bounds_every_piece_of_text_without_stops() -> None:
+    """Text with no sentence end (or no space at all) never reaches an engine whole: a
+    4,096-character run-on once cost the speech engine gigabytes."""
+    for text in ["9" * 4096, "word " * 1000, "a long run on sentence without stops " * 60]:
+        cutter = SentenceCutter(first_min_words=10_000)
+        pieces = [*cutter.feed(text + " "), *cutter.flush()]
+        assert len(pieces) > 1 and all(len(piece) <= 300 for piece in pieces)
+        assert "".join(pieces).replace(" ", "") == text.replace(" ", "")  # nothing lost
