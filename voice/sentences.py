@@ -19,11 +19,13 @@ _ABBREVIATIONS = {
 }  # fmt: skip
 _MARKUP = re.compile(r"[*_~`#>|]+|https?://\S+")
 _SPACES = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # NUL & co. break the phonemizer
 
 
 def speakable(text: str) -> str:
-    """The words to say: role-play markup (``*smiles*``), code marks and links removed."""
-    return _SPACES.sub(" ", _MARKUP.sub(" ", text)).strip()
+    """The words to say: role-play markup (``*smiles*``), code marks, links and control
+    characters removed."""
+    return _SPACES.sub(" ", _MARKUP.sub(" ", _CONTROL.sub(" ", text))).strip()
 
 
 def _is_abbreviation(text: str, end: int) -> bool:

@@ -136,6 +136,7 @@ def test_sentence_cutter_speaks_early_and_keeps_sentences_whole() -> None:
         "smiles Sit down",
     ]
     assert speakable("*waves* Hi, see https://x.y/z `code`") == "waves Hi, see code"
+    assert speakable("Hi\x00 there\x1b[0m") == "Hi there [0m"
 
 
 def test_sentence_cutter_bounds_every_piece_of_text_without_stops() -> None:
