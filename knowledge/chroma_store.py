@@ -93,27 +93,31 @@ class ChromaVectorStore:
             return found
 
     def upsert(self, kb_id: str, chunks: Sequence[Chunk]) -> None:
-        collection = self._collection(kb_id)
-        for start in range(0, len(chunks), MAX_BATCH):
-            batch = chunks[start : start + MAX_BATCH]
-            collection.upsert(
-                ids=[c.id for c in batch],
-                documents=[c.text for c in batch],
-                metadatas=[_metadata(c) for c in batch],
-            )
+        self._upsert(kb_id, chunks, None)
 
     def upsert_embeddings(
         self, kb_id: str, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]
     ) -> None:
         """Store chunks with vectors computed elsewhere (benchmarks, re-indexing)."""
+        self._upsert(kb_id, chunks, embeddings)
+
+    def _upsert(
+        self,
+        kb_id: str,
+        chunks: Sequence[Chunk],
+        embeddings: Sequence[Sequence[float]] | None,
+    ) -> None:
+        """Upsert in batches Chroma accepts; without ``embeddings`` its embedding function
+        (ours) computes them."""
         collection = self._collection(kb_id)
         for start in range(0, len(chunks), MAX_BATCH):
             batch = chunks[start : start + MAX_BATCH]
+            vectors = embeddings[start : start + MAX_BATCH] if embeddings is not None else None
             collection.upsert(
                 ids=[c.id for c in batch],
                 documents=[c.text for c in batch],
                 metadatas=[_metadata(c) for c in batch],
-                embeddings=[list(e) for e in embeddings[start : start + MAX_BATCH]],
+                embeddings=[list(e) for e in vectors] if vectors is not None else None,
             )
 
     def query(

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from agents.llm.base import Completion, StreamResult
+from agents.llm.base import StreamResult
 from agents.schema import ChatMessage, GenerationSettings
 from container import Services
 from core.errors import BackendError
+from tests.fake_backends import ScriptedBackend
 
 FAST = {"max_new_tokens": 12, "temperature": 0.0}
 
@@ -124,14 +125,10 @@ def test_chat_input_errors(client: TestClient) -> None:
     assert len(client.get(f"/api/conversations/{conv['id']}/messages").json()) >= 1
 
 
-class _FailingBackend:
+class _FailingBackend(ScriptedBackend):
     """Failure injection: a model that dies after its first words."""
 
     model_name = "failing"
-    context_window = 2048
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
 
     def stream(
         self,
@@ -140,9 +137,6 @@ class _FailingBackend:
         result: StreamResult | None = None,
     ) -> Iterator[str]:
         yield "The lamp"
-        raise BackendError("model crashed")
-
-    def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
         raise BackendError("model crashed")
 
 

@@ -29,6 +29,7 @@ from agents.schema import ChatMessage, GenerationSettings
 from container import Services, build_services
 from core.errors import ValidationError
 from core.settings import Settings
+from tests.fake_backends import ScriptedBackend
 
 TINY = {"max_new_tokens": 3, "temperature": 0.0}
 
@@ -40,14 +41,11 @@ def _conversation(services: Services, **generation: Any) -> str:
     return services.chat.create_conversation(agent.id).id  # no greeting: starts empty
 
 
-class _EchoModel:
+class _EchoModel(ScriptedBackend):
     """Scripted model: "re: <the user's message>", after a pause that makes replies overlap."""
 
     model_name = "echo"
     context_window = 4096
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
 
     def stream(
         self,
@@ -60,9 +58,6 @@ class _EchoModel:
         yield "re: "
         time.sleep(0.05)
         yield last
-
-    def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
-        raise NotImplementedError
 
 
 def test_20_concurrent_sends_give_40_messages_in_send_order(
@@ -100,7 +95,7 @@ def test_20_concurrent_sends_give_40_messages_in_send_order(
         assert s.get(ConversationRecord, conv).next_position == 40
 
 
-class _HeldModel:
+class _HeldModel(ScriptedBackend):
     """Failure injection: says "Hello", then waits until the test lets it finish."""
 
     model_name = "held"
@@ -109,9 +104,6 @@ class _HeldModel:
     def __init__(self) -> None:
         self.started = threading.Event()
         self.release = threading.Event()
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
 
     def stream(
         self,
@@ -123,9 +115,6 @@ class _HeldModel:
         self.started.set()
         self.release.wait(timeout=30)
         yield " there"
-
-    def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
-        raise NotImplementedError
 
 
 @pytest.fixture

@@ -24,11 +24,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from agents.llm.base import Completion, StreamResult
+from agents.llm.base import StreamResult
 from agents.llm.pool import LLMPool
 from agents.schema import ChatMessage, GenerationSettings
 from container import Services, build_services
 from core.settings import Settings
+from tests.fake_backends import ScriptedBackend
 
 FUZZ_EXAMPLES = int(os.environ.get("ANIMA_FUZZ_EXAMPLES", "12"))
 CHECKS = [
@@ -39,13 +40,7 @@ CHECKS = [
 ]
 
 
-class _ScriptedModel:
-    model_name = "scripted"
-    context_window = 2048
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
+class _ScriptedModel(ScriptedBackend):
     def stream(
         self,
         messages: list[ChatMessage],
@@ -54,9 +49,6 @@ class _ScriptedModel:
     ) -> Iterator[str]:
         yield "Fine,"
         yield " thanks."
-
-    def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
-        return Completion("Fine, thanks.", 1, 2, "stop")
 
 
 class _Seeds:

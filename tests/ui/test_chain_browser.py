@@ -28,18 +28,8 @@ from chain.anvil_chain import AnvilChain, free_port
 from chain.contract import sign_card_update
 from container import Services, build_services
 from tests.chain.helpers import fast_settings
+from tests.ui.test_studio_browser import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = Path("/tmp/studio-chain.png")
 TIMEOUT_MS = 30_000
 

@@ -15,18 +15,11 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from container import Services
+from tests.ui.test_studio_browser import CHROMIUM, CHROMIUM_ARGS
 from voice.audio import Audio, encode_wav
 
-CHROMIUM = "/usr/bin/chromium"
 ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *CHROMIUM_ARGS,
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
 ]
