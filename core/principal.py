@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-Via = Literal["session", "api_key", "anonymous"]
+Via = Literal["session", "api_key", "anonymous", "system"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,10 @@ class Principal:
     session_id: str | None = None
 
     @property
+    def is_system(self) -> bool:
+        return self.via == "system"
+
+    @property
     def signed_in(self) -> bool:
         return self.address is not None
 
@@ -35,6 +39,11 @@ class Principal:
 
 
 ANONYMOUS = Principal(address=None)
+
+# The app acting on its own behalf: background jobs resuming after a restart, the chain
+# follower mirroring a transfer. Never built from a request (``api/deps.caller`` and the UI's
+# ``principal_of`` only return wallets or ``ANONYMOUS``), so no caller can claim it.
+SYSTEM = Principal(address=None, via="system")
 
 
 class OwnerCheck(Protocol):
