@@ -17,9 +17,9 @@ from pydantic import BaseModel
 from agents import cards
 from chain.agent_rows import AgentRows, agent_or_none
 from chain.contract import AgentNFT, recover_card_update_signer, sign_card_update
-from chain.node import TX_WAIT_S, ChainNode, reaching_node
+from chain.node import TX_WAIT_S, ChainNode
 from chain.ownership import Ownership
-from chain.transactions import TxReverted
+from chain.transactions import TxReverted, reaching_node
 from chain.wallets import Signers
 from core.errors import AuthError, ChainError, ConflictError, ValidationError
 from core.principal import SYSTEM, Principal

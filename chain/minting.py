@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from chain.agent_rows import AgentRows, agent_or_none
 from chain.contract import AgentNFT, token_id_of
-from chain.node import TX_WAIT_S, ChainNode, reaching_node
+from chain.node import TX_WAIT_S, ChainNode
 from chain.ownership import Ownership
-from chain.transactions import TxReverted
+from chain.transactions import TxReverted, reaching_node
 from core.errors import AuthError, ConflictError
 from core.principal import Principal
 

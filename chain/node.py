@@ -4,8 +4,9 @@ Starting means: start the node (a managed anvil), check its chain id, load the m
 it on a development chain), find or deploy the contract, and build the clients that send
 transactions and follow events. Tests and tools that never touch the chain never start one.
 
-``reaching_node`` is the one place where a failure to reach the node becomes the domain error
-(``ChainUnavailableError``, 503), so every caller reports a node that is down the same way.
+Every call to the node goes through ``chain.transactions.reaching_node``, the one place where
+a failure to reach it becomes the domain error (``ChainUnavailableError``, 503), so every
+caller reports a node that is down the same way.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -25,7 +25,7 @@ from chain.contract import AgentNFT, Deployment
 from chain.deploy import deploy_agent_nft, read_deployment
 from chain.factory import make_chain
 from chain.follower import EventFollower
-from chain.transactions import TxSender, is_transient
+from chain.transactions import TxSender, reaching_node
 from chain.wallets import load_minter
 from core.db import Database
 from core.errors import ChainError, ChainUnavailableError
@@ -49,20 +49,6 @@ class ChainInfo(BaseModel):
     royalty_bps: int | None
     block: int | None
     reachable: bool
-
-
-@contextmanager
-def reaching_node(message: str | None = None) -> Iterator[None]:
-    """Turn a failure to reach the node into ``ChainUnavailableError`` (503); ``message``
-    replaces the default wording. Contract errors and bugs pass through unchanged."""
-    try:
-        yield
-    except ChainUnavailableError:
-        raise
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        raise ChainUnavailableError(message or f"the chain node is unreachable: {exc}") from exc
 
 
 class ChainNode:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chain.agent_rows import AgentRows
-from chain.node import ChainNode, reaching_node
+from chain.node import ChainNode
+from chain.transactions import reaching_node
 from core.errors import AuthError, ChainError, ConflictError, NotOwnerError
 from core.principal import Principal
 from core.settings import Settings
