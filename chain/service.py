@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from chain.agent_rows import AgentRows, agent_or_none
 from chain.anchoring import (
     ANCHOR_JOB,
-    SIGNATURE_TTL_S,
     Anchoring,
     AnchorRequest,
     SignedUpdate,
@@ -33,7 +32,7 @@ from chain.auth import AuthService
 from chain.base import Chain
 from chain.contract import AgentNFT, Deployment
 from chain.minting import MINT_JOB, Minting
-from chain.node import DEV_FUNDS_WEI, TX_WAIT_S, ChainInfo, ChainNode
+from chain.node import ChainInfo, ChainNode
 from chain.ownership import Ownership
 from chain.tokens import ChainStatus, Tokens
 from chain.wallets import LocalWallets, Signers
@@ -47,10 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANCHOR_JOB",
-    "DEV_FUNDS_WEI",
     "MINT_JOB",
-    "SIGNATURE_TTL_S",
-    "TX_WAIT_S",
     "AnchorRequest",
     "ChainInfo",
     "ChainService",

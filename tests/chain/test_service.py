@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import delete
 
 from agents.service import AgentView
+from chain.agent_rows import AgentRows
 from chain.anvil_chain import AnvilChain
 from chain.base import Chain
 from chain.eth_tester_chain import EthTesterChain
@@ -92,3 +93,13 @@ def test_every_chain_says_its_id_and_whether_it_restarts_itself(tmp_path: Path) 
     # Nodes the app does not run are never restarted by it.
     assert tester.restart_if_stopped() is False
     assert rpc.restart_if_stopped() is False
+
+
+def test_the_agents_service_offers_every_call_the_chain_makes(chain_services: Services) -> None:
+    """The chain writes agent rows only through ``AgentRows``; the agents service must keep
+    every one of those calls (a rename there would otherwise fail only on a live chain)."""
+    names = [n for n, v in vars(AgentRows).items() if callable(v) and not n.startswith("_")]
+    names += list(AgentRows.__annotations__)
+    assert "set_mint_state" in names and "listeners" in names
+    missing = [n for n in names if not hasattr(chain_services.agents, n)]
+    assert missing == []
