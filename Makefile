@@ -28,6 +28,7 @@ lint: install
 bench: install
 	$(PY) bench/llm.py
 
-# On-chain identity (issue 11): recompile chain/contracts into chain/artifacts (committed).
+# Recompile chain/contracts into chain/artifacts. The artifacts are committed, so the app and
+# the tests need no compiler; run this after changing a contract.
 contracts: install
 	cd chain && node build/compile.mjs

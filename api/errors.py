@@ -25,7 +25,11 @@ def error_body(message: str, kind: str, status: int) -> dict[str, object]:
 
 
 def retry_after_header(exc: Exception) -> dict[str, str] | None:
-    """``Retry-After`` for 429/503 answers of the model scheduler (issue 10)."""
+    """``Retry-After`` for a scheduler refusal (429/503) that says when to retry, else None.
+
+    A full queue or a loading model is temporary; the header lets clients back off for the
+    right time instead of retrying at once or giving up.
+    """
     if isinstance(exc, ServingError) and exc.retry_after is not None:
         return {"Retry-After": str(exc.retry_after)}
     return None
@@ -53,7 +57,7 @@ _MEANING = {
     415: "Unsupported file type",
     422: "Invalid input: the message names the field",
     502: "A backend failed (the language model, or the chain refused a transaction)",
-    # Serving (issue 10): the model scheduler
+    # The model scheduler's refusals (ServingError): temporary, so 429 and 503 name Retry-After
     408: "The client read the streamed reply too slowly; generation was stopped",
     429: "Too many requests wait for the model (ANIMA_LLM_QUEUE_SIZE); see Retry-After",
     503: "Not available right now: the model is loading or busy past the request's deadline, "

@@ -72,7 +72,7 @@ class ConflictError(AnimaError):
     status = 409
 
 
-# Knowledge bases (issue 7)
+# ----- Knowledge bases: documents a base cannot take ----------------------------------------
 class DocumentError(AnimaError):
     """A document for a knowledge base cannot be read (corrupt, encrypted, empty, no text).
 
@@ -88,7 +88,7 @@ class UnsupportedDocumentType(DocumentError):
     status = 415
 
 
-# Voice (issue 8)
+# ----- Voice: recordings and speech engines -------------------------------------------------
 class AudioError(AnimaError):
     """An uploaded recording cannot be used: not audio, truncated, too short or long, silent,
     clipped, or of an unsupported sample rate or channel layout. The message names which."""
@@ -102,7 +102,7 @@ class VoiceEngineError(AnimaError):
     status = 503
 
 
-# On-chain identity (issue 11)
+# ----- On-chain identity: sign-in, token ownership and the chain node -----------------------
 class AuthError(AnimaError):
     """Not signed in, or a sign-in that failed (bad or replayed signature, expired nonce,
     wrong chain id, unknown or revoked API key)."""
@@ -129,7 +129,9 @@ class ChainError(AnimaError):
     status = 502
 
 
-# ----- Serving (issue 10): admission and scheduling of language model requests -------------
+# ----- Serving: admission and scheduling of language model requests -------------------------
+# Each carries ``retry_after`` because the answer is "not now", not "never": the API turns it
+# into a ``Retry-After`` header so that clients back off instead of failing.
 class ServingError(AnimaError):
     """A request the model could not take now; ``retry_after`` (seconds) says when to retry."""
 
@@ -168,7 +170,7 @@ class ReaderTooSlowError(ServingError):
     status = 408
 
 
-# Fine-tuning (issue 9)
+# ----- Fine-tuning: training data and adapters (422s: the user's input is at fault) ---------
 class NotEnoughExamplesError(ValidationError):
     """Too little training data for a fine-tune; the message says how much is needed."""
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-import agents.finetune.records  # fine-tuning tables (issue 9)
-import agents.records  # noqa: F401  (registers the tables on Base.metadata)
-import chain.records  # noqa: F401  (on-chain identity, issue 11)
+# Each package's records module registers its tables on Base.metadata when imported; the
+# imports are here so that autogenerate compares the database against those tables.
+import agents.finetune.records  # fine-tuning runs and adapter versions
+import agents.records  # noqa: F401  (agents, conversations, messages)
+import chain.records  # noqa: F401  (sessions, API keys, transactions, follower cursor)
 import core.job_records  # noqa: F401
 import knowledge.records  # noqa: F401
 from core.db import Base

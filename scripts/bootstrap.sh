@@ -14,10 +14,10 @@ for_tests=false
 
 need_apt=()
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
-# On-chain identity (issue 11): Node.js runs the Solidity compiler, anvil and ethers (chain/).
+# On-chain identity: Node.js runs the Solidity compiler, anvil and ethers (chain/).
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
-# Voice (issue 8): espeak-ng is the fallback TTS engine (its tests run in `make test`); with
+# Voice: espeak-ng is the fallback TTS engine (its tests run in `make test`); with
 # --test also festival and three festvox voices, the reference speakers of the voice tests
 # and of bench/voice.py (none of them is the default Piper voice).
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
@@ -59,7 +59,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# On-chain identity (issue 11): chain/'s npm packages (solc, OpenZeppelin, the ERC-6551
+# On-chain identity: chain/'s npm packages (solc, OpenZeppelin, the ERC-6551
 # reference contracts, anvil, ethers) exactly as chain/package-lock.json pins them. Scripts are
 # not run: anvil's binary comes in its per-platform package, no download needed.
 if command -v npm >/dev/null 2>&1; then

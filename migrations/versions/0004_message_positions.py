@@ -1,4 +1,4 @@
-"""message positions: a per-conversation counter and one message per position (issue 5)
+"""message positions: a per-conversation counter and one message per position
 
 Positions used to be ``max + 1`` read without a lock, so two concurrent sends could store
 the same position, and a reply took its position only when it was saved. Now each

@@ -1,7 +1,7 @@
 """knowledge: bases, documents, index versions, agent links, retrieval traces
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01 20:30:00
 
 """

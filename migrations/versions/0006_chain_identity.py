@@ -1,7 +1,7 @@
 """on-chain identity: token columns on agents; nonces, sessions, API keys, transactions, cursor
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-01 20:30:00
 
 The old integer ``agents.token_id`` (never written) is replaced by a decimal string: token ids

@@ -1,7 +1,7 @@
 """voice profiles: one per agent (sample files on disk, hash + consent in the row)
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-01 20:30:00
 
 """

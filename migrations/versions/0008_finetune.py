@@ -1,4 +1,4 @@
-"""finetune: fine-tune runs, adapter versions, activation history (issue 9)
+"""finetune: fine-tune runs, adapter versions, activation history
 
 Revision ID: 0008
 Revises: 0007
