@@ -1,7 +1,7 @@
 """Hostile input against a real server: does it keep answering, and what does it cost?
 
-Starts the app (from this checkout, or from ``--repo`` to compare another one, e.g. the code
-before issue 5) in its own process on a free port, then:
+Starts the app (from this checkout, or from ``--repo`` to compare another one, e.g. a checkout
+from before the upload caps and RE2 lorebook keys) in its own process on a free port, then:
 
 1. ``/api/health`` latency while a 20 MB upload is processed: a PNG card of noise (decoded
    to check it) and a CHARX of 200 assets (stored and fsynced), each uploaded ``--runs`` times
@@ -10,7 +10,7 @@ before issue 5) in its own process on a free port, then:
 3. a PNG card whose ``chara`` chunk inflates to 60 MB: answer and time;
 4. the lorebook key ``(a+)+$`` against a line of ``a`` + ``!``: Python's ``re`` versus RE2.
 
-    /work/main/.venv/bin/python bench/hardening.py [--repo PATH] [--runs 3]
+    python bench/hardening.py [--repo PATH] [--runs 3]
 
 Prints one table; figures are medians over the runs.
 """
