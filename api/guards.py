@@ -150,7 +150,8 @@ class BodyLimits:
     """The largest body each request may send, decided before the route runs.
 
     Routes that take bigger bodies than the defaults (say, a document upload) register a
-    path pattern: ``app.state.body_limits.allow(r"^/api/knowledge/[^/]+/documents$", n)``.
+    path pattern: ``limits.allow(r"^/api/knowledge-bases/[^/]+/documents$", n)``; the app
+    registers every such route at start-up (``upload_caps`` in ``app.py``).
     """
 
     request_bytes: int

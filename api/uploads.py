@@ -1,19 +1,22 @@
 """Uploads: read the file with a size cap, then do the file work off the event loop.
 
-Every route that takes a file goes through :func:`process_upload`. The request's body is
-already capped while it streams in (:mod:`api.guards`); this adds the per-file cap and moves
-what follows (decoding images, inflating archives, fsync, the database commit) to a worker
-thread, so one upload never stalls the other requests the server is answering::
+The request's body is already capped while it streams in (:mod:`api.guards`). Every route that
+takes a file then reads it with :func:`read_upload`, which adds the per-file cap of its
+feature. :func:`process_upload` does that and moves what follows (decoding images, inflating
+archives, fsync, the database commit) to a worker thread, so one upload never stalls the other
+requests the server is answering::
 
-    @router.post("/{agent_id}/voice")
-    async def upload_voice(svc: Svc, agent_id: str, file: Annotated[UploadFile, File()]):
+    @router.put("/{agent_id}/avatar", response_model=AgentView)
+    async def set_avatar(svc: Svc, agent_id: str, file: Annotated[UploadFile, File()], ...):
         return await process_upload(
             file,
             svc.settings.max_upload_bytes,
-            lambda name, data: svc.voice.set_sample(agent_id, data),
+            lambda _name, content: svc.agents.set_avatar(agent_id, content),
         )
 
-``work`` receives the file's name and bytes and is an ordinary (blocking) service call.
+``work`` receives the file's name and bytes and is an ordinary (blocking) service call. Routes
+whose work needs more than the name and bytes (a consent form, several files) call
+:func:`read_upload` and ``run_in_threadpool`` themselves.
 """
 
 from __future__ import annotations
