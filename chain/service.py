@@ -60,7 +60,7 @@ from core.errors import (
     ValidationError,
 )
 from core.files import atomic_write
-from core.principal import Principal
+from core.principal import SYSTEM, Principal
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -433,7 +433,9 @@ class ChainService:
             raise
 
     def mint_job(self, agent_id: str) -> JobView | None:
-        jobs = self.jobs.list(kind=MINT_JOB, target_type="agent", target_id=agent_id, limit=1)
+        jobs = self.jobs.list(
+            kind=MINT_JOB, target_type="agent", target_id=agent_id, limit=1, principal=SYSTEM
+        )
         return jobs[0] if jobs else None
 
     def mint_step(

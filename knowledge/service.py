@@ -48,7 +48,7 @@ from core.errors import (
 )
 from core.files import atomic_write, check_id, is_safe_id
 from core.jobs import FINISHED, JobService, JobView, TargetGone
-from core.principal import ANONYMOUS, OwnerCheck, Principal
+from core.principal import ANONYMOUS, SYSTEM, OwnerCheck, Principal
 from core.settings import Settings
 from knowledge.base import Chunk, Embedder, KeywordIndex, VectorStore
 from knowledge.chunking import chunk_sections
@@ -719,7 +719,7 @@ class KnowledgeService:
         if job_id is None:
             return True
         try:
-            return self.jobs.get(job_id).finished
+            return self.jobs.get(job_id, principal=SYSTEM).finished
         except NotFoundError:
             return True
 
@@ -822,7 +822,7 @@ class KnowledgeService:
                 if version.job_id is None:
                     continue
                 try:
-                    job = self.jobs.get(version.job_id)
+                    job = self.jobs.get(version.job_id, principal=SYSTEM)
                 except NotFoundError:
                     self.drop_version(version.id, "its indexing job was lost")
                     continue
@@ -909,13 +909,13 @@ class KnowledgeService:
 
     def _cancel_quietly(self, job_id: str, reason: str) -> None:
         with contextlib.suppress(AnimaError):  # already finished or unknown
-            self.jobs.cancel(job_id, reason=reason)
+            self.jobs.cancel(job_id, reason=reason, principal=SYSTEM)
 
     def _job(self, job_id: str | None) -> JobView | None:
         if job_id is None:
             return None
         try:
-            return self.jobs.get(job_id)
+            return self.jobs.get(job_id, principal=SYSTEM)
         except NotFoundError:
             return None
 
