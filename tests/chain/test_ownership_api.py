@@ -176,12 +176,8 @@ def test_a_transfer_outside_the_app_moves_control(
     chain_services.chain.sync()  # the follower applies the Transfer event to the stored copy
     assert as_bob.get(f"/api/agents/{agent['id']}").json()["owner_address"] == bob.address
     # Bob has no local signer in this app: his edit waits for his signature, then is relayed.
-    anchor = wait_job(
-        chain_services,
-        chain_services.jobs.list(kind="chain.anchor", target_id=agent["id"], principal=SYSTEM)[
-            0
-        ].id,
-    )
+    anchors = chain_services.jobs.list(kind="chain.anchor", target_id=agent["id"], principal=SYSTEM)
+    anchor = wait_job(chain_services, anchors[0].id)
     assert anchor.result and anchor.result["status"] == "awaiting_signature"
     assert as_bob.get(f"/api/agents/{agent['id']}/chain").json()["anchor_pending"] is True
     request = as_bob.get(f"/api/agents/{agent['id']}/chain/anchor").json()
