@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from agents.grounding import Grounder, Grounding, Source
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.pool import LLMPool
 from agents.lorebook import scan_depth_needed
@@ -42,7 +43,6 @@ from agents.service import AgentService, AgentView, merge_generation
 from core.db import Database, UTCDateTime
 from core.errors import AnimaError, ConflictError, NotFoundError, ValidationError
 from core.files import is_safe_id
-from knowledge.service import Grounding, KnowledgeService, Source
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class ChatService:
         db: Database,
         agents: AgentService,
         llm: LLMPool,
-        knowledge: KnowledgeService | None = None,
+        knowledge: Grounder | None = None,
     ) -> None:
         self.db = db
         self.agents = agents
@@ -528,7 +528,7 @@ def _msg_view(row: MessageRecord) -> MessageView:
 
 def _saving_trace(
     save: Callable[[str], MessageView | None],
-    knowledge: KnowledgeService,
+    knowledge: Grounder,
     grounding: Grounding,
     used: int,
 ) -> Callable[[str], MessageView | None]:

@@ -6,6 +6,7 @@ Translates HTTP to ``KnowledgeService`` calls. Uploads are read with the size ca
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Literal
 
 import anyio
@@ -45,7 +46,7 @@ class NewKnowledgeBase(BaseModel):
 )
 def create_knowledge_base(svc: Svc, body: NewKnowledgeBase, principal: Caller) -> KnowledgeBaseView:
     """A new base owned by the signed-in wallet (only it may change the base's documents)."""
-    return svc.knowledge.create_base(body.name, body.description, principal)
+    return svc.knowledge.create_base(body.name, body.description, principal=principal)
 
 
 @router.get("/knowledge-bases", response_model=list[KnowledgeBaseView])
@@ -61,7 +62,7 @@ def get_knowledge_base(svc: Svc, kb_id: str) -> KnowledgeBaseView:
 @router.delete("/knowledge-bases/{kb_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_knowledge_base(svc: Svc, kb_id: str, principal: Caller) -> Response:
     """Delete the base, its documents and chunks; agents that used it stop using it."""
-    svc.knowledge.delete_base(kb_id, principal)
+    svc.knowledge.delete_base(kb_id, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -89,9 +90,8 @@ async def upload_document(
         content = await read_upload(file, svc.settings.knowledge_max_upload_bytes)
     except UploadTooLargeError as exc:
         raise UploadTooLargeError(f"{name}: {exc.message}") from exc
-    result = await anyio.to_thread.run_sync(
-        svc.knowledge.add_document, kb_id, name, content, principal
-    )
+    add = functools.partial(svc.knowledge.add_document, principal=principal)
+    result = await anyio.to_thread.run_sync(add, kb_id, name, content)
     code = status.HTTP_200_OK if result.duplicate else status.HTTP_202_ACCEPTED
     return JSONResponse(result.model_dump(mode="json"), status_code=code)
 
@@ -111,7 +111,7 @@ def get_document(svc: Svc, kb_id: str, document_id: str) -> DocumentView:
 )
 def delete_document(svc: Svc, kb_id: str, document_id: str, principal: Caller) -> Response:
     """Unsearchable at once; a running ingest of it is cancelled."""
-    svc.knowledge.delete_document(kb_id, document_id, principal)
+    svc.knowledge.delete_document(kb_id, document_id, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -136,15 +136,15 @@ def agent_knowledge_bases(svc: Svc, agent_id: str) -> list[KnowledgeBaseView]:
 
 
 @router.put("/agents/{agent_id}/knowledge-bases/{kb_id}", response_model=list[KnowledgeBaseView])
-def attach(svc: Svc, agent_id: str, kb_id: str, owner: AgentOwner) -> list[KnowledgeBaseView]:
+def attach(svc: Svc, agent_id: str, kb_id: str, principal: AgentOwner) -> list[KnowledgeBaseView]:
     """The agent uses this base from its next reply (idempotent); returns its bases."""
-    return svc.knowledge.attach(agent_id, kb_id, owner)
+    return svc.knowledge.attach(agent_id, kb_id, principal=principal)
 
 
 @router.delete("/agents/{agent_id}/knowledge-bases/{kb_id}", response_model=list[KnowledgeBaseView])
-def detach(svc: Svc, agent_id: str, kb_id: str, owner: AgentOwner) -> list[KnowledgeBaseView]:
+def detach(svc: Svc, agent_id: str, kb_id: str, principal: AgentOwner) -> list[KnowledgeBaseView]:
     """The agent stops using the base; the base itself is kept."""
-    return svc.knowledge.detach(agent_id, kb_id, owner)
+    return svc.knowledge.detach(agent_id, kb_id, principal=principal)
 
 
 @router.get("/agents/{agent_id}/knowledge-search", response_model=list[SearchHit])

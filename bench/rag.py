@@ -97,11 +97,11 @@ def quality_and_ingest(args: argparse.Namespace, work: Path) -> dict:
     svc = build_services(settings)
     knowledge = svc.knowledge
     knowledge.embedder.embed_query("warm up")
-    kb = knowledge.create_base("squad").id
+    kb = knowledge.create_base("squad", principal=SYSTEM).id
     names = [f"p{i:04d}.txt" for i in range(len(paragraphs))]
     started = time.perf_counter()
     jobs = [
-        knowledge.add_document(kb, n, p.encode()).job
+        knowledge.add_document(kb, n, p.encode(), principal=SYSTEM).job
         for n, p in zip(names, paragraphs, strict=True)
     ]
     for job in jobs:
@@ -143,7 +143,7 @@ def latency(args: argparse.Namespace, work: Path, size: int) -> dict:
     svc = build_services(settings)
     knowledge = svc.knowledge
     dim = knowledge.embedder.dimensions
-    kb = knowledge.create_base(f"pad-{size}").id
+    kb = knowledge.create_base(f"pad-{size}", principal=SYSTEM).id
     per_doc = 1000
     started = time.perf_counter()
     gen = np.random.default_rng(size)

@@ -150,9 +150,9 @@ def build_knowledge_panel(services: Services, agent_picker: gr.Dropdown) -> None
             have = {b.id for b in knowledge.bases_for_agent(agent_id)}
             want = set(wanted or [])
             for kb_id in want - have:
-                knowledge.attach(agent_id, kb_id, principal)
+                knowledge.attach(agent_id, kb_id, principal=principal)
             for kb_id in have - want:
-                knowledge.detach(agent_id, kb_id, principal)
+                knowledge.detach(agent_id, kb_id, principal=principal)
         except AnimaError as exc:
             return show_error(exc)
         return f"This agent now uses {len(want)} knowledge base(s)."
@@ -162,9 +162,7 @@ def build_knowledge_panel(services: Services, agent_picker: gr.Dropdown) -> None
             if not agent_id:
                 raise ValidationError("pick or save an agent first")
             principal = principal_of(services, request)
-            services.chain.require_owner(principal, agent_id)  # before the base exists
-            kb = knowledge.create_base(name, principal=principal)
-            knowledge.attach(agent_id, kb.id, principal)
+            kb = knowledge.create_base_for_agent(agent_id, name, principal=principal)
         except AnimaError as exc:
             return [gr.skip(), gr.skip(), gr.skip(), show_error(exc)]
         choices = base_choices()
@@ -184,7 +182,9 @@ def build_knowledge_panel(services: Services, agent_picker: gr.Dropdown) -> None
         for path in paths or []:
             file = Path(path)
             try:
-                result = knowledge.add_document(kb_id, file.name, file.read_bytes(), principal)
+                result = knowledge.add_document(
+                    kb_id, file.name, file.read_bytes(), principal=principal
+                )
             except AnimaError as exc:
                 notes.append(show_error(exc))
                 continue
@@ -200,7 +200,7 @@ def build_knowledge_panel(services: Services, agent_picker: gr.Dropdown) -> None
             if not kb_id or not (document_id or "").strip():
                 raise ValidationError("pick a base and paste the id of a document")
             principal = principal_of(services, request)
-            knowledge.delete_document(kb_id, document_id.strip(), principal)
+            knowledge.delete_document(kb_id, document_id.strip(), principal=principal)
         except AnimaError as exc:
             return [gr.skip(), show_error(exc)]
         return [_docs(kb_id), "Deleted."]

@@ -19,7 +19,7 @@ import pytest
 
 from agents.llm.pool import LLMPool
 from container import Services, build_services
-from core.principal import SYSTEM
+from core.principal import ANONYMOUS, SYSTEM
 from core.settings import Settings
 from knowledge.records import IndexVersionRecord
 from tests.core.test_jobs_durability import Workers, _wait_for
@@ -56,13 +56,13 @@ def test_a_killed_ingest_is_invisible_then_finished_by_the_restarted_worker(
 ) -> None:
     services, workers = setup
     knowledge = services.knowledge
-    kb = knowledge.create_base("Lore").id
+    kb = knowledge.create_base("Lore", principal=ANONYMOUS).id
     first = workers.start("kw")
-    kept = knowledge.add_document(kb, "lighthouse.txt", LIGHTHOUSE.encode())
+    kept = knowledge.add_document(kb, "lighthouse.txt", LIGHTHOUSE.encode(), principal=ANONYMOUS)
     assert services.jobs.wait(kept.job.id, timeout=120, principal=SYSTEM).status == "succeeded"  # type: ignore[union-attr]
 
     text = "\n\n".join(f"Ledger entry {i}. {BAKERY}" for i in range(ENTRIES))
-    upload = knowledge.add_document(kb, "ledger.txt", text.encode())
+    upload = knowledge.add_document(kb, "ledger.txt", text.encode(), principal=ANONYMOUS)
     job_id = upload.job.id  # type: ignore[union-attr]
     _wait_for(
         lambda: services.jobs.get(job_id, principal=SYSTEM).progress_done >= 64,

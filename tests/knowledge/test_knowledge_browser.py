@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from container import Services
-from core.principal import SYSTEM
+from core.principal import ANONYMOUS, SYSTEM
 from tests.knowledge.test_knowledge_api import BAKERY, LIGHTHOUSE
 from tests.ui.test_studio_browser import _field, _pick, browser, page  # noqa: F401  (fixtures)
 
@@ -34,13 +34,15 @@ def test_upload_query_and_cited_reply_in_the_studio(
     tmp_path: Path,
 ) -> None:
     knowledge = services.knowledge
-    kb = knowledge.create_base("Lore")
-    first = knowledge.add_document(kb.id, "lighthouse.txt", LIGHTHOUSE.encode())
+    kb = knowledge.create_base("Lore", principal=ANONYMOUS)
+    first = knowledge.add_document(
+        kb.id, "lighthouse.txt", LIGHTHOUSE.encode(), principal=ANONYMOUS
+    )
     assert services.jobs.wait(first.job.id, timeout=120, principal=SYSTEM).status == "succeeded"  # type: ignore[union-attr]
     agent = services.agents.create_agent(
         {"name": "Keeper", "generation": {"max_new_tokens": 8, "temperature": 0}}
     )
-    knowledge.attach(agent.id, kb.id)
+    knowledge.attach(agent.id, kb.id, principal=ANONYMOUS)
     label = f"Keeper · {agent.id[:8]}"
 
     page.goto(f"{live_server}/ui/")
