@@ -60,7 +60,7 @@ def create_app(
             threading.Thread(target=_warm, args=(svc,), daemon=True).start()
         if settings.jobs_run_in_app and (start_jobs or svc.jobs.has_unfinished_jobs()):
             svc.jobs.start_executor()  # resume what a crash or restart interrupted
-        if start_jobs:  # on-chain identity (issue 11): start anvil, deploy on first start
+        if start_jobs:  # on-chain identity: start anvil, deploy on first start
             threading.Thread(target=_start_chain, args=(svc,), daemon=True).start()
         yield
         svc.close()
@@ -84,7 +84,7 @@ def create_app(
     app.include_router(knowledge_router)
     app.include_router(auth_router)
     app.include_router(chain_router)
-    app.include_router(voice_router)  # issue 8
+    app.include_router(voice_router)
     app.include_router(finetune_router)
 
     @app.get("/api/health", tags=["meta"])
@@ -94,7 +94,7 @@ def create_app(
             "status": "ok",
             "llm_backend": settings.llm_backend,
             "llm_model": settings.llm_model,
-            "llm_requests": svc.llm.scheduler.stats(),  # queued / running (issue 10)
+            "llm_requests": svc.llm.scheduler.stats(),  # queued / running
         }
 
     @app.get("/", include_in_schema=False)
@@ -153,7 +153,7 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if sys.argv[1:2] == ["chain"]:  # `python app.py chain deploy|info` (issue 11)
+    if sys.argv[1:2] == ["chain"]:  # `python app.py chain deploy|info`
         from chain.commands import main as chain_command
 
         raise SystemExit(chain_command(sys.argv[2:], settings))
@@ -161,7 +161,7 @@ def main() -> None:
         from core.job_commands import main as job_command
 
         raise SystemExit(job_command(sys.argv[1:], settings))
-    # Gradio's upload cache lives in the data folder too, not in /tmp (issue 5).
+    # Gradio's upload cache lives in the data folder too, not in /tmp.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "cache" / "gradio"))
     app = create_app(settings, start_jobs=True)
     log.info("Anima on http://%s:%s%s/ (API docs at /docs)", settings.host, settings.port, UI_PATH)

@@ -9,16 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents.chat import ChatService
+from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
 from agents.llm.pool import LLMPool
 from agents.service import AgentService
 from chain.auth import AuthService
 from chain.base import Chain
+from chain.jobs import ChainJobDeps
 from chain.service import ChainService
 from core.db import Database
 from core.jobs import JobService
 from core.settings import Settings
 from knowledge.base import Embedder
+from knowledge.jobs import IngestDeps
+from knowledge.service import TARGET_TYPE as KNOWLEDGE_BASE
 from knowledge.service import KnowledgeService
 from voice.pool import VoicePool
 from voice.service import VoiceService
@@ -33,8 +37,8 @@ class Services:
     chat: ChatService
     jobs: JobService
     knowledge: KnowledgeService
-    voice: VoiceService  # issue 8
-    # On-chain identity (issue 11): tokens, the owner check, sign-in.
+    voice: VoiceService
+    # On-chain identity: tokens, the owner check, sign-in.
     chain: ChainService
     auth: AuthService
     finetune: FinetuneService
@@ -72,7 +76,8 @@ def build_services(
     voice = VoiceService(settings, db, agents, chat, voice_pool or VoicePool(settings))
     finetune = FinetuneService(settings, db, agents, jobs)
     agents.attachments.append(finetune)  # the active adapter travels with the CHARX
-    svc = Services(
+    _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
+    return Services(
         settings=settings,
         db=db,
         llm=pool,
@@ -85,5 +90,24 @@ def build_services(
         auth=chain_service.auth,
         finetune=finetune,
     )
-    jobs.services = svc
-    return svc
+
+
+def _wire_jobs(
+    jobs: JobService,
+    agents: AgentService,
+    chain: ChainService,
+    knowledge: KnowledgeService,
+    finetune: FinetuneService,
+) -> None:
+    """Give the job service what it could not take when built (it comes before the services
+    that submit jobs): the owner check behind who sees a job, and each job kind's services."""
+
+    def base_owner(kb_id: str) -> str | None:
+        return knowledge.get_base(kb_id).owner_address
+
+    jobs.use_owner_check(chain, address_owners={KNOWLEDGE_BASE: base_owner})
+    jobs.provide(
+        IngestDeps(knowledge=knowledge),
+        ChainJobDeps(chain=chain, agents=agents, tx_retries=chain.settings.chain_tx_retries),
+        FinetuneJobDeps(finetune=finetune),
+    )

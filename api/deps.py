@@ -33,12 +33,58 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
     return b"".join(parts)
 
 
-# ----- On-chain identity (issue 11): who is calling, and the owner check -------------------
-# Every route that changes an agent, or something that belongs to an agent, takes
-# ``_: AgentOwner`` (when the agent id is the ``{agent_id}`` path parameter) or calls
-# ``svc.chain.require_owner(principal, agent_id)`` with ``principal: Caller`` (when the id
-# comes from the body). tests/api/test_ownership_api.py fails for any state-changing route
-# with ``{agent_id}`` in its path that has neither, unless it is listed in OWNER_CHECK_EXEMPT.
+# ----- Who is calling, and the owner check ------------------------------------------------
+# Every route takes the caller, ``principal: Caller``, and passes it to the service, which
+# checks it; ``_: AgentOwner`` runs the owner check up front when the agent id is the
+# ``{agent_id}`` path parameter. tests/api/test_authorization.py walks every route of the app
+# and fails for one that takes neither, unless it is listed in PUBLIC_ROUTES;
+# tests/chain/test_ownership_api.py fails for a state-changing ``{agent_id}`` route without
+# ``AgentOwner``, unless it is listed in OWNER_CHECK_EXEMPT.
+
+# Routes anyone may call without being identified, with the reason: they read what is public
+# by design (agents, their cards and voices, chain state, shared knowledge bases), compute
+# without storing anything, or are the sign-in itself.
+PUBLIC_ROUTES: dict[str, str] = {
+    "GET /": "redirects to the studio UI",
+    "GET /api/health": "liveness and queue depth, for monitors",
+    # Agents are public: anyone may list them, read their cards and chat with them.
+    "GET /api/agents": "agents are public",
+    "GET /api/agents/{agent_id}": "agents are public",
+    "GET /api/agents/{agent_id}/card": "an agent's card is public (its hash is on chain)",
+    "GET /api/agents/{agent_id}/avatar": "an agent's picture is public (token metadata)",
+    "GET /api/agents/{agent_id}/voice": "an agent's voice settings are part of the agent",
+    "GET /api/agents/{agent_id}/voice/sample": "the agent speaks with this voice to everyone",
+    "GET /api/agents/{agent_id}/adapters": "which adapter an agent answers with travels with it",
+    # Knowledge bases are shared reading: any agent's owner may attach any base.
+    "GET /api/knowledge-bases": "knowledge bases are readable by all",
+    "GET /api/knowledge-bases/{kb_id}": "knowledge bases are readable by all",
+    "GET /api/knowledge-bases/{kb_id}/documents": "knowledge bases are readable by all",
+    "GET /api/knowledge-bases/{kb_id}/documents/{document_id}": "knowledge bases are readable",
+    "GET /api/knowledge-bases/{kb_id}/search": "knowledge bases are readable by all",
+    "GET /api/agents/{agent_id}/knowledge-bases": "which bases an agent answers from is public",
+    "GET /api/agents/{agent_id}/knowledge-search": "searches bases that are readable by all",
+    # The chain is public.
+    "GET /api/chain": "the contract address and chain id",
+    "GET /api/agents/{agent_id}/chain": "an agent's token, as anyone can read it on chain",
+    "GET /api/agents/{agent_id}/chain/verify": "compares the served card with the chain",
+    "GET /api/agents/{agent_id}/chain/anchor": "the message the holder signs; signing is checked",
+    "GET /api/nft/{token_id}": "token metadata that marketplaces read",
+    # Stateless: an answer computed from the request, nothing stored or read but public agents.
+    "GET /v1/models": "the agents as OpenAI models (agents are public)",
+    "GET /v1/models/{model_id}": "one agent as an OpenAI model (agents are public)",
+    "POST /v1/chat/completions": "the client holds the history; nothing is stored",
+    "POST /v1/audio/speech": "speech from text; nothing is stored",
+    "POST /v1/audio/transcriptions": "text from speech; nothing is stored",
+    "POST /api/voice/check": "checks an uploaded sample; nothing is stored",
+    "GET /api/voice": "which speech engines are loaded",
+    # Signing in: the caller is who these routes establish.
+    "POST /api/auth/nonce": "starts a sign-in",
+    "POST /api/auth/verify": "finishes a sign-in (the signature is the proof)",
+    "POST /api/auth/logout": "ends the session named by its own cookie",
+    "GET /api/auth/local-wallets": "local wallets' addresses (ANIMA_LOCAL_WALLETS), no keys",
+    "POST /api/auth/local-wallets": "creates a password-protected wallet and signs in with it",
+    "POST /api/auth/local-wallets/{address}/login": "signs in (the password is the proof)",
+}
 
 # State-changing routes with an agent id in the path that anyone may call, with the reason.
 OWNER_CHECK_EXEMPT: dict[str, str] = {

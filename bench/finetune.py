@@ -41,6 +41,7 @@ import psutil
 from agents.finetune.schema import FinetuneSettings
 from agents.schema import ChatMessage
 from container import Services, build_services
+from core.principal import SYSTEM
 from core.settings import Settings
 
 TOPICS = [
@@ -269,7 +270,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 run = svc.finetune.start(agent.id, options=options)
                 assert run.job is not None
-                job = svc.jobs.wait(run.job.id, timeout=24 * 3600, poll_s=0.5)
+                job = svc.jobs.wait(run.job.id, timeout=24 * 3600, poll_s=0.5, principal=SYSTEM)
                 total_s = time.perf_counter() - t0
             if job.status != "succeeded":
                 raise SystemExit(f"the run ended {job.status}: {job.error or job.message}")

@@ -105,7 +105,10 @@ def quality_and_ingest(args: argparse.Namespace, work: Path) -> dict:
         for n, p in zip(names, paragraphs, strict=True)
     ]
     for job in jobs:
-        assert job is not None and svc.jobs.wait(job.id, timeout=3600).status == "succeeded"
+        assert (
+            job is not None
+            and svc.jobs.wait(job.id, timeout=3600, principal=SYSTEM).status == "succeeded"
+        )
     ingest_s = time.perf_counter() - started
     chunks = sum(d.chunk_count for d in knowledge.list_documents(kb))
 

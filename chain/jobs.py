@@ -10,17 +10,37 @@ decoded reason and is not retried.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from core.errors import ChainError
+from core.errors import ChainError, NotFoundError
 from core.jobs import JobContext, StepFailed, TargetGone, job_kind
 
+if TYPE_CHECKING:
+    from agents.service import AgentService
+    from chain.service import ChainService
 
-@job_kind("chain.mint")
-def mint_agent(ctx: JobContext, *, agent_id: str, to: str) -> dict[str, Any]:
-    chain = ctx.services.chain
-    settings = ctx.services.settings
-    if chain._agent_or_none(agent_id) is None:
+
+@dataclass(frozen=True)
+class ChainJobDeps:
+    """What the chain's jobs use (handed over in ``container.py``)."""
+
+    chain: ChainService
+    agents: AgentService
+    tx_retries: int  # ANIMA_CHAIN_TX_RETRIES
+
+    def agent_exists(self, agent_id: str) -> bool:
+        try:
+            self.agents.get_agent(agent_id)
+        except NotFoundError:
+            return False
+        return True
+
+
+@job_kind("chain.mint", deps=ChainJobDeps)
+def mint_agent(ctx: JobContext[ChainJobDeps], *, agent_id: str, to: str) -> dict[str, Any]:
+    chain = ctx.deps.chain
+    if not ctx.deps.agent_exists(agent_id):
         raise TargetGone("the agent was deleted before it was minted")
     ctx.progress(0, 1, "minting")
     try:
@@ -31,7 +51,7 @@ def mint_agent(ctx: JobContext, *, agent_id: str, to: str) -> dict[str, Any]:
             to,
             ctx.step_key("mint"),
             progress=ctx.progress,
-            retries=settings.chain_tx_retries,
+            retries=ctx.deps.tx_retries,
             backoff_s=1.0,
         )
     except StepFailed:
@@ -46,9 +66,9 @@ def mint_agent(ctx: JobContext, *, agent_id: str, to: str) -> dict[str, Any]:
     return result
 
 
-@job_kind("chain.anchor")
+@job_kind("chain.anchor", deps=ChainJobDeps)
 def anchor_card(
-    ctx: JobContext,
+    ctx: JobContext[ChainJobDeps],
     *,
     agent_id: str,
     card_hash: str | None = None,
@@ -57,7 +77,7 @@ def anchor_card(
     signer: str | None = None,
     signature: str | None = None,
 ) -> dict[str, Any]:
-    chain = ctx.services.chain
+    chain = ctx.deps.chain
     ctx.progress(0, 1, "anchoring the card hash")
     result = ctx.step(
         "anchor",
@@ -69,7 +89,7 @@ def anchor_card(
         deadline,
         signer,
         signature,
-        retries=ctx.services.settings.chain_tx_retries,
+        retries=ctx.deps.tx_retries,
         backoff_s=1.0,
     )
     if result["status"] == "gone":

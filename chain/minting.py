@@ -16,7 +16,7 @@ from chain.node import TX_WAIT_S, ChainNode
 from chain.ownership import Ownership
 from chain.transactions import TxReverted, reaching_node
 from core.errors import AuthError, ConflictError
-from core.principal import Principal
+from core.principal import SYSTEM, Principal
 
 if TYPE_CHECKING:
     from agents.service import AgentView
@@ -74,7 +74,9 @@ class Minting:
             raise
 
     def job(self, agent_id: str) -> JobView | None:
-        jobs = self.jobs.list(kind=MINT_JOB, target_type="agent", target_id=agent_id, limit=1)
+        jobs = self.jobs.list(
+            kind=MINT_JOB, target_type="agent", target_id=agent_id, limit=1, principal=SYSTEM
+        )
         return jobs[0] if jobs else None
 
     def step(

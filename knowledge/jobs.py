@@ -1,6 +1,6 @@
 """The ingest job: chunk, embed into Chroma batch by batch, index keywords, then switch over.
 
-Runs on the durable job runner (``core/jobs.py``): every batch is a checkpointed step, so a
+Runs on the durable job runner (``core/jobs/``): every batch is a checkpointed step, so a
 job killed mid-way resumes at the batch it was in, and re-running a batch overwrites the same
 chunk ids instead of adding copies. Nothing of the new version is searchable until the last
 step switches the document to it in one transaction (see ``knowledge/service.py``); a job
@@ -9,18 +9,31 @@ that fails or is cancelled drops its version, leaving the document as it was.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from dbos._error import DBOSWorkflowCancelledError
 
 from core.jobs import JobCancelled, JobContext, TargetGone, job_kind
 
+if TYPE_CHECKING:
+    from knowledge.service import KnowledgeService
+
 BATCH = 64
 
 
-@job_kind("knowledge.ingest")
-def ingest(ctx: JobContext, *, kb_id: str, document_id: str, version: str) -> dict[str, Any]:
-    knowledge = ctx.services.knowledge
+@dataclass(frozen=True)
+class IngestDeps:
+    """What the ingest job uses (handed over in ``container.py``)."""
+
+    knowledge: KnowledgeService
+
+
+@job_kind("knowledge.ingest", deps=IngestDeps)
+def ingest(
+    ctx: JobContext[IngestDeps], *, kb_id: str, document_id: str, version: str
+) -> dict[str, Any]:
+    knowledge = ctx.deps.knowledge
     try:
         ctx.progress(0, 0, "splitting into chunks")
         total = ctx.step("chunk", knowledge.prepare_chunks, kb_id, version)
@@ -48,7 +61,7 @@ def ingest(ctx: JobContext, *, kb_id: str, document_id: str, version: str) -> di
     except Exception as exc:
         # A shutdown interrupts the job without failing it (it resumes on restart): keep the
         # version then. Only a real failure drops it.
-        if ctx.services.jobs.executing:
+        if not ctx.shutting_down:
             knowledge.drop_version(version, f"indexing failed: {exc}", by_job=True)
         raise
     return {"document_id": document_id, "version": version, "chunks": total, "replaced": replaced}

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from core.db import Database
 from core.errors import AnimaError, NotFoundError
 from core.jobs import FINISHED, JobService, JobView, TargetGone
+from core.principal import SYSTEM
 from knowledge.files import VersionFiles
 from knowledge.loaders import ParsedDocument
 from knowledge.records import (
@@ -140,7 +141,7 @@ class Versions:
                 if version.job_id is None:
                     continue
                 try:
-                    job = self.jobs.get(version.job_id)
+                    job = self.jobs.get(version.job_id, principal=SYSTEM)
                 except NotFoundError:
                     self.drop(version.id, "its indexing job was lost")
                     continue
@@ -238,19 +239,19 @@ class Versions:
         if job_id is None:
             return None
         try:
-            return self.jobs.get(job_id)
+            return self.jobs.get(job_id, principal=SYSTEM)
         except NotFoundError:
             return None
 
     def cancel_quietly(self, job_id: str, reason: str) -> None:
         with contextlib.suppress(AnimaError):  # already finished or unknown
-            self.jobs.cancel(job_id, reason=reason)
+            self.jobs.cancel(job_id, reason=reason, principal=SYSTEM)
 
     def _job_ended(self, job_id: str | None) -> bool:
         if job_id is None:
             return True
         try:
-            return self.jobs.get(job_id).finished
+            return self.jobs.get(job_id, principal=SYSTEM).finished
         except NotFoundError:
             return True
 

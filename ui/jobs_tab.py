@@ -14,6 +14,7 @@ import gradio as gr
 
 from container import Services
 from core.jobs import STATUSES, JobView
+from ui.common import principal_of
 from ui.jobs_widget import job_widget
 
 
@@ -67,8 +68,12 @@ def build_jobs_tab(services: Services) -> JobsTab:
     picker = gr.Dropdown([], label="Job", elem_id="jobs-picker")
     widget = job_widget(services, elem_id="jobs-selected")
 
-    def load(wanted: str, current: str | None) -> tuple[Any, Any]:
-        views = services.jobs.list(status=None if wanted == ALL else wanted, limit=LIST_LIMIT)
+    def load(wanted: str, current: str | None, request: gr.Request) -> tuple[Any, Any]:
+        views = services.jobs.list(
+            status=None if wanted == ALL else wanted,
+            limit=LIST_LIMIT,
+            principal=principal_of(services, request),
+        )
         choices = job_choices(views)
         value = current if current in {v for _, v in choices} else None
         return job_rows(views), gr.update(choices=choices, value=value)

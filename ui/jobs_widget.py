@@ -24,7 +24,7 @@ import gradio as gr
 from container import Services
 from core.errors import AnimaError
 from core.jobs import JobView
-from ui.common import show_error
+from ui.common import principal_of, show_error
 
 STATUS_LABELS = {
     "queued": "Waiting to start",
@@ -76,12 +76,12 @@ def job_widget(services: Services, elem_id: str = "job", poll_s: float = 0.5) ->
         cancel = gr.Button("Cancel", visible=False, size="sm", elem_id=f"{elem_id}-cancel")
     timer = gr.Timer(poll_s, active=False)
 
-    def show(current: str | None) -> tuple[Any, ...]:
+    def show(current: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Render the job; keep polling (and offer Cancel) only while it is unfinished."""
         if not current:
             return "", gr.update(visible=False), gr.Timer(active=False), gr.skip()
         try:
-            view = services.jobs.get(current)
+            view = services.jobs.get(current, principal=principal_of(services, request))
         except AnimaError as exc:
             return show_error(exc), gr.update(visible=False), gr.Timer(active=False), gr.skip()
         ended = view.model_dump(mode="json") if view.finished else gr.skip()
@@ -92,13 +92,13 @@ def job_widget(services: Services, elem_id: str = "job", poll_s: float = 0.5) ->
             ended,
         )
 
-    def cancel_job(current: str | None) -> tuple[Any, ...]:
+    def cancel_job(current: str | None, request: gr.Request) -> tuple[Any, ...]:
         if current:
             try:
-                services.jobs.cancel(current)
+                services.jobs.cancel(current, principal=principal_of(services, request))
             except AnimaError as exc:
                 show_error(exc)
-        return show(current)
+        return show(current, request)
 
     outputs = [bar, cancel, timer, finished]
     job_id.change(show, inputs=[job_id], outputs=outputs)

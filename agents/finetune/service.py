@@ -71,6 +71,7 @@ from core.errors import (
 )
 from core.files import atomic_write, is_safe_id, safe_join
 from core.jobs import FINISHED, JobCancelled, JobContext, JobService, TargetGone
+from core.principal import SYSTEM
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class FinetuneService:
         row = self._run_row(agent_id, run_id)
         if row.job_id is None:
             raise ConflictError("this run has no job to cancel")
-        self.jobs.cancel(row.job_id, reason="cancelled by the creator")
+        self.jobs.cancel(row.job_id, reason="cancelled by the creator", principal=SYSTEM)
         if row.stage in UNFINISHED_STAGES:
             self._update_run(run_id, stage="cancelled")
         return self.get_run(agent_id, run_id)
@@ -580,7 +581,7 @@ class FinetuneService:
         job = None
         if row.job_id:
             try:
-                job = self.jobs.get(row.job_id)
+                job = self.jobs.get(row.job_id, principal=SYSTEM)
             except NotFoundError:
                 job = None
         stage = row.stage

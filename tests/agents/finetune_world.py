@@ -16,6 +16,7 @@ from agents.finetune.schema import FinetuneSettings, RunView
 from agents.schema import ChatMessage
 from agents.service import AgentView
 from container import Services, build_services
+from core.principal import SYSTEM
 from core.settings import Settings
 
 # A few optimizer steps at a high learning rate: enough to move a 135M model's greedy output,
@@ -103,12 +104,12 @@ def build_world(data_dir: Path, model_cache_dir: Path) -> FinetuneWorld:
     robot_run = services.finetune.start(robot.id, options=TINY)
     for run in (first, robot_run):
         assert run.job is not None
-        job = services.jobs.wait(run.job.id, timeout=900)
+        job = services.jobs.wait(run.job.id, timeout=900, principal=SYSTEM)
         assert job.status == "succeeded", job
     tweak = TINY.model_copy(update={"max_steps": 2, "seed": 7, "eval_samples": 1})
     second = services.finetune.start(pirate.id, options=tweak)
     assert second.job is not None
-    assert services.jobs.wait(second.job.id, timeout=900).status == "succeeded"
+    assert services.jobs.wait(second.job.id, timeout=900, principal=SYSTEM).status == "succeeded"
     # Hand back the process-wide job runtime (dbos): other tests' services launch their own,
     # and taking it over from a live one costs them seconds. A later submit here relaunches.
     services.jobs.close()

@@ -23,6 +23,7 @@ from agents.llm.model_source import resolve_model
 from agents.llm.pool import LLMPool
 from container import build_services
 from core.errors import AdapterMismatchError, CardFormatError, ConflictError, NotFoundError
+from core.principal import SYSTEM
 from tests.agents.finetune_world import PIRATE, TINY, FinetuneWorld, robot_examples
 from tests.tiny_models import save_tiny_llama
 
@@ -281,7 +282,7 @@ def test_too_few_examples_or_a_bad_chat_file_start_nothing(finetune_world: Finet
         svc.finetune.start(thin.id, [UploadedChat("bad.jsonl", b"{oops")])
     assert svc.finetune.list_runs(thin.id) == []
     assert not (svc.settings.data_dir / "finetune" / thin.id).exists()
-    assert svc.jobs.list(target_type="agent", target_id=thin.id) == []
+    assert svc.jobs.list(target_type="agent", target_id=thin.id, principal=SYSTEM) == []
     svc.agents.delete_agent(thin.id)
 
 
@@ -304,7 +305,7 @@ def test_a_second_run_waits_its_turn_and_a_cancelled_run_publishes_nothing(
     cancelled = svc.finetune.cancel_run(agent.id, run.id)
     assert cancelled.stage == "cancelled"
     assert cancelled.job is not None
-    job = svc.jobs.wait(cancelled.job.id, timeout=120)
+    job = svc.jobs.wait(cancelled.job.id, timeout=120, principal=SYSTEM)
     assert job.status == "cancelled"
     deadline = time.monotonic() + 120
     while checkpoints.exists():  # the step that was running finishes, then the run cleans up

@@ -13,6 +13,7 @@ import pytest
 
 from agents.finetune.trainer import CHECKPOINT_PREFIX, latest_checkpoint
 from container import build_services
+from core.principal import SYSTEM
 from core.settings import Settings
 from tests.agents.finetune_world import PIRATE, TINY
 from tests.core.test_jobs_durability import Workers, _wait_for
@@ -47,14 +48,14 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
         _wait_for(trained_past_a_checkpoint, 600, "training past its first checkpoint")
         workers.procs[0].send_signal(signal.SIGKILL)
         workers.procs[0].wait(timeout=30)
-        assert services.jobs.get(run.job.id).status == "running"
+        assert services.jobs.get(run.job.id, principal=SYSTEM).status == "running"
         last = latest_checkpoint(checkpoints)
         assert last is not None
         resume_step = int(last.name.removeprefix(CHECKPOINT_PREFIX))
         assert resume_step < 8
 
         workers.start("trainer-1")  # the same executor comes back and recovers its job
-        job = services.jobs.wait(run.job.id, timeout=900)
+        job = services.jobs.wait(run.job.id, timeout=900, principal=SYSTEM)
         assert job.status == "succeeded", job
         view = services.finetune.get_run(agent.id, run.id)
         assert view.metrics.resumes == [resume_step]

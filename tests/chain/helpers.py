@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from container import Services
 from core.jobs import JobView
+from core.principal import SYSTEM
 from core.settings import Settings
 from tests.conftest import TEST_CLIENT_HOST
 
@@ -58,7 +59,7 @@ def sign_in(client: TestClient, account: LocalAccount) -> dict[str, Any]:
 
 
 def wait_job(services: Services, job_id: str, timeout: float = 60.0) -> JobView:
-    return services.jobs.wait(job_id, timeout=timeout)
+    return services.jobs.wait(job_id, timeout=timeout, principal=SYSTEM)
 
 
 def mint_job_of(services: Services, agent_id: str) -> JobView:

@@ -25,7 +25,7 @@ from chain.records import ChainTxRecord
 from chain.transactions import TxSender
 from container import Services, build_services
 from core.errors import ChainUnavailableError
-from core.principal import Principal
+from core.principal import SYSTEM, Principal
 from tests.chain.helpers import fast_settings, mint_job_of, new_wallet, sign_in, wait_job
 
 ETHERS_CLIENT = Path(__file__).with_name("ethers_client.mjs")
@@ -125,10 +125,12 @@ def test_mint_while_the_node_is_down_is_queued_then_minted_once(
         job = services.chain.mint_job(agent.id)
         assert job is not None and agent.mint_state == "pending"
         deadline = time.monotonic() + 30
-        while "waiting for the chain node" not in services.jobs.get(job.id).message:
-            assert time.monotonic() < deadline, services.jobs.get(job.id)
+        while (
+            "waiting for the chain node" not in services.jobs.get(job.id, principal=SYSTEM).message
+        ):
+            assert time.monotonic() < deadline, services.jobs.get(job.id, principal=SYSTEM)
             time.sleep(0.1)
-        assert not services.jobs.get(job.id).finished
+        assert not services.jobs.get(job.id, principal=SYSTEM).finished
         node.start()  # the node comes back with its state
         done = wait_job(services, job.id)
         assert done.status == "succeeded", done.error

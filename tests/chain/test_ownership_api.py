@@ -20,6 +20,7 @@ from PIL import Image
 from api.deps import OWNER_CHECK_EXEMPT, agent_owner
 from chain.contract import sign_card_update
 from container import Services
+from core.principal import SYSTEM
 from tests.chain.helpers import mint_job_of, new_wallet, sign_in, wait_job
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -114,7 +115,7 @@ def test_created_by_a_wallet_minted_to_it_and_only_it_edits(
 
     edited = client.patch(f"/api/agents/{agent_id}", json={"description": "second"})
     assert edited.status_code == 200
-    anchors = chain_services.jobs.list(kind="chain.anchor", target_id=agent_id)
+    anchors = chain_services.jobs.list(kind="chain.anchor", target_id=agent_id, principal=SYSTEM)
     assert len(anchors) == 1 and wait_job(chain_services, anchors[0].id).status == "succeeded"
     verified = client.get(f"/api/agents/{agent_id}/chain/verify").json()
     assert verified["matches"] is True and verified["chain_card_version"] == 1
@@ -175,9 +176,8 @@ def test_a_transfer_outside_the_app_moves_control(
     chain_services.chain.sync()  # the follower applies the Transfer event to the stored copy
     assert as_bob.get(f"/api/agents/{agent['id']}").json()["owner_address"] == bob.address
     # Bob has no local signer in this app: his edit waits for his signature, then is relayed.
-    anchor = wait_job(
-        chain_services, chain_services.jobs.list(kind="chain.anchor", target_id=agent["id"])[0].id
-    )
+    anchors = chain_services.jobs.list(kind="chain.anchor", target_id=agent["id"], principal=SYSTEM)
+    anchor = wait_job(chain_services, anchors[0].id)
     assert anchor.result and anchor.result["status"] == "awaiting_signature"
     assert as_bob.get(f"/api/agents/{agent['id']}/chain").json()["anchor_pending"] is True
     request = as_bob.get(f"/api/agents/{agent['id']}/chain/anchor").json()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.service import AgentService
 from core.jobs import JobContext, TargetGone, job_kind
 
 
@@ -36,7 +38,7 @@ def steps(ctx: JobContext, *, log: str, n: int = 3, seconds: float = 0.0) -> dic
         ctx.raise_if_cancelled()
         ctx.step(f"s{i}", _slow_step, log, f"s{i}", seconds)
         ctx.progress(i + 1, n, f"step {i + 1} of {n}")
-    return {"steps": n, "pid": os.getpid(), "executor": ctx.services.jobs.executor_id}
+    return {"steps": n, "pid": os.getpid(), "executor": ctx.executor_id}
 
 
 @job_kind("test.flaky")
@@ -53,10 +55,17 @@ def flaky(ctx: JobContext, *, log: str, fail_times: int, retries: int) -> dict[s
     return {"attempts": ctx.step("call", attempt, retries=retries, backoff_s=0.2)}
 
 
-@job_kind("test.target")
-def needs_target(ctx: JobContext, *, agent_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TargetDeps:
+    """What ``test.target`` uses; a test hands it over with ``services.jobs.provide``."""
+
+    agents: AgentService
+
+
+@job_kind("test.target", deps=TargetDeps)
+def needs_target(ctx: JobContext[TargetDeps], *, agent_id: str) -> dict[str, Any]:
     """Works on an agent; ends as cancelled when the agent is gone."""
     ctx.step("look", lambda: None)
-    if not any(a.id == agent_id for a in ctx.services.agents.list_agents()):
+    if not any(a.id == agent_id for a in ctx.deps.agents.list_agents()):
         raise TargetGone(f"agent {agent_id} was deleted")
     return {"agent": agent_id}

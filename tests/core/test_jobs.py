@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-import tests.core.jobs_kinds  # noqa: F401  (registers the test job kinds)
 from agents.llm.pool import LLMPool
 from container import Services, build_services
 from core.errors import ConflictError, NotFoundError, ValidationError
+from core.principal import SYSTEM
 from core.settings import Settings
+from tests.core.jobs_kinds import TargetDeps  # also registers the test job kinds
 
 
 def _lines(path: Path) -> list[str]:
@@ -87,12 +88,15 @@ def test_cancel_stops_between_steps_and_bad_cancels_are_4xx(
     log = tmp_path / "steps.log"
     job = services.jobs.submit("test.steps", {"log": str(log), "n": 20, "seconds": 0.2})
     deadline = time.monotonic() + 20
-    while services.jobs.get(job.id).progress_done < 2 and time.monotonic() < deadline:
+    while (
+        services.jobs.get(job.id, principal=SYSTEM).progress_done < 2
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     response = client.post(f"/api/jobs/{job.id}/cancel")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
     time.sleep(1.0)  # the step that was running finishes; no further step starts
-    view = services.jobs.get(job.id)
+    view = services.jobs.get(job.id, principal=SYSTEM)
     assert view.status == "cancelled" and view.finished_at is not None
     started = [line for line in _lines(log) if line.startswith("start")]
     assert len(started) < 20
@@ -105,15 +109,15 @@ def test_cancel_stops_between_steps_and_bad_cancels_are_4xx(
     assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "NotFoundError"
 
     done = services.jobs.submit("test.steps", {"log": str(tmp_path / "b"), "n": 1})
-    assert services.jobs.wait(done.id, timeout=20).status == "succeeded"
+    assert services.jobs.wait(done.id, timeout=20, principal=SYSTEM).status == "succeeded"
     with pytest.raises(ConflictError):
-        services.jobs.cancel(done.id)
+        services.jobs.cancel(done.id, principal=SYSTEM)
 
 
 def test_a_flaky_step_is_retried_with_backoff(services: Services, tmp_path: Path) -> None:
     log = tmp_path / "flaky.log"
     job = services.jobs.submit("test.flaky", {"log": str(log), "fail_times": 2, "retries": 3})
-    view = services.jobs.wait(job.id, timeout=30)
+    view = services.jobs.wait(job.id, timeout=30, principal=SYSTEM)
     assert view.status == "succeeded" and view.result == {"attempts": 3}
     times = [float(line.split()[1]) for line in _lines(log)]
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -125,7 +129,7 @@ def test_a_step_that_keeps_failing_fails_the_job_with_the_last_error(
 ) -> None:
     log = tmp_path / "flaky.log"
     job = services.jobs.submit("test.flaky", {"log": str(log), "fail_times": 99, "retries": 2})
-    view = services.jobs.wait(job.id, timeout=30)
+    view = services.jobs.wait(job.id, timeout=30, principal=SYSTEM)
     assert view.status == "failed"
     assert "failed 3 times" in (view.error or "")
     assert "flaky service down (attempt 3)" in (view.error or "")
@@ -135,15 +139,16 @@ def test_a_step_that_keeps_failing_fails_the_job_with_the_last_error(
 def test_a_job_whose_target_is_gone_ends_cancelled_with_the_reason(
     services: Services, tmp_path: Path
 ) -> None:
+    services.jobs.provide(TargetDeps(agents=services.agents))  # what container.py does
     job = services.jobs.submit(
         "test.target", {"agent_id": "ghost"}, target_type="agent", target_id="ghost"
     )
-    view = services.jobs.wait(job.id, timeout=20)
+    view = services.jobs.wait(job.id, timeout=20, principal=SYSTEM)
     assert view.status == "cancelled"
     assert view.message == "agent ghost was deleted"
     # the executor survived it
     ok = services.jobs.submit("test.steps", {"log": str(tmp_path / "x.log"), "n": 1})
-    assert services.jobs.wait(ok.id, timeout=20).status == "succeeded"
+    assert services.jobs.wait(ok.id, timeout=20, principal=SYSTEM).status == "succeeded"
 
 
 def test_bad_submissions_and_idempotency_keys(services: Services, tmp_path: Path) -> None:
@@ -152,7 +157,7 @@ def test_bad_submissions_and_idempotency_keys(services: Services, tmp_path: Path
     with pytest.raises(ValidationError, match="JSON"):
         services.jobs.submit("test.steps", {"log": object()})
     with pytest.raises(NotFoundError):
-        services.jobs.get("missing")
+        services.jobs.get("missing", principal=SYSTEM)
     first = services.jobs.submit(
         "test.steps", {"log": str(tmp_path / "x.log"), "n": 1}, idempotency_key="k1"
     )
@@ -160,8 +165,8 @@ def test_bad_submissions_and_idempotency_keys(services: Services, tmp_path: Path
         "test.steps", {"log": str(tmp_path / "x.log"), "n": 1}, idempotency_key="k1"
     )
     assert first.id == second.id
-    assert len(services.jobs.list(kind="test.steps")) == 1
-    services.jobs.wait(first.id, timeout=20)
+    assert len(services.jobs.list(kind="test.steps", principal=SYSTEM)) == 1
+    services.jobs.wait(first.id, timeout=20, principal=SYSTEM)
 
 
 def test_services_can_be_built_used_closed_and_built_again(
@@ -174,7 +179,7 @@ def test_services_can_be_built_used_closed_and_built_again(
         services = build_services(settings, llm=llm_pool)
         try:
             job = services.jobs.submit("test.steps", {"log": str(tmp_path / "x.log"), "n": 2})
-            assert services.jobs.wait(job.id, timeout=20).status == "succeeded"
+            assert services.jobs.wait(job.id, timeout=20, principal=SYSTEM).status == "succeeded"
             assert (settings.data_dir / "jobs.sqlite").exists()
         finally:
             services.close()
@@ -193,13 +198,14 @@ def test_a_job_cut_short_by_a_graceful_shutdown_resumes_when_the_app_comes_back(
     first.close()  # mid-step s1, as on SIGTERM
     time.sleep(0.8)  # s1 may finish; no later step starts in a stopped executor
     assert "start s2" not in _lines(log)
-    assert first.jobs.get(job.id).status == "running"  # not marked failed by the shutdown
+    # not marked failed by the shutdown
+    assert first.jobs.get(job.id, principal=SYSTEM).status == "running"
 
     second = build_services(settings, llm=llm_pool)
     try:
         assert second.jobs.has_unfinished_jobs()
         second.jobs.start_executor()  # what the app's start-up does when jobs are pending
-        view = second.jobs.wait(job.id, timeout=30)
+        view = second.jobs.wait(job.id, timeout=30, principal=SYSTEM)
         assert view.status == "succeeded", view
         lines = _lines(log)
         assert lines.count("start s0") == 1 and lines.count("start s2") == 1
@@ -232,9 +238,9 @@ def test_deleting_a_target_cancels_its_jobs_with_the_reason(
         target_id="a2",
     )
     assert services.jobs.cancel_for_target("agent", "a1", "agent a1 was deleted") == [running.id]
-    view = services.jobs.get(running.id)
+    view = services.jobs.get(running.id, principal=SYSTEM)
     assert view.status == "cancelled" and view.message == "agent a1 was deleted"
-    assert services.jobs.wait(other.id, timeout=20).status == "succeeded"
+    assert services.jobs.wait(other.id, timeout=20, principal=SYSTEM).status == "succeeded"
 
 
 def test_a_job_lost_between_its_row_and_its_enqueue_is_enqueued_on_read(
@@ -258,5 +264,5 @@ def test_a_job_lost_between_its_row_and_its_enqueue_is_enqueued_on_read(
                 created_at=datetime.now(UTC) - timedelta(minutes=5),
             )
         )
-    assert services.jobs.wait("lost-job", timeout=20).status == "succeeded"
+    assert services.jobs.wait("lost-job", timeout=20, principal=SYSTEM).status == "succeeded"
     assert _lines(tmp_path / "lost.log") == ["start s0", "end s0"]

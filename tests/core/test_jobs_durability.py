@@ -21,6 +21,7 @@ import pytest
 import tests.core.jobs_kinds  # noqa: F401  (registers the test job kinds here too)
 from agents.llm.pool import LLMPool
 from container import Services, build_services
+from core.principal import SYSTEM
 from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,11 +138,11 @@ def test_a_job_killed_mid_step_resumes_after_restart_without_repeating_steps(
     _wait_for(lambda: "start s1" in _lines(log), 30, "step s1 to start")
     first.send_signal(signal.SIGKILL)  # in the middle of step s1
     first.wait(timeout=10)
-    assert services.jobs.get(job.id).status == "running"
+    assert services.jobs.get(job.id, principal=SYSTEM).status == "running"
     assert "end s1" not in _lines(log)
 
     second = workers.start("w1")  # the same executor comes back and recovers its job
-    view = services.jobs.wait(job.id, timeout=60)
+    view = services.jobs.wait(job.id, timeout=60, principal=SYSTEM)
     assert view.status == "succeeded", view
     assert view.result is not None and view.result["pid"] == second.pid
     lines = _lines(log)
@@ -164,9 +165,11 @@ def test_recover_hands_a_dead_executors_job_to_another_worker(
     dead.wait(timeout=10)
     workers.start("machine-b")
     time.sleep(1.0)
-    assert services.jobs.get(job.id).status == "running"  # nobody runs machine-a's job yet
+    assert (
+        services.jobs.get(job.id, principal=SYSTEM).status == "running"
+    )  # nobody runs machine-a's job yet
     assert "handed 1 pending job(s)" in workers.run("recover", "machine-a")
-    view = services.jobs.wait(job.id, timeout=60)
+    view = services.jobs.wait(job.id, timeout=60, principal=SYSTEM)
     assert view.status == "succeeded" and view.executor_id == "machine-b"
     lines = _lines(log)
     assert lines.count("start s0") == 1 and lines.count("start s2") == 1
@@ -185,7 +188,7 @@ def test_two_workers_on_postgres_run_each_of_50_jobs_exactly_once(
         services.jobs.submit("test.steps", {"log": str(log), "n": 2, "seconds": 0.02})
         for log in logs
     ]
-    views = [services.jobs.wait(job.id, timeout=90) for job in jobs]
+    views = [services.jobs.wait(job.id, timeout=90, principal=SYSTEM) for job in jobs]
     assert [v.status for v in views] == ["succeeded"] * 50
     for log in logs:
         assert _lines(log) == ["start s0", "end s0", "start s1", "end s1"], log

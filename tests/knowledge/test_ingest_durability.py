@@ -19,7 +19,7 @@ import pytest
 
 from agents.llm.pool import LLMPool
 from container import Services, build_services
-from core.principal import ANONYMOUS
+from core.principal import ANONYMOUS, SYSTEM
 from core.settings import Settings
 from knowledge.records import IndexVersionRecord
 from tests.core.test_jobs_durability import Workers, _wait_for
@@ -59,16 +59,20 @@ def test_a_killed_ingest_is_invisible_then_finished_by_the_restarted_worker(
     kb = knowledge.create_base("Lore", principal=ANONYMOUS).id
     first = workers.start("kw")
     kept = knowledge.add_document(kb, "lighthouse.txt", LIGHTHOUSE.encode(), principal=ANONYMOUS)
-    assert services.jobs.wait(kept.job.id, timeout=120).status == "succeeded"  # type: ignore[union-attr]
+    assert services.jobs.wait(kept.job.id, timeout=120, principal=SYSTEM).status == "succeeded"  # type: ignore[union-attr]
 
     text = "\n\n".join(f"Ledger entry {i}. {BAKERY}" for i in range(ENTRIES))
     upload = knowledge.add_document(kb, "ledger.txt", text.encode(), principal=ANONYMOUS)
     job_id = upload.job.id  # type: ignore[union-attr]
-    _wait_for(lambda: services.jobs.get(job_id).progress_done >= 64, 180, "the first batch")
+    _wait_for(
+        lambda: services.jobs.get(job_id, principal=SYSTEM).progress_done >= 64,
+        180,
+        "the first batch",
+    )
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
 
-    view = services.jobs.get(job_id)
+    view = services.jobs.get(job_id, principal=SYSTEM)
     assert view.status == "running" and view.progress_done < view.progress_total
     doc = knowledge.get_document(kb, upload.document.id)
     assert doc.status == "indexing" and doc.chunk_count == 0
@@ -85,7 +89,7 @@ def test_a_killed_ingest_is_invisible_then_finished_by_the_restarted_worker(
     knowledge.close()  # the embedded Chroma folder is the worker's again
 
     workers.start("kw")  # same executor id: it resumes its own job
-    done = services.jobs.wait(job_id, timeout=300)
+    done = services.jobs.wait(job_id, timeout=300, principal=SYSTEM)
     assert done.status == "succeeded", done
     workers.stop_all()
 

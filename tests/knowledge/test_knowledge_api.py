@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from agents.llm.pool import LLMPool
 from container import Services, build_services
+from core.principal import SYSTEM
 from core.settings import Settings
 from tests.knowledge.documents import (
     PNG_BYTES,
@@ -48,7 +49,7 @@ def _ingest(client: TestClient, services: Services, kb_id: str, name: str, conte
     response = _upload(client, kb_id, name, content)
     assert response.status_code == 202, response.text
     body = response.json()
-    job = services.jobs.wait(body["job"]["id"], timeout=120)
+    job = services.jobs.wait(body["job"]["id"], timeout=120, principal=SYSTEM)
     assert job.status == "succeeded", job
     return client.get(f"/api/knowledge-bases/{kb_id}/documents/{body['document']['id']}").json()
 
@@ -269,7 +270,7 @@ def _cancel_mid_ingest(kclient: TestClient, kservices: Services, gated: _GatedEm
     assert gated.waiting.wait(120), "ingest never reached its second batch"
     assert kclient.post(f"/api/jobs/{job_id}/cancel").status_code == 200
     gated.release.set()
-    assert kservices.jobs.wait(job_id).status == "cancelled"
+    assert kservices.jobs.wait(job_id, principal=SYSTEM).status == "cancelled"
     doc = kclient.get(f"/api/knowledge-bases/{kb}/documents/{body['document']['id']}").json()
     assert doc["status"] == "failed" and "cancelled" in doc["error"]
     assert all(h["document"] == "lighthouse.txt" for h in _search(kclient, kb, "Entry 3 bakery"))

@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 import tests.core.jobs_kinds  # noqa: F401  (registers the test job kinds)
 from container import Services
 from core.jobs import JobView
+from core.principal import SYSTEM
 from tests.ui.test_studio_browser import _pick, browser, page  # noqa: F401  (fixtures)
 from ui.jobs_tab import job_choices
 from ui.jobs_widget import render_job
@@ -34,7 +35,7 @@ def test_the_jobs_tab_shows_progress_and_cancels_a_running_job(
     page.goto(f"{live_server}/ui/")
     page.get_by_role("tab", name="Jobs").click()
     expect(page.locator("#jobs-table")).to_contain_text(job.id)
-    label = job_choices([services.jobs.get(job.id)])[0][0]
+    label = job_choices([services.jobs.get(job.id, principal=SYSTEM)])[0][0]
     _pick(page, "jobs-picker", label)
 
     bar = page.locator("#jobs-selected-bar .anima-job")
@@ -47,7 +48,7 @@ def test_the_jobs_tab_shows_progress_and_cancels_a_running_job(
     page.locator("#jobs-selected-cancel").click()
     expect(bar).to_have_attribute("data-status", "cancelled")
     expect(page.locator("#jobs-selected-cancel")).to_be_hidden()
-    view = services.jobs.get(job.id)
+    view = services.jobs.get(job.id, principal=SYSTEM)
     assert view.status == "cancelled"
     time.sleep(1.0)
     assert log.read_text().count("start") <= view.progress_done + 1  # no step after cancel
