@@ -33,8 +33,8 @@ class Services:
     chat: ChatService
     jobs: JobService
     knowledge: KnowledgeService
-    voice: VoiceService  # issue 8
-    # On-chain identity (issue 11): tokens, the owner check, sign-in.
+    voice: VoiceService
+    # On-chain identity: tokens, the owner check, sign-in.
     chain: ChainService
     auth: AuthService
     finetune: FinetuneService
@@ -67,10 +67,13 @@ def build_services(
     agents = AgentService(settings, db)
     jobs = JobService(settings, db)
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)
+    agents.owner_check = chain_service  # built after the agents service: it reads agents
     knowledge = KnowledgeService(settings, db, agents, jobs, chain_service, embedder=embedder)
     chat = ChatService(db, agents, pool, knowledge=knowledge)
-    voice = VoiceService(settings, db, agents, chat, voice_pool or VoicePool(settings))
-    finetune = FinetuneService(settings, db, agents, jobs)
+    voice = VoiceService(
+        settings, db, agents, chat, voice_pool or VoicePool(settings), chain_service
+    )
+    finetune = FinetuneService(settings, db, agents, jobs, chain_service)
     agents.attachments.append(finetune)  # the active adapter travels with the CHARX
     svc = Services(
         settings=settings,

@@ -13,7 +13,7 @@ while its reply streams ends that reply with a 409 (an ``error`` frame when stre
 reply is not stored. Only as much history as can fit the context window is loaded and
 tokenised, however long the conversation grows.
 
-Grounding (knowledge bases, issue 7): when the agent uses knowledge bases, the newest user
+Grounding (knowledge bases): when the agent uses knowledge bases, the newest user
 message is the query; the chunks found go into the prompt with numbered markers, the reply
 carries them as ``sources``, and a stored reply keeps its retrieval trace. All of it sits in
 ``_ground`` and ``_stream``; everything else here is unaware of knowledge.
@@ -42,6 +42,7 @@ from agents.service import AgentService, AgentView, merge_generation
 from core.db import Database, UTCDateTime
 from core.errors import AnimaError, ConflictError, NotFoundError, ValidationError
 from core.files import is_safe_id
+from core.principal import Principal
 from knowledge.service import Grounding, KnowledgeService, Source
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,10 @@ class ReplyStream:
 
 
 class ChatService:
+    """Starting a chat and reading one are open to everyone. Sending, regenerating and
+    deleting take the caller (``principal``): conversations have no owner yet, so nothing is
+    refused today, but every caller already says who it acts for."""
+
     def __init__(
         self,
         db: Database,
@@ -224,13 +229,18 @@ class ChatService:
         with self.db.session() as s:
             return self._conv_view(self._conv(s, conversation_id), with_messages=True)
 
-    def delete_conversation(self, conversation_id: str) -> None:
+    def delete_conversation(self, conversation_id: str, *, principal: Principal) -> None:
         with self.db.session() as s:
             s.delete(self._conv(s, conversation_id))
 
     # ----- replies -------------------------------------------------------------------
     def send(
-        self, conversation_id: str, content: str, generation: dict[str, Any] | None = None
+        self,
+        conversation_id: str,
+        content: str,
+        generation: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
     ) -> ReplyStream:
         """Store the user's message, then stream the agent's reply to it."""
         content = _check_text(content)
@@ -254,7 +264,11 @@ class ChatService:
         return self._reply(conversation_id, agent_id, generation, slot=position + 1)
 
     def regenerate(
-        self, conversation_id: str, generation: dict[str, Any] | None = None
+        self,
+        conversation_id: str,
+        generation: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
     ) -> ReplyStream:
         """A new version of the last reply; the old one is kept in ``alternatives``."""
         with self.db.session() as s:

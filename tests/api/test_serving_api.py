@@ -19,6 +19,7 @@ import pytest
 
 from agents.llm.pool import LLMPool
 from container import Services, build_services
+from core.principal import SYSTEM
 from core.settings import Settings
 
 pytestmark = pytest.mark.model
@@ -68,7 +69,8 @@ def _wait_idle(pool: LLMPool, timeout: float = 60) -> None:
 
 def _agent(services: Services, **generation: object) -> str:
     return services.agents.create_agent(
-        {"name": "Ada", "description": "A storyteller.", "generation": generation or LONG}
+        {"name": "Ada", "description": "A storyteller.", "generation": generation or LONG},
+        principal=SYSTEM,
     ).id
 
 

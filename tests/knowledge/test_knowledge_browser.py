@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from container import Services
+from core.principal import SYSTEM
 from tests.knowledge.test_knowledge_api import BAKERY, LIGHTHOUSE
 from tests.ui.test_studio_browser import _field, _pick, browser, page  # noqa: F401  (fixtures)
 
@@ -37,7 +38,7 @@ def test_upload_query_and_cited_reply_in_the_studio(
     first = knowledge.add_document(kb.id, "lighthouse.txt", LIGHTHOUSE.encode())
     assert services.jobs.wait(first.job.id, timeout=120).status == "succeeded"  # type: ignore[union-attr]
     agent = services.agents.create_agent(
-        {"name": "Keeper", "generation": {"max_new_tokens": 8, "temperature": 0}}
+        {"name": "Keeper", "generation": {"max_new_tokens": 8, "temperature": 0}}, principal=SYSTEM
     )
     knowledge.attach(agent.id, kb.id)
     label = f"Keeper · {agent.id[:8]}"
