@@ -212,7 +212,6 @@ def build_finetune_panel(services: Services, picker: gr.Dropdown) -> FinetunePan
         chosen = {k: v for k, v in zip(KNOBS, values, strict=True) if v is not None}
         if "lora_r" in chosen:
             chosen["lora_r"] = int(chosen["lora_r"])
-            chosen["lora_alpha"] = 2 * chosen["lora_r"]
         if "max_seq_len" in chosen:
             chosen["max_seq_len"] = int(chosen["max_seq_len"])
         try:

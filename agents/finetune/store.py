@@ -23,6 +23,7 @@ from agents.finetune.schema import (
     RunView,
 )
 from agents.llm.adapters import adapter_matches, base_fingerprint, model_ref
+from agents.llm.factory import backend_traits
 from agents.llm.pool import check_model_ref
 from agents.records import utcnow
 from agents.service import AgentService, AgentView
@@ -60,15 +61,15 @@ class RunStore:
     def _base_ref(self, agent: AgentView) -> str:
         """The base model an agent's adapter is trained on and checked against.
 
-        With the ``openai`` backend the agent's ``model`` names what the remote server serves;
-        training then uses the local copy of that base model, ``ANIMA_LLM_MODEL``.
+        With a remote backend the agent's ``model`` names what the server serves; training
+        then uses the local copy of that base model, ``ANIMA_LLM_MODEL``.
         """
-        if self.settings.llm_backend == "openai":
+        if not backend_traits(self.settings).in_process:
             return model_ref(self.settings)
         return model_ref(self.settings, agent.model)
 
     def _base_settings(self, agent: AgentView) -> Settings:
-        model = None if self.settings.llm_backend == "openai" else agent.model
+        model = agent.model if backend_traits(self.settings).in_process else None
         if model is None:
             return self.settings
         check_model_ref(model)
