@@ -8,7 +8,7 @@ Prints seconds per training step, the run's total time (submit to adapter publis
 durable job with data preparation, training, evaluation before/after and publishing), the
 peak resident memory of this process while the run trains, held-out perplexity and the style
 score before and after, and chat decode speed through the served path (``ChatService``) with
-the adapter active versus the base model. Targets (issue 9): the run under 10 minutes on 2
+the adapter active versus the base model. Targets: the run under 10 minutes on 2
 cores for 50 dialogues; held-out perplexity at least 20 % lower than the base model's.
 
 The character is synthetic but built the way creators write example dialogues: a pirate

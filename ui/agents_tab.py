@@ -197,7 +197,7 @@ def build_agents_tab(services: Services) -> AgentsTab:
                 export_file = gr.File(
                     label="Download", interactive=False, elem_id="agent-export-file"
                 )
-            chain_panel = build_chain_panel(services, picker)  # on-chain identity (issue 11)
+            chain_panel = build_chain_panel(services, picker)  # on-chain identity
             delete_btn = gr.Button("Delete agent", variant="stop", elem_id="agent-delete")
             with gr.Row(visible=False) as confirm_row:
                 confirm_btn = gr.Button(
@@ -309,7 +309,7 @@ def build_agents_tab(services: Services) -> AgentsTab:
     with gr.Accordion("Knowledge", open=False, elem_id="agent-knowledge"):
         build_knowledge_panel(services, picker)
 
-    build_voice_panel(services, picker)  # issue 8
+    build_voice_panel(services, picker)
     with gr.Accordion("Fine-tune (LoRA adapter)", open=False, elem_id="agent-finetune"):
         build_finetune_panel(services, picker)
 

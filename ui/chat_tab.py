@@ -39,7 +39,7 @@ def chat_messages(conv: ConversationView, sources: dict[str, str] | None = None)
     """The conversation in the Chatbot's message format (``role`` + ``content``).
 
     ``sources`` (message id -> Markdown) adds a collapsible "Sources" bubble under each
-    grounded reply (knowledge bases, issue 7).
+    grounded reply (knowledge bases).
     """
     out: list[Message] = []
     for m in conv.messages:
@@ -107,7 +107,7 @@ def build_chat_tab(services: Services) -> ChatTab:
         send_btn = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
         regen_btn = gr.Button("Regenerate", elem_id="chat-regenerate", scale=1)
     status = gr.Markdown("", elem_id="chat-status")
-    build_voice_chat(services, agent, conversation, user, chatbot, status)  # issue 8
+    build_voice_chat(services, agent, conversation, user, chatbot, status)
 
     def conversation_choices(agent_id: str) -> list[tuple[str, str]]:
         return [(conversation_label(c), c.id) for c in services.chat.list_conversations(agent_id)]

@@ -43,7 +43,7 @@ def show_error(problem: AnimaError | str) -> str:
     return f"⚠️ {message}"
 
 
-# ----- On-chain identity (issue 11): who is using the studio --------------------------------
+# ----- On-chain identity: who is using the studio ------------------------------------------
 def principal_of(services: Services, request: gr.Request | None) -> Principal:
     """The signed-in wallet of the browser behind a Gradio event (its session cookie).
 

@@ -1,4 +1,5 @@
-"""Concurrent writes to conversations, and the smaller chat defects of issue 5.
+"""Concurrent writes to conversations, and smaller chat defects (deletes mid-reply, history
+that fits the window, oversized messages, stop sequences, model names).
 
 Sends race each other through a real server (uvicorn's thread pool, SQLite in WAL). What is
 under test is the conversation store, so where a test must control the reply (answer each

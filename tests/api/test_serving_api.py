@@ -1,7 +1,7 @@
 """Serving under load, through the real app, the real scheduler and the bundled model on the
 llama.cpp engine: 429 when the queue is full, 503 while the model loads, disconnects cancel,
-stalled readers never hold the model, and more waiters than server threads all finish (the
-deadlock of issue 10).
+stalled readers never hold the model, and more waiters than server threads all finish (before the
+scheduler, one lock held while the client read deadlocked the server).
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def test_stalled_readers_do_not_block_the_next_request(
 def test_more_waiters_than_server_threads_all_finish(
     live_server: str, services: Services, serving_pool: LLMPool
 ) -> None:
-    """Before issue 10, 48 streams of 16 tokens hung the server for good (40 worker threads)."""
+    """Before the scheduler, 48 streams of 16 tokens hung the server for good (40 threads)."""
     serving_pool.scheduler.max_queue = 64
     agent = _agent(services, max_new_tokens=4, temperature=0.0)
 
