@@ -13,13 +13,8 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
-from agents.cards import (
-    DEFAULT_MAX_PIXELS,
-    PNG_SIGNATURE,
-    check_pixels,
-    convert_to_png,
-    strip_text_chunks,
-)
+from agents.cards.png import strip_text_chunks
+from agents.images import DEFAULT_MAX_PIXELS, PNG_SIGNATURE, check_pixels, convert_to_png
 from core.errors import CardFormatError, UploadTooLargeError, ValidationError
 
 MAX_PIXELS = DEFAULT_MAX_PIXELS

@@ -335,16 +335,8 @@ def activate(
                 if not c.exclude_recursion
                 and c.matches(chat_text(c.scan_depth) + "\n" + recursion_text)
             ]
-        overflowed = False
-        admitted_now: list[_Candidate] = []
-        for cand in sorted(new, key=_Candidate.budget_rank):
-            cost = count_tokens(cand.content)
-            if used + cost > budget:
-                overflowed = True
-                break
-            used += cost
-            tokens[cand.index] = cost
-            admitted_now.append(cand)
+        admitted_now, overflowed = _admit(new, count_tokens, budget - used, tokens)
+        used += sum(tokens[c.index] for c in admitted_now)
         admitted.extend(admitted_now)
         if overflowed or not book.recursive_scanning:
             break
@@ -355,6 +347,28 @@ def activate(
 
     admitted.sort(key=lambda c: (c.entry.insertion_order, c.index))
     return [LoreHit(c.entry, c.content, c.position, tokens[c.index]) for c in admitted]
+
+
+def _admit(
+    new: list[_Candidate],
+    count_tokens: Callable[[str], int],
+    room: int,
+    tokens: dict[int, int],
+) -> tuple[list[_Candidate], bool]:
+    """Admit ``new`` entries in budget order while they fit in ``room`` tokens.
+
+    Records each admitted entry's cost in ``tokens``; the flag says the budget ran out, which
+    ends the scan (SillyTavern stops recursing once the budget overflows).
+    """
+    admitted: list[_Candidate] = []
+    for cand in sorted(new, key=_Candidate.budget_rank):
+        cost = count_tokens(cand.content)
+        if cost > room:
+            return admitted, True
+        room -= cost
+        tokens[cand.index] = cost
+        admitted.append(cand)
+    return admitted, False
 
 
 def split_by_position(hits: Sequence[LoreHit]) -> dict[Position, list[LoreHit]]:

@@ -265,15 +265,8 @@ def build_prompt(
     turn. Raises ``ValidationError`` when the window cannot hold even the card's fixed
     text, the newest turn's last words and the reply.
     """
-    if context_window <= 0 or max_new_tokens <= 0:
-        raise ValidationError("The context window and the reply length must be positive.")
+    available = _prompt_room(context_window, max_new_tokens)
     char, user = char_name(card), user_name or DEFAULT_USER_NAME
-    available = context_window - max_new_tokens - PROMPT_OVERHEAD_TOKENS
-    if available <= 0:
-        raise ValidationError(
-            f"A reply of {max_new_tokens} tokens leaves no room for the prompt in a "
-            f"{context_window}-token context window; lower the reply length."
-        )
 
     count = lru_cache(maxsize=4096)(count_tokens)
 
@@ -283,43 +276,22 @@ def build_prompt(
     def list_cost(messages: list[BaseMessage]) -> int:
         return sum(cost(m.text) for m in messages)
 
-    hits = activate(
-        card.character_book,
-        [m.content for m in history],
-        count,
-        render=lambda text: render_macros(text, char, user),
-    )
-    system_text = _system_text(card, char, user, split_by_position(hits), extra_system)
-    post = render_macros(card.post_history_instructions, char, user).strip()
-    fixed = cost(system_text) + (cost(post) if post else 0)
-    history_budget = available - fixed
-    if history_budget < 0:
-        raise ValidationError(
-            f"The character's description, lore and instructions take {fixed} tokens, more "
-            f"than a {context_window}-token context window allows with {max_new_tokens}-token "
-            "replies; shorten the card or lower the reply length."
-        )
+    hits, system_text, post = _card_text(card, history, char, user, count, extra_system)
+    history_budget = available - _fixed_cost(system_text, post, cost, context_window, available)
 
+    knowledge_used = 0
     if knowledge:
         header = render_macros(KNOWLEDGE_HEADER, char, user)
         system_text, knowledge_used = _add_knowledge(
             system_text, header, knowledge, history_budget // 2, cost
         )
         history_budget = available - cost(system_text) - (cost(post) if post else 0)
-    else:
-        knowledge_used = 0
 
     kept, truncated = _fit_history(to_langchain(history), history_budget, list_cost)
     remaining = history_budget - list_cost(kept)
 
     dialogues = parse_examples(card.mes_example, char, user)
-    examples: list[str] = []
-    for dialogue in dialogues:
-        block = _format_example(dialogue, char, user)
-        # Price the whole system text: BPE merges make costs of joined text non-additive.
-        if cost("\n\n".join([system_text, *examples, block])) - cost(system_text) > remaining:
-            break
-        examples.append(block)
+    examples = _fit_examples(system_text, dialogues, char, user, remaining, cost)
     if examples:
         system_text = "\n\n".join([system_text, *examples])
 
@@ -336,6 +308,73 @@ def build_prompt(
         truncated_last_turn=truncated,
         knowledge_used=knowledge_used,
     )
+
+
+def _card_text(
+    card: CardData,
+    history: Sequence[ChatMessage],
+    char: str,
+    user: str,
+    count: Callable[[str], int],
+    extra_system: str | None,
+) -> tuple[list[LoreHit], str, str]:
+    """The lorebook entries the chat fires, the system text and the post-history text."""
+    hits = activate(
+        card.character_book,
+        [m.content for m in history],
+        count,
+        render=lambda text: render_macros(text, char, user),
+    )
+    system_text = _system_text(card, char, user, split_by_position(hits), extra_system)
+    post = render_macros(card.post_history_instructions, char, user).strip()
+    return hits, system_text, post
+
+
+def _fixed_cost(
+    system_text: str, post: str, cost: Callable[[str], int], context_window: int, available: int
+) -> int:
+    """Tokens of what every prompt carries whole (system text, post-history instructions)."""
+    fixed = cost(system_text) + (cost(post) if post else 0)
+    if fixed > available:
+        raise ValidationError(
+            f"The character's description, lore and instructions take {fixed} tokens, more "
+            f"than a {context_window}-token context window allows with "
+            f"{context_window - available - PROMPT_OVERHEAD_TOKENS}-token replies; shorten the "
+            "card or lower the reply length."
+        )
+    return fixed
+
+
+def _prompt_room(context_window: int, max_new_tokens: int) -> int:
+    """Tokens the prompt may take once the reply and the chat template's overhead are set aside."""
+    if context_window <= 0 or max_new_tokens <= 0:
+        raise ValidationError("The context window and the reply length must be positive.")
+    available = context_window - max_new_tokens - PROMPT_OVERHEAD_TOKENS
+    if available <= 0:
+        raise ValidationError(
+            f"A reply of {max_new_tokens} tokens leaves no room for the prompt in a "
+            f"{context_window}-token context window; lower the reply length."
+        )
+    return available
+
+
+def _fit_examples(
+    system_text: str,
+    dialogues: list[list[ChatMessage]],
+    char: str,
+    user: str,
+    remaining: int,
+    cost: Callable[[str], int],
+) -> list[str]:
+    """The example dialogues, in order, as many as fit in ``remaining`` tokens."""
+    examples: list[str] = []
+    for dialogue in dialogues:
+        block = _format_example(dialogue, char, user)
+        # Price the whole system text: BPE merges make costs of joined text non-additive.
+        if cost("\n\n".join([system_text, *examples, block])) - cost(system_text) > remaining:
+            break
+        examples.append(block)
+    return examples
 
 
 def _add_knowledge(

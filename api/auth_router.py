@@ -91,7 +91,7 @@ def logout(svc: Svc, request: Request) -> Response:
 @router.get("/me", response_model=SessionView)
 def me(svc: Svc, principal: Caller) -> SessionView:
     """Who this request is: a session's address, an API key's address, or anonymous."""
-    return svc.auth.session_view(principal)
+    return svc.auth.session_view(principal=principal)
 
 
 @router.get("/local-wallets", response_model=list[str])
@@ -120,22 +120,24 @@ def local_login(
     grant = svc.auth.local_sign_in(address, body.password, domain, uri)
     _open_session(svc, request, response, grant)
     if grant.view.address:
-        svc.chain.reconcile_anchors(grant.view.address)
+        # Cards edited while signed out are anchored now that the holder's key can sign them.
+        signed_in = svc.auth.principal(session_token=grant.token)
+        svc.chain.reconcile_anchors(grant.view.address, principal=signed_in)
     return grant.view
 
 
 @router.post("/keys", response_model=NewApiKey, status_code=status.HTTP_201_CREATED)
 def create_key(svc: Svc, principal: Caller, body: KeyRequest | None = None) -> NewApiKey:
     """An API key acting for your address. The key is in this answer only: store it."""
-    return svc.auth.create_api_key(principal, body.name if body else "")
+    return svc.auth.create_api_key(body.name if body else "", principal=principal)
 
 
 @router.get("/keys", response_model=list[ApiKeyView])
 def list_keys(svc: Svc, principal: Caller) -> list[ApiKeyView]:
-    return svc.auth.list_api_keys(principal)
+    return svc.auth.list_api_keys(principal=principal)
 
 
 @router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_key(svc: Svc, principal: Caller, key_id: str) -> Response:
-    svc.auth.revoke_api_key(principal, key_id)
+    svc.auth.revoke_api_key(key_id, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -38,7 +38,7 @@ def chain_info(svc: Svc) -> ChainInfo:
 )
 def mint(svc: Svc, agent_id: str, principal: AgentOwner) -> JobView:
     """Mint the agent to your wallet (a durable job; follow it at /api/jobs/{id})."""
-    return svc.chain.request_mint(principal, agent_id)
+    return svc.chain.request_mint(agent_id, principal=principal)
 
 
 @router.get("/api/agents/{agent_id}/chain", response_model=ChainStatus)
@@ -68,8 +68,8 @@ def anchor_request(svc: Svc, agent_id: str) -> AnchorRequest:
 def submit_anchor(svc: Svc, agent_id: str, body: SignedAnchor, principal: AgentOwner) -> JobView:
     """Relay your signed card update (the platform pays the gas)."""
     return svc.chain.submit_anchor(
-        principal,
         agent_id,
+        principal=principal,
         card_hash=body.card_hash,
         version=body.version,
         deadline=body.deadline,

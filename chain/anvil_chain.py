@@ -147,6 +147,13 @@ class AnvilChain:
         except Exception:
             return False
 
+    def restart_if_stopped(self) -> bool:
+        if self.is_up():
+            return False
+        log.warning("the anvil node stopped; restarting it (its state is kept)")
+        self.start()
+        return True
+
     def fund(self, address: str, wei: int) -> None:
         self._w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [address, hex(wei)])
 

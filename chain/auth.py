@@ -279,7 +279,7 @@ class AuthService:
                 return Principal(address=row.address, via="session", session_id=session_id)
         return ANONYMOUS
 
-    def session_view(self, principal: Principal) -> SessionView:
+    def session_view(self, *, principal: Principal) -> SessionView:
         if principal.session_id is None:
             return SessionView(address=principal.address, via=principal.via)
         with self.db.session() as s:
@@ -294,7 +294,7 @@ class AuthService:
                 expires_at=row.expires_at,
             )
 
-    def has_local_signer(self, principal: Principal) -> bool:
+    def has_local_signer(self, *, principal: Principal) -> bool:
         return (
             principal.session_id is not None
             and self.signers.for_address(principal.address) is not None
@@ -308,7 +308,7 @@ class AuthService:
         with self.db.session() as s:
             s.execute(delete(SessionRecord).where(SessionRecord.id == session_id))
 
-    def create_api_key(self, principal: Principal, name: str = "") -> NewApiKey:
+    def create_api_key(self, name: str = "", *, principal: Principal) -> NewApiKey:
         """A key acting for the signed-in address; the plain key is returned only here."""
         if principal.address is None or principal.via != "session":
             raise AuthError("sign in with your wallet to create an API key")
@@ -325,7 +325,7 @@ class AuthService:
             s.add(record)
         return NewApiKey(**_key_view(record).model_dump(), key=key)
 
-    def list_api_keys(self, principal: Principal) -> list[ApiKeyView]:
+    def list_api_keys(self, *, principal: Principal) -> list[ApiKeyView]:
         if principal.address is None:
             raise AuthError("sign in to see your API keys")
         with self.db.session() as s:
@@ -336,7 +336,7 @@ class AuthService:
             ).all()
             return [_key_view(r) for r in rows]
 
-    def revoke_api_key(self, principal: Principal, key_id: str) -> None:
+    def revoke_api_key(self, key_id: str, *, principal: Principal) -> None:
         if principal.address is None:
             raise AuthError("sign in to revoke an API key")
         with self.db.session() as s:

@@ -16,7 +16,13 @@ from web3 import Web3
 
 @runtime_checkable
 class Chain(Protocol):
-    kind: str
+    kind: str  # shown to people ("anvil", "eth-tester", "rpc"); callers never branch on it
+
+    @property
+    def chain_id(self) -> int | None:
+        """The chain's id when it is known without asking the node (a managed node is started
+        with it), else ``None``."""
+        ...
 
     @property
     def web3(self) -> Web3:
@@ -43,6 +49,11 @@ class Chain(Protocol):
 
     def is_up(self) -> bool:
         """Whether the node answers right now (a cheap call, no exception)."""
+        ...
+
+    def restart_if_stopped(self) -> bool:
+        """Start a managed node again if it stopped (its state is kept); True if it did.
+        A node the app does not run is left alone (False)."""
         ...
 
     def fund(self, address: str, wei: int) -> None:

@@ -13,6 +13,7 @@ class EthTesterChain:
     kind = "eth-tester"
     is_dev = True
     rpc_url = None
+    chain_id = None  # eth-tester's own; read from the node once it runs
 
     def __init__(self) -> None:
         self._w3: Web3 | None = None
@@ -33,6 +34,10 @@ class EthTesterChain:
 
     def is_up(self) -> bool:
         return self._w3 is not None
+
+    def restart_if_stopped(self) -> bool:
+        """In-process: it stops only with this object."""
+        return False
 
     def fund(self, address: str, wei: int) -> None:
         w3 = self.web3

@@ -4,17 +4,19 @@ The owner check itself reads ``ownerOf`` from the chain on every edit; the follo
 keeps lists, the agent page and the metadata route current, including after a transfer made
 anywhere else (a marketplace, a wallet, ``cast``). It reads ``Transfer``, ``AgentMinted`` and
 ``CardUpdated`` logs from the last applied block to the head (minus ``confirmations``), in
-chunks, and stores the new position in the same transaction as the changes, so a crash never
-skips or double-applies a block range.
+chunks, and stores the new position only after the chunk's changes, so a crash never skips a
+block range. A range applied twice ends the same: each event sets a value (the holder, the
+card at its version), and an older card version never replaces a newer one.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from eth_utils import keccak
-from sqlalchemy import select
 
+from chain.agent_rows import AgentRows
 from chain.contract import ZERO_ADDRESS, AgentNFT
 from chain.records import CursorRecord, utcnow
 from core.db import Database
@@ -28,8 +30,11 @@ UPDATED = "0x" + keccak(text="CardUpdated(uint256,uint64,bytes32,address)").hex(
 
 
 class EventFollower:
-    def __init__(self, db: Database, nft: AgentNFT, confirmations: int = 0) -> None:
-        self.db = db
+    def __init__(
+        self, rows: AgentRows, nft: AgentNFT, db: Database, confirmations: int = 0
+    ) -> None:
+        self.rows = rows  # agent rows are written by their owner, the agents service
+        self.db = db  # the follower's own position (CursorRecord)
         self.nft = nft
         self.confirmations = confirmations
         self.key = f"{nft.deployment.chain_id}:{nft.address.lower()}"[:100]
@@ -50,9 +55,9 @@ class EventFollower:
                     "topics": [[TRANSFER, MINTED, UPDATED]],
                 }
             )
+            for entry in logs:
+                applied += self._apply(entry)
             with self.db.session() as s:
-                for entry in logs:
-                    applied += self._apply(s, entry)
                 row = s.get(CursorRecord, self.key)
                 if row is None:
                     s.add(CursorRecord(key=self.key, block=upto, updated_at=utcnow()))
@@ -66,43 +71,23 @@ class EventFollower:
             row = s.get(CursorRecord, self.key)
             return int(row.block) if row is not None else self.nft.deployment.block - 1
 
-    def _apply(self, session: object, entry: object) -> int:
-        from agents.records import AgentRecord
-
-        topic = "0x" + bytes(entry["topics"][0]).hex()  # type: ignore[index]
+    def _apply(self, entry: Any) -> int:
+        topic = "0x" + bytes(entry["topics"][0]).hex()
         events = self.nft.contract.events
         if topic == TRANSFER:
-            event = events.Transfer().process_log(entry)
-            args = event["args"]
-            values: dict[str, object] = {"owner_address": args["to"]}
+            args = events.Transfer().process_log(entry)["args"]
+            minted_on = None
             if args["from"] == ZERO_ADDRESS:
-                values.update(
-                    mint_state="minted",
-                    token_contract=self.nft.address,
-                    chain_id=self.nft.deployment.chain_id,
-                )
-            token_id = args["tokenId"]
-        elif topic == MINTED:
-            event = events.AgentMinted().process_log(entry)
-            token_id = event["args"]["tokenId"]
-            values = {"chain_card_hash": "0x" + bytes(event["args"]["cardHash"]).hex()}
-            values["chain_card_version"] = 0
-        elif topic == UPDATED:
-            event = events.CardUpdated().process_log(entry)
-            token_id = event["args"]["tokenId"]
-            values = {
-                "chain_card_hash": "0x" + bytes(event["args"]["cardHash"]).hex(),
-                "chain_card_version": int(event["args"]["version"]),
-            }
-        else:
-            return 0
-        rows = session.scalars(  # type: ignore[attr-defined]
-            select(AgentRecord).where(AgentRecord.token_id == str(token_id))
-        ).all()
-        for row in rows:
-            version, held = values.get("chain_card_version"), row.chain_card_version
-            if version is not None and held is not None and held > int(version):  # type: ignore[arg-type]
-                continue  # an older event than what we already hold
-            for name, value in values.items():
-                setattr(row, name, value)
-        return len(rows)
+                minted_on = (self.nft.address, self.nft.deployment.chain_id)
+            return self.rows.set_token_owner(str(args["tokenId"]), args["to"], minted_on=minted_on)
+        if topic == MINTED:
+            args = events.AgentMinted().process_log(entry)["args"]
+            return self.rows.set_token_card(
+                str(args["tokenId"]), "0x" + bytes(args["cardHash"]).hex(), 0
+            )
+        if topic == UPDATED:
+            args = events.CardUpdated().process_log(entry)["args"]
+            return self.rows.set_token_card(
+                str(args["tokenId"]), "0x" + bytes(args["cardHash"]).hex(), int(args["version"])
+            )
+        return 0

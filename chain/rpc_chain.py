@@ -14,6 +14,7 @@ from core.errors import ChainError
 class RpcChain:
     kind = "rpc"
     is_dev = False
+    chain_id = None  # whatever the node says; ANIMA_CHAIN_ID only checks it
 
     def __init__(self, url: str, timeout_s: float = 20.0) -> None:
         self.rpc_url = url
@@ -34,6 +35,10 @@ class RpcChain:
             return self._w3.is_connected()
         except Exception:
             return False
+
+    def restart_if_stopped(self) -> bool:
+        """The node is someone else's to restart."""
+        return False
 
     def fund(self, address: str, wei: int) -> None:
         raise ChainError(f"cannot fund {address} on a public chain: send it gas money yourself")

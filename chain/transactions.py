@@ -18,6 +18,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -70,8 +72,15 @@ class TxResult:
     gas_used: int
 
 
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, (*TRANSIENT, ChainUnavailableError))
+@contextmanager
+def reaching_node(message: str | None = None) -> Iterator[None]:
+    """The one place where a failure to reach the node becomes ``ChainUnavailableError``
+    (503, retried by jobs); ``message`` replaces the default wording. Contract errors and
+    bugs pass through unchanged."""
+    try:
+        yield
+    except TRANSIENT as exc:
+        raise ChainUnavailableError(message or f"the chain node is unreachable: {exc}") from exc
 
 
 class TxSender:
@@ -102,7 +111,7 @@ class TxSender:
         Raises ``TxReverted`` when the contract refuses it (at estimation or on chain) and
         ``ChainUnavailableError`` when the node cannot be reached (the caller retries).
         """
-        try:
+        with reaching_node():
             record = self._latest(key)
             if record is not None and record.status in ("recorded", "sent", "mined"):
                 result = self._resume(record, wait_s)
@@ -111,8 +120,6 @@ class TxSender:
             record = self._sign_and_record(key, kind, call, agent_id)
             self._broadcast(record)
             return self._wait(record, wait_s)
-        except TRANSIENT as exc:
-            raise ChainUnavailableError(f"the chain node is unreachable: {exc}") from exc
 
     # ----- internals ------------------------------------------------------------------------
     def _resume(self, record: ChainTxRecord, wait_s: float) -> TxResult | None:

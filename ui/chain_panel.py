@@ -142,7 +142,7 @@ def build_chain_panel(services: Services, picker: gr.Dropdown) -> ChainPanel:
         if not agent_id:
             return gr.skip(), show_error("pick an agent to mint")
         try:
-            job = services.chain.request_mint(principal_of(services, request), agent_id)
+            job = services.chain.request_mint(agent_id, principal=principal_of(services, request))
         except AnimaError as exc:
             return gr.skip(), show_error(exc)
         return job.id, "Minting: the token goes to your wallet."

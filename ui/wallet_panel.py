@@ -118,10 +118,12 @@ def describe_session(services: Services, request: gr.Request | None) -> str:
             "**Not signed in.** Agents you create are drafts that anyone using this app may "
             "edit. Sign in to own them: each one is minted to your wallet as an NFT."
         )
-    view = services.auth.session_view(principal)
+    view = services.auth.session_view(principal=principal)
     kind = "local wallet" if view.wallet == "local" else "browser wallet"
     signer = (
-        " · card updates are signed for you" if services.auth.has_local_signer(principal) else ""
+        " · card updates are signed for you"
+        if services.auth.has_local_signer(principal=principal)
+        else ""
     )
     return f"**Signed in** as `{principal.address}` ({kind}){signer}"
 
