@@ -3,8 +3,8 @@
 Translates HTTP to ``FinetuneService`` calls. Every route keeps the agent id in its path; every
 one that changes something passes the caller on (the service checks it: only the agent's owner
 trains, cancels, activates, rolls back or deletes its adapters) and takes ``AgentOwner`` too, so
-a refusal comes before any upload is read. Uploaded chats are parsed and the run stored in
-a worker thread, off the event loop.
+a refusal comes before the chats are parsed or the service is reached (defence in depth).
+Uploaded chats are parsed and the run stored in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
