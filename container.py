@@ -71,10 +71,13 @@ def build_services(
     agents = AgentService(settings, db)
     jobs = JobService(settings, db)
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)
+    agents.owner_check = chain_service  # built after the agents service: it reads agents
     knowledge = KnowledgeService(settings, db, agents, jobs, chain_service, embedder=embedder)
     chat = ChatService(db, agents, pool, knowledge=knowledge)
-    voice = VoiceService(settings, db, agents, chat, voice_pool or VoicePool(settings))
-    finetune = FinetuneService(settings, db, agents, jobs)
+    voice = VoiceService(
+        settings, db, agents, chat, voice_pool or VoicePool(settings), chain_service
+    )
+    finetune = FinetuneService(settings, db, agents, jobs, chain_service)
     agents.attachments.append(finetune)  # the active adapter travels with the CHARX
     _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
     return Services(

@@ -5,15 +5,13 @@ into a growing chat bubble); when iteration ends, normally or because the client
 whatever was generated is stored. The user's message is stored before generation starts, so
 nothing the user typed is lost if the model fails.
 
-Order is the order of sends. Each conversation hands out positions from a counter taken with
-one UPDATE (atomic on SQLite and PostgreSQL), and ``(conversation, position)`` is unique. A
-send takes two positions at once: its own and its reply's, so a reply lands right after the
+Order is the order of sends (positions and history are stored by ``agents.conversations``).
+A send takes two positions at once: its own and its reply's, so a reply lands right after the
 message it answers even when other messages arrive while it streams. A conversation deleted
 while its reply streams ends that reply with a 409 (an ``error`` frame when streaming); the
-reply is not stored. Only as much history as can fit the context window is loaded and
-tokenised, however long the conversation grows.
+reply is not stored.
 
-Grounding (knowledge bases, issue 7): when the agent uses knowledge bases, the newest user
+Grounding (knowledge bases): when the agent uses knowledge bases, the newest user
 message is the query; the chunks found go into the prompt with numbered markers, the reply
 carries them as ``sources``, and a stored reply keeps its retrieval trace. All of it sits in
 ``_ground`` and ``_stream``; everything else here is unaware of knowledge.
@@ -29,48 +27,36 @@ from typing import Any
 
 import anyio
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from agents.conversations import (
+    DELETED_MID_REPLY,
+    ConversationView,
+    MessageView,
+    conversation_row,
+    conversation_view,
+    insert_reply,
+    message_view,
+    recent_history,
+    take_positions,
+    touch,
+)
 from agents.grounding import Grounder, Grounding, Source
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.pool import LLMPool
 from agents.lorebook import scan_depth_needed
-from agents.prompt import MESSAGE_OVERHEAD_TOKENS, build_prompt, greetings
-from agents.records import ConversationRecord, MessageRecord, utcnow
+from agents.prompt import build_prompt, greetings
+from agents.records import ConversationRecord, MessageRecord
 from agents.schema import ChatMessage, GenerationSettings
 from agents.service import AgentService, AgentView, merge_generation
-from core.db import Database, UTCDateTime
-from core.errors import AnimaError, ConflictError, NotFoundError, ValidationError
-from core.files import is_safe_id
+from core.db import Database
+from core.errors import AnimaError, ConflictError, ValidationError
+from core.principal import Principal
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 32_000
-# History is read newest first in pages of this many messages, until it fills the window.
-HISTORY_PAGE = 32
-DELETED_MID_REPLY = (
-    "the conversation was deleted while the reply was being written; the reply was not stored"
-)
-
-
-class MessageView(BaseModel):
-    id: str
-    position: int
-    role: str
-    content: str
-    alternatives: list[str]
-    created_at: UTCDateTime
-
-
-class ConversationView(BaseModel):
-    id: str
-    agent_id: str
-    title: str
-    user_name: str
-    created_at: UTCDateTime
-    updated_at: UTCDateTime
-    messages: list[MessageView] = []
 
 
 class Usage(BaseModel):
@@ -167,6 +153,10 @@ class ReplyStream:
 
 
 class ChatService:
+    """Starting a chat and reading one are open to everyone. Sending, regenerating and
+    deleting take the caller (``principal``): conversations have no owner yet, so nothing is
+    refused today, but every caller already says who it acts for."""
+
     def __init__(
         self,
         db: Database,
@@ -218,26 +208,31 @@ class ChatService:
                 .where(ConversationRecord.agent_id == agent_id)
                 .order_by(ConversationRecord.updated_at.desc())
             ).all()
-            return [self._conv_view(r, with_messages=False) for r in rows]
+            return [conversation_view(r, with_messages=False) for r in rows]
 
     def get_conversation(self, conversation_id: str) -> ConversationView:
         with self.db.session() as s:
-            return self._conv_view(self._conv(s, conversation_id), with_messages=True)
+            return conversation_view(conversation_row(s, conversation_id), with_messages=True)
 
-    def delete_conversation(self, conversation_id: str) -> None:
+    def delete_conversation(self, conversation_id: str, *, principal: Principal) -> None:
         with self.db.session() as s:
-            s.delete(self._conv(s, conversation_id))
+            s.delete(conversation_row(s, conversation_id))
 
     # ----- replies -------------------------------------------------------------------
     def send(
-        self, conversation_id: str, content: str, generation: dict[str, Any] | None = None
+        self,
+        conversation_id: str,
+        content: str,
+        generation: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
     ) -> ReplyStream:
         """Store the user's message, then stream the agent's reply to it."""
         content = _check_text(content)
         with self.db.session() as s:
-            conv = self._conv(s, conversation_id)
+            conv = conversation_row(s, conversation_id)
             # Two slots at once: this message and, right after it, the reply to it.
-            position = self._take_positions(s, conv.id, 2)
+            position = take_positions(s, conv.id, 2)
             s.add(
                 MessageRecord(
                     id=uuid.uuid4().hex,
@@ -254,11 +249,15 @@ class ChatService:
         return self._reply(conversation_id, agent_id, generation, slot=position + 1)
 
     def regenerate(
-        self, conversation_id: str, generation: dict[str, Any] | None = None
+        self,
+        conversation_id: str,
+        generation: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
     ) -> ReplyStream:
         """A new version of the last reply; the old one is kept in ``alternatives``."""
         with self.db.session() as s:
-            conv = self._conv(s, conversation_id)
+            conv = conversation_row(s, conversation_id)
             last_two = s.scalars(
                 select(MessageRecord)
                 .where(MessageRecord.conversation_id == conv.id)
@@ -314,7 +313,8 @@ class ChatService:
         backend = self.llm.get(agent.model, agent.adapter)
         count = functools.lru_cache(maxsize=4096)(backend.count_tokens)
         before = replace[1] if replace is not None else slot
-        user_name, history = self._recent_history(
+        user_name, history = recent_history(
+            self.db,
             conversation_id,
             before,
             budget=backend.context_window,
@@ -332,14 +332,14 @@ class ChatService:
                             row.alternatives = [*row.alternatives, row.content]
                             row.content = text
                             s.flush()
-                            return _msg_view(row)
+                            return message_view(row)
                         # Deleted meanwhile: store it as a new reply at the end.
-                        position = self._take_positions(s, conversation_id, 1)
+                        position = take_positions(s, conversation_id, 1)
                     else:
                         assert slot is not None
                         position = slot
-                        self._touch(s, conversation_id)
-                    return self._insert_reply(s, conversation_id, position, text)
+                        touch(s, conversation_id)
+                    return insert_reply(s, conversation_id, position, text)
             except IntegrityError as exc:  # the conversation went away between the checks
                 raise ConflictError(DELETED_MID_REPLY) from exc
 
@@ -355,48 +355,6 @@ class ChatService:
             grounding,
             count_tokens=count,
         )
-
-    def _recent_history(
-        self,
-        conversation_id: str,
-        before: int | None,
-        *,
-        budget: int,
-        count: Callable[[str], int],
-        at_least: int,
-    ) -> tuple[str, list[ChatMessage]]:
-        """The user's name and the newest messages before position ``before``, oldest first.
-
-        Read newest first, a page at a time, until they cost more tokens than the whole
-        context window (``build_prompt`` trims precisely from there) and the lorebook's scan
-        depth is covered: a conversation of ten thousand messages costs what its last few do.
-        """
-        newest_first: list[MessageRecord] = []
-        spent = 0
-        with self.db.session() as s:
-            conv = self._conv(s, conversation_id)
-            user_name = conv.user_name
-            bound = before
-            while spent <= budget or len(newest_first) < at_least:
-                query = select(MessageRecord).where(MessageRecord.conversation_id == conv.id)
-                if bound is not None:
-                    query = query.where(MessageRecord.position < bound)
-                page = s.scalars(
-                    query.order_by(MessageRecord.position.desc()).limit(HISTORY_PAGE)
-                ).all()
-                for row in page:
-                    newest_first.append(row)
-                    spent += count(row.content) + MESSAGE_OVERHEAD_TOKENS
-                    if spent > budget and len(newest_first) >= at_least:
-                        break
-                if len(page) < HISTORY_PAGE:
-                    break
-                bound = page[-1].position
-            history = [
-                ChatMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
-                for m in reversed(newest_first)
-            ]
-        return user_name, history
 
     def _stream(
         self,
@@ -439,91 +397,10 @@ class ChatService:
         query = next((m.content for m in reversed(history) if m.role == "user"), "")
         return self.knowledge.ground(agent_id, query)
 
-    def _insert_reply(
-        self, session: Any, conversation_id: str, position: int, text: str
-    ) -> MessageView:
-        row = MessageRecord(
-            id=uuid.uuid4().hex,
-            conversation_id=conversation_id,
-            position=position,
-            role="assistant",
-            content=text,
-            alternatives=[],
-        )
-        session.add(row)
-        session.flush()
-        return _msg_view(row)
-
     def _params(self, agent: AgentView, overrides: dict[str, Any] | None) -> GenerationSettings:
         if not overrides:
             return agent.generation
         return merge_generation(agent.generation.model_dump(), overrides)
-
-    @staticmethod
-    def _take_positions(session: Any, conversation_id: str, n: int) -> int:
-        """Reserve ``n`` consecutive positions; returns the first.
-
-        One UPDATE increments the counter: it takes the row lock on PostgreSQL and the write
-        lock on SQLite before reading, so two sends can never get the same positions.
-        """
-        taken = session.execute(
-            update(ConversationRecord)
-            .where(ConversationRecord.id == conversation_id)
-            .values(next_position=ConversationRecord.next_position + n, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if taken.rowcount != 1:
-            raise ConflictError(DELETED_MID_REPLY)
-        after = session.scalar(
-            select(ConversationRecord.next_position).where(ConversationRecord.id == conversation_id)
-        )
-        return int(after) - n
-
-    @staticmethod
-    def _touch(session: Any, conversation_id: str) -> None:
-        """Mark the conversation as just changed; a 409 if it no longer exists."""
-        touched = session.execute(
-            update(ConversationRecord)
-            .where(ConversationRecord.id == conversation_id)
-            .values(updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if touched.rowcount != 1:
-            raise ConflictError(DELETED_MID_REPLY)
-
-    @staticmethod
-    def _conv(session: Any, conversation_id: str) -> ConversationRecord:
-        row = (
-            session.get(ConversationRecord, conversation_id)
-            if is_safe_id(conversation_id)
-            else None
-        )
-        if row is None:
-            raise NotFoundError(f"no conversation with id {conversation_id!r}")
-        return row
-
-    @staticmethod
-    def _conv_view(row: ConversationRecord, *, with_messages: bool) -> ConversationView:
-        return ConversationView(
-            id=row.id,
-            agent_id=row.agent_id,
-            title=row.title,
-            user_name=row.user_name,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            messages=[_msg_view(m) for m in row.messages] if with_messages else [],
-        )
-
-
-def _msg_view(row: MessageRecord) -> MessageView:
-    return MessageView(
-        id=row.id,
-        position=row.position,
-        role=row.role,
-        content=row.content,
-        alternatives=list(row.alternatives or []),
-        created_at=row.created_at,
-    )
 
 
 def _saving_trace(

@@ -38,6 +38,7 @@ from core.errors import (
     describe_validation_error,
 )
 from core.files import atomic_write, check_id, is_safe_id, replace_dir, safe_join
+from core.principal import OwnerCheck, Principal
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class AgentView(BaseModel):
     model: str | None
     adapter: str | None
     owner_address: str | None
-    # On-chain identity (issue 11): see chain/service.py. token_id is a decimal string
+    # On-chain identity: see chain/service.py. token_id is a decimal string
     # (uint256); mint_state is None (never minted), pending, minted or failed.
     token_id: str | None
     mint_state: str | None = None
@@ -104,13 +105,28 @@ class AgentListener(Protocol):
     def agent_deleted(self, agent_id: str) -> None: ...
 
 
+class _Unwired:
+    """Refuses every change until ``container.py`` sets the real owner check: an agent
+    service that was never wired must not let anyone change anything."""
+
+    def _refuse(self, *_: Any) -> Any:
+        raise RuntimeError("AgentService.owner_check is not set (see container.py)")
+
+    require_owner = require_address = require_creator = _refuse
+
+
 class AgentService:
+    """Every method that changes an agent takes the caller (``principal``) and asks
+    ``owner_check`` first; reading agents is open (cards are public)."""
+
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
         # Resources that travel with the CHARX and go with the agent (adapters, ...).
         self.attachments: list[AgentAttachment] = []
         self.listeners: list[AgentListener] = []
+        # The chain service, built after this one (it reads agents), is set in container.py.
+        self.owner_check: OwnerCheck = _Unwired()
 
     def _notify(self, event: str, arg: Any) -> None:
         for listener in self.listeners:
@@ -158,12 +174,18 @@ class AgentService:
 
     # ----- writing -------------------------------------------------------------------
     def create_agent(
-        self, payload: dict[str, Any], avatar: bytes | None = None, *, owner: str | None = None
+        self,
+        payload: dict[str, Any],
+        avatar: bytes | None = None,
+        *,
+        principal: Principal,
+        owner: str | None = None,
     ) -> AgentView:
         """Create from card fields (``name``, ``description``, ...) plus Anima's own keys.
 
         ``owner``: the signed-in wallet creating it (``None``: an agent nobody owns).
         """
+        self.owner_check.require_creator(principal)
         payload = dict(payload)
         anima = {k: payload.pop(k) for k in ANIMA_KEYS if k in payload}
         now = int(time.time())
@@ -173,8 +195,11 @@ class AgentService:
         card = Card(spec=SPEC_V3, spec_version="3.0", data=data)
         return self._insert(card, anima, avatar=avatar, assets={}, owner=owner)
 
-    def update_agent(self, agent_id: str, patch: dict[str, Any]) -> AgentView:
+    def update_agent(
+        self, agent_id: str, patch: dict[str, Any], *, principal: Principal
+    ) -> AgentView:
         """Merge ``patch`` into the stored card; keys not named stay exactly as they were."""
+        self.owner_check.require_owner(principal, agent_id)
         patch = dict(patch)
         anima = {k: patch.pop(k) for k in ANIMA_KEYS if k in patch}
         with self.db.session() as s:
@@ -194,13 +219,14 @@ class AgentService:
             self._notify("card_changed", view)
         return view
 
-    def set_avatar(self, agent_id: str, image: bytes) -> AgentView:
+    def set_avatar(self, agent_id: str, image: bytes, *, principal: Principal) -> AgentView:
         """Store a new avatar; the old one stays in place until the database has committed.
 
         Each avatar file is named after its content, so the new file never overwrites the
         one the stored row points to: a failed commit deletes the new file and leaves the
         agent exactly as it was.
         """
+        self.owner_check.require_owner(principal, agent_id)
         png = normalise_avatar(
             image, self.settings.max_upload_bytes, self.settings.max_image_pixels
         )
@@ -228,7 +254,11 @@ class AgentService:
             self._avatar_path(agent_id, old).unlink(missing_ok=True)
         return view
 
-    def delete_agent(self, agent_id: str) -> None:
+    def delete_agent(self, agent_id: str, *, principal: Principal) -> None:
+        self.owner_check.require_owner(principal, agent_id)
+        self._delete(agent_id)
+
+    def _delete(self, agent_id: str) -> None:
         with self.db.session() as s:
             row = self._row(s, agent_id)
             s.delete(row)
@@ -239,9 +269,15 @@ class AgentService:
 
     # ----- cards ---------------------------------------------------------------------
     def import_card(
-        self, filename: str | None, content: bytes, *, owner: str | None = None
+        self,
+        filename: str | None,
+        content: bytes,
+        *,
+        principal: Principal,
+        owner: str | None = None,
     ) -> AgentView:
         """Create an agent from a PNG, JSON or CHARX character card (``owner`` as in create)."""
+        self.owner_check.require_creator(principal)
         self.check_upload_size(content)
         if not content:
             raise CardFormatError("the uploaded file is empty")
@@ -266,7 +302,7 @@ class AgentService:
                 if item is not None:
                     attachment.attach(view.id, item)
         except BaseException:
-            self.delete_agent(view.id)  # all or nothing: no agent without what it came with
+            self._delete(view.id)  # all or nothing: no agent without what it came with
             raise
         return self.get_agent(view.id)
 

@@ -60,8 +60,7 @@ def create_agent(
 ) -> AgentView:
     """Signed in: the agent is yours, and minted to your wallet (a job). Anonymous: nobody
     owns it (see the README's ownership rules)."""
-    svc.chain.require_creator(principal)
-    return svc.agents.create_agent(payload, owner=principal.address)
+    return svc.agents.create_agent(payload, principal=principal, owner=principal.address)
 
 
 @router.post("/import", response_model=AgentView, status_code=status.HTTP_201_CREATED)
@@ -69,11 +68,12 @@ async def import_card(
     svc: Svc, principal: Caller, file: Annotated[UploadFile, File()]
 ) -> AgentView:
     """Create an agent from a SillyTavern character card: PNG, JSON (V1/V2/V3) or CHARX."""
-    svc.chain.require_creator(principal)
     return await process_upload(
         file,
         svc.settings.max_upload_bytes,
-        lambda name, content: svc.agents.import_card(name, content, owner=principal.address),
+        lambda name, content: svc.agents.import_card(
+            name, content, principal=principal, owner=principal.address
+        ),
     )
 
 
@@ -84,24 +84,24 @@ def get_agent(svc: Svc, agent_id: str) -> AgentView:
 
 @router.patch("/{agent_id}", response_model=AgentView)
 def update_agent(
-    svc: Svc, agent_id: str, patch: Annotated[dict[str, Any], Body()], _: AgentOwner
+    svc: Svc, agent_id: str, patch: Annotated[dict[str, Any], Body()], principal: AgentOwner
 ) -> AgentView:
     """Change the named fields; every other field, unknown card keys included, is kept.
     Owner only; a minted agent's new card hash is anchored on chain (a job)."""
-    return svc.agents.update_agent(agent_id, patch)
+    return svc.agents.update_agent(agent_id, patch, principal=principal)
 
 
 @router.put("/{agent_id}", response_model=AgentView, include_in_schema=False)
 def put_agent(
-    svc: Svc, agent_id: str, patch: Annotated[dict[str, Any], Body()], _: AgentOwner
+    svc: Svc, agent_id: str, patch: Annotated[dict[str, Any], Body()], principal: AgentOwner
 ) -> AgentView:
-    return svc.agents.update_agent(agent_id, patch)
+    return svc.agents.update_agent(agent_id, patch, principal=principal)
 
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_agent(svc: Svc, agent_id: str, _: AgentOwner) -> Response:
+def delete_agent(svc: Svc, agent_id: str, principal: AgentOwner) -> Response:
     """Owner only. The token (if minted) stays on chain; its metadata route answers 404."""
-    svc.agents.delete_agent(agent_id)
+    svc.agents.delete_agent(agent_id, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -133,10 +133,10 @@ def get_avatar(svc: Svc, agent_id: str) -> Response:
 
 @router.put("/{agent_id}/avatar", response_model=AgentView)
 async def set_avatar(
-    svc: Svc, agent_id: str, file: Annotated[UploadFile, File()], _: AgentOwner
+    svc: Svc, agent_id: str, file: Annotated[UploadFile, File()], principal: AgentOwner
 ) -> AgentView:
     return await process_upload(
         file,
         svc.settings.max_upload_bytes,
-        lambda _name, content: svc.agents.set_avatar(agent_id, content),
+        lambda _name, content: svc.agents.set_avatar(agent_id, content, principal=principal),
     )

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 
 from agents.chat import ConversationView, MessageView, ReplyStream, Usage
-from api.deps import services
+from api.deps import Caller, services
 from api.errors import GUARD_ERRORS, error_responses
 from api.sse import collect_unless_disconnected, sse_event, sse_response
 from container import Services
@@ -82,8 +82,8 @@ def get_conversation(svc: Svc, conversation_id: str) -> ConversationView:
 
 
 @router.delete("/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_conversation(svc: Svc, conversation_id: str) -> Response:
-    svc.chat.delete_conversation(conversation_id)
+def delete_conversation(svc: Svc, conversation_id: str, principal: Caller) -> Response:
+    svc.chat.delete_conversation(conversation_id, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -97,9 +97,13 @@ def list_messages(svc: Svc, conversation_id: str) -> list[MessageView]:
     response_model=Reply,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def send_message(svc: Svc, conversation_id: str, body: SendMessage, request: Request) -> Any:
+async def send_message(
+    svc: Svc, conversation_id: str, body: SendMessage, request: Request, principal: Caller
+) -> Any:
     """Send the user's message; the agent's reply comes back whole or as SSE."""
-    start = partial(svc.chat.send, conversation_id, body.content, body.generation)
+    start = partial(
+        svc.chat.send, conversation_id, body.content, body.generation, principal=principal
+    )
     reply = await anyio.to_thread.run_sync(start)
     return await _respond(reply, body.stream, request)
 
@@ -110,11 +114,15 @@ async def send_message(svc: Svc, conversation_id: str, body: SendMessage, reques
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def regenerate(
-    svc: Svc, conversation_id: str, request: Request, body: Regenerate | None = None
+    svc: Svc,
+    conversation_id: str,
+    request: Request,
+    principal: Caller,
+    body: Regenerate | None = None,
 ) -> Any:
     """Replace the last reply with a new one; the old text stays in ``alternatives``."""
     body = body or Regenerate()
-    start = partial(svc.chat.regenerate, conversation_id, body.generation)
+    start = partial(svc.chat.regenerate, conversation_id, body.generation, principal=principal)
     reply = await anyio.to_thread.run_sync(start)
     return await _respond(reply, body.stream, request)
 

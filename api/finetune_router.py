@@ -1,14 +1,16 @@
 """``/api/agents/{agent_id}/finetunes`` and ``.../adapters``: fine-tune runs and adapter versions.
 
-Translates HTTP to ``FinetuneService`` calls. Every route keeps the agent id in its path and
-every one that changes something takes ``AgentOwner``: only the agent's owner trains, cancels,
-activates, rolls back or deletes its adapters. Uploaded chats are parsed and the run stored in
-a worker thread, off the event loop.
+Translates HTTP to ``FinetuneService`` calls. Every route keeps the agent id in its path; every
+one that changes something passes the caller on (the service checks it: only the agent's owner
+trains, cancels, activates, rolls back or deletes its adapters) and takes ``AgentOwner`` too, so
+a refusal comes before the chats are parsed or the service is reached (defence in depth).
+Uploaded chats are parsed and the run stored in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile, status
@@ -73,7 +75,7 @@ async def _chats(files: list[UploadFile] | None, limit: int) -> list[UploadedCha
 async def start_finetune(
     svc: Svc,
     agent_id: str,
-    _: AgentOwner,
+    principal: AgentOwner,
     settings: Annotated[str | None, Form(description=SETTINGS_HELP)] = None,
     chats: Annotated[list[UploadFile] | None, File(description=CHATS_HELP)] = None,
 ) -> RunView:
@@ -84,7 +86,8 @@ async def start_finetune(
     """
     options = _options(settings)
     uploads = await _chats(chats, svc.settings.max_upload_bytes)
-    return await run_in_threadpool(svc.finetune.start, agent_id, uploads, options)
+    start = partial(svc.finetune.start, principal=principal)
+    return await run_in_threadpool(start, agent_id, uploads, options)
 
 
 @router.post("/finetunes/preview", response_model=DataSummary)
@@ -119,9 +122,9 @@ def finetune_metrics(svc: Svc, agent_id: str, run_id: str) -> RunMetrics:
 
 
 @router.post("/finetunes/{run_id}/cancel", response_model=RunView)
-def cancel_finetune(svc: Svc, agent_id: str, run_id: str, _: AgentOwner) -> RunView:
+def cancel_finetune(svc: Svc, agent_id: str, run_id: str, principal: AgentOwner) -> RunView:
     """409 if the run already finished."""
-    return svc.finetune.cancel_run(agent_id, run_id)
+    return svc.finetune.cancel_run(agent_id, run_id, principal=principal)
 
 
 @router.get("/adapters", response_model=list[AdapterView])
@@ -131,26 +134,26 @@ def list_adapters(svc: Svc, agent_id: str) -> list[AdapterView]:
 
 
 @router.post("/adapters/rollback", response_model=AgentView)
-def rollback_adapter(svc: Svc, agent_id: str, _: AgentOwner) -> AgentView:
+def rollback_adapter(svc: Svc, agent_id: str, principal: AgentOwner) -> AgentView:
     """Re-activate the previously active version (the base model when there is none)."""
-    return svc.finetune.rollback(agent_id)
+    return svc.finetune.rollback(agent_id, principal=principal)
 
 
 @router.post("/adapters/deactivate", response_model=AgentView)
-def deactivate_adapter(svc: Svc, agent_id: str, _: AgentOwner) -> AgentView:
+def deactivate_adapter(svc: Svc, agent_id: str, principal: AgentOwner) -> AgentView:
     """Reply with the base model; the versions stay."""
-    return svc.finetune.deactivate(agent_id)
+    return svc.finetune.deactivate(agent_id, principal=principal)
 
 
 @router.post("/adapters/{name}/activate", response_model=AgentView)
-def activate_adapter(svc: Svc, agent_id: str, name: str, _: AgentOwner) -> AgentView:
+def activate_adapter(svc: Svc, agent_id: str, name: str, principal: AgentOwner) -> AgentView:
     """Replies use this version from the next one on (no reload). 422 if it was trained on
     another base model than the agent uses."""
-    return svc.finetune.activate(agent_id, name)
+    return svc.finetune.activate(agent_id, name, principal=principal)
 
 
 @router.delete("/adapters/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_adapter(svc: Svc, agent_id: str, name: str, _: AgentOwner) -> Response:
+def delete_adapter(svc: Svc, agent_id: str, name: str, principal: AgentOwner) -> Response:
     """Delete a version (409 while it is active)."""
-    svc.finetune.delete_adapter(agent_id, name)
+    svc.finetune.delete_adapter(agent_id, name, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

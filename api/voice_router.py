@@ -8,6 +8,7 @@ pool, never on the event loop; uploads are read through the size-capped ``read_u
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile, status
@@ -134,12 +135,18 @@ async def set_voice(
             "speaker's permission; stored with the profile."
         ),
     ],
-    _: AgentOwner,
+    principal: AgentOwner,
 ) -> VoiceProfileView:
     """Make a recording the agent's voice: checked, cleaned, stored with its hash and the
     consent; answers with the profile and how similar the agent's voice now is to it."""
     content = await read_upload(file, svc.settings.voice_max_upload_bytes)
-    return await run_in_threadpool(svc.voice.set_profile, agent_id, content, consent, file.filename)
+    return await run_in_threadpool(
+        partial(svc.voice.set_profile, principal=principal),
+        agent_id,
+        content,
+        consent,
+        file.filename,
+    )
 
 
 @router.get("/api/agents/{agent_id}/voice", response_model=VoiceProfileView)
@@ -148,8 +155,8 @@ def get_voice(svc: Svc, agent_id: str) -> VoiceProfileView:
 
 
 @router.delete("/api/agents/{agent_id}/voice", status_code=status.HTTP_204_NO_CONTENT)
-def delete_voice(svc: Svc, agent_id: str, _: AgentOwner) -> Response:
-    svc.voice.delete_profile(agent_id)
+def delete_voice(svc: Svc, agent_id: str, principal: AgentOwner) -> Response:
+    svc.voice.delete_profile(agent_id, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

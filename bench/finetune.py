@@ -264,11 +264,12 @@ def main() -> None:
                     "scenario": "{{user}} has signed on as a deckhand.",
                     "first_mes": "*looks {{user}} up and down* Arr, so ye be the new deckhand.",
                     "mes_example": pirate_examples(args.dialogues),
-                }
+                },
+                principal=SYSTEM,
             )
             with PeakRss() as rss:
                 t0 = time.perf_counter()
-                run = svc.finetune.start(agent.id, options=options)
+                run = svc.finetune.start(agent.id, options=options, principal=SYSTEM)
                 assert run.job is not None
                 job = svc.jobs.wait(run.job.id, timeout=24 * 3600, poll_s=0.5, principal=SYSTEM)
                 total_s = time.perf_counter() - t0
@@ -279,7 +280,7 @@ def main() -> None:
             assert training is not None and report is not None and run.adapter is not None
 
             base_speed = chat_speed(svc, agent.id, args.chat_tokens, CHAT_PROMPTS)
-            svc.finetune.activate(agent.id, run.adapter.name)
+            svc.finetune.activate(agent.id, run.adapter.name, principal=SYSTEM)
             adapter_speed = chat_speed(svc, agent.id, args.chat_tokens, CHAT_PROMPTS)
         finally:
             svc.close()

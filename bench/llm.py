@@ -45,6 +45,7 @@ from agents.llm.base import StreamResult
 from agents.llm.model_source import resolve_model
 from agents.llm.pool import LLMPool
 from agents.schema import ChatMessage, GenerationSettings
+from core.principal import SYSTEM
 from core.settings import Settings
 
 QUESTION = "Tell me a very long story."
@@ -298,7 +299,8 @@ def measure_served(settings: Settings, tokens: int, runs: int) -> dict[str, floa
             "name": "Luna",
             "description": "{{char}} is a cheerful cat who loves telling stories.",
             "generation": {"max_new_tokens": tokens, "temperature": 0.0, "repetition_penalty": 1.0},
-        }
+        },
+        principal=SYSTEM,
     )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from container import build_services
+from core.principal import SYSTEM
 from core.settings import Settings
 from tests.voice.speakers import FESTIVAL_VOICES, festival_samples, festival_say
 from voice import match
@@ -151,10 +152,12 @@ def bench_loop(svc, turns: int, tmp: Path) -> list[dict[str, float]]:  # type: i
             "description": "{{char}} is a cheerful ship's navigator who answers briefly.",
             "first_mes": "Ahoy!",
             "generation": {"max_new_tokens": 40},
-        }
+        },
+        principal=SYSTEM,
     )
     svc.llm.get().load()  # the model is loaded before anyone speaks, as in the app
-    list(svc.voice.reply(svc.chat.create_conversation(agent.id).id, "Hi."))  # warm every path
+    warm = svc.chat.create_conversation(agent.id).id
+    list(svc.voice.reply(warm, "Hi.", principal=SYSTEM))  # warm every path
     results = []
     for i in range(turns):
         question = QUESTIONS[i % len(QUESTIONS)]
@@ -182,7 +185,7 @@ def bench_loop(svc, turns: int, tmp: Path) -> list[dict[str, float]]:  # type: i
         heard = listener.finish()
         transcribed = time.perf_counter()
         first_piece = None
-        for event in svc.voice.reply(conv.id, heard.text):
+        for event in svc.voice.reply(conv.id, heard.text, principal=SYSTEM):
             if event.kind == "audio":
                 first_piece = event
                 break
@@ -240,10 +243,13 @@ def main() -> None:
         try:
             print(f"# bench/voice.py  ({load()})\n")
             samples = festival_samples(tmp)
-            agent = svc.agents.create_agent({"name": "Kal"})
+            agent = svc.agents.create_agent({"name": "Kal"}, principal=SYSTEM)
             t = time.perf_counter()
             svc.voice.set_profile(
-                agent.id, samples["kal"].read_bytes(), "benchmark: festival voice kal"
+                agent.id,
+                samples["kal"].read_bytes(),
+                "benchmark: festival voice kal",
+                principal=SYSTEM,
             )
             profile_s = time.perf_counter() - t
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agents.llm.base import Completion, StreamResult, complete_from_stream
+from agents.llm.base import Completion, SchedulingDefaults, StreamResult, complete_from_stream
 from agents.schema import ChatMessage, GenerationSettings
 
 
-class ScriptedBackend:
+class ScriptedBackend(SchedulingDefaults):
     """``LLMBackend`` whose tokens are words and whose reply is whatever ``stream`` yields."""
 
     model_name = "scripted"

@@ -197,7 +197,7 @@ def build_agents_tab(services: Services) -> AgentsTab:
                 export_file = gr.File(
                     label="Download", interactive=False, elem_id="agent-export-file"
                 )
-            chain_panel = build_chain_panel(services, picker)  # on-chain identity (issue 11)
+            chain_panel = build_chain_panel(services, picker)  # on-chain identity
             delete_btn = gr.Button("Delete agent", variant="stop", elem_id="agent-delete")
             with gr.Row(visible=False) as confirm_row:
                 confirm_btn = gr.Button(
@@ -309,7 +309,7 @@ def build_agents_tab(services: Services) -> AgentsTab:
     with gr.Accordion("Knowledge", open=False, elem_id="agent-knowledge"):
         build_knowledge_panel(services, picker)
 
-    build_voice_panel(services, picker)  # issue 8
+    build_voice_panel(services, picker)
     with gr.Accordion("Fine-tune (LoRA adapter)", open=False, elem_id="agent-finetune"):
         build_finetune_panel(services, picker)
 
@@ -350,17 +350,19 @@ def build_agents_tab(services: Services) -> AgentsTab:
         principal = principal_of(services, request)
         try:
             if agent_id:
-                agent = services.chain.require_owner(principal, agent_id)
+                agent = services.agents.get_agent(agent_id)
                 patch = update_patch(agent, values)
                 if patch:
-                    agent = services.agents.update_agent(agent_id, patch)
+                    agent = services.agents.update_agent(agent_id, patch, principal=principal)
                 if image is not None:
-                    agent = services.agents.set_avatar(agent_id, image)
+                    agent = services.agents.set_avatar(agent_id, image, principal=principal)
                 message = f"Saved **{agent.name}**."
             else:
-                services.chain.require_creator(principal)
                 agent = services.agents.create_agent(
-                    create_payload(values), avatar=image, owner=principal.address
+                    create_payload(values),
+                    avatar=image,
+                    principal=principal,
+                    owner=principal.address,
                 )
                 message = f"Created **{agent.name}**."
         except AnimaError as exc:
@@ -378,8 +380,8 @@ def build_agents_tab(services: Services) -> AgentsTab:
         if not agent_id:
             return [gr.skip(), *unchanged(""), hide]
         try:
-            name = services.chain.require_owner(principal_of(services, request), agent_id).name
-            services.agents.delete_agent(agent_id)
+            name = services.agents.get_agent(agent_id).name
+            services.agents.delete_agent(agent_id, principal=principal_of(services, request))
         except AnimaError as exc:
             return [gr.skip(), *unchanged(show_error(exc)), hide]
         picker_update = gr.update(choices=agent_choices(services), value=None)

@@ -16,7 +16,7 @@ import gradio as gr
 from agents.chat import ConversationView, ReplyStream
 from container import Services
 from core.errors import AnimaError, ValidationError
-from ui.common import agent_choices, show_error
+from ui.common import agent_choices, principal_of, show_error
 from ui.knowledge_panel import sources_markdown, trace_sources
 from ui.voice_chat import build_voice_chat
 
@@ -39,7 +39,7 @@ def chat_messages(conv: ConversationView, sources: dict[str, str] | None = None)
     """The conversation in the Chatbot's message format (``role`` + ``content``).
 
     ``sources`` (message id -> Markdown) adds a collapsible "Sources" bubble under each
-    grounded reply (knowledge bases, issue 7).
+    grounded reply (knowledge bases).
     """
     out: list[Message] = []
     for m in conv.messages:
@@ -107,7 +107,7 @@ def build_chat_tab(services: Services) -> ChatTab:
         send_btn = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
         regen_btn = gr.Button("Regenerate", elem_id="chat-regenerate", scale=1)
     status = gr.Markdown("", elem_id="chat-status")
-    build_voice_chat(services, agent, conversation, user, chatbot, status)  # issue 8
+    build_voice_chat(services, agent, conversation, user, chatbot, status)
 
     def conversation_choices(agent_id: str) -> list[tuple[str, str]]:
         return [(conversation_label(c), c.id) for c in services.chat.list_conversations(agent_id)]
@@ -144,7 +144,11 @@ def build_chat_tab(services: Services) -> ChatTab:
         return [gr.update(choices=choices, value=conv.id), chat_messages(conv), ""]
 
     def send(
-        agent_id: str | None, conv_id: str | None, user_name: str, content: str
+        agent_id: str | None,
+        conv_id: str | None,
+        user_name: str,
+        content: str,
+        request: gr.Request,
     ) -> Iterator[list[Any]]:
         try:
             if not (content or "").strip():
@@ -162,7 +166,7 @@ def build_chat_tab(services: Services) -> ChatTab:
         shown = [*base, {"role": "user", "content": content}]
         yield [gr.skip(), shown, "", ""]
         try:
-            reply = services.chat.send(conv_id, content)
+            reply = services.chat.send(conv_id, content, principal=principal_of(services, request))
         except AnimaError as exc:
             note = show_error(exc)
             conv = services.chat.get_conversation(conv_id)
@@ -177,11 +181,11 @@ def build_chat_tab(services: Services) -> ChatTab:
             shown, reply, lambda msgs, note: [gr.skip(), msgs, gr.skip(), note]
         )
 
-    def regenerate(conv_id: str | None) -> Iterator[list[Any]]:
+    def regenerate(conv_id: str | None, request: gr.Request) -> Iterator[list[Any]]:
         try:
             if not conv_id:
                 raise ValidationError("open or start a conversation first")
-            reply = services.chat.regenerate(conv_id)
+            reply = services.chat.regenerate(conv_id, principal=principal_of(services, request))
             conv = services.chat.get_conversation(conv_id)
             earlier = conv.model_copy(update={"messages": conv.messages[:-1]})
             base = chat_messages(earlier, trace_sources(services, conv))

@@ -43,12 +43,12 @@ def show_error(problem: AnimaError | str) -> str:
     return f"⚠️ {message}"
 
 
-# ----- On-chain identity (issue 11): who is using the studio --------------------------------
+# ----- On-chain identity: who is using the studio ------------------------------------------
 def principal_of(services: Services, request: gr.Request | None) -> Principal:
     """The signed-in wallet of the browser behind a Gradio event (its session cookie).
 
-    Handlers that change an agent take ``request: gr.Request`` and pass this principal to
-    ``services.chain.require_owner(principal, agent_id)`` before calling the service.
+    Handlers that change something take ``request: gr.Request`` and pass this principal to
+    the service (``principal=``), which checks it.
     """
     if request is None:
         return ANONYMOUS

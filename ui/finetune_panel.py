@@ -212,7 +212,6 @@ def build_finetune_panel(services: Services, picker: gr.Dropdown) -> FinetunePan
         chosen = {k: v for k, v in zip(KNOBS, values, strict=True) if v is not None}
         if "lora_r" in chosen:
             chosen["lora_r"] = int(chosen["lora_r"])
-            chosen["lora_alpha"] = 2 * chosen["lora_r"]
         if "max_seq_len" in chosen:
             chosen["max_seq_len"] = int(chosen["max_seq_len"])
         try:
@@ -274,11 +273,11 @@ def build_finetune_panel(services: Services, picker: gr.Dropdown) -> FinetunePan
         if not agent_id:
             return [gr.skip(), gr.skip(), show_error("pick or save an agent first"), gr.skip()]
         try:
-            services.chain.require_owner(principal_of(services, request), agent_id)
             run = services.finetune.start(
                 agent_id,
                 uploads(files),
                 options(examples, greetings, epochs, lr, rank, seq_len),
+                principal=principal_of(services, request),
             )
         except AnimaError as exc:
             return [gr.skip(), gr.skip(), show_error(exc), gr.skip()]
@@ -310,8 +309,8 @@ def build_finetune_panel(services: Services, picker: gr.Dropdown) -> FinetunePan
         if not agent_id:
             return [show_error("pick an agent first"), gr.skip(), gr.skip()]
         service = services.finetune
+        principal = principal_of(services, request)
         try:
-            services.chain.require_owner(principal_of(services, request), agent_id)
             if action in ("activate-run", "discard-run"):
                 run = service.get_run(agent_id, current) if current else None
                 if run is None or run.adapter is None:
@@ -320,13 +319,13 @@ def build_finetune_panel(services: Services, picker: gr.Dropdown) -> FinetunePan
             if action in ("activate", "delete") and not name:
                 raise ValidationError("pick a version first")
             if action in ("activate", "activate-run"):
-                service.activate(agent_id, str(name))
+                service.activate(agent_id, str(name), principal=principal)
                 message = f"**{name}** is active: the agent's next reply uses it."
             elif action in ("delete", "discard-run"):
-                service.delete_adapter(agent_id, str(name))
+                service.delete_adapter(agent_id, str(name), principal=principal)
                 message = f"Deleted **{name}**."
             else:
-                agent = service.rollback(agent_id)
+                agent = service.rollback(agent_id, principal=principal)
                 now = agent.adapter or "the base model"
                 message = f"Rolled back: the agent now uses **{now}**."
         except AnimaError as exc:

@@ -43,9 +43,8 @@ def build_import_tab(services: Services) -> ImportTab:
         file = Path(path)
         principal = principal_of(services, request)
         try:
-            services.chain.require_creator(principal)
             agent = services.agents.import_card(
-                file.name, file.read_bytes(), owner=principal.address
+                file.name, file.read_bytes(), principal=principal, owner=principal.address
             )
         except AnimaError as exc:
             return show_error(exc)

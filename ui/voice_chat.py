@@ -19,7 +19,7 @@ import numpy as np
 
 from container import Services
 from core.errors import AnimaError, ValidationError
-from ui.common import show_error
+from ui.common import principal_of, show_error
 from voice.audio import Audio, encode_wav
 from voice.loop import Listener
 
@@ -97,7 +97,11 @@ def build_voice_chat(
         return [None, f"You said: {text}", f"{uuid.uuid4().hex}\n{text}"]
 
     def respond(
-        agent_id: str | None, conv_id: str | None, user_name: str, value: str
+        agent_id: str | None,
+        conv_id: str | None,
+        user_name: str,
+        value: str,
+        request: gr.Request,
     ) -> Iterator[list[Any]]:
         text = value.partition("\n")[2].strip() if value else ""
         if not text:
@@ -116,7 +120,8 @@ def build_voice_chat(
         yield [_conversations(conv.agent_id, conv_id), shown, None, ""]
         reply = ""
         try:
-            for event in services.voice.reply(conv_id, text):
+            principal = principal_of(services, request)
+            for event in services.voice.reply(conv_id, text, principal=principal):
                 if event.kind == "text":
                     reply += event.text
                     yield [

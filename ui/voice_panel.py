@@ -112,14 +112,17 @@ def build_voice_panel(services: Services, picker: gr.Dropdown) -> None:
         try:
             if not agent_id:
                 raise ValidationError("save the agent first, then give it a voice")
-            services.chain.require_owner(principal_of(services, request), agent_id)
             if not path:
                 raise ValidationError("record or upload a sample first")
             if not agreed:
                 raise ValidationError("confirm the consent statement first")
             progress(0.1, desc="checking the sample and matching the voice (10-60 s)")
             profile = services.voice.set_profile(
-                agent_id, Path(path).read_bytes(), CONSENT_STATEMENT, Path(path).name
+                agent_id,
+                Path(path).read_bytes(),
+                CONSENT_STATEMENT,
+                Path(path).name,
+                principal=principal_of(services, request),
             )
         except AnimaError as exc:
             return [gr.skip(), gr.skip(), show_error(exc)]
@@ -129,8 +132,7 @@ def build_voice_panel(services: Services, picker: gr.Dropdown) -> None:
         try:
             if not agent_id:
                 raise ValidationError("pick an agent first")
-            services.chain.require_owner(principal_of(services, request), agent_id)
-            services.voice.delete_profile(agent_id)
+            services.voice.delete_profile(agent_id, principal=principal_of(services, request))
         except AnimaError as exc:
             return [gr.skip(), gr.skip(), show_error(exc)]
         return [profile_text(None), None, "Voice removed."]

@@ -13,8 +13,8 @@
 - **Voice turns**: ``reply(conversation_id, text)`` streams the agent's reply as text and, as
   each sentence completes, as audio.
 
-Every method that changes an agent's voice takes the agent id, so one ownership check placed
-here covers the API and the studio alike.
+Every method that changes an agent's voice takes the agent id and the caller (``principal``)
+and asks the owner check first, so the API and the studio cannot differ in who may do it.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from agents.service import AgentService
 from core.db import Database, UTCDateTime
 from core.errors import AudioError, NotFoundError, UploadTooLargeError, ValidationError
 from core.files import atomic_write, check_id
+from core.principal import OwnerCheck, Principal
 from core.settings import Settings
 from voice import match
 from voice.audio import Audio, concat, decode_mono, encode_wav, silence
@@ -110,8 +111,10 @@ class VoiceService:
         agents: AgentService,
         chat: ChatService,
         pool: VoicePool,
+        owner_check: OwnerCheck,
     ) -> None:
         self.settings = settings
+        self.owner_check = owner_check
         self.db = db
         self.agents = agents
         self.chat = chat
@@ -140,10 +143,16 @@ class VoiceService:
         return check_bytes(data)
 
     def set_profile(
-        self, agent_id: str, data: bytes, consent: str, filename: str | None = None
+        self,
+        agent_id: str,
+        data: bytes,
+        consent: str,
+        filename: str | None = None,
+        *,
+        principal: Principal,
     ) -> VoiceProfileView:
         """Make ``data`` the agent's voice; the previous profile stays if anything fails."""
-        self.agents.get_agent(agent_id)  # 404 before any audio work
+        self.owner_check.require_owner(principal, agent_id)  # 404/401/403 before audio work
         consent = (consent or "").strip()
         if not consent:
             raise ValidationError(
@@ -260,8 +269,8 @@ class VoiceService:
         with self.db.session() as s:
             return s.get(VoiceProfileRecord, agent_id) is not None
 
-    def delete_profile(self, agent_id: str) -> None:
-        self.agents.get_agent(agent_id)
+    def delete_profile(self, agent_id: str, *, principal: Principal) -> None:
+        self.owner_check.require_owner(principal, agent_id)
         with self.db.session() as s:
             row = s.get(VoiceProfileRecord, agent_id)
             if row is None:
@@ -461,13 +470,15 @@ class VoiceService:
         )
 
     # ----- voice turns -------------------------------------------------------------------
-    def reply(self, conversation_id: str, text: str) -> Iterator[VoiceEvent]:
+    def reply(
+        self, conversation_id: str, text: str, *, principal: Principal
+    ) -> Iterator[VoiceEvent]:
         """The agent's reply to ``text`` (what the user said): text deltas and, as each
         sentence completes, its audio; a final ``done`` event carries the stored message."""
         conversation = self.chat.get_conversation(conversation_id)
         agent_id = conversation.agent_id
         voiced = self.has_profile(agent_id)
-        reply = self.chat.send(conversation_id, text)
+        reply = self.chat.send(conversation_id, text, principal=principal)
         yield VoiceEvent("transcript", text=text)
         yield from speak_reply(
             reply, lambda piece: self.speak_piece(agent_id if voiced else None, piece)
@@ -477,9 +488,11 @@ class VoiceService:
             "done", text=reply.text, data={"message_id": message.id if message else None}
         )
 
-    def turn(self, conversation_id: str, audio: Audio) -> Iterator[VoiceEvent]:
+    def turn(
+        self, conversation_id: str, audio: Audio, *, principal: Principal
+    ) -> Iterator[VoiceEvent]:
         """A whole recorded user turn: transcribe, then ``reply``."""
         heard = self.pool.stt().transcribe(audio, language=self.stt_language())
         if not heard.text.strip():
             raise AudioError("no words were heard in the recording")
-        yield from self.reply(conversation_id, heard.text)
+        yield from self.reply(conversation_id, heard.text, principal=principal)

@@ -9,9 +9,9 @@ serving engine in ``agents/llm`` can apply per request).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.db import UTCDateTime
 from core.jobs import JobView
@@ -38,7 +38,9 @@ class FinetuneSettings(BaseModel):
     batch_size: int = Field(default=4, ge=1, le=64)
     gradient_accumulation: int = Field(default=1, ge=1, le=64)
     lora_r: int = Field(default=8, ge=1, le=256, description="LoRA rank.")
-    lora_alpha: int = Field(default=16, ge=1, le=512)
+    lora_alpha: int = Field(
+        default=16, ge=1, le=512, description="LoRA scaling; twice lora_r when not given."
+    )
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[TargetModule] = Field(default_factory=lambda: list(DEFAULT_TARGETS))
     max_seq_len: int = Field(
@@ -61,6 +63,19 @@ class FinetuneSettings(BaseModel):
     )
     eval_max_new_tokens: int = Field(default=48, ge=8, le=512)
     seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alpha_follows_rank(cls, data: Any) -> Any:
+        """Without an explicit ``lora_alpha``, alpha is twice the rank, so a bigger rank does
+        not shrink the adapter's effect (peft scales by alpha / r). The studio's rank slider
+        and an API request that names only ``lora_r`` get the same run."""
+        if not isinstance(data, dict) or data.get("lora_alpha") is not None:
+            return data
+        rank = data.get("lora_r")
+        if isinstance(rank, int) and not isinstance(rank, bool) and 1 <= rank <= 256:
+            return {**data, "lora_alpha": 2 * rank}
+        return data
 
     def total_steps(self, train_examples: int) -> int:
         if self.max_steps is not None:

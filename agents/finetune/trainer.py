@@ -173,7 +173,7 @@ def _train(
     base_ref: str,
 ) -> TrainingStats | None:
     from peft import LoraConfig, get_peft_model
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
 
     model = base.model
@@ -191,58 +191,14 @@ def _train(
     resume = latest_checkpoint(checkpoints, prune=True)
     resumed_from = int(resume.name.removeprefix(CHECKPOINT_PREFIX)) if resume else 0
     timing: dict[str, float] = {}
-
-    class Relay(TrainerCallback):  # type: ignore[misc]
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            timing["start"] = time.perf_counter()
-            hooks.on_start(total, resumed_from)
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if logs and "loss" in logs:
-                point = LossPoint(
-                    step=state.global_step,
-                    loss=round(float(logs["loss"]), 4),
-                    learning_rate=logs.get("learning_rate"),
-                )
-                hooks.on_log(point, total)
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if hooks.should_stop():
-                control.should_training_stop = True
-                control.should_save = False
-
-    cuda = base.device == "cuda"
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
-        per_device_train_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.gradient_accumulation,
-        learning_rate=options.learning_rate,
-        max_steps=total,
-        lr_scheduler_type="cosine",
-        warmup_steps=total // 20,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=options.checkpoint_every,
-        save_total_limit=1,
-        report_to=[],
-        disable_tqdm=True,
-        seed=options.seed,
-        data_seed=options.seed,
-        use_cpu=not cuda,
-        dataloader_pin_memory=cuda,
-        remove_unused_columns=False,
-        log_level="warning",
-    )
     items = [{"input_ids": s.input_ids, "labels": s.labels} for s in train]
     pad_id = base.tokenizer.pad_token_id
     trainer = Trainer(
         model=model,
-        args=args,
+        args=_training_args(options, checkpoints, total, cuda=base.device == "cuda"),
         train_dataset=_ListDataset(items),
         data_collator=collate(pad_id),
-        callbacks=[Relay()],
+        callbacks=[_relay(hooks, total, resumed_from, timing)],
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to the job, not to stdout
     if resume is not None:
@@ -266,13 +222,72 @@ def _train(
         peak_rss_mb=peak_rss_mb(),
         train_tokens=sum(len(s.input_ids) for s in train),
     )
+    _save_adapter(model, out, base_ref, stats)
+    return stats
+
+
+def _relay(hooks: TrainingHooks, total: int, resumed_from: int, timing: dict[str, float]) -> Any:
+    """A trainer callback passing progress and loss to ``hooks`` and stopping on a cancel."""
+    from transformers import TrainerCallback
+
+    class Relay(TrainerCallback):  # type: ignore[misc]
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            timing["start"] = time.perf_counter()
+            hooks.on_start(total, resumed_from)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "loss" in logs:
+                point = LossPoint(
+                    step=state.global_step,
+                    loss=round(float(logs["loss"]), 4),
+                    learning_rate=logs.get("learning_rate"),
+                )
+                hooks.on_log(point, total)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if hooks.should_stop():
+                control.should_training_stop = True
+                control.should_save = False
+
+    return Relay()
+
+
+def _training_args(options: FinetuneSettings, checkpoints: Path, total: int, *, cuda: bool) -> Any:
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation,
+        learning_rate=options.learning_rate,
+        max_steps=total,
+        lr_scheduler_type="cosine",
+        warmup_steps=total // 20,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=options.checkpoint_every,
+        save_total_limit=1,
+        report_to=[],
+        disable_tqdm=True,
+        seed=options.seed,
+        data_seed=options.seed,
+        use_cpu=not cuda,
+        dataloader_pin_memory=cuda,
+        remove_unused_columns=False,
+        log_level="warning",
+    )
+
+
+def _save_adapter(model: Any, out: Path, base_ref: str, stats: TrainingStats) -> None:
+    """Write the adapter to a staging folder, then move it to ``out`` in one rename."""
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(str(staging))
     _name_base(staging, base_ref)
     (staging / TRAINING_FILE).write_text(stats.model_dump_json(), encoding="utf-8")
     os.replace(staging, out)
-    return stats
 
 
 def _name_base(folder: Path, base_ref: str) -> None:

@@ -7,7 +7,7 @@ later faster engines), never in what callers see.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -63,6 +63,51 @@ class LLMBackend(Protocol):
     def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
         """The whole reply at once."""
         ...
+
+
+@runtime_checkable
+class Schedulable(Protocol):
+    """What the scheduler (``agents.llm.scheduler``) needs of a backend besides chatting.
+
+    Every backend declares these itself, or takes the defaults of ``SchedulingDefaults``.
+    """
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests this backend can run at once (its lane's capacity)."""
+        ...
+
+    @property
+    def lane_key(self) -> Hashable:
+        """What requests queue on: backends that share an engine share a lane."""
+        ...
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether a request can start now without loading the model first."""
+        ...
+
+    def load(self) -> None:
+        """Load the model now (idempotent, thread-safe)."""
+        ...
+
+
+class SchedulableBackend(LLMBackend, Schedulable, Protocol):
+    """A chat model the scheduler can run: what the factory builds."""
+
+
+class SchedulingDefaults:
+    """For a backend that is always ready and runs one request at a time on its own lane."""
+
+    max_concurrency: int = 1
+    is_loaded: bool = True
+
+    @property
+    def lane_key(self) -> Hashable:
+        return self
+
+    def load(self) -> None:
+        """Nothing to load."""
 
 
 def complete_from_stream(

@@ -4,15 +4,41 @@
 server); for ``local``, ``llm_engine`` picks how: the llama.cpp engine (the fast default when
 ``xllamacpp`` is installed) or transformers (the training stack, and the fallback for what the
 engine cannot serve).
+
+Callers that must act differently for a remote model ask ``backend_traits`` what the chosen
+backend does, never which one it is.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from typing import Any
 
-from agents.llm.base import LLMBackend
+from agents.llm.base import SchedulableBackend
 from core.settings import Settings
+
+
+@dataclass(frozen=True)
+class BackendTraits:
+    """What the backend that settings pick does, for callers that depend on it."""
+
+    # The model's weights load into this process: an agent's ``model`` names local weights,
+    # idle models are unloaded to save memory, and an adapter is checked against its base
+    # model here. False for a remote server: an agent's ``model`` is the name the server
+    # serves, the server checks its own adapters, and fine-tuning trains on the local copy
+    # of the base model (``ANIMA_LLM_MODEL``).
+    in_process: bool
+
+
+def backend_traits(settings: Settings) -> BackendTraits:
+    match settings.llm_backend:
+        case "local":
+            return BackendTraits(in_process=True)
+        case "openai":
+            return BackendTraits(in_process=False)
+        case other:  # settings validation makes this unreachable; kept for type checkers
+            raise ValueError(f"unknown llm_backend {other!r}")
 
 
 def local_engine(settings: Settings) -> str:
@@ -28,7 +54,7 @@ def build_llm(
     *,
     adapter_name: str | None = None,
     engines: dict[Any, Any] | None = None,
-) -> LLMBackend:
+) -> SchedulableBackend:
     """A backend for ``settings``; nothing is loaded or connected until first use.
 
     ``adapter_path`` is a peft LoRA folder applied on the local model. A remote server serves

@@ -463,7 +463,7 @@ class LlamaCppBackend:
         self._ready = False
         self._lock = threading.Lock()
 
-    # ----- what the scheduler reads ------------------------------------------------------
+    # ----- what the scheduler reads (``Schedulable``) -------------------------------------
     @property
     def lane_key(self) -> Any:
         return self.fallback.lane_key if self.fallback is not None else self.engine
@@ -498,7 +498,7 @@ class LlamaCppBackend:
             if self.adapter_path is not None:
                 try:
                     self.engine.prepare_adapter(self.adapter_path)
-                except UnsupportedByEngine as exc:  # adapters always fall back (issue 10)
+                except UnsupportedByEngine as exc:  # adapters always fall back
                     self._fall_back(str(exc))
                     self.fallback.load()
                     return

@@ -42,9 +42,13 @@ class OpenAICompatBackend:
             headers={"Authorization": f"Bearer {settings.openai_api_key}"},
         )
 
-    # What the scheduler reads (issue 10): the remote server batches; cap what is in flight.
+    # What the scheduler reads (``Schedulable``): the remote server batches; cap what is in
+    # flight. The server holds the model, so there is nothing to load here.
     is_loaded = True
     engine_name = "openai"
+
+    def load(self) -> None:
+        """Nothing to load: the remote server holds the model."""
 
     @property
     def lane_key(self) -> str:

@@ -17,8 +17,8 @@ import threading
 from typing import Any
 
 from agents.llm.adapters import check_adapter_base, model_ref
-from agents.llm.base import LLMBackend
-from agents.llm.factory import build_llm
+from agents.llm.base import SchedulableBackend
+from agents.llm.factory import backend_traits, build_llm
 from agents.llm.model_source import HUB_PREFIX
 from agents.llm.scheduler import ScheduledBackend, Scheduler
 from core.errors import ValidationError
@@ -57,10 +57,11 @@ class LLMPool:
     def __init__(
         self,
         settings: Settings,
-        default: LLMBackend | None = None,
+        default: SchedulableBackend | None = None,
         scheduler: Scheduler | None = None,
     ) -> None:
         self.settings = settings
+        self.traits = backend_traits(settings)
         self.scheduler = scheduler or Scheduler(
             max_queue=settings.llm_queue_size,
             request_timeout_s=settings.llm_request_timeout_s,
@@ -94,11 +95,7 @@ class LLMPool:
 
     def _evict_locked(self, current: str | None) -> None:
         """Unload idle base models beyond ``llm_max_models``, least recently used first."""
-        loaded = {
-            k[0]
-            for k, b in self._backends.items()
-            if b.is_loaded and self.settings.llm_backend == "local"
-        }
+        loaded = {k[0] for k, b in self._backends.items() if b.is_loaded and self.traits.in_process}
         loaded.add(current)
         stats = self.scheduler.stats()
         if len(loaded) <= self.settings.llm_max_models or stats["running"] + stats["queued"] > 0:
@@ -116,7 +113,7 @@ class LLMPool:
         if model is None:
             return self.settings
         check_model_ref(model)
-        if self.settings.llm_backend == "openai":
+        if not self.traits.in_process:  # the name the remote server serves
             return self.settings.model_copy(update={"openai_model": model})
         if not model.startswith("bundled:"):
             local = self.settings.models_dir / model
@@ -138,7 +135,7 @@ class LLMPool:
             return None
         check_adapter_ref(adapter)
         path = safe_join(self.settings.adapters_dir, adapter)
-        if self.settings.llm_backend == "local":
+        if self.traits.in_process:
             ref = model_ref(self.settings, model)
             check_adapter_base(path, ref, self._settings_for(model))
         return str(path)

@@ -34,7 +34,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from typing import Any
 
-from agents.llm.base import Completion, LLMBackend, StreamResult, complete_from_stream
+from agents.llm.base import Completion, SchedulableBackend, StreamResult, complete_from_stream
 from agents.schema import ChatMessage, GenerationSettings
 from core.errors import (
     AnimaError,
@@ -353,7 +353,7 @@ class ScheduledBackend:
     state (503 while another request loads it) and the lane its requests run on.
     """
 
-    def __init__(self, backend: LLMBackend, scheduler: Scheduler) -> None:
+    def __init__(self, backend: SchedulableBackend, scheduler: Scheduler) -> None:
         self.backend = backend
         self.scheduler = scheduler
         self._load_lock = threading.Lock()
@@ -388,9 +388,7 @@ class ScheduledBackend:
         """Admit the request now (429 here, before any response starts), stream later."""
         self.ensure_ready()
         result = result if result is not None else StreamResult()
-        capacity = int(getattr(self.backend, "max_concurrency", 1))
-        lane_key = getattr(self.backend, "lane_key", None) or id(self.backend)
-        lane = self.scheduler.lane(lane_key, capacity)
+        lane = self.scheduler.lane(self.backend.lane_key, self.backend.max_concurrency)
         return self.scheduler.submit(lane, lambda: self.backend.stream(messages, params, result))
 
     def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
@@ -399,7 +397,7 @@ class ScheduledBackend:
     # ----- loading -----------------------------------------------------------------------
     @property
     def is_loaded(self) -> bool:
-        return bool(getattr(self.backend, "is_loaded", True))
+        return self.backend.is_loaded
 
     def load(self) -> None:
         """Load now in this thread (preload, or the first request of a cold model)."""
@@ -408,9 +406,7 @@ class ScheduledBackend:
         with self._load_lock:
             self._loading = True
             try:
-                load = getattr(self.backend, "load", None)
-                if callable(load):
-                    load()
+                self.backend.load()
             finally:
                 self._loading = False
 

@@ -118,7 +118,7 @@ class TransformersBackend:
         with self._generate_lock:
             yield from self._stream_locked(messages, params, result)
 
-    # ----- what the scheduler reads (issue 10) ----------------------------------------
+    # ----- what the scheduler reads (``Schedulable``) ---------------------------------
     max_concurrency = 1  # one generate() at a time: two on a few CPU cores are each slower
 
     @property

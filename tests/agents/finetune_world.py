@@ -98,16 +98,16 @@ def build_world(data_dir: Path, model_cache_dir: Path) -> FinetuneWorld:
         allowed_hosts="testserver",  # what fastapi's TestClient sends as Host
     )
     services = build_services(settings)
-    pirate = services.agents.create_agent(PIRATE)
-    robot = services.agents.create_agent(ROBOT)
-    first = services.finetune.start(pirate.id, options=TINY)
-    robot_run = services.finetune.start(robot.id, options=TINY)
+    pirate = services.agents.create_agent(PIRATE, principal=SYSTEM)
+    robot = services.agents.create_agent(ROBOT, principal=SYSTEM)
+    first = services.finetune.start(pirate.id, options=TINY, principal=SYSTEM)
+    robot_run = services.finetune.start(robot.id, options=TINY, principal=SYSTEM)
     for run in (first, robot_run):
         assert run.job is not None
         job = services.jobs.wait(run.job.id, timeout=900, principal=SYSTEM)
         assert job.status == "succeeded", job
     tweak = TINY.model_copy(update={"max_steps": 2, "seed": 7, "eval_samples": 1})
-    second = services.finetune.start(pirate.id, options=tweak)
+    second = services.finetune.start(pirate.id, options=tweak, principal=SYSTEM)
     assert second.job is not None
     assert services.jobs.wait(second.job.id, timeout=900, principal=SYSTEM).status == "succeeded"
     # Hand back the process-wide job runtime (dbos): other tests' services launch their own,

@@ -72,9 +72,9 @@ def test_a_real_run_yields_an_evaluated_adapter_that_loads_and_changes_replies(
         svc.settings.data_dir / "finetune" / world.pirate.id / run.id / "checkpoints"
     ).exists()
 
-    svc.finetune.deactivate(world.pirate.id)
+    svc.finetune.deactivate(world.pirate.id, principal=SYSTEM)
     base_reply = world.reply(svc, world.pirate.id)
-    svc.finetune.activate(world.pirate.id, run.adapter.name)
+    svc.finetune.activate(world.pirate.id, run.adapter.name, principal=SYSTEM)
     assert svc.agents.get_agent(world.pirate.id).adapter == run.adapter.name
     adapted_reply = world.reply(svc, world.pirate.id)  # the serving layer loaded the folder
     assert adapted_reply != base_reply, (adapted_reply, base_reply)
@@ -83,7 +83,7 @@ def test_a_real_run_yields_an_evaluated_adapter_that_loads_and_changes_replies(
 def test_the_active_adapter_survives_a_restart(finetune_world: FinetuneWorld) -> None:
     world, svc = finetune_world, finetune_world.services
     name = world.pirate_v1.adapter_name
-    svc.finetune.activate(world.pirate.id, name)
+    svc.finetune.activate(world.pirate.id, name, principal=SYSTEM)
     before = world.reply(svc, world.pirate.id)
 
     restarted = build_services(svc.settings, llm=LLMPool(svc.settings))  # a fresh process's view
@@ -101,8 +101,8 @@ def test_two_agents_adapters_in_one_process_each_give_their_own_reply(
     finetune_world: FinetuneWorld,
 ) -> None:
     world, svc = finetune_world, finetune_world.services
-    svc.finetune.activate(world.pirate.id, world.pirate_v1.adapter_name)
-    svc.finetune.activate(world.robot.id, world.robot_v1.adapter_name)
+    svc.finetune.activate(world.pirate.id, world.pirate_v1.adapter_name, principal=SYSTEM)
+    svc.finetune.activate(world.robot.id, world.robot_v1.adapter_name, principal=SYSTEM)
     pirate = world.reply(svc, world.pirate.id)
     robot = world.reply(svc, world.robot.id)
     assert world.reply(svc, world.pirate.id) == pirate  # no bleed from the robot's adapter
@@ -129,10 +129,10 @@ def test_the_llamacpp_engine_serves_each_agents_adapter_on_one_base_model(
     settings = svc.settings.model_copy(update={"llm_engine": "llamacpp"})
     engine = build_services(settings, llm=LLMPool(settings))
     try:
-        svc.finetune.deactivate(world.robot.id)
+        svc.finetune.deactivate(world.robot.id, principal=SYSTEM)
         plain_robot = world.reply(engine, world.robot.id)
-        svc.finetune.activate(world.robot.id, world.robot_v1.adapter_name)
-        svc.finetune.activate(world.pirate.id, world.pirate_v1.adapter_name)
+        svc.finetune.activate(world.robot.id, world.robot_v1.adapter_name, principal=SYSTEM)
+        svc.finetune.activate(world.pirate.id, world.pirate_v1.adapter_name, principal=SYSTEM)
         robot = world.reply(engine, world.robot.id)
         pirate = world.reply(engine, world.pirate.id)
         robot_again = world.reply(engine, world.robot.id)
@@ -150,25 +150,26 @@ def test_versions_activate_roll_back_and_delete(finetune_world: FinetuneWorld) -
     agent = world.pirate.id
     v1, v2 = world.pirate_v1.adapter_name, world.pirate_v2.adapter_name
     assert world.pirate_v2.version == 2 and v1 != v2
-    fin.deactivate(agent)
-    fin.activate(agent, v1)
-    fin.activate(agent, v2)
+    fin.deactivate(agent, principal=SYSTEM)
+    fin.activate(agent, v1, principal=SYSTEM)
+    fin.activate(agent, v2, principal=SYSTEM)
     assert [a.name for a in fin.list_adapters(agent) if a.active] == [v2]
-    assert fin.rollback(agent).adapter == v1
-    assert fin.rollback(agent).adapter is None  # back to the base model, active before v1
+    assert fin.rollback(agent, principal=SYSTEM).adapter == v1
+    # Back to the base model, active before v1:
+    assert fin.rollback(agent, principal=SYSTEM).adapter is None
     # (with no history left, a roll back is a 409: see tests/api/test_finetune_api.py)
 
-    fin.activate(agent, v2)
+    fin.activate(agent, v2, principal=SYSTEM)
     with pytest.raises(ConflictError, match="is active"):
-        fin.delete_adapter(agent, v2)
+        fin.delete_adapter(agent, v2, principal=SYSTEM)
     with pytest.raises(NotFoundError):
-        fin.activate(world.robot.id, v1)  # another agent's version
-    fin.activate(agent, v1)
-    fin.delete_adapter(agent, v2)
+        fin.activate(world.robot.id, v1, principal=SYSTEM)  # another agent's version
+    fin.activate(agent, v1, principal=SYSTEM)
+    fin.delete_adapter(agent, v2, principal=SYSTEM)
     assert _adapter_names(world, agent) == [v1]
     assert not (world.services.settings.adapters_dir / v2).exists()
     with pytest.raises(NotFoundError):
-        fin.activate(agent, v2)
+        fin.activate(agent, v2, principal=SYSTEM)
     assert fin.get_run(agent, world.pirate_v2.id).adapter is None  # the run stays, without it
 
 
@@ -177,7 +178,7 @@ def test_the_adapter_travels_with_the_charx_export_and_imports_back(
 ) -> None:
     world, svc = finetune_world, finetune_world.services
     name = world.robot_v1.adapter_name
-    svc.finetune.activate(world.robot.id, name)
+    svc.finetune.activate(world.robot.id, name, principal=SYSTEM)
     exported = svc.agents.export_card(world.robot.id, "charx").content
     with zipfile.ZipFile(io.BytesIO(exported)) as archive:
         entries = set(archive.namelist())
@@ -186,7 +187,7 @@ def test_the_adapter_travels_with_the_charx_export_and_imports_back(
     )
     assert svc.agents.export_card(world.robot.id, "json").content.find(b"safetensors") == -1
 
-    copy = svc.agents.import_card("unit7.charx", exported)
+    copy = svc.agents.import_card("unit7.charx", exported, principal=SYSTEM)
     assert copy.adapter is not None and copy.adapter != name  # a new, unique folder
     [version] = svc.finetune.list_adapters(copy.id)
     assert (version.source, version.active, version.compatible) == ("imported", True, True)
@@ -198,7 +199,7 @@ def test_the_adapter_travels_with_the_charx_export_and_imports_back(
     )
     assert world.reply(svc, copy.id) == world.reply(svc, world.robot.id)
 
-    svc.agents.delete_agent(copy.id)  # the agent's adapters go with it
+    svc.agents.delete_agent(copy.id, principal=SYSTEM)  # the agent's adapters go with it
     assert not (svc.settings.adapters_dir / copy.adapter).exists()
     assert (svc.settings.adapters_dir / name).is_dir()
 
@@ -215,31 +216,33 @@ def test_an_adapter_of_another_base_model_is_refused_and_nothing_changes(
     tiny = svc.settings.models_dir / "tiny-other"
     if not tiny.exists():
         save_tiny_llama(tiny, tokenizer)
-    other = svc.agents.create_agent({**PIRATE, "name": "Other Base", "model": "tiny-other"})
+    other = svc.agents.create_agent(
+        {**PIRATE, "name": "Other Base", "model": "tiny-other"}, principal=SYSTEM
+    )
     before = _snapshot(svc.settings.adapters_dir)
 
     with pytest.raises(NotFoundError):
-        svc.finetune.activate(other.id, name)  # not this agent's version at all
+        svc.finetune.activate(other.id, name, principal=SYSTEM)  # not this agent's version at all
     # The agent's own adapter, trained on the bundled model, after a switch of base model:
-    svc.finetune.activate(world.pirate.id, name)
-    svc.agents.update_agent(world.pirate.id, {"model": "tiny-other"})
+    svc.finetune.activate(world.pirate.id, name, principal=SYSTEM)
+    svc.agents.update_agent(world.pirate.id, {"model": "tiny-other"}, principal=SYSTEM)
     try:
         with pytest.raises(AdapterMismatchError, match="trained on the base model") as caught:
-            svc.finetune.activate(world.pirate.id, name)
+            svc.finetune.activate(world.pirate.id, name, principal=SYSTEM)
         assert caught.value.status == 422 and "tiny-other" in caught.value.message
         [listed] = [a for a in svc.finetune.list_adapters(world.pirate.id) if a.name == name]
         assert listed.compatible is False
         with pytest.raises(AdapterMismatchError):  # and the serving layer will not load it
             world.reply(svc, world.pirate.id)
     finally:
-        svc.agents.update_agent(world.pirate.id, {"model": None})
+        svc.agents.update_agent(world.pirate.id, {"model": None}, principal=SYSTEM)
     assert _snapshot(svc.settings.adapters_dir) == before
-    svc.agents.delete_agent(other.id)
+    svc.agents.delete_agent(other.id, principal=SYSTEM)
 
 
 def test_a_charx_with_a_broken_or_foreign_adapter(finetune_world: FinetuneWorld) -> None:
     world, svc = finetune_world, finetune_world.services
-    svc.finetune.activate(world.robot.id, world.robot_v1.adapter_name)
+    svc.finetune.activate(world.robot.id, world.robot_v1.adapter_name, principal=SYSTEM)
     exported = svc.agents.export_card(world.robot.id, "charx").content
     agents_before = len(svc.agents.list_agents())
     adapters_before = sorted(p.name for p in svc.settings.adapters_dir.iterdir())
@@ -253,7 +256,7 @@ def test_a_charx_with_a_broken_or_foreign_adapter(finetune_world: FinetuneWorld)
 
     broken = rewrite(f"{CHARX_FOLDER}adapter_model.safetensors", b"not safetensors")
     with pytest.raises(CardFormatError, match="adapter weights cannot be read"):
-        svc.agents.import_card("broken.charx", broken)
+        svc.agents.import_card("broken.charx", broken, principal=SYSTEM)
     assert len(svc.agents.list_agents()) == agents_before
     assert sorted(p.name for p in svc.settings.adapters_dir.iterdir()) == adapters_before
 
@@ -262,12 +265,13 @@ def test_a_charx_with_a_broken_or_foreign_adapter(finetune_world: FinetuneWorld)
     )
     meta.update(base_model="org/some-7b-model", base_fingerprint={"arch": "x", "weights": "y"})
     foreign = rewrite(f"{CHARX_FOLDER}{ADAPTER_META}", json.dumps(meta).encode())
-    copy = svc.agents.import_card("foreign.charx", foreign)  # the card comes in...
+    # The card comes in...
+    copy = svc.agents.import_card("foreign.charx", foreign, principal=SYSTEM)
     [version] = svc.finetune.list_adapters(copy.id)
     assert copy.adapter is None and version.active is False and version.compatible is False
     with pytest.raises(AdapterMismatchError, match="org/some-7b-model"):  # ...its adapter idles
-        svc.finetune.activate(copy.id, version.name)
-    svc.agents.delete_agent(copy.id)
+        svc.finetune.activate(copy.id, version.name, principal=SYSTEM)
+    svc.agents.delete_agent(copy.id, principal=SYSTEM)
 
 
 def test_too_few_examples_or_a_bad_chat_file_start_nothing(finetune_world: FinetuneWorld) -> None:
@@ -275,15 +279,17 @@ def test_too_few_examples_or_a_bad_chat_file_start_nothing(finetune_world: Finet
     from core.errors import ChatFileError, NotEnoughExamplesError
 
     svc = finetune_world.services
-    thin = svc.agents.create_agent({"name": "Thin", "first_mes": "Hi.", "mes_example": ""})
+    thin = svc.agents.create_agent(
+        {"name": "Thin", "first_mes": "Hi.", "mes_example": ""}, principal=SYSTEM
+    )
     with pytest.raises(NotEnoughExamplesError, match="at least 8 dialogues"):
-        svc.finetune.start(thin.id)
+        svc.finetune.start(thin.id, principal=SYSTEM)
     with pytest.raises(ChatFileError, match=r"bad\.jsonl line 1"):
-        svc.finetune.start(thin.id, [UploadedChat("bad.jsonl", b"{oops")])
+        svc.finetune.start(thin.id, [UploadedChat("bad.jsonl", b"{oops")], principal=SYSTEM)
     assert svc.finetune.list_runs(thin.id) == []
     assert not (svc.settings.data_dir / "finetune" / thin.id).exists()
     assert svc.jobs.list(target_type="agent", target_id=thin.id, principal=SYSTEM) == []
-    svc.agents.delete_agent(thin.id)
+    svc.agents.delete_agent(thin.id, principal=SYSTEM)
 
 
 def test_a_second_run_waits_its_turn_and_a_cancelled_run_publishes_nothing(
@@ -291,18 +297,19 @@ def test_a_second_run_waits_its_turn_and_a_cancelled_run_publishes_nothing(
 ) -> None:
     svc = finetune_world.services
     agent = svc.agents.create_agent(
-        {"name": "Unit Eight", "mes_example": robot_examples(9), "first_mes": "BEEP."}
+        {"name": "Unit Eight", "mes_example": robot_examples(9), "first_mes": "BEEP."},
+        principal=SYSTEM,
     )
     long_run = TINY.model_copy(update={"max_steps": 400, "checkpoint_every": 1})
-    run = svc.finetune.start(agent.id, options=long_run)
+    run = svc.finetune.start(agent.id, options=long_run, principal=SYSTEM)
     with pytest.raises(ConflictError, match="already being fine-tuned"):
-        svc.finetune.start(agent.id, options=TINY)
+        svc.finetune.start(agent.id, options=TINY, principal=SYSTEM)
     checkpoints = svc.settings.data_dir / "finetune" / agent.id / run.id / "checkpoints"
     deadline = time.monotonic() + 600
     while latest_checkpoint(checkpoints) is None:  # trained past its first checkpoint
         assert time.monotonic() < deadline, svc.finetune.get_run(agent.id, run.id)
         time.sleep(0.2)
-    cancelled = svc.finetune.cancel_run(agent.id, run.id)
+    cancelled = svc.finetune.cancel_run(agent.id, run.id, principal=SYSTEM)
     assert cancelled.stage == "cancelled"
     assert cancelled.job is not None
     job = svc.jobs.wait(cancelled.job.id, timeout=120, principal=SYSTEM)
@@ -318,7 +325,7 @@ def test_a_second_run_waits_its_turn_and_a_cancelled_run_publishes_nothing(
     with svc.db.session() as s:
         assert s.get(AdapterRecord, run.adapter_name) is None
     with pytest.raises(ConflictError):
-        svc.finetune.cancel_run(agent.id, run.id)
-    svc.agents.delete_agent(agent.id)
+        svc.finetune.cancel_run(agent.id, run.id, principal=SYSTEM)
+    svc.agents.delete_agent(agent.id, principal=SYSTEM)
     assert not (svc.settings.data_dir / "finetune" / agent.id).exists()
     svc.jobs.close()  # hand the job runtime back (see finetune_world)

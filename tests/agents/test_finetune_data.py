@@ -211,3 +211,11 @@ def test_the_style_score_rewards_the_characters_voice_not_the_topic() -> None:
     assert scorer.score(in_voice) > scorer.score(plain) + 0.2
     assert scorer.score(creator) == pytest.approx(1.0)
     assert scorer.score([]) == 0.0
+
+
+def test_lora_alpha_is_twice_the_rank_unless_given() -> None:
+    """The studio's rank slider and an API request naming only ``lora_r`` train the same."""
+    assert FinetuneSettings().lora_alpha == 16
+    assert FinetuneSettings(lora_r=4).lora_alpha == 8
+    assert FinetuneSettings.model_validate({"lora_r": 32}).lora_alpha == 64
+    assert FinetuneSettings(lora_r=4, lora_alpha=3).lora_alpha == 3

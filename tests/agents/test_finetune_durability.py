@@ -34,10 +34,10 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
     workers = Workers(tmp_path, None)
     workers.env["ANIMA_MODEL_CACHE_DIR"] = str(model_cache_dir)
     try:
-        agent = services.agents.create_agent(PIRATE)
+        agent = services.agents.create_agent(PIRATE, principal=SYSTEM)
         workers.start("trainer-1")
         options = TINY.model_copy(update={"max_steps": 8, "checkpoint_every": 2, "eval_samples": 1})
-        run = services.finetune.start(agent.id, options=options)
+        run = services.finetune.start(agent.id, options=options, principal=SYSTEM)
         assert run.job is not None
         checkpoints = settings.data_dir / "finetune" / agent.id / run.id / "checkpoints"
 

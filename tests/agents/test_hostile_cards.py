@@ -25,6 +25,7 @@ from PIL import Image, ImageFile
 
 from agents import cards
 from container import Services
+from core.principal import SYSTEM
 from core.settings import Settings
 
 
@@ -245,7 +246,7 @@ def test_avatar_of_a_failed_commit_is_removed_and_the_old_one_kept(
 
     monkeypatch.setattr(Session, "commit", failing_commit)
     with pytest.raises(OperationalError):
-        services.agents.set_avatar(agent["id"], _png(9, 9))
+        services.agents.set_avatar(agent["id"], _png(9, 9), principal=SYSTEM)
     monkeypatch.undo()
     assert client.get(f"/api/agents/{agent['id']}/avatar").content == first
     assert _stored_files(settings) == files_before

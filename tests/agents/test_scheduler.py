@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agents.llm.base import StreamResult
+from agents.llm.base import SchedulingDefaults, StreamResult
 from agents.llm.scheduler import ScheduledBackend, Scheduler
 from agents.schema import ChatMessage, GenerationSettings
 from core.errors import (
@@ -29,7 +29,7 @@ MESSAGES = [ChatMessage(role="user", content="hi")]
 PARAMS = GenerationSettings(max_new_tokens=8)
 
 
-class GatedBackend:
+class GatedBackend(SchedulingDefaults):
     """A model that emits ``tokens`` pieces, each only when the test releases it (or at once
     when ``free_running``); records which generations were closed early."""
 

@@ -13,6 +13,7 @@ from agents.llm.base import StreamResult
 from agents.schema import ChatMessage, GenerationSettings
 from container import Services
 from core.errors import BackendError
+from core.principal import SYSTEM
 from tests.fake_backends import ScriptedBackend
 
 FAST = {"max_new_tokens": 12, "temperature": 0.0}
@@ -174,7 +175,8 @@ def test_client_that_leaves_mid_stream_frees_the_model(
             "name": "Quill",
             "description": "A storyteller.",
             "generation": {"max_new_tokens": 1500, "repetition_penalty": 1.0},
-        }
+        },
+        principal=SYSTEM,
     )
     conv = services.chat.create_conversation(agent.id)
     with httpx.Client(timeout=120) as http:

@@ -1,4 +1,5 @@
-"""Concurrent writes to conversations, and the smaller chat defects of issue 5.
+"""Concurrent writes to conversations, and smaller chat defects (deletes mid-reply, history
+that fits the window, oversized messages, stop sequences, model names).
 
 Sends race each other through a real server (uvicorn's thread pool, SQLite in WAL). What is
 under test is the conversation store, so where a test must control the reply (answer each
@@ -28,6 +29,7 @@ from agents.records import ConversationRecord, MessageRecord
 from agents.schema import ChatMessage, GenerationSettings
 from container import Services, build_services
 from core.errors import ValidationError
+from core.principal import SYSTEM
 from core.settings import Settings
 from tests.fake_backends import ScriptedBackend
 
@@ -36,7 +38,8 @@ TINY = {"max_new_tokens": 3, "temperature": 0.0}
 
 def _conversation(services: Services, **generation: Any) -> str:
     agent = services.agents.create_agent(
-        {"name": "Ode", "description": "A terse poet.", "generation": generation or TINY}
+        {"name": "Ode", "description": "A terse poet.", "generation": generation or TINY},
+        principal=SYSTEM,
     )
     return services.chat.create_conversation(agent.id).id  # no greeting: starts empty
 
@@ -244,7 +247,7 @@ def test_a_reply_reads_only_the_history_that_fits_the_context(
 def test_v1_refuses_an_oversized_message_before_the_model(
     client: TestClient, services: Services
 ) -> None:
-    agent = services.agents.create_agent({"name": "Limit"})
+    agent = services.agents.create_agent({"name": "Limit"}, principal=SYSTEM)
     resp = client.post(
         "/v1/chat/completions",
         json={"model": agent.id, "messages": [{"role": "user", "content": "x" * 40_000}]},
@@ -271,7 +274,7 @@ def test_anima_stop_survives_four_client_stops_on_the_openai_backend(tmp_path: P
     )
     services = build_services(settings)
     try:
-        agent = services.agents.create_agent({"name": "Relay"})
+        agent = services.agents.create_agent({"name": "Relay"}, principal=SYSTEM)
         with TestClient(create_app(services=services)) as client:
             resp = client.post(
                 "/v1/chat/completions",

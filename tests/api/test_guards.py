@@ -23,6 +23,7 @@ from PIL import Image
 
 from agents import cards
 from container import Services
+from core.principal import SYSTEM
 
 EVIL = "http://evil.example"
 
@@ -226,7 +227,7 @@ def test_health_answers_while_a_large_upload_is_processed(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(services.agents, name, held)
-    agent = services.agents.create_agent({"name": "Holder"})
+    agent = services.agents.create_agent({"name": "Holder"}, principal=SYSTEM)
     big = _card_png(pad_bytes=19 * 1024 * 1024)  # a 19 MB card / avatar
     url = (
         f"{live_server}/api/agents/import"
@@ -256,7 +257,7 @@ def test_health_answers_while_a_large_upload_is_processed(
 
 # ----- Non-browser clients keep working --------------------------------------------------
 def test_openai_package_still_works(live_server: str, services: Services) -> None:
-    agent = services.agents.create_agent({"name": "Client"})
+    agent = services.agents.create_agent({"name": "Client"}, principal=SYSTEM)
     client = openai.OpenAI(base_url=f"{live_server}/v1", api_key="unused", max_retries=0)
     assert [m.id for m in client.models.list().data] == [agent.id]
     with pytest.raises(openai.NotFoundError):

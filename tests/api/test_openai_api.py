@@ -6,6 +6,7 @@ import openai
 import pytest
 
 from container import Services
+from core.principal import SYSTEM
 
 pytestmark = pytest.mark.model
 
@@ -15,8 +16,12 @@ def _client(base: str) -> openai.OpenAI:
 
 
 def test_models_list_and_streamed_completion(live_server: str, services: Services) -> None:
-    one = services.agents.create_agent({"name": "Bram", "description": "A grumpy baker."})
-    two = services.agents.create_agent({"name": "Tilde", "description": "A cheerful sailor."})
+    one = services.agents.create_agent(
+        {"name": "Bram", "description": "A grumpy baker."}, principal=SYSTEM
+    )
+    two = services.agents.create_agent(
+        {"name": "Tilde", "description": "A cheerful sailor."}, principal=SYSTEM
+    )
     client = _client(live_server)
 
     models = client.models.list()

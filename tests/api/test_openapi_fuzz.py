@@ -28,6 +28,7 @@ from agents.llm.base import StreamResult
 from agents.llm.pool import LLMPool
 from agents.schema import ChatMessage, GenerationSettings
 from container import Services, build_services
+from core.principal import SYSTEM
 from core.settings import Settings
 from tests.fake_backends import ScriptedBackend
 
@@ -62,7 +63,9 @@ class _Seeds:
     def refresh(self) -> None:
         agents = self.services.agents
         if "agent_id" not in self.ids or not agents._exists(self.ids["agent_id"]):
-            agent = agents.create_agent({"name": "Fuzz", "first_mes": "Hi {{user}}"})
+            agent = agents.create_agent(
+                {"name": "Fuzz", "first_mes": "Hi {{user}}"}, principal=SYSTEM
+            )
             self.ids["agent_id"] = self.ids["model_id"] = agent.id
             self.ids.pop("conversation_id", None)
         try:

@@ -1,7 +1,7 @@
 """Serving under load, through the real app, the real scheduler and the bundled model on the
 llama.cpp engine: 429 when the queue is full, 503 while the model loads, disconnects cancel,
-stalled readers never hold the model, and more waiters than server threads all finish (the
-deadlock of issue 10).
+stalled readers never hold the model, and more waiters than server threads all finish (before the
+scheduler, one lock held while the client read deadlocked the server).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 
 from agents.llm.pool import LLMPool
 from container import Services, build_services
+from core.principal import SYSTEM
 from core.settings import Settings
 
 pytestmark = pytest.mark.model
@@ -68,7 +69,8 @@ def _wait_idle(pool: LLMPool, timeout: float = 60) -> None:
 
 def _agent(services: Services, **generation: object) -> str:
     return services.agents.create_agent(
-        {"name": "Ada", "description": "A storyteller.", "generation": generation or LONG}
+        {"name": "Ada", "description": "A storyteller.", "generation": generation or LONG},
+        principal=SYSTEM,
     ).id
 
 
@@ -184,7 +186,7 @@ def test_stalled_readers_do_not_block_the_next_request(
 def test_more_waiters_than_server_threads_all_finish(
     live_server: str, services: Services, serving_pool: LLMPool
 ) -> None:
-    """Before issue 10, 48 streams of 16 tokens hung the server for good (40 worker threads)."""
+    """Before the scheduler, 48 streams of 16 tokens hung the server for good (40 threads)."""
     serving_pool.scheduler.max_queue = 64
     agent = _agent(services, max_new_tokens=4, temperature=0.0)
 

@@ -121,7 +121,7 @@ def test_mint_while_the_node_is_down_is_queued_then_minted_once(
         assert isinstance(node, AnvilChain)
         time.sleep(1.5)  # anvil writes its state every second; a crash loses at most that
         node.kill()  # the node crashes
-        agent = services.agents.create_agent({"name": "Offline"}, owner=owner)
+        agent = services.agents.create_agent({"name": "Offline"}, owner=owner, principal=SYSTEM)
         job = services.chain.mint_job(agent.id)
         assert job is not None and agent.mint_state == "pending"
         deadline = time.monotonic() + 30
@@ -152,7 +152,7 @@ def test_a_send_cut_off_after_recording_resends_the_same_transaction(
     services = shared_anvil_services
     owner = new_wallet().address
     services.settings.chain_mint_on_create = False
-    agent = services.agents.create_agent({"name": "Once"}, owner=owner)
+    agent = services.agents.create_agent({"name": "Once"}, owner=owner, principal=SYSTEM)
     real = TxSender._broadcast
 
     def dies_before_sending(self: TxSender, record: ChainTxRecord) -> None:
@@ -180,7 +180,7 @@ def test_node_and_app_restarts_keep_every_token(tmp_path: Path, llm_pool: LLMPoo
     try:
         grant = services.auth.create_local_wallet("password!", "testserver", "http://testserver")
         owner = grant.view.address
-        agent = services.agents.create_agent({"name": "Kept"}, owner=owner)
+        agent = services.agents.create_agent({"name": "Kept"}, owner=owner, principal=SYSTEM)
         assert mint_job_of(services, agent.id).status == "succeeded"
         contract = services.chain.ensure_started().address
         node = services.chain.chain

@@ -23,7 +23,7 @@ from tests.chain.helpers import mint_job_of, new_wallet
 
 
 def _minted(services: Services, owner: str, name: str) -> AgentView:
-    agent = services.agents.create_agent({"name": name}, owner=owner)
+    agent = services.agents.create_agent({"name": name}, owner=owner, principal=SYSTEM)
     job = mint_job_of(services, agent.id)
     assert job.status == "succeeded", job.error
     minted = services.agents.get_agent(agent.id)

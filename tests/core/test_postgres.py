@@ -14,6 +14,7 @@ from agents import cards
 from agents.llm.pool import LLMPool
 from container import build_services
 from core.db import Base, Database
+from core.principal import SYSTEM
 from core.settings import Settings
 
 
@@ -44,12 +45,12 @@ def test_agents_cards_and_chats_work_on_postgres(
             }
         )
         blob = cards.write_png_card(card, None)
-        agent = services.agents.import_card("pg.png", blob)
+        agent = services.agents.import_card("pg.png", blob, principal=SYSTEM)
         back, _ = cards.read_png_card(services.agents.export_card(agent.id, "png").content)
         assert back.data.dump() == cards.card_to_json(card, "v3")["data"]  # complete V3
         conv = services.chat.create_conversation(agent.id, "Ana")
         assert conv.messages[0].content == "Hello Ana"
-        services.agents.delete_agent(agent.id)
+        services.agents.delete_agent(agent.id, principal=SYSTEM)
         assert services.agents.list_agents() == []
     finally:
         services.close()

@@ -15,6 +15,7 @@ from container import Services
 from core.db import Base, Database
 from core.errors import UnsafePathError
 from core.files import atomic_write, safe_join
+from core.principal import SYSTEM
 
 CARD = json.dumps({"spec": "chara_card_v2", "data": {"name": "Ivy", "description": "x"}}).encode()
 
@@ -43,7 +44,7 @@ def test_import_that_fails_while_storing_files_leaves_nothing(
 
     monkeypatch.setattr("agents.service.replace_dir", boom)
     with pytest.raises(OSError):
-        services.agents.import_card("ivy.json", CARD)
+        services.agents.import_card("ivy.json", CARD, principal=SYSTEM)
     assert services.agents.list_agents() == []
     assert _agent_dirs(services) == []
 
@@ -51,14 +52,14 @@ def test_import_that_fails_while_storing_files_leaves_nothing(
 def test_import_that_fails_in_the_database_leaves_no_files(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kept = services.agents.create_agent({"name": "Kept"})
+    kept = services.agents.create_agent({"name": "Kept"}, principal=SYSTEM)
 
     def boom(*_args: object) -> None:
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(services.agents, "_store_card", boom)
     with pytest.raises(RuntimeError):
-        services.agents.import_card("ivy.json", CARD)
+        services.agents.import_card("ivy.json", CARD, principal=SYSTEM)
     assert [a.id for a in services.agents.list_agents()] == [kept.id]
     assert all(not name.startswith(".staging") for name in _agent_dirs(services))
 

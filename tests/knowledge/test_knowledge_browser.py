@@ -40,7 +40,7 @@ def test_upload_query_and_cited_reply_in_the_studio(
     )
     assert services.jobs.wait(first.job.id, timeout=120, principal=SYSTEM).status == "succeeded"  # type: ignore[union-attr]
     agent = services.agents.create_agent(
-        {"name": "Keeper", "generation": {"max_new_tokens": 8, "temperature": 0}}
+        {"name": "Keeper", "generation": {"max_new_tokens": 8, "temperature": 0}}, principal=SYSTEM
     )
     knowledge.attach(agent.id, kb.id, principal=ANONYMOUS)
     label = f"Keeper · {agent.id[:8]}"

@@ -20,6 +20,7 @@ from agents.finetune.schema import (
     RunView,
     SampleReply,
 )
+from core.principal import SYSTEM
 from tests.agents.finetune_world import FinetuneWorld
 from tests.ui.test_studio_browser import MODEL_TIMEOUT_MS, _pick, browser, page  # noqa: F401
 from ui.finetune_panel import bounds, loss_frame, render_report, render_summary, version_rows
@@ -140,7 +141,7 @@ def test_the_panel_shows_a_trained_run_and_switches_versions(
     page: Page,  # noqa: F811  (the imported fixture)
 ) -> None:
     world, fin = finetune_world, finetune_world.services.finetune
-    fin.deactivate(world.robot.id)
+    fin.deactivate(world.robot.id, principal=SYSTEM)
     name = world.robot_v1.adapter_name
     page.goto(f"{world_server}/ui/")
     _pick(page, "agent-select", f"{world.robot.name} · {world.robot.id[:8]}")

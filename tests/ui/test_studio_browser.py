@@ -18,6 +18,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from container import Services
+from core.principal import SYSTEM
 from ui.agents_tab import create_payload, form_values, text_to_greetings, update_patch
 
 CHROMIUM = "/usr/bin/chromium"
@@ -286,7 +287,8 @@ def test_form_translation_keeps_untouched_fields_out_of_the_patch(services: Serv
             "alternate_greetings": ["First line.\n\nSecond paragraph.", "Another."],
             "tags": ["fantasy", "mage"],
             "generation": {"max_new_tokens": 40},
-        }
+        },
+        principal=SYSTEM,
     )
     values = form_values(agent)
     assert update_patch(agent, values) == {}
@@ -300,7 +302,7 @@ def test_form_translation_keeps_untouched_fields_out_of_the_patch(services: Serv
         "tags": ["fantasy", "mage", "healer"],
         "generation": {"top_k": 10},
     }
-    saved = services.agents.update_agent(agent.id, update_patch(agent, edited))
+    saved = services.agents.update_agent(agent.id, update_patch(agent, edited), principal=SYSTEM)
     assert saved.data["alternate_greetings"] == agent.data["alternate_greetings"]
     assert saved.generation.max_new_tokens == 40
     assert saved.generation.top_k == 10
@@ -308,4 +310,4 @@ def test_form_translation_keeps_untouched_fields_out_of_the_patch(services: Serv
     payload = create_payload({**form_values(None), "name": " Neo ", "nickname": ""})
     assert payload["name"] == "Neo"
     assert "nickname" not in payload
-    assert services.agents.create_agent(payload).generation.max_new_tokens == 160
+    assert services.agents.create_agent(payload, principal=SYSTEM).generation.max_new_tokens == 160

@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from container import Services
+from core.principal import SYSTEM
 from tests.ui.test_studio_browser import CHROMIUM, CHROMIUM_ARGS
 from voice.audio import Audio, encode_wav
 
@@ -74,7 +75,7 @@ def test_voice_panel_checks_the_sample_and_shows_the_similarity(
     reference_voices: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    agent = services.agents.create_agent({"name": "Ked"})
+    agent = services.agents.create_agent({"name": "Ked"}, principal=SYSTEM)
     short = tmp_path / "short.wav"
     short.write_bytes(reference_voices["ked"].read_bytes()[: 16000 * 2 * 4])  # cut: 4 s
     page.goto(f"{live_server}/ui/")
@@ -106,7 +107,7 @@ def test_microphone_turn_is_answered_in_text_and_voice(
     live_server: str, services: Services, page: Page
 ) -> None:
     agent = services.agents.create_agent(
-        {"name": "Nell", "first_mes": "Hi!", "generation": {"max_new_tokens": 16}}
+        {"name": "Nell", "first_mes": "Hi!", "generation": {"max_new_tokens": 16}}, principal=SYSTEM
     )
     page.goto(f"{live_server}/ui/")
     page.get_by_role("tab", name="Chat").click()

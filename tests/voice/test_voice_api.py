@@ -15,6 +15,7 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from container import Services
+from core.principal import SYSTEM
 from voice.audio import decode_mono, encode_wav
 from voice.guard import word_error_rate
 from voice.speaker import cosine
@@ -33,7 +34,7 @@ def _upload(client: TestClient, agent_id: str, data: bytes, consent: str | None 
 def test_voice_profile_from_a_sample_and_bad_uploads_keep_it(
     client: TestClient, services: Services, reference_voices: dict[str, Path]
 ) -> None:
-    agent = services.agents.create_agent({"name": "Kal"})
+    agent = services.agents.create_agent({"name": "Kal"}, principal=SYSTEM)
     sample = reference_voices["kal"].read_bytes()
 
     assert client.get(f"/api/agents/{agent.id}/voice").status_code == 404
@@ -92,7 +93,7 @@ def test_voice_profile_from_a_sample_and_bad_uploads_keep_it(
 
 
 def test_upload_size_is_capped(client: TestClient, services: Services) -> None:
-    agent = services.agents.create_agent({"name": "Big"})
+    agent = services.agents.create_agent({"name": "Big"}, principal=SYSTEM)
     services.settings.voice_max_upload_mb = 0.05
     resp = _upload(client, agent.id, b"RIFF" + b"\0" * 100_000)
     assert resp.status_code == 413
@@ -103,7 +104,7 @@ def _openai(base: str) -> openai.OpenAI:
 
 
 def test_openai_speech_and_transcription(live_server: str, services: Services) -> None:
-    agent = services.agents.create_agent({"name": "Tilde"})
+    agent = services.agents.create_agent({"name": "Tilde"}, principal=SYSTEM)
     client = _openai(live_server)
 
     speech = client.audio.speech.create(

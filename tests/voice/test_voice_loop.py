@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from container import Services
+from core.principal import SYSTEM
 from voice.audio import Audio
 from voice.guard import word_error_rate
 from voice.sentences import speakable
@@ -46,10 +47,11 @@ def test_reply_audio_starts_before_the_reply_ends(services: Services) -> None:
             "description": "{{char}} is an old sailor who loves telling long, detailed stories.",
             "first_mes": "Ahoy there!",
             "generation": {"max_new_tokens": 32, "temperature": 0.0, "seed": 3},
-        }
+        },
+        principal=SYSTEM,
     )
     conv = services.chat.create_conversation(agent.id)
-    events = list(services.voice.reply(conv.id, QUESTION))
+    events = list(services.voice.reply(conv.id, QUESTION, principal=SYSTEM))
 
     kinds = [e.kind for e in events]
     assert kinds[0] == "transcript" and kinds[-1] == "done"
