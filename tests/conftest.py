@@ -1,7 +1,10 @@
-"""Fixtures that start real things: the database, the bundled model, the app server.
+"""Fixtures that start real things: the database, the bundled model, the app server, the
+browser.
 
-The bundled model is converted and loaded once per test session and shared; every test that
-stores data gets its own temporary data directory.
+The bundled model and Chromium start once per test session and are shared; every test that
+stores data gets its own temporary data directory, every browser test its own browser context.
+An app on a real port always comes from ``tests.servers.serve_app``; waiting for something to
+happen always goes through ``tests.waiting.wait_until``.
 """
 
 from __future__ import annotations
