@@ -1,7 +1,10 @@
-"""Fixtures that start real things: the database, the bundled model, the app server.
+"""Fixtures that start real things: the database, the bundled model, the app server, the
+browser.
 
-The bundled model is converted and loaded once per test session and shared; every test that
-stores data gets its own temporary data directory.
+The bundled model and Chromium start once per test session and are shared; every test that
+stores data gets its own temporary data directory, every browser test its own browser context.
+An app on a real port always comes from ``tests.servers.serve_app``; waiting for something to
+happen always goes through ``tests.waiting.wait_until``.
 """
 
 from __future__ import annotations
@@ -12,22 +15,22 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import socket
-import threading
-import time
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from agents.llm.pool import LLMPool
 from chain.anvil_chain import AnvilChain
 from container import Services, build_services
 from core.settings import Settings
 from tests.pg_cluster import PostgresMissing, fresh_database, throwaway_postgres
+from tests.servers import free_port, serve_app
+from tests.waiting import wait_until
 from voice.pool import VoicePool
 
 # Starlette's TestClient sends ``Host: testserver``; the app's Host allow-list must know it.
@@ -75,32 +78,13 @@ def client(services: Services) -> Iterator[TestClient]:
         yield test_client
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def live_server(services: Services) -> Iterator[str]:
     """The real app on a real port (for the openai client and the browser)."""
     from app import create_app
 
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(services=services), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the app server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    with serve_app(create_app(services=services)) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +109,7 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
         yield url
 
 
-# ----- Knowledge bases (issue 7) -------------------------------------------------------------
+# ----- Knowledge bases ---------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def embedder() -> Any:
     """The bundled all-MiniLM-L6-v2, loaded once and shared by every knowledge test."""
@@ -142,7 +126,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     import httpx
 
-    port = _free_port()
+    port = free_port()
     chroma = Path(sys.executable).with_name("chroma")
     log = tmp_path_factory.mktemp("chroma-server") / "server.log"
     with log.open("wb") as out:
@@ -162,17 +146,20 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"chroma run exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                break
+            return httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"chroma run did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.1)
+            return False
+
+    try:
+        wait_until(answers, timeout=60, interval=0.1, message="chroma run to answer")
+    except BaseException:
+        proc.kill()
+        raise
     try:
         yield url
     finally:
@@ -184,7 +171,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait()
 
 
-# ----- On-chain identity (issue 11): one real anvil node for the whole session ---------------
+# ----- On-chain identity: one real anvil node for the whole session ------------------------
 @pytest.fixture(scope="session")
 def anvil_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilChain]:
     """A real anvil (npm @foundry-rs/anvil) on a free 127.0.0.1 port, stopped at the end.
@@ -198,7 +185,7 @@ def anvil_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilChain]
     node.stop()
 
 
-# ----- Voice (issue 8) -----------------------------------------------------------------------
+# ----- Voice -------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def voice_pool(model_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> VoicePool:
     """Speech engines (Piper, Whisper base, speaker encoder), loaded on first use and shared."""
@@ -220,7 +207,7 @@ def reference_voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     return festival_samples(tmp_path_factory.mktemp("reference-voices"))
 
 
-# ----- fine-tuning (issue 9) ---------------------------------------------------------------
+# ----- Fine-tuning -------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def finetune_world(
     model_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -234,3 +221,74 @@ def finetune_world(
     world = build_world(tmp_path_factory.mktemp("finetune-data"), model_cache_dir)
     yield world
     world.services.close()
+
+
+# ----- Browser: one headless Chromium for the session, a fresh context per test -------------
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # A fake microphone (and camera) that needs no permission prompt: the voice tests speak
+    # into the page through the WAV file of ``fake_microphone``.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+UI_TIMEOUT_MS = 30_000
+# Fixtures that serve the app a page talks to; ``page`` starts whichever a test uses first, so
+# that the page closes first: a tab still connected to Gradio holds up the server's shutdown.
+SERVER_FIXTURES = ("live_server", "world_server", "chain_server")
+
+
+@pytest.fixture(scope="session")
+def fake_microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The WAV file Chromium's fake microphone plays, in a loop. Chromium reads it when a page
+    starts recording, so a test writes it before it records."""
+    return tmp_path_factory.mktemp("microphone") / "microphone.wav"
+
+
+@pytest.fixture(scope="session")
+def browser(fake_microphone: Path) -> Iterator[Browser]:
+    """Headless Chromium (the system's), launched once and shared by every browser test."""
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={fake_microphone}"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A tab in a fresh browser context (no cookies or storage from other tests), closed
+    before the app server the test uses stops."""
+    for name in SERVER_FIXTURES:
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+@pytest.fixture(autouse=True)
+def _own_event_loop_beside_the_browser(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Playwright's sync API leaves its event loop marked as running in this thread between
+    calls, for as long as the session's browser is open; a test that runs a loop of its own
+    (``asyncio.run``) could not start it. Such a test sees no running loop while it runs."""
+    if "browser" in request.fixturenames:
+        yield
+        return
+    loop = asyncio._get_running_loop()
+    asyncio._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio._set_running_loop(loop)

@@ -6,6 +6,7 @@ Tests that are about the chat engine, the routes or concurrency (not about the m
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 from agents.llm.base import Completion, SchedulingDefaults, StreamResult, complete_from_stream
@@ -31,3 +32,33 @@ class ScriptedBackend(SchedulingDefaults):
 
     def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
         return complete_from_stream(self, messages, params)
+
+
+class SlowLoadingBackend(ScriptedBackend):
+    """A model whose ``load`` lasts until the test calls ``finish_loading.set()``: the window in
+    which the app answers "the model is loading" stays open exactly as long as the test needs.
+
+    ``loading`` is set once ``load`` has begun; replies are ``reply``, whole.
+    """
+
+    model_name = "slow-loading"
+
+    def __init__(self, reply: str = "Hello") -> None:
+        self.reply = reply
+        self.is_loaded = False
+        self.loading = threading.Event()
+        self.finish_loading = threading.Event()
+
+    def load(self) -> None:
+        self.loading.set()
+        if not self.finish_loading.wait(timeout=120):
+            raise TimeoutError("the test never let the model finish loading")
+        self.is_loaded = True
+
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        params: GenerationSettings,
+        result: StreamResult | None = None,
+    ) -> Iterator[str]:
+        yield self.reply

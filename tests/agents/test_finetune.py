@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from core.errors import AdapterMismatchError, CardFormatError, ConflictError, No
 from core.principal import SYSTEM
 from tests.agents.finetune_world import PIRATE, TINY, FinetuneWorld, robot_examples
 from tests.tiny_models import save_tiny_llama
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.model
 
@@ -305,19 +305,23 @@ def test_a_second_run_waits_its_turn_and_a_cancelled_run_publishes_nothing(
     with pytest.raises(ConflictError, match="already being fine-tuned"):
         svc.finetune.start(agent.id, options=TINY, principal=SYSTEM)
     checkpoints = svc.settings.data_dir / "finetune" / agent.id / run.id / "checkpoints"
-    deadline = time.monotonic() + 600
-    while latest_checkpoint(checkpoints) is None:  # trained past its first checkpoint
-        assert time.monotonic() < deadline, svc.finetune.get_run(agent.id, run.id)
-        time.sleep(0.2)
+    wait_until(  # trained past its first checkpoint
+        lambda: latest_checkpoint(checkpoints) is not None,
+        timeout=600,
+        interval=0.2,
+        message=lambda: f"the first checkpoint: {svc.finetune.get_run(agent.id, run.id)}",
+    )
     cancelled = svc.finetune.cancel_run(agent.id, run.id, principal=SYSTEM)
     assert cancelled.stage == "cancelled"
     assert cancelled.job is not None
     job = svc.jobs.wait(cancelled.job.id, timeout=120, principal=SYSTEM)
     assert job.status == "cancelled"
-    deadline = time.monotonic() + 120
-    while checkpoints.exists():  # the step that was running finishes, then the run cleans up
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_until(  # the step that was running finishes, then the run cleans up
+        lambda: not checkpoints.exists(),
+        timeout=120,
+        interval=0.2,
+        message="the cancelled run's checkpoints to be removed",
+    )
     view = svc.finetune.get_run(agent.id, run.id)
     assert view.stage == "cancelled" and view.adapter is None
     assert 1 <= len(view.metrics.loss) < 400

@@ -16,7 +16,8 @@ from container import build_services
 from core.principal import SYSTEM
 from core.settings import Settings
 from tests.agents.finetune_world import PIRATE, TINY
-from tests.core.test_jobs_durability import Workers, _wait_for
+from tests.core.test_jobs_durability import Workers
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.model
 
@@ -45,7 +46,9 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
             steps = [p.step for p in services.finetune.run_metrics(agent.id, run.id).loss]
             return latest_checkpoint(checkpoints) is not None and bool(steps) and max(steps) >= 3
 
-        _wait_for(trained_past_a_checkpoint, 600, "training past its first checkpoint")
+        wait_until(
+            trained_past_a_checkpoint, timeout=600, message="training past its first checkpoint"
+        )
         workers.procs[0].send_signal(signal.SIGKILL)
         workers.procs[0].wait(timeout=30)
         assert services.jobs.get(run.job.id, principal=SYSTEM).status == "running"

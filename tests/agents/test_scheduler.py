@@ -24,6 +24,7 @@ from core.errors import (
     ReaderTooSlowError,
     ServerBusyError,
 )
+from tests.waiting import wait_until
 
 MESSAGES = [ChatMessage(role="user", content="hi")]
 PARAMS = GenerationSettings(max_new_tokens=8)
@@ -82,20 +83,12 @@ class GatedBackend(SchedulingDefaults):
             self.gate.release()
 
 
-def _wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
-
-
 def test_full_queue_refuses_at_once_with_retry_after() -> None:
     backend = GatedBackend()
     sched = Scheduler(max_queue=2)
     model = ScheduledBackend(backend, sched)
     running = model.stream(MESSAGES, PARAMS)
-    _wait_for(lambda: backend.started == 1)
+    wait_until(lambda: backend.started == 1)
     waiting = [model.stream(MESSAGES, PARAMS) for _ in range(2)]
     assert sched.stats() == {"queued": 2, "running": 1}
     started = time.monotonic()
@@ -116,15 +109,15 @@ def test_closing_a_queued_request_removes_it_and_a_running_one_stops_generation(
     first = model.stream(MESSAGES, PARAMS)
     second = model.stream(MESSAGES, PARAMS)
     third = model.stream(MESSAGES, PARAMS)
-    _wait_for(lambda: backend.started == 1)
+    wait_until(lambda: backend.started == 1)
     second.close()  # a client that gave up while waiting
     assert sched.stats() == {"queued": 1, "running": 1}
     backend.release(1)
     assert next(first) == "t0 "
     first.close()  # a client that disconnected mid-reply
     backend.release(1)  # the generation notices at its next token
-    _wait_for(lambda: backend.closed_early == 1)
-    _wait_for(lambda: backend.started == 2)  # the third request got the freed place
+    wait_until(lambda: backend.closed_early == 1)
+    wait_until(lambda: backend.started == 2)  # the third request got the freed place
     assert list(second) == []  # never ran
     backend.free_running = True
     backend.release(1000)
@@ -158,7 +151,7 @@ def test_deadline_while_queued_is_503_and_while_running_stops_generation() -> No
     with pytest.raises(DeadlineExceededError):
         list(running)
     backend.release(1)
-    _wait_for(lambda: sched.stats() == {"queued": 0, "running": 0})
+    wait_until(lambda: sched.stats() == {"queued": 0, "running": 0})
     assert backend.started == 1  # the expired queued request never ran
 
 
@@ -201,7 +194,7 @@ def test_requests_while_the_model_loads_get_503() -> None:
     model = ScheduledBackend(backend, Scheduler())
     loader = threading.Thread(target=model.load)
     loader.start()
-    _wait_for(lambda: model._loading)
+    wait_until(lambda: model._loading)
     with pytest.raises(ModelLoadingError) as info:
         model.stream(MESSAGES, PARAMS)
     assert info.value.status == 503 and info.value.retry_after

@@ -15,6 +15,7 @@ from container import Services
 from core.errors import BackendError
 from core.principal import SYSTEM
 from tests.fake_backends import ScriptedBackend
+from tests.waiting import wait_until
 
 FAST = {"max_new_tokens": 12, "temperature": 0.0}
 
@@ -200,10 +201,12 @@ def test_client_that_leaves_mid_stream_frees_the_model(
         assert other.status_code == 200, other.text
     # 1500 tokens would take far longer than this; the abandoned reply was stopped.
     assert time.monotonic() - started < 30
-    deadline = time.monotonic() + 10
-    while len(services.chat.get_conversation(conv.id).messages) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    stored = services.chat.get_conversation(conv.id).messages
+    stored = wait_until(
+        lambda: m if len(m := services.chat.get_conversation(conv.id).messages) >= 2 else None,
+        timeout=10,
+        interval=0.1,
+        message="the partial reply to be stored",
+    )
     # No greeting on this card: the user's message, then the part of the reply that was made.
     assert [m.role for m in stored] == ["user", "assistant"]
     assert stored[-1].content.strip()

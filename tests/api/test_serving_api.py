@@ -1,7 +1,7 @@
 """Serving under load, through the real app, the real scheduler and the bundled model on the
 llama.cpp engine: 429 when the queue is full, 503 while the model loads, disconnects cancel,
-stalled readers never hold the model, and more waiters than server threads all finish (before the
-scheduler, one lock held while the client read deadlocked the server).
+stalled readers never hold the model, and more waiters than server threads all finish (they
+once deadlocked the server).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from agents.llm.pool import LLMPool
 from container import Services, build_services
 from core.principal import SYSTEM
 from core.settings import Settings
+from tests.fake_backends import SlowLoadingBackend
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.model
 
@@ -61,10 +63,11 @@ def services(settings: Settings, serving_pool: LLMPool) -> Iterator[Services]:
 
 
 def _wait_idle(pool: LLMPool, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while pool.scheduler.stats() != {"queued": 0, "running": 0}:
-        assert time.monotonic() < deadline, f"still busy: {pool.scheduler.stats()}"
-        time.sleep(0.05)
+    wait_until(
+        lambda: pool.scheduler.stats() == {"queued": 0, "running": 0},
+        timeout=timeout,
+        message=lambda: f"the scheduler to be idle: {pool.scheduler.stats()}",
+    )
 
 
 def _agent(services: Services, **generation: object) -> str:
@@ -113,7 +116,7 @@ def test_full_queue_is_429_with_retry_after_and_disconnects_cancel(
         )
         waiter = threading.Thread(target=lambda: _post_and_hang_up(live_server, agent), daemon=True)
         waiter.start()
-        _until(lambda: sched.stats()["queued"] == 2)
+        wait_until(lambda: sched.stats()["queued"] == 2, message=sched.stats)
 
         # The queue is full: refused at once, OpenAI error shape, Retry-After.
         started = time.monotonic()
@@ -134,13 +137,13 @@ def test_full_queue_is_429_with_retry_after_and_disconnects_cancel(
         # A queued streaming client leaves: its place is freed without it ever running.
         queued_stream.close()
         waiter.join(timeout=30)  # the non-streaming one hung up after 1 s
-        _until(lambda: sched.stats()["queued"] == 0)
+        wait_until(lambda: sched.stats()["queued"] == 0, message=sched.stats)
         assert sched.stats()["running"] == PARALLEL
 
         # Running clients leave: their generations stop long before 600 tokens.
         for resp, _lines in running:
             resp.close()
-        _until(lambda: sched.stats() == {"queued": 0, "running": 0}, timeout=30)
+        _wait_idle(serving_pool, timeout=30)
 
 
 def _post_and_hang_up(base: str, agent: str) -> None:
@@ -151,13 +154,6 @@ def _post_and_hang_up(base: str, agent: str) -> None:
             json={"model": agent, "messages": STORY},
             timeout=1.0,
         )
-
-
-def _until(predicate, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def test_stalled_readers_do_not_block_the_next_request(
@@ -186,7 +182,7 @@ def test_stalled_readers_do_not_block_the_next_request(
 def test_more_waiters_than_server_threads_all_finish(
     live_server: str, services: Services, serving_pool: LLMPool
 ) -> None:
-    """Before the scheduler, 48 streams of 16 tokens hung the server for good (40 threads)."""
+    """48 streams of 16 tokens once hung the server for good (it had 40 worker threads)."""
     serving_pool.scheduler.max_queue = 64
     agent = _agent(services, max_new_tokens=4, temperature=0.0)
 
@@ -234,40 +230,39 @@ def test_more_waiters_than_server_threads_all_finish(
     assert health  # /api/health kept answering throughout (bench/load.py times it)
 
 
-def test_requests_while_the_model_loads_get_503(settings: Settings, model_cache_dir: Path) -> None:
+def test_requests_while_the_model_loads_get_503(settings: Settings) -> None:
     from fastapi.testclient import TestClient
 
     from app import create_app
 
-    pool = LLMPool(
-        settings.model_copy(update={"llm_engine": "llamacpp", "llm_threads": 1, "llm_parallel": 1})
-    )
+    model = SlowLoadingBackend(reply="Hello there")
+    pool = LLMPool(settings, default=model)
     svc = build_services(settings, llm=pool)
     try:
         agent = _agent(svc, max_new_tokens=4)
-        scheduled = pool.get()
-        loader = threading.Thread(target=scheduled.load)
+        loader = threading.Thread(target=pool.get().load, daemon=True)
         loader.start()
-        _until(lambda: scheduled._loading or scheduled.is_loaded)
+        assert model.loading.wait(timeout=30), "the load never started"
         with TestClient(create_app(services=svc)) as client:
             resp = client.post(
                 "/v1/chat/completions",
                 json={"model": agent, "messages": [{"role": "user", "content": "Hi"}]},
             )
-            loader.join(timeout=120)
-            if resp.status_code != 503:  # the load won the race: nothing to assert
-                pytest.skip("the model loaded before the request arrived")
+            assert resp.status_code == 503, resp.text
             assert int(resp.headers["Retry-After"]) >= 1
             assert resp.json()["error"]["type"] == "ModelLoadingError"
+            model.finish_loading.set()
+            loader.join(timeout=30)
+            assert not loader.is_alive() and model.is_loaded
             again = client.post(
                 "/v1/chat/completions",
                 json={"model": agent, "messages": [{"role": "user", "content": "Hi"}]},
             )
             assert again.status_code == 200, again.text
+            assert again.json()["choices"][0]["message"]["content"] == "Hello there"
     finally:
+        model.finish_loading.set()
         svc.close()
-        for engine in pool._engines.values():
-            engine.unload()
 
 
 def test_health_reports_queued_and_running(live_server: str, services: Services) -> None:

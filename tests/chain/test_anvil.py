@@ -27,6 +27,7 @@ from container import Services, build_services
 from core.errors import ChainUnavailableError
 from core.principal import SYSTEM, Principal
 from tests.chain.helpers import fast_settings, mint_job_of, new_wallet, sign_in, wait_job
+from tests.waiting import wait_until
 
 ETHERS_CLIENT = Path(__file__).with_name("ethers_client.mjs")
 
@@ -124,12 +125,15 @@ def test_mint_while_the_node_is_down_is_queued_then_minted_once(
         agent = services.agents.create_agent({"name": "Offline"}, owner=owner, principal=SYSTEM)
         job = services.chain.mint_job(agent.id)
         assert job is not None and agent.mint_state == "pending"
-        deadline = time.monotonic() + 30
-        while (
-            "waiting for the chain node" not in services.jobs.get(job.id, principal=SYSTEM).message
-        ):
-            assert time.monotonic() < deadline, services.jobs.get(job.id, principal=SYSTEM)
-            time.sleep(0.1)
+        wait_until(
+            lambda: (
+                "waiting for the chain node" in services.jobs.get(job.id, principal=SYSTEM).message
+            ),
+            interval=0.1,
+            message=lambda: (
+                f"the job to wait for the node: {services.jobs.get(job.id, principal=SYSTEM)}"
+            ),
+        )
         assert not services.jobs.get(job.id, principal=SYSTEM).finished
         node.start()  # the node comes back with its state
         done = wait_job(services, job.id)

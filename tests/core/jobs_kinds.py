@@ -7,6 +7,7 @@ how often, even across a killed and restarted process.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,9 @@ from typing import Any
 
 from agents.service import AgentService
 from core.jobs import JobContext, TargetGone, job_kind
+
+# Gates for ``test.held``, by name: in-process only (a worker subprocess has its own).
+GATES: dict[str, threading.Event] = {}
 
 
 def _log(path: str, line: str) -> None:
@@ -69,3 +73,35 @@ def needs_target(ctx: JobContext[TargetDeps], *, agent_id: str) -> dict[str, Any
     if not any(a.id == agent_id for a in ctx.deps.agents.list_agents()):
         raise TargetGone(f"agent {agent_id} was deleted")
     return {"agent": agent_id}
+
+
+def gate(name: str) -> threading.Event:
+    """A closed gate for ``test.held`` jobs; the test opens it with ``set()``."""
+    GATES[name] = threading.Event()
+    return GATES[name]
+
+
+def _held_step(path: str, name: str, gate_name: str | None) -> str:
+    _log(path, f"start {name}")
+    if gate_name is not None and not GATES[gate_name].wait(timeout=120):
+        raise TimeoutError(f"gate {gate_name} was never opened")
+    _log(path, f"end {name}")
+    return name
+
+
+@job_kind("test.held")
+def held(ctx: JobContext, *, log: str, n: int, hold_at: int, gate: str) -> dict[str, Any]:
+    """``n`` logged steps; step ``hold_at`` waits until the test opens the gate named ``gate``.
+
+    The last line of the log, ``stopped``, says the job function has returned or raised: from
+    then on no step of this run can start.
+    """
+    try:
+        ctx.progress(0, n, "starting")
+        for i in range(n):
+            ctx.raise_if_cancelled()
+            ctx.step(f"s{i}", _held_step, log, f"s{i}", gate if i == hold_at else None)
+            ctx.progress(i + 1, n, f"step {i + 1} of {n}")
+        return {"steps": n}
+    finally:
+        _log(log, "stopped")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,9 @@ from container import Services, build_services
 from core.errors import ConflictError, NotFoundError, ValidationError
 from core.principal import SYSTEM
 from core.settings import Settings
-from tests.core.jobs_kinds import TargetDeps  # also registers the test job kinds
+from tests.core import jobs_kinds  # registers the test job kinds
+from tests.core.jobs_kinds import TargetDeps
+from tests.waiting import wait_until
 
 
 def _lines(path: Path) -> list[str]:
@@ -38,13 +39,13 @@ def test_progress_is_readable_through_the_api_while_the_job_runs(
     )
     assert job.status == "queued"
     seen: list[tuple[str, int, int]] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def succeeded() -> bool:
         body = client.get(f"/api/jobs/{job.id}").json()
         seen.append((body["status"], body["progress_done"], body["progress_total"]))
-        if body["status"] == "succeeded":
-            break
-        time.sleep(0.1)
+        return body["status"] == "succeeded"
+
+    wait_until(succeeded, interval=0.1, message=lambda: f"the job to succeed: {seen[-3:]}")
     running = [s for s in seen if s[0] == "running" and 0 < s[1] < 4]
     assert running, f"never saw the job mid-way: {seen}"
     assert all(total == 4 for _, done, total in running)
@@ -86,21 +87,20 @@ def test_cancel_stops_between_steps_and_bad_cancels_are_4xx(
     client: TestClient, services: Services, tmp_path: Path
 ) -> None:
     log = tmp_path / "steps.log"
-    job = services.jobs.submit("test.steps", {"log": str(log), "n": 20, "seconds": 0.2})
-    deadline = time.monotonic() + 20
-    while (
-        services.jobs.get(job.id, principal=SYSTEM).progress_done < 2
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
+    gate = jobs_kinds.gate("cancel")
+    job = services.jobs.submit(
+        "test.held", {"log": str(log), "n": 20, "hold_at": 2, "gate": "cancel"}
+    )
+    wait_until(lambda: "start s2" in _lines(log), message=lambda: f"step s2: {_lines(log)}")
     response = client.post(f"/api/jobs/{job.id}/cancel")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    time.sleep(1.0)  # the step that was running finishes; no further step starts
+    gate.set()  # the step that was running finishes; the job stops before the next one
+    wait_until(lambda: "stopped" in _lines(log), message="the job function to return")
+    steps = ["start s0", "end s0", "start s1", "end s1", "start s2", "end s2"]
+    assert _lines(log) == [*steps, "stopped"]
     view = services.jobs.get(job.id, principal=SYSTEM)
     assert view.status == "cancelled" and view.finished_at is not None
-    started = [line for line in _lines(log) if line.startswith("start")]
-    assert len(started) < 20
-    assert len(started) <= view.progress_done + 1
+    assert view.progress_done == 2
 
     again = client.post(f"/api/jobs/{job.id}/cancel")
     assert again.status_code == 409
@@ -190,13 +190,15 @@ def test_a_job_cut_short_by_a_graceful_shutdown_resumes_when_the_app_comes_back(
     settings: Settings, llm_pool: LLMPool, tmp_path: Path
 ) -> None:
     log = tmp_path / "steps.log"
+    gate = jobs_kinds.gate("shutdown")
     first = build_services(settings, llm=llm_pool)
-    job = first.jobs.submit("test.steps", {"log": str(log), "n": 3, "seconds": 0.6})
-    deadline = time.monotonic() + 20
-    while "start s1" not in _lines(log) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    job = first.jobs.submit(
+        "test.held", {"log": str(log), "n": 3, "hold_at": 1, "gate": "shutdown"}
+    )
+    wait_until(lambda: "start s1" in _lines(log), message=lambda: f"step s1: {_lines(log)}")
     first.close()  # mid-step s1, as on SIGTERM
-    time.sleep(0.8)  # s1 may finish; no later step starts in a stopped executor
+    gate.set()  # s1 finishes; no later step starts in a stopped executor
+    wait_until(lambda: "stopped" in _lines(log), message="the job function to return")
     assert "start s2" not in _lines(log)
     # not marked failed by the shutdown
     assert first.jobs.get(job.id, principal=SYSTEM).status == "running"

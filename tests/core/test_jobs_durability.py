@@ -12,8 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,20 +22,13 @@ from agents.llm.pool import LLMPool
 from container import Services, build_services
 from core.principal import SYSTEM
 from core.settings import Settings
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
-
-
-def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Workers:
@@ -66,10 +58,10 @@ class Workers:
             stderr=subprocess.STDOUT,
         )
         self.procs.append(proc)
-        _wait_for(
+        wait_until(
             lambda: f"worker {executor_id} ready" in out.read_text() or proc.poll() is not None,
-            60,
-            f"worker {executor_id} to start",
+            timeout=60,
+            message=f"worker {executor_id} to start",
         )
         assert proc.poll() is None, out.read_text()[-3000:]
         return proc
@@ -135,7 +127,7 @@ def test_a_job_killed_mid_step_resumes_after_restart_without_repeating_steps(
     log = tmp_path / "steps.log"
     first = workers.start("w1")
     job = services.jobs.submit("test.steps", {"log": str(log), "n": 4, "seconds": 1.0})
-    _wait_for(lambda: "start s1" in _lines(log), 30, "step s1 to start")
+    wait_until(lambda: "start s1" in _lines(log), message="step s1 to start")
     first.send_signal(signal.SIGKILL)  # in the middle of step s1
     first.wait(timeout=10)
     assert services.jobs.get(job.id, principal=SYSTEM).status == "running"
@@ -160,14 +152,16 @@ def test_recover_hands_a_dead_executors_job_to_another_worker(
     log = tmp_path / "steps.log"
     dead = workers.start("machine-a")
     job = services.jobs.submit("test.steps", {"log": str(log), "n": 3, "seconds": 1.0})
-    _wait_for(lambda: "start s1" in _lines(log), 30, "step s1 to start")
+    wait_until(lambda: "start s1" in _lines(log), message="step s1 to start")
     dead.send_signal(signal.SIGKILL)
     dead.wait(timeout=10)
     workers.start("machine-b")
-    time.sleep(1.0)
-    assert (
-        services.jobs.get(job.id, principal=SYSTEM).status == "running"
-    )  # nobody runs machine-a's job yet
+    # machine-b takes new work from the queue, but not a job another executor owns:
+    probe = services.jobs.submit("test.steps", {"log": str(tmp_path / "probe.log"), "n": 1})
+    assert services.jobs.wait(probe.id, timeout=60, principal=SYSTEM).executor_id == "machine-b"
+    view = services.jobs.get(job.id, principal=SYSTEM)
+    assert (view.status, view.executor_id) == ("running", "machine-a")
+    assert "start s2" not in _lines(log)
     assert "handed 1 pending job(s)" in workers.run("recover", "machine-a")
     view = services.jobs.wait(job.id, timeout=60, principal=SYSTEM)
     assert view.status == "succeeded" and view.executor_id == "machine-b"

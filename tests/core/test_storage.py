@@ -61,7 +61,8 @@ def test_import_that_fails_in_the_database_leaves_no_files(
     with pytest.raises(RuntimeError):
         services.agents.import_card("ivy.json", CARD, principal=SYSTEM)
     assert [a.id for a in services.agents.list_agents()] == [kept.id]
-    assert all(not name.startswith(".staging") for name in _agent_dirs(services))
+    dirs = _agent_dirs(services)
+    assert kept.id in dirs and not any(name.startswith(".staging") for name in dirs), dirs
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:

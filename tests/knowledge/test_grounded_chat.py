@@ -49,7 +49,9 @@ def test_a_grounded_reply_cites_its_sources_and_stores_its_trace(
     trace = kclient.get(f"/api/messages/{reply['message']['id']}/trace").json()
     assert trace["query"] == QUESTION and trace["kb_ids"] == [kb]
     assert [h["chunk_id"] for h in trace["hits"]] == [s["chunk_id"] for s in reply["sources"]]
-    assert all(0 < h["score"] <= 1 and h["similarity"] >= 0.2 for h in trace["hits"])
+    assert trace["hits"] and all(
+        0 < h["score"] <= 1 and h["similarity"] >= 0.2 for h in trace["hits"]
+    )
 
     # The user's own message has no trace; a regenerated reply gets a fresh one.
     user_message = kclient.get(f"/api/conversations/{conv}/messages").json()[-2]

@@ -22,8 +22,9 @@ from container import Services, build_services
 from core.principal import ANONYMOUS, SYSTEM
 from core.settings import Settings
 from knowledge.records import IndexVersionRecord
-from tests.core.test_jobs_durability import Workers, _wait_for
+from tests.core.test_jobs_durability import Workers
 from tests.knowledge.test_knowledge_api import BAKERY, LIGHTHOUSE
+from tests.waiting import wait_until
 
 ENTRIES = 150  # about 150 chunks of at most 32 tokens: three batches of 64
 
@@ -64,10 +65,10 @@ def test_a_killed_ingest_is_invisible_then_finished_by_the_restarted_worker(
     text = "\n\n".join(f"Ledger entry {i}. {BAKERY}" for i in range(ENTRIES))
     upload = knowledge.add_document(kb, "ledger.txt", text.encode(), principal=ANONYMOUS)
     job_id = upload.job.id  # type: ignore[union-attr]
-    _wait_for(
+    wait_until(
         lambda: services.jobs.get(job_id, principal=SYSTEM).progress_done >= 64,
-        180,
-        "the first batch",
+        timeout=180,
+        message="the first batch",
     )
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 from container import Services
 from core.principal import ANONYMOUS, SYSTEM
 from tests.knowledge.test_knowledge_api import BAKERY, LIGHTHOUSE
-from tests.ui.test_studio_browser import _field, _pick, browser, page  # noqa: F401  (fixtures)
+from tests.ui.test_studio_browser import _field, _pick
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 TIMEOUT_MS = 120_000
@@ -28,7 +28,7 @@ def services(kservices: Services) -> Services:
 
 @pytest.mark.parametrize("chroma_mode", ["embedded"], indirect=True)
 def test_upload_query_and_cited_reply_in_the_studio(
-    page: Page,  # noqa: F811  (the imported fixture)
+    page: Page,
     live_server: str,
     services: Services,
     tmp_path: Path,

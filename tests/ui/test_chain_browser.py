@@ -10,28 +10,25 @@ verifies them, mints through a durable job and relays the update on anvil.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from agents.llm.pool import LLMPool
-from chain.anvil_chain import AnvilChain, free_port
+from chain.anvil_chain import AnvilChain
 from chain.contract import sign_card_update
 from container import Services, build_services
 from tests.chain.helpers import fast_settings
-from tests.ui.test_studio_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.servers import serve_app
+from tests.waiting import wait_until
 
 SCREENSHOT = Path("/tmp/studio-chain.png")
-TIMEOUT_MS = 30_000
 
 # An injected provider that forwards every request to the test's wallet.
 PROVIDER = """
@@ -87,30 +84,11 @@ def chain_server(
         fast_settings(tmp_path / "data", chain="anvil"), llm=llm_pool, chain=anvil_node
     )
     services.chain.start(follow=False)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(services=services), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", services
-    server.should_exit = True
-    thread.join(timeout=15)
-    services.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    try:
+        with serve_app(create_app(services=services)) as url:
+            yield url, services
+    finally:
+        services.close()
 
 
 def _field(page: Page, elem_id: str) -> Any:
@@ -119,63 +97,59 @@ def _field(page: Page, elem_id: str) -> Any:
 
 @pytest.mark.browser
 def test_browser_wallet_signs_in_mints_anchors_and_gates_edits(
-    browser: Browser, chain_server: tuple[str, Services]
+    chain_server: tuple[str, Services], page: Page
 ) -> None:
     url, services = chain_server
     wallet = FakeBrowserWallet(Account.create(), services.chain.chain_id)
-    context = browser.new_context(viewport={"width": 1280, "height": 1400})
-    context.expose_function("__testWallet", wallet.handle)
-    context.add_init_script(PROVIDER)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
-        page.goto(f"{url}/ui/")
-        expect(page.locator("#wallet-status")).to_contain_text("Not signed in")
+    page.set_viewport_size({"width": 1280, "height": 1400})
+    page.context.expose_function("__testWallet", wallet.handle)
+    page.context.add_init_script(PROVIDER)
+    page.goto(f"{url}/ui/")
+    expect(page.locator("#wallet-status")).to_contain_text("Not signed in")
 
-        # Sign in with the browser wallet: SIWE message signed with personal_sign.
-        page.locator("#wallet-browser").click()
-        expect(page.locator("#wallet-status")).to_contain_text(wallet.account.address)
-        assert "personal_sign" in wallet.requests
+    # Sign in with the browser wallet: SIWE message signed with personal_sign.
+    page.locator("#wallet-browser").click()
+    expect(page.locator("#wallet-status")).to_contain_text(wallet.account.address)
+    assert "personal_sign" in wallet.requests
 
-        # Create an agent: it is minted to the wallet by a job, with a progress bar.
-        _field(page, "agent-name").fill("Orla")
-        _field(page, "agent-description").fill("{{char}} keeps the lighthouse.")
-        page.locator("#agent-save").click()
-        expect(page.locator("#agent-status")).to_contain_text("Created Orla")
-        owner = page.locator("#chain-owner")
-        expect(owner).to_contain_text(wallet.account.address)
-        expect(page.locator("#chain-match")).to_contain_text("matches")
-        expect(page.locator("#chain-version")).to_have_text("0")
-        agent = services.agents.list_agents()[0]
-        assert agent.mint_state == "minted" and agent.owner_address == wallet.account.address
-        tba = services.chain.status(agent.id).token_bound_account
-        expect(page.locator("#chain-tba")).to_have_attribute("title", tba or "")
+    # Create an agent: it is minted to the wallet by a job, with a progress bar.
+    _field(page, "agent-name").fill("Orla")
+    _field(page, "agent-description").fill("{{char}} keeps the lighthouse.")
+    page.locator("#agent-save").click()
+    expect(page.locator("#agent-status")).to_contain_text("Created Orla")
+    owner = page.locator("#chain-owner")
+    expect(owner).to_contain_text(wallet.account.address)
+    expect(page.locator("#chain-match")).to_contain_text("matches")
+    expect(page.locator("#chain-version")).to_have_text("0")
+    agent = services.agents.list_agents()[0]
+    assert agent.mint_state == "minted" and agent.owner_address == wallet.account.address
+    tba = services.chain.status(agent.id).token_bound_account
+    expect(page.locator("#chain-tba")).to_have_attribute("title", tba or "")
 
-        # Edit: accepted; the new card waits for the holder's EIP-712 signature.
-        _field(page, "agent-description").fill("{{char}} keeps the lighthouse and its lamp.")
-        page.locator("#agent-save").click()
-        expect(page.locator("#agent-status")).to_contain_text("Saved Orla")
-        expect(page.locator("#chain-match")).to_contain_text("differs")
-        page.locator("#agent-anchor").click()
-        expect(page.locator("#agent-chain-message")).to_contain_text("being relayed")
-        assert "eth_signTypedData_v4" in wallet.requests
-        deadline = time.monotonic() + 30
-        while services.chain.status(agent.id).card_version != 1:
-            assert time.monotonic() < deadline, "the signed card update was not relayed"
-            time.sleep(0.2)
-        page.locator("#agent-chain-refresh").click()
-        expect(page.locator("#chain-version")).to_have_text("1")
-        expect(page.locator("#chain-match")).to_contain_text("matches")
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+    # Edit: accepted; the new card waits for the holder's EIP-712 signature.
+    _field(page, "agent-description").fill("{{char}} keeps the lighthouse and its lamp.")
+    page.locator("#agent-save").click()
+    expect(page.locator("#agent-status")).to_contain_text("Saved Orla")
+    expect(page.locator("#chain-match")).to_contain_text("differs")
+    page.locator("#agent-anchor").click()
+    expect(page.locator("#agent-chain-message")).to_contain_text("being relayed")
+    assert "eth_signTypedData_v4" in wallet.requests
+    wait_until(
+        lambda: services.chain.status(agent.id).card_version == 1,
+        interval=0.2,
+        message="the signed card update to be relayed",
+    )
+    page.locator("#agent-chain-refresh").click()
+    expect(page.locator("#chain-version")).to_have_text("1")
+    expect(page.locator("#chain-match")).to_contain_text("matches")
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
-        # Signed out, the same browser may no longer change the minted agent.
-        page.locator("#wallet-signout").click()
-        expect(page.locator("#wallet-status")).to_contain_text("Not signed in")
-        page.locator("#agent-select input").first.click()
-        page.get_by_role("option", name=f"Orla · {agent.id[:8]}").click()
-        _field(page, "agent-name").fill("Stolen")
-        page.locator("#agent-save").click()
-        expect(page.locator("#agent-status")).to_contain_text("sign in with that wallet")
-        assert services.agents.get_agent(agent.id).name == "Orla"
-    finally:
-        context.close()
+    # Signed out, the same browser may no longer change the minted agent.
+    page.locator("#wallet-signout").click()
+    expect(page.locator("#wallet-status")).to_contain_text("Not signed in")
+    page.locator("#agent-select input").first.click()
+    page.get_by_role("option", name=f"Orla · {agent.id[:8]}").click()
+    _field(page, "agent-name").fill("Stolen")
+    page.locator("#agent-save").click()
+    expect(page.locator("#agent-status")).to_contain_text("sign in with that wallet")
+    assert services.agents.get_agent(agent.id).name == "Orla"

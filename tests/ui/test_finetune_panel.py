@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-import uvicorn
 from playwright.sync_api import Page, expect
 
 from agents.finetune.schema import (
@@ -22,7 +21,8 @@ from agents.finetune.schema import (
 )
 from core.principal import SYSTEM
 from tests.agents.finetune_world import FinetuneWorld
-from tests.ui.test_studio_browser import MODEL_TIMEOUT_MS, _pick, browser, page  # noqa: F401
+from tests.servers import serve_app
+from tests.ui.test_studio_browser import MODEL_TIMEOUT_MS, _pick
 from ui.finetune_panel import bounds, loss_frame, render_report, render_summary, version_rows
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -107,30 +107,11 @@ def test_versions_summary_and_sliders_follow_the_schema() -> None:
 @pytest.fixture
 def world_server(finetune_world: FinetuneWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The app on a real port over the session's trained world (left open when it stops)."""
-    import threading
-    import time
-
     from app import create_app
-    from tests.conftest import _free_port
 
     monkeypatch.setattr(finetune_world.services, "close", lambda: None)
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(services=finetune_world.services),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    with serve_app(create_app(services=finetune_world.services)) as url:
+        yield url
 
 
 @pytest.mark.model
@@ -138,7 +119,7 @@ def world_server(finetune_world: FinetuneWorld, monkeypatch: pytest.MonkeyPatch)
 def test_the_panel_shows_a_trained_run_and_switches_versions(
     world_server: str,
     finetune_world: FinetuneWorld,
-    page: Page,  # noqa: F811  (the imported fixture)
+    page: Page,
 ) -> None:
     world, fin = finetune_world, finetune_world.services.finetune
     fin.deactivate(world.robot.id, principal=SYSTEM)

@@ -18,7 +18,6 @@ from playwright.sync_api import Page
 
 from agents import cards
 from container import Services
-from tests.ui.test_studio_browser import browser, page  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -72,7 +71,7 @@ def test_cross_site_page_cannot_write_but_the_studio_can(
     live_server: str,
     evil_site: str,
     services: Services,
-    page: Page,  # noqa: F811  (after live_server: the browser closes before the server stops)
+    page: Page,
 ) -> None:
     page.goto(f"{evil_site}/")
     assert page.evaluate(ATTACK, [live_server, _card()]) == "sent"

@@ -14,7 +14,7 @@ import tests.core.jobs_kinds  # noqa: F401  (registers the test job kinds)
 from container import Services
 from core.jobs import JobView
 from core.principal import SYSTEM
-from tests.ui.test_studio_browser import _pick, browser, page  # noqa: F401  (fixtures)
+from tests.ui.test_studio_browser import _pick
 from ui.jobs_tab import job_choices
 from ui.jobs_widget import render_job
 
@@ -22,7 +22,7 @@ from ui.jobs_widget import render_job
 def test_the_jobs_tab_shows_progress_and_cancels_a_running_job(
     live_server: str,
     services: Services,
-    page: Page,  # noqa: F811  (the imported fixture)
+    page: Page,
     tmp_path: Path,
 ) -> None:
     log = tmp_path / "steps.log"

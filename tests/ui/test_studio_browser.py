@@ -9,34 +9,21 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect
 
 from container import Services
 from core.principal import SYSTEM
+from tests.waiting import wait_until
 from ui.agents_tab import create_payload, form_values, text_to_greetings, update_patch
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = Path("/tmp/studio.png")
 SCREENSHOT_AGENTS = Path("/tmp/studio-agents.png")
 # The CPU model converts and loads on the first reply: allow for it.
 MODEL_TIMEOUT_MS = 180_000
-UI_TIMEOUT_MS = 30_000
 
 GREETING = "Welcome to the Rusty Anchor, traveller. What will it be?"
 
@@ -58,25 +45,6 @@ WATCH_BOTS = """
   }).observe(root, {subtree: true, childList: true, characterData: true});
 }
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser, live_server: str) -> Iterator[Page]:
-    """A fresh browser tab, closed before the app server stops (hence ``live_server``):
-    a tab still connected to Gradio keeps the server's shutdown waiting for 15 s."""
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    yield page
-    context.close()
 
 
 def _field(page: Page, elem_id: str) -> Locator:
@@ -157,10 +125,10 @@ def test_create_agent_then_chat_with_streaming(
         msgs = services.chat.get_conversation(conv_id).messages
         return msgs[-1].content if len(msgs) == 3 and msgs[-1].role == "assistant" else None
 
-    deadline = time.monotonic() + MODEL_TIMEOUT_MS / 1000
-    while (reply := stored_reply()) is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert reply and reply.strip(), "the streamed reply was not stored"
+    reply = wait_until(
+        stored_reply, timeout=MODEL_TIMEOUT_MS / 1000, interval=0.2, message="the stored reply"
+    )
+    assert reply.strip(), "the stored reply is blank"
     messages = services.chat.get_conversation(conv_id).messages
     assert [m.role for m in messages] == ["assistant", "user", "assistant"]
     assert messages[0].content == GREETING
@@ -184,13 +152,14 @@ def test_create_agent_then_chat_with_streaming(
 
     # --- Regenerate: a new version streams in, the old one is kept as an alternative ---
     page.locator("#chat-regenerate").click()
-    deadline = time.monotonic() + MODEL_TIMEOUT_MS / 1000
-    while time.monotonic() < deadline:
-        last = services.chat.get_conversation(conv_id).messages[-1]
-        if last.alternatives:
-            break
-        time.sleep(0.2)
-    assert last.alternatives == [reply]
+    alternatives = wait_until(
+        lambda: services.chat.get_conversation(conv_id).messages[-1].alternatives,
+        timeout=MODEL_TIMEOUT_MS / 1000,
+        interval=0.2,
+        message="the regenerated reply",
+    )
+    assert alternatives == [reply]
+    last = services.chat.get_conversation(conv_id).messages[-1]
     assert last.content.strip()
     expect(bots).to_have_count(2)
     expect(bots.nth(1)).to_contain_text(last.content.split()[0])

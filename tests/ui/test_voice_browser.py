@@ -6,61 +6,38 @@ is transcribed, answered in text and played back as audio."""
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from container import Services
 from core.principal import SYSTEM
-from tests.ui.test_studio_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.waiting import wait_until
 from voice.audio import Audio, encode_wav
 
-ARGS = [
-    *CHROMIUM_ARGS,
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
 SLOW_MS = 240_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
-# Tests take ``live_server`` before ``page``: the page (and its open event streams) closes
-# first, so the server stops at once instead of waiting out its shutdown timeout.
 
 
 @pytest.fixture(scope="module")
-def question_wav(tmp_path_factory: pytest.TempPathFactory, voice_pool) -> Path:  # type: ignore[no-untyped-def]
-    """A spoken question followed by silence (the fake microphone loops this file)."""
+def question_wav(fake_microphone: Path, voice_pool) -> Path:  # type: ignore[no-untyped-def]
+    """A spoken question followed by silence, as what the fake microphone plays (in a loop)."""
     spoken = voice_pool.tts("piper").synthesize("Hello! What is your name?").resampled(16000)
     silence = np.zeros(16000 * 4, np.float32)
     audio = Audio(np.concatenate([silence[:8000], spoken.samples, silence]), 16000)
-    path = tmp_path_factory.mktemp("mic") / "question.wav"
-    path.write_bytes(encode_wav(audio))
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser(question_wav: Path) -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[*ARGS, f"--use-file-for-fake-audio-capture={question_wav}"],
-        )
-        yield chromium
-        chromium.close()
+    fake_microphone.write_bytes(encode_wav(audio))
+    return fake_microphone
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 1100})
-    context.grant_permissions(["microphone"])
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
+def page(page: Page, question_wav: Path) -> Page:
+    """The session browser's tab, taller, allowed the microphone (which plays ``question_wav``)."""
+    page.set_viewport_size({"width": 1280, "height": 1100})
+    page.context.grant_permissions(["microphone"])
+    return page
 
 
 def _pick(page: Page, elem_id: str, option: str) -> None:
@@ -123,13 +100,13 @@ def test_microphone_turn_is_answered_in_text_and_voice(
     expect(page.locator("#chat-voice-reply audio, #chat-voice-reply video").first).to_be_attached(
         timeout=SLOW_MS
     )
-    deadline = time.monotonic() + SLOW_MS / 1000
-    while True:
-        conv = services.chat.list_conversations(agent.id)[0]
-        messages = services.chat.get_conversation(conv.id).messages
-        if len(messages) >= 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    conv = services.chat.list_conversations(agent.id)[0]
+    messages = wait_until(
+        lambda: m if len(m := services.chat.get_conversation(conv.id).messages) >= 3 else None,
+        timeout=SLOW_MS / 1000,
+        interval=0.5,
+        message="the voice turn to be stored",
+    )
     page.screenshot(path="/tmp/studio-voice-chat.png", full_page=True)
     assert [m.role for m in messages][:3] == ["assistant", "user", "assistant"]
     assert "name" in messages[1].content.lower() and messages[2].content.strip()
