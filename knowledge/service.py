@@ -51,7 +51,7 @@ from core.jobs import FINISHED, JobService, JobView, TargetGone
 from core.principal import ANONYMOUS, OwnerCheck, Principal
 from core.settings import Settings
 from knowledge.base import Chunk, Embedder, KeywordIndex, VectorStore
-from knowledge.chunking import chunk_sections
+from knowledge.chunking import chunk_records
 from knowledge.loaders import ParsedDocument, Section, clean_filename, parse_document
 from knowledge.records import (
     AgentKnowledgeRecord,
@@ -119,6 +119,11 @@ class SearchHit(BaseModel):
     similarity: float
     dense_rank: int | None
     keyword_rank: int | None
+    found_by: list[str] = Field(
+        default_factory=list,
+        description="The retrieval stages that found this passage (dense, keyword, sentence; "
+        "'neighbour:...' for an adjacent chunk merged into it).",
+    )
 
 
 class Source(BaseModel):
@@ -522,6 +527,7 @@ class KnowledgeService:
                 "similarity": h.similarity,
                 "dense_rank": h.dense_rank,
                 "keyword_rank": h.keyword_rank,
+                "found_by": h.found_by,
                 "snippet": _snippet(h.text),
             }
             for n, h in enumerate(hits, start=1)
@@ -572,15 +578,13 @@ class KnowledgeService:
         row = self._writing_version(version)
         parsed = json.loads(self._parsed_path(kb_id, version).read_text(encoding="utf-8"))
         sections = [Section(s["page"], s["text"]) for s in parsed["sections"]]
-        pieces = chunk_sections(
+        chunks = chunk_records(
             sections,
+            row.filename,
             self.embedder.count_tokens,
             self.settings.knowledge_chunk_tokens,
             self.settings.knowledge_chunk_overlap,
         )
-        chunks = [
-            {"page": page, "text": text, "position": n} for n, (page, text) in enumerate(pieces)
-        ]
         atomic_write(
             self._chunks_path(kb_id, version),
             json.dumps(
@@ -873,6 +877,7 @@ class KnowledgeService:
                 page=c["page"],
                 position=c["position"],
                 text=c["text"],
+                context=c.get("context", ""),
             )
             for c in data["chunks"]
         ]
@@ -1004,11 +1009,12 @@ def _search_hit(hit: Hit) -> SearchHit:
         document=c.filename,
         page=c.page,
         position=c.position,
-        text=c.text,
+        text=hit.text,
         score=hit.score,
         similarity=hit.similarity,
         dense_rank=hit.dense_rank,
         keyword_rank=hit.keyword_rank,
+        found_by=list(hit.found_by),
     )
 
 
