@@ -383,7 +383,13 @@ def peers_default(corpora: list[LongCorpus], embedder, work: Path) -> list[dict[
             ids.append(f"{name}:{n}")
             texts.append(doc[start : start + PEER_CHUNK_CHARS])
             metas.append({"doc": name, "start": start})
+    started = time.perf_counter()
     vectors = embedder.embed_documents(texts)
+    print(
+        f"  (the embedding model alone: {len(texts) / (time.perf_counter() - started):.1f} "
+        f"chunks/s on the peers' {len(texts)} chunks of {PEER_CHUNK_CHARS} characters)",
+        file=sys.stderr,
+    )
     for b in range(0, len(ids), 512):
         collection.add(
             ids=ids[b : b + 512],
@@ -506,15 +512,24 @@ def _paragraph_top5(svc, kb: str, names: list[str], questions) -> float:
     return metrics(ranks)["recall@5"]
 
 
-def ablation(args: argparse.Namespace, work: Path) -> list[tuple[str, list[dict], float]]:
+def _sample(rng: random.Random, items: list, n: int) -> list:
+    return items if not n or n >= len(items) else rng.sample(items, n)
+
+
+def ablation(args: argparse.Namespace, work: Path) -> list[tuple[str, list[dict], float | None]]:
     """Each change of the pipeline added to the previous ones, measured on both sets."""
     import knowledge.chunking as chunking
     import knowledge.retrieval as retrieval
     import knowledge.tantivy_index as tantivy_index
     from knowledge.retrieval import DENSE, KEYWORD, SENTENCE, PipelineConfig
 
-    corpora = [squad_long(args.data), reference_long()]
+    rng = random.Random(1)
+    corpora = [
+        dataclasses.replace(c, questions=_sample(rng, c.questions, args.ablation_questions))
+        for c in (squad_long(args.data), reference_long())
+    ]
     paragraphs, questions = load_squad(args.data)
+    questions = _sample(rng, questions, args.ablation_questions)
     saved = (chunking.STRUCTURE_AWARE, chunking.EMBED_CONTEXT, retrieval.DEFAULT)
     saved_stop = tantivy_index.STOP_WORDS
     today = PipelineConfig(weights=((DENSE, 1.0), (KEYWORD, 1.0)), neighbour_merge=False)
@@ -546,6 +561,8 @@ def ablation(args: argparse.Namespace, work: Path) -> list[tuple[str, list[dict]
     svc = build_services(settings)
     svc.knowledge.embedder.embed_query("warm up")
     try:
+        peers = peers_default(corpora, svc.knowledge.embedder, work)
+        out.append(("peers' default (reference)", peers, None))
         for label, ingest, stop, config in steps:
             if ingest not in bases:
                 chunking.STRUCTURE_AWARE, chunking.EMBED_CONTEXT = ingest
@@ -564,12 +581,16 @@ def ablation(args: argparse.Namespace, work: Path) -> list[tuple[str, list[dict]
     return out
 
 
-def print_ablation(rows: list[tuple[str, list[dict], float]]) -> None:
-    print("\nOne change at a time (each row adds its change to the rows above)")
+def print_ablation(rows: list[tuple[str, list[dict], float | None]]) -> None:
+    print(
+        "\nOne change at a time (each row adds its change to the rows above; a sample of "
+        "the questions, see --ablation-questions; chars/q on the SQuAD long documents)"
+    )
     print(f"{'change':<44}{'long top5':>10}{'ref top5':>10}{'SQuAD para top5':>17}{'chars/q':>9}")
     for label, long, para in rows:
         print(
-            f"{label:<44}{long[0]['top5']:>10.3f}{long[1]['top5']:>10.3f}{para:>17.3f}"
+            f"{label:<44}{long[0]['top5']:>10.3f}{long[1]['top5']:>10.3f}"
+            f"{'-' if para is None else f'{para:.3f}':>17}"
             f"{long[0]['chars']:>9.0f}"
         )
 
@@ -648,6 +669,9 @@ def main() -> None:
     parser.add_argument("--skip-long", action="store_true", help="no long-document set")
     parser.add_argument(
         "--ablation", action="store_true", help="also measure each pipeline change in turn"
+    )
+    parser.add_argument(
+        "--ablation-questions", type=int, default=250, help="questions per set (0: all)"
     )
     parser.add_argument(
         "--tune", action="store_true", help="only: stage weights on the SQuAD paragraph set"

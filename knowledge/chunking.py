@@ -130,7 +130,10 @@ def chunk_structured(
     stack: list[tuple[int, str]] = []  # (level, heading) above the current position
     for section in sections:
         out.extend(_chunk_section(section, stack, count_tokens, chunk_tokens, splitter))
-    return [p for p in out if p.text]
+    out = [p for p in out if p.text]
+    if not out:  # nothing but headings: index them as they are rather than nothing
+        return _chunk_windows(sections, count_tokens, chunk_tokens, overlap_tokens)
+    return out
 
 
 def _chunk_section(

@@ -78,6 +78,11 @@ def test_restructuredtext_underlined_headings_give_the_section_path() -> None:
     assert records[-1]["text"].endswith("evaluates once.")
 
 
+def test_a_document_of_headings_only_is_still_indexed() -> None:
+    records = chunk_records([Section(None, "# Index\n\n## Chapter one")], "toc.md", words, 50, 5)
+    assert [r["text"] for r in records] == ["# Index\n\n## Chapter one"]
+
+
 def test_document_title_from_a_file_name() -> None:
     assert document_title("Sky_(United_Kingdom).txt") == "Sky (United Kingdom)"
 
