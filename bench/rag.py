@@ -1,18 +1,30 @@
-"""Knowledge benchmark: ingestion throughput, query latency at scale, retrieval quality.
+"""Knowledge benchmark: retrieval quality on long documents and on paragraphs, ingestion
+throughput, query latency at scale; Anima against the peers' default in one run.
 
-    python bench/rag.py                      # quality + ingestion + latency at 10k and 100k
+    python bench/rag.py                      # everything, latency at 10k and 100k chunks
     python bench/rag.py --sizes 10000        # quicker
+    python bench/rag.py --ablation           # + each pipeline change measured in turn
+    python bench/rag.py --tune               # only: stage weights on the SQuAD paragraphs
     python bench/rag.py --data PATH          # another SQuAD-format file
 
-1. Quality on SQuAD 2.0 dev (five articles, ``bench/data/``, CC BY-SA 4.0): every paragraph is
-   a document, every answerable question a query; a query is answered when the paragraph it
-   came from is retrieved. recall@1, recall@5 and MRR (over the top 10 documents) for
-   (a) the peers' default: MiniLM vectors in Chroma, dense top-k, and (b) Anima's retrieval
-   (``KnowledgeService.search``: hybrid BM25 + dense with reciprocal rank fusion and the score
-   floor, as replies use it). Both see the same chunks from the same ingestion.
-2. Ingestion: the paragraphs go through the real path (upload -> durable job -> chunk ->
-   embed -> Chroma + tantivy -> activate); chunks per second end to end.
-3. Latency: a knowledge base padded to N chunks (random unit vectors and texts drawn from the
+The SQuAD 2.0 dev extract (five articles, CC BY-SA 4.0) is read from ``bench/data/`` or from
+``../shared/data/`` beside the repository (or ``--data``); a missing file stops the run with
+its path.
+
+1. Long documents: each SQuAD article's paragraphs joined into one document (5 documents, 705
+   answerable questions), plus eight pages of the Python language reference that ship with
+   CPython (``pydoc_data``, PSF licence) with generated questions (see ``reference_long``).
+   A question is answered when a returned chunk covers its gold answer span. Answer-in-top-5,
+   recall@1, MRR and characters returned per query for (a) the peers' default: fixed
+   1,000-character chunks, MiniLM vectors in an embedded Chroma, dense top 5, and (b) Anima's
+   pipeline (``KnowledgeService.search``, as replies use it), top 5. Both index all the long
+   documents in one collection / base.
+2. SQuAD paragraphs: every paragraph a document, every answerable question a query; answered
+   when the paragraph it came from is retrieved. recall@1, recall@5 and MRR (over the top 10
+   documents), peers' dense top-k against Anima, on the same chunks.
+3. Ingestion: documents go through the real path (upload -> durable job -> chunk -> embed ->
+   Chroma + tantivy -> activate); chunks per second end to end.
+4. Latency: a knowledge base padded to N chunks (random unit vectors and texts drawn from the
    corpus vocabulary: embedding 100k real chunks would take hours on a laptop CPU), then
    ``search`` p50/p95 over the SQuAD questions, query embedding included.
 """
@@ -294,9 +306,8 @@ def reference_long(seed: int = 0) -> LongCorpus:
 
     No package we found ships long public-domain text *with* questions, so questions are built
     the same way for every retriever: a prose sentence (10-35 words) loses its longest
-    uncommon word (the answer) and a quarter of its other words, in shuffled order is kept
-    readable by keeping the order. Answered = a returned chunk covers that word in that
-    sentence. Lexical overlap is higher than in SQuAD's human questions, so this corpus
+    uncommon word (the answer) and a quarter of its other words, at random (seeded), the rest
+    in their order. Answered = a returned chunk covers that word in that sentence. Lexical overlap is higher than in SQuAD's human questions, so this corpus
     rewards keyword search more; the SQuAD set is the main measurement."""
     from pydoc_data.topics import topics
 
