@@ -298,7 +298,7 @@ def squad_long(path: Path) -> LongCorpus:
                 questions.append(
                     LongQuestion(name, qa["question"], at + local, at + local + len(answer["text"]))
                 )
-    return LongCorpus("SQuAD articles as long documents", documents, questions)
+    return LongCorpus("SQuAD articles joined", documents, questions)
 
 
 def reference_long(seed: int = 0) -> LongCorpus:
@@ -340,7 +340,7 @@ def reference_long(seed: int = 0) -> LongCorpus:
             ]
             a = start + offset.start()
             questions.append(LongQuestion(name, " ".join(kept), a, a + len(key)))
-    return LongCorpus("Python reference (generated questions)", documents, questions)
+    return LongCorpus("Python reference, generated", documents, questions)
 
 
 def spans_of(doc: str, texts: list[str]) -> list[tuple[int, int]]:
@@ -653,7 +653,7 @@ def print_long(r: dict) -> None:
     head = f"{'corpus':<40}{'retriever':<22}{'top5':>7}{'R@1':>7}{'MRR':>7}{'chars/q':>9}"
     print(head)
     for c in r["corpora"]:
-        label = f"{c['name'][:26]} ({c['documents']}d/{c['questions']}q)"
+        label = f"{c['name'][:28]} ({c['documents']}d/{c['questions']}q)"
         for who, key in (("peers' default", "peers"), ("Anima", "anima")):
             m = c[key]
             print(
@@ -711,7 +711,7 @@ def main() -> None:
             print(f"{'retriever':<44}{'recall@1':>10}{'recall@5':>10}{'MRR@10':>10}")
             for label, key in (
                 ("(a) dense MiniLM top-k in Chroma (peers)", "dense"),
-                ("(b) Anima: BM25 + dense, RRF, floor", "anima"),
+                ("(b) Anima: dense + BM25 + sentences, RRF", "anima"),
             ):
                 m = q[key]
                 print(
