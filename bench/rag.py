@@ -307,8 +307,9 @@ def reference_long(seed: int = 0) -> LongCorpus:
     No package we found ships long public-domain text *with* questions, so questions are built
     the same way for every retriever: a prose sentence (10-35 words) loses its longest
     uncommon word (the answer) and a quarter of its other words, at random (seeded), the rest
-    in their order. Answered = a returned chunk covers that word in that sentence. Lexical overlap is higher than in SQuAD's human questions, so this corpus
-    rewards keyword search more; the SQuAD set is the main measurement."""
+    in their order. Answered = a returned chunk covers that word in that sentence. Lexical
+    overlap is higher than in SQuAD's human questions, so this corpus rewards keyword search
+    more; the SQuAD set is the main measurement."""
     from pydoc_data.topics import topics
 
     rng = random.Random(seed)
