@@ -561,7 +561,10 @@ def ablation(args: argparse.Namespace, work: Path) -> list[tuple[str, list[dict]
             dataclasses.replace(sentence, neighbour_merge=True),
         ),
         ("+ frozen tuned weights (the default)", (True, True), True, saved[2]),
+        ("default without title and section path", (True, False), True, saved[2]),
     ]
+    if args.ablation_context:
+        steps = steps[-2:]
     out = []
     bases: dict[tuple[bool, bool], tuple] = {}
     settings = Settings(
@@ -573,8 +576,9 @@ def ablation(args: argparse.Namespace, work: Path) -> list[tuple[str, list[dict]
     svc = build_services(settings)
     svc.knowledge.embedder.embed_query("warm up")
     try:
-        peers = peers_default(corpora, svc.knowledge.embedder, work)
-        out.append(("peers' default (reference)", peers, None))
+        if not args.ablation_context:
+            peers = peers_default(corpora, svc.knowledge.embedder, work)
+            out.append(("peers' default (reference)", peers, None))
         for label, ingest, stop, config in steps:
             if ingest not in bases:
                 chunking.STRUCTURE_AWARE, chunking.EMBED_CONTEXT = ingest
@@ -598,12 +602,15 @@ def print_ablation(rows: list[tuple[str, list[dict], float | None]]) -> None:
         "\nOne change at a time (each row adds its change to the rows above; a sample of "
         "the questions, see --ablation-questions; chars/q on the SQuAD long documents)"
     )
-    print(f"{'change':<44}{'long top5':>10}{'ref top5':>10}{'SQuAD para top5':>17}{'chars/q':>9}")
+    print(
+        f"{'change':<44}{'long top5':>10}{'long R@1':>9}{'ref top5':>9}{'ref R@1':>8}"
+        f"{'para top5':>10}{'chars/q':>8}"
+    )
     for label, long, para in rows:
         print(
-            f"{label:<44}{long[0]['top5']:>10.3f}{long[1]['top5']:>10.3f}"
-            f"{'-' if para is None else f'{para:.3f}':>17}"
-            f"{long[0]['chars']:>9.0f}"
+            f"{label:<44}{long[0]['top5']:>10.3f}{long[0]['recall@1']:>9.3f}"
+            f"{long[1]['top5']:>9.3f}{long[1]['recall@1']:>8.3f}"
+            f"{'-' if para is None else f'{para:.3f}':>10}{long[0]['chars']:>8.0f}"
         )
 
 
@@ -681,6 +688,11 @@ def main() -> None:
     parser.add_argument("--skip-long", action="store_true", help="no long-document set")
     parser.add_argument(
         "--ablation", action="store_true", help="also measure each pipeline change in turn"
+    )
+    parser.add_argument(
+        "--ablation-context",
+        action="store_true",
+        help="ablation of the title/section context only (two ingests)",
     )
     parser.add_argument(
         "--ablation-questions", type=int, default=250, help="questions per set (0: all)"

@@ -31,7 +31,7 @@ SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ": ", ", ", " ", ""]
 # Switches for the benchmark's one-change-at-a-time comparison (``bench/rag.py
 # --ablation``); the app always runs with both on.
 STRUCTURE_AWARE = True
-EMBED_CONTEXT = True
+EMBED_CONTEXT = False
 MAX_HEADING_CHARS = 120
 MAX_CONTEXT_CHARS = 300
 _MARKDOWN_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")

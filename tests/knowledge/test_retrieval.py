@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
+import knowledge.chunking as chunking
 from container import Services
 from knowledge.base import Chunk, KeywordHit, StoredChunk
 from knowledge.chunking import chunk_records, document_title
@@ -41,7 +43,13 @@ def words(text: str) -> int:
     return len(text.split())
 
 
-def test_structure_chunking_keeps_headings_with_their_sections() -> None:
+@pytest.fixture
+def with_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The title and section path embedded with each chunk (a switch the benchmark measures)."""
+    monkeypatch.setattr(chunking, "EMBED_CONTEXT", True)
+
+
+def test_structure_chunking_keeps_headings_with_their_sections(with_context: None) -> None:
     records = chunk_records([Section(None, RULEBOOK)], "rule_book.md", words, 200, 20)
     assert [r["context"] for r in records] == [
         "rule book > Rulebook",
@@ -54,7 +62,9 @@ def test_structure_chunking_keeps_headings_with_their_sections() -> None:
     assert [r["position"] for r in records] == [0, 1, 2]
 
 
-def test_structure_chunking_packs_whole_paragraphs_and_splits_only_long_ones() -> None:
+def test_structure_chunking_packs_whole_paragraphs_and_splits_only_long_ones(
+    with_context: None,
+) -> None:
     paragraphs = [f"Paragraph {n} " + "word " * 30 for n in range(4)]
     long_one = "Sentence with several words here. " * 40
     text = "\n\n".join([*paragraphs, long_one])
@@ -68,7 +78,7 @@ def test_structure_chunking_packs_whole_paragraphs_and_splits_only_long_ones() -
     assert all(r["context"] == "notes" for r in records)
 
 
-def test_restructuredtext_underlined_headings_give_the_section_path() -> None:
+def test_restructuredtext_underlined_headings_give_the_section_path(with_context: None) -> None:
     text = (
         "Assignment statements\n*********************\n\nIntro.\n\n"
         "Augmented assignment\n====================\n\nAn augmented assignment evaluates once."
