@@ -1,18 +1,30 @@
-"""Knowledge benchmark: ingestion throughput, query latency at scale, retrieval quality.
+"""Knowledge benchmark: retrieval quality on long documents and on paragraphs, ingestion
+throughput, query latency at scale; Anima against the peers' default in one run.
 
-    python bench/rag.py                      # quality + ingestion + latency at 10k and 100k
+    python bench/rag.py                      # everything, latency at 10k and 100k chunks
     python bench/rag.py --sizes 10000        # quicker
+    python bench/rag.py --ablation           # + each pipeline change measured in turn
+    python bench/rag.py --tune               # only: stage weights on the SQuAD paragraphs
     python bench/rag.py --data PATH          # another SQuAD-format file
 
-1. Quality on SQuAD 2.0 dev (five articles, ``bench/data/``, CC BY-SA 4.0): every paragraph is
-   a document, every answerable question a query; a query is answered when the paragraph it
-   came from is retrieved. recall@1, recall@5 and MRR (over the top 10 documents) for
-   (a) the peers' default: MiniLM vectors in Chroma, dense top-k, and (b) Anima's retrieval
-   (``KnowledgeService.search``: hybrid BM25 + dense with reciprocal rank fusion and the score
-   floor, as replies use it). Both see the same chunks from the same ingestion.
-2. Ingestion: the paragraphs go through the real path (upload -> durable job -> chunk ->
-   embed -> Chroma + tantivy -> activate); chunks per second end to end.
-3. Latency: a knowledge base padded to N chunks (random unit vectors and texts drawn from the
+The SQuAD 2.0 dev extract (five articles, CC BY-SA 4.0) is read from ``bench/data/`` or from
+``../shared/data/`` beside the repository (or ``--data``); a missing file stops the run with
+its path.
+
+1. Long documents: each SQuAD article's paragraphs joined into one document (5 documents, 705
+   answerable questions), plus eight pages of the Python language reference that ship with
+   CPython (``pydoc_data``, PSF licence) with generated questions (see ``reference_long``).
+   A question is answered when a returned chunk covers its gold answer span. Answer-in-top-5,
+   recall@1, MRR and characters returned per query for (a) the peers' default: fixed
+   1,000-character chunks, MiniLM vectors in an embedded Chroma, dense top 5, and (b) Anima's
+   pipeline (``KnowledgeService.search``, as replies use it), top 5. Both index all the long
+   documents in one collection / base.
+2. SQuAD paragraphs: every paragraph a document, every answerable question a query; answered
+   when the paragraph it came from is retrieved. recall@1, recall@5 and MRR (over the top 10
+   documents), peers' dense top-k against Anima, on the same chunks.
+3. Ingestion: documents go through the real path (upload -> durable job -> chunk -> embed ->
+   Chroma + tantivy -> activate); chunks per second end to end.
+4. Latency: a knowledge base padded to N chunks (random unit vectors and texts drawn from the
    corpus vocabulary: embedding 100k real chunks would take hours on a laptop CPU), then
    ``search`` p50/p95 over the SQuAD questions, query embedding included.
 """
@@ -20,14 +32,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,11 +50,13 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
+from sqlalchemy import select
 
 from container import build_services
 from core.principal import SYSTEM
 from core.settings import Settings
 from knowledge.base import Chunk
+from knowledge.loaders import normalise
 from knowledge.records import DocumentRecord, IndexVersionRecord
 
 HERE = Path(__file__).resolve().parent
@@ -217,6 +234,453 @@ def latency(args: argparse.Namespace, work: Path, size: int) -> dict:
     }
 
 
+# ----- long documents -------------------------------------------------------------------------
+PEER_CHUNK_CHARS = 1000
+TOP = 5
+# The Python language reference pages that ship with every CPython (``pydoc_data``, PSF
+# licence): long technical prose with reST headings, like a creator's rulebook or manual.
+REFERENCE_TOPICS = (
+    "compound",
+    "types",
+    "formatstrings",
+    "typesseq",
+    "attribute-access",
+    "customization",
+    "typesmapping",
+    "assignment",
+)
+REFERENCE_QUESTIONS_PER_DOC = 25
+_SENTENCE = re.compile(r"[^.!?]+[.!?](?=\s|$)")
+_ALPHA = re.compile(r"^[A-Za-z][a-z]+$")
+_STOP_TEXT = (
+    "about above after again against because before being below between could during "
+    "further having other should their there these those through under until where which "
+    "while would itself values object objects method methods python return returns"
+)
+STOP = frozenset(_STOP_TEXT.split())
+
+
+@dataclass
+class LongQuestion:
+    doc: str  # file name
+    question: str
+    start: int  # answer span in the document as indexed (normalised text)
+    end: int
+
+
+@dataclass
+class LongCorpus:
+    name: str
+    documents: dict[str, str]  # file name -> text as indexed
+    questions: list[LongQuestion]
+
+
+def squad_long(path: Path) -> LongCorpus:
+    """Each SQuAD article's paragraphs joined (blank line between) into one document; a
+    question is answered when a returned chunk covers its gold answer span."""
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    documents, questions = {}, []
+    for article in data:
+        name = f"{article['title']}.txt"
+        doc = normalise("\n\n".join(p["context"] for p in article["paragraphs"]))
+        documents[name] = doc
+        cursor = 0
+        for paragraph in article["paragraphs"]:
+            text = normalise(paragraph["context"])
+            at = doc.find(text, cursor)
+            if at < 0:
+                raise SystemExit(f"{name}: a paragraph is not in the joined document")
+            cursor = at + len(text)
+            for qa in paragraph["qas"]:
+                if qa.get("is_impossible") or not qa.get("answers"):
+                    continue
+                answer = qa["answers"][0]
+                found = [m.start() for m in re.finditer(re.escape(answer["text"]), text)]
+                if not found:
+                    continue
+                local = min(found, key=lambda s: abs(s - answer["answer_start"]))
+                questions.append(
+                    LongQuestion(name, qa["question"], at + local, at + local + len(answer["text"]))
+                )
+    return LongCorpus("SQuAD articles joined", documents, questions)
+
+
+def reference_long(seed: int = 0) -> LongCorpus:
+    """The Python language reference pages with questions generated from their own text.
+
+    No package we found ships long public-domain text *with* questions, so questions are built
+    the same way for every retriever: a prose sentence (10-35 words) loses its longest
+    uncommon word (the answer) and a quarter of its other words, at random (seeded), the rest
+    in their order. Answered = a returned chunk covers that word in that sentence. Lexical
+    overlap is higher than in SQuAD's human questions, so this corpus rewards keyword search
+    more; the SQuAD set is the main measurement."""
+    from pydoc_data.topics import topics
+
+    rng = random.Random(seed)
+    documents, questions = {}, []
+    for topic in REFERENCE_TOPICS:
+        name = f"python-reference-{topic}.txt"
+        doc = normalise(topics[topic])
+        documents[name] = doc
+        candidates = []
+        for m in _SENTENCE.finditer(doc):
+            sentence = m.group(0)
+            words = sentence.split()
+            if not 10 <= len(words) <= 35 or "::=" in sentence or ">>>" in sentence:
+                continue
+            keys = re.findall(r"\b[A-Za-z]{6,}\b", sentence)
+            keys = [w for w in keys if _ALPHA.match(w) and w.lower() not in STOP]
+            if not keys:
+                continue
+            candidates.append((m.start(), sentence, max(keys, key=len)))
+        for start, sentence, key in rng.sample(
+            candidates, min(REFERENCE_QUESTIONS_PER_DOC, len(candidates))
+        ):
+            offset = re.search(rf"\b{key}\b", sentence)
+            assert offset is not None
+            kept = [
+                w
+                for w in sentence.replace("\n", " ").split()
+                if key not in w and (rng.random() > 0.25)
+            ]
+            a = start + offset.start()
+            questions.append(LongQuestion(name, " ".join(kept), a, a + len(key)))
+    return LongCorpus("Python reference, generated", documents, questions)
+
+
+def spans_of(doc: str, texts: list[str]) -> list[tuple[int, int]]:
+    """Where returned texts lie in the document (chunk texts are pieces of it)."""
+    out = []
+    for text in texts:
+        at = doc.find(text)
+        if at < 0:
+            at = doc.find(text[:120])
+        if at >= 0:
+            out.append((at, at + len(text)))
+    return out
+
+
+def long_metrics(ranks: list[int], chars: list[int]) -> dict[str, float]:
+    n = max(1, len(ranks))
+    return {
+        "top5": sum(1 <= r <= TOP for r in ranks) / n,
+        "recall@1": sum(r == 1 for r in ranks) / n,
+        "MRR": sum(1 / r for r in ranks if r) / n,
+        "chars": statistics.mean(chars) if chars else 0.0,
+    }
+
+
+def first_cover(question: LongQuestion, hits: list[tuple[str, list[str]]], doc: str) -> int:
+    """1-based rank of the first hit (file name, texts) that covers the answer span."""
+    for rank, (name, texts) in enumerate(hits, start=1):
+        if name != question.doc:
+            continue
+        for s, e in spans_of(doc, texts):
+            if s <= question.start and question.end <= e:
+                return rank
+    return 0
+
+
+def peers_default(corpora: list[LongCorpus], embedder, work: Path) -> list[dict[str, float]]:
+    """What most RAG tutorials ship: fixed 1,000-character windows, MiniLM vectors in an
+    embedded Chroma, dense top 5."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.PersistentClient(
+        path=str(work / "peers"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    collection = client.get_or_create_collection(
+        f"peers-{uuid.uuid4().hex[:8]}", configuration={"hnsw": {"space": "cosine"}}
+    )
+    ids, texts, metas = [], [], []
+    for name, doc in ((n, d) for c in corpora for n, d in c.documents.items()):
+        for n, start in enumerate(range(0, len(doc), PEER_CHUNK_CHARS)):
+            ids.append(f"{name}:{n}")
+            texts.append(doc[start : start + PEER_CHUNK_CHARS])
+            metas.append({"doc": name, "start": start})
+    started = time.perf_counter()
+    vectors = embedder.embed_documents(texts)
+    print(
+        f"  (the embedding model alone: {len(texts) / (time.perf_counter() - started):.1f} "
+        f"chunks/s on the peers' {len(texts)} chunks of {PEER_CHUNK_CHARS} characters)",
+        file=sys.stderr,
+    )
+    for b in range(0, len(ids), 512):
+        collection.add(
+            ids=ids[b : b + 512],
+            documents=texts[b : b + 512],
+            metadatas=metas[b : b + 512],
+            embeddings=vectors[b : b + 512],
+        )
+    out = []
+    for corpus in corpora:
+        out.append(_peer_queries(corpus, collection, embedder))
+    client.close()
+    return out
+
+
+def _peer_queries(corpus: LongCorpus, collection, embedder) -> dict[str, float]:
+    ranks, chars = [], []
+    for q in corpus.questions:
+        r = collection.query(
+            query_embeddings=[embedder.embed_query(q.question)],
+            n_results=TOP,
+            include=["metadatas", "documents"],
+        )
+        hits, total = [], 0
+        for meta, text in zip(r["metadatas"][0], r["documents"][0], strict=True):
+            s = int(meta["start"])
+            hits.append((meta["doc"], s, s + len(text)))
+            total += len(text)
+        rank = next(
+            (
+                i
+                for i, (d, s, e) in enumerate(hits, 1)
+                if d == q.doc and s <= q.start and q.end <= e
+            ),
+            0,
+        )
+        ranks.append(rank)
+        chars.append(total)
+    return long_metrics(ranks, chars)
+
+
+def anima_long(corpus: LongCorpus, svc, kb: str) -> dict[str, float]:
+    knowledge = svc.knowledge
+    ranks, chars = [], []
+    for q in corpus.questions:
+        result = knowledge.search([kb], q.question, k=TOP)
+        hits = [(h.chunk.filename, hit_texts(h)) for h in result.hits]
+        ranks.append(first_cover(q, hits, corpus.documents[q.doc]))
+        chars.append(sum(len(t) for _, texts in hits for t in texts))
+    return long_metrics(ranks, chars)
+
+
+def hit_texts(hit) -> list[str]:
+    parts = getattr(hit, "parts", None)
+    return [c.text for c in parts] if parts else [hit.chunk.text]
+
+
+def ingest_long(svc, corpora: list[LongCorpus]) -> tuple[str, float, int]:
+    knowledge = svc.knowledge
+    kb = knowledge.create_base("long").id
+    started = time.perf_counter()
+    jobs = [
+        knowledge.add_document(kb, name, doc.encode()).job
+        for corpus in corpora
+        for name, doc in corpus.documents.items()
+    ]
+    for job in jobs:
+        assert job is not None and svc.jobs.wait(job.id, timeout=3600).status == "succeeded"
+    seconds = time.perf_counter() - started
+    chunks = sum(d.chunk_count for d in knowledge.list_documents(kb))
+    return kb, seconds, chunks
+
+
+def long_documents(args: argparse.Namespace, work: Path) -> dict:
+    corpora = [squad_long(args.data), reference_long()]
+    settings = Settings(
+        data_dir=work / "long",
+        llm_preload=False,
+        jobs_poll_interval_s=0.05,
+        knowledge_chroma_url=args.chroma_url,
+    )
+    svc = build_services(settings)
+    svc.knowledge.embedder.embed_query("warm up")
+    kb, seconds, chunks = ingest_long(svc, corpora)
+    peers = peers_default(corpora, svc.knowledge.embedder, work)
+    out = {"ingest_s": seconds, "chunks": chunks, "corpora": []}
+    for corpus, peer in zip(corpora, peers, strict=True):
+        out["corpora"].append(
+            {
+                "name": corpus.name,
+                "documents": len(corpus.documents),
+                "questions": len(corpus.questions),
+                "characters": sum(len(d) for d in corpus.documents.values()),
+                "peers": peer,
+                "anima": anima_long(corpus, svc, kb),
+            }
+        )
+    svc.close()
+    return out
+
+
+# ----- one change at a time -------------------------------------------------------------------
+def _ingest_paragraphs(svc, paragraphs: list[str]) -> tuple[str, list[str]]:
+    knowledge = svc.knowledge
+    kb = knowledge.create_base("squad").id
+    names = [f"p{i:04d}.txt" for i in range(len(paragraphs))]
+    jobs = [
+        knowledge.add_document(kb, n, p.encode()).job
+        for n, p in zip(names, paragraphs, strict=True)
+    ]
+    for job in jobs:
+        assert job is not None and svc.jobs.wait(job.id, timeout=3600).status == "succeeded"
+    return kb, names
+
+
+def _paragraph_top5(svc, kb: str, names: list[str], questions) -> float:
+    ranks = []
+    for question, gold in questions:
+        hits = svc.knowledge.search([kb], question, k=10)
+        ranks.append(rank_of(doc_ranking([h.chunk.filename for h in hits.hits]), names[gold]))
+    return metrics(ranks)["recall@5"]
+
+
+def _sample(rng: random.Random, items: list, n: int) -> list:
+    return items if not n or n >= len(items) else rng.sample(items, n)
+
+
+def ablation(args: argparse.Namespace, work: Path) -> list[tuple[str, list[dict], float | None]]:
+    """Each change of the pipeline added to the previous ones, measured on both sets."""
+    import knowledge.chunking as chunking
+    import knowledge.retrieval as retrieval
+    import knowledge.tantivy_index as tantivy_index
+    from knowledge.retrieval import DENSE, KEYWORD, SENTENCE, PipelineConfig
+
+    rng = random.Random(1)
+    corpora = [
+        dataclasses.replace(c, questions=_sample(rng, c.questions, args.ablation_questions))
+        for c in (squad_long(args.data), reference_long())
+    ]
+    paragraphs, questions = load_squad(args.data)
+    questions = _sample(rng, questions, args.ablation_questions)
+    saved = (chunking.STRUCTURE_AWARE, chunking.EMBED_CONTEXT, retrieval.DEFAULT)
+    saved_stop = tantivy_index.STOP_WORDS
+    today = PipelineConfig(weights=((DENSE, 1.0), (KEYWORD, 1.0)), neighbour_merge=False)
+    sentence = PipelineConfig(
+        weights=((DENSE, 1.0), (KEYWORD, 1.0), (SENTENCE, 0.5)), neighbour_merge=False
+    )
+    steps = [
+        ("today: token windows, BM25 + dense", (False, False), False, today),
+        ("+ structure-aware chunks", (True, False), False, today),
+        ("+ title and section path embedded", (True, True), False, today),
+        ("+ stop words dropped from keyword queries", (True, True), True, today),
+        ("+ sentence stage (weight 0.5)", (True, True), True, sentence),
+        (
+            "+ neighbour merge",
+            (True, True),
+            True,
+            dataclasses.replace(sentence, neighbour_merge=True),
+        ),
+        ("+ frozen tuned weights (the default)", (True, True), True, saved[2]),
+        ("default without title and section path", (True, False), True, saved[2]),
+    ]
+    if args.ablation_context:
+        steps = steps[-2:]
+    out = []
+    bases: dict[tuple[bool, bool], tuple] = {}
+    settings = Settings(
+        data_dir=work / "ablation",
+        llm_preload=False,
+        jobs_poll_interval_s=0.05,
+        knowledge_chroma_url=args.chroma_url,
+    )
+    svc = build_services(settings)
+    svc.knowledge.embedder.embed_query("warm up")
+    try:
+        if not args.ablation_context:
+            peers = peers_default(corpora, svc.knowledge.embedder, work)
+            out.append(("peers' default (reference)", peers, None))
+        for label, ingest, stop, config in steps:
+            if ingest not in bases:
+                chunking.STRUCTURE_AWARE, chunking.EMBED_CONTEXT = ingest
+                long_kb, _, _ = ingest_long(svc, corpora)
+                bases[ingest] = (long_kb, *_ingest_paragraphs(svc, paragraphs))
+            long_kb, para_kb, names = bases[ingest]
+            tantivy_index.STOP_WORDS = saved_stop if stop else frozenset()
+            retrieval.DEFAULT = config
+            long = [anima_long(c, svc, long_kb) for c in corpora]
+            out.append((label, long, _paragraph_top5(svc, para_kb, names, questions)))
+            print(f"  measured: {label}", file=sys.stderr)
+    finally:
+        chunking.STRUCTURE_AWARE, chunking.EMBED_CONTEXT, retrieval.DEFAULT = saved
+        tantivy_index.STOP_WORDS = saved_stop
+        svc.close()
+    return out
+
+
+def print_ablation(rows: list[tuple[str, list[dict], float | None]]) -> None:
+    print(
+        "\nOne change at a time (each row adds its change to the rows above; a sample of "
+        "the questions, see --ablation-questions; chars/q on the SQuAD long documents)"
+    )
+    print(
+        f"{'change':<44}{'long top5':>10}{'long R@1':>9}{'ref top5':>9}{'ref R@1':>8}"
+        f"{'para top5':>10}{'chars/q':>8}"
+    )
+    for label, long, para in rows:
+        print(
+            f"{label:<44}{long[0]['top5']:>10.3f}{long[0]['recall@1']:>9.3f}"
+            f"{long[1]['top5']:>9.3f}{long[1]['recall@1']:>8.3f}"
+            f"{'-' if para is None else f'{para:.3f}':>10}{long[0]['chars']:>8.0f}"
+        )
+
+
+def tune(args: argparse.Namespace, work: Path) -> None:
+    """Grid of stage weights on the SQuAD paragraph set only (what the frozen weights came
+    from); stage lists are fetched once per question and fused offline."""
+    from knowledge.retrieval import rrf
+
+    paragraphs, questions = load_squad(args.data)
+    settings = Settings(
+        data_dir=work / "tune",
+        llm_preload=False,
+        jobs_poll_interval_s=0.05,
+        knowledge_chroma_url=args.chroma_url,
+    )
+    svc = build_services(settings)
+    knowledge = svc.knowledge
+    kb, names = _ingest_paragraphs(svc, paragraphs)
+    lists = []
+    for question, gold in questions:
+        vector = knowledge.embedder.embed_query(question)
+        dense = [s.chunk.id for s in knowledge.store.query(kb, vector, 20)]
+        keyword = [h.chunk_id for h in knowledge.keywords.search(kb, question, 20)]
+        sentence = [h.chunk_id for h in knowledge.keywords.search_sentences(kb, question, 20)]
+        lists.append(([dense, keyword, sentence], gold))
+    with svc.db.session() as session:
+        rows = session.scalars(select(IndexVersionRecord).where(IndexVersionRecord.kb_id == kb))
+        file_of = {v.id: v.filename for v in rows}
+    rrf_k = settings.knowledge_rrf_k
+    svc.close()
+    print(f"\n{'dense':>6}{'keyword':>8}{'sentence':>9}{'R@1':>7}{'R@5':>7}{'MRR':>7}")
+    for wk in (0.5, 0.75, 1.0, 1.5):
+        for ws in (0.0, 0.25, 0.5, 1.0):
+            ranks = []
+            for stage_lists, gold in lists:
+                fused = rrf(stage_lists, rrf_k, [1.0, wk, ws])
+                order = sorted(fused, key=lambda i: fused[i], reverse=True)
+                docs = doc_ranking([file_of[i.split(":")[0]] for i in order])
+                ranks.append(rank_of(docs, names[gold]))
+            m = metrics(ranks)
+            print(
+                f"{1.0:>6}{wk:>8}{ws:>9}{m['recall@1']:>7.3f}{m['recall@5']:>7.3f}{m['MRR@10']:>7.3f}"
+            )
+
+
+def print_long(r: dict) -> None:
+    print(f"\nLong documents: answer-in-top-{TOP} = a returned chunk covers the gold answer span")
+    head = f"{'corpus':<40}{'retriever':<22}{'top5':>7}{'R@1':>7}{'MRR':>7}{'chars/q':>9}"
+    print(head)
+    for c in r["corpora"]:
+        label = f"{c['name'][:28]} ({c['documents']}d/{c['questions']}q)"
+        for who, key in (("peers' default", "peers"), ("Anima", "anima")):
+            m = c[key]
+            print(
+                f"{label:<40}{who:<22}{m['top5']:>7.3f}{m['recall@1']:>7.3f}{m['MRR']:>7.3f}"
+                f"{m['chars']:>9.0f}"
+            )
+        gain = (c["anima"]["top5"] - c["peers"]["top5"]) * 100
+        ratio = c["anima"]["chars"] / max(1.0, c["peers"]["chars"])
+        print(f"{'':<40}{'Anima - peers':<22}{gain:>+6.1f} points, {ratio:.2f}x the characters")
+    print(
+        f"Ingestion of the long documents: {r['chunks']} chunks in {r['ingest_s']:.1f} s = "
+        f"{r['chunks'] / r['ingest_s']:.1f} chunks/s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=None, help="SQuAD-format JSON")
@@ -224,7 +688,22 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=0, help="sample questions (0: all)")
     parser.add_argument("--latency-queries", type=int, default=200)
     parser.add_argument("--chroma-url", default=None, help="a chroma run server instead")
-    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true", help="no SQuAD paragraph set")
+    parser.add_argument("--skip-long", action="store_true", help="no long-document set")
+    parser.add_argument(
+        "--ablation", action="store_true", help="also measure each pipeline change in turn"
+    )
+    parser.add_argument(
+        "--ablation-context",
+        action="store_true",
+        help="ablation of the title/section context only (two ingests)",
+    )
+    parser.add_argument(
+        "--ablation-questions", type=int, default=250, help="questions per set (0: all)"
+    )
+    parser.add_argument(
+        "--tune", action="store_true", help="only: stage weights on the SQuAD paragraph set"
+    )
     args = parser.parse_args()
     if args.data is None:
         args.data = next((p for p in DEFAULT_DATA if p.exists()), DEFAULT_DATA[0])
@@ -233,6 +712,13 @@ def main() -> None:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="anima-bench-rag-") as tmp:
         work = Path(tmp)
+        if args.tune:
+            tune(args, work)
+            return
+        if args.ablation:
+            print_ablation(ablation(args, work))
+        if not args.skip_long:
+            print_long(long_documents(args, work))
         if not args.skip_quality:
             q = quality_and_ingest(args, work)
             print(
@@ -242,7 +728,7 @@ def main() -> None:
             print(f"{'retriever':<44}{'recall@1':>10}{'recall@5':>10}{'MRR@10':>10}")
             for label, key in (
                 ("(a) dense MiniLM top-k in Chroma (peers)", "dense"),
-                ("(b) Anima: BM25 + dense, RRF, floor", "anima"),
+                ("(b) Anima: dense + BM25 + sentences, RRF", "anima"),
             ):
                 m = q[key]
                 print(

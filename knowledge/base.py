@@ -30,6 +30,14 @@ class Chunk:
     page: int | None  # 1-based page for PDFs, None for formats without pages
     position: int  # 0-based order of the chunk in its document
     text: str
+    # Title and headings above the chunk: embedded and keyword-indexed with ``text``, never
+    # returned as part of it (see ``knowledge/chunking.py``).
+    context: str = ""
+
+    @property
+    def indexed_text(self) -> str:
+        """What the embedder and the keyword index read for this chunk."""
+        return f"{self.context}\n{self.text}" if self.context else self.text
 
 
 @dataclass

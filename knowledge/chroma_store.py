@@ -112,12 +112,15 @@ class ChromaVectorStore:
         collection = self._collection(kb_id)
         for start in range(0, len(chunks), MAX_BATCH):
             batch = chunks[start : start + MAX_BATCH]
-            vectors = embeddings[start : start + MAX_BATCH] if embeddings is not None else None
+            if embeddings is not None:
+                vectors = embeddings[start : start + MAX_BATCH]
+            else:  # the context (title, headings) is embedded with the text, not stored in it
+                vectors = self._ef.embedder.embed_documents([c.indexed_text for c in batch])
             collection.upsert(
                 ids=[c.id for c in batch],
                 documents=[c.text for c in batch],
                 metadatas=[_metadata(c) for c in batch],
-                embeddings=[list(e) for e in vectors] if vectors is not None else None,
+                embeddings=[list(e) for e in vectors],
             )
 
     def query(
@@ -193,6 +196,7 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
         "filename": chunk.filename,
         "page": chunk.page if chunk.page is not None else NO_PAGE,
         "position": chunk.position,
+        "context": chunk.context,
     }
 
 
@@ -208,4 +212,5 @@ def _chunk(kb_id: str, chunk_id: str, text: str | None, meta: Any) -> Chunk:
         page=page if page != NO_PAGE else None,
         position=int(meta.get("position") or 0),
         text=text or "",
+        context=str(meta.get("context") or ""),
     )

@@ -65,6 +65,7 @@ class VersionFiles:
                 page=c["page"],
                 position=c["position"],
                 text=c["text"],
+                context=c.get("context", ""),
             )
             for c in data["chunks"]
         ]

@@ -134,6 +134,7 @@ class KnowledgeSearch:
                 "similarity": h.similarity,
                 "dense_rank": h.dense_rank,
                 "keyword_rank": h.keyword_rank,
+                "found_by": h.found_by,
                 "snippet": snippet(h.text),
             }
             for n, h in enumerate(hits, start=1)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.db import Database
 from core.jobs import TargetGone
 from core.settings import Settings
-from knowledge.chunking import chunk_sections
+from knowledge.chunking import chunk_records
 from knowledge.files import VersionFiles
 from knowledge.records import DocumentRecord, IndexVersionRecord, KnowledgeBaseRecord, utcnow
 from knowledge.stores import KnowledgeStores
@@ -40,15 +40,13 @@ class Ingestion:
     def prepare_chunks(self, kb_id: str, version: str) -> int:
         """Chunk the version's text into ``<version>.chunks.json``; returns the chunk count."""
         row = self.versions.writing(version)
-        pieces = chunk_sections(
+        chunks = chunk_records(
             self.files.read_sections(kb_id, version),
+            row.filename,
             self.stores.embedder.count_tokens,
             self.settings.knowledge_chunk_tokens,
             self.settings.knowledge_chunk_overlap,
         )
-        chunks = [
-            {"page": page, "text": text, "position": n} for n, (page, text) in enumerate(pieces)
-        ]
         self.files.write_chunks(kb_id, version, row.filename, row.document_id, chunks)
         return len(chunks)
 

@@ -67,6 +67,11 @@ class SearchHit(BaseModel):
     similarity: float
     dense_rank: int | None
     keyword_rank: int | None
+    found_by: list[str] = Field(
+        default_factory=list,
+        description="The retrieval stages that found this passage (dense, keyword, sentence; "
+        "'neighbour:...' for an adjacent chunk merged into it).",
+    )
 
 
 class TraceView(BaseModel):
@@ -140,11 +145,12 @@ def search_hit(hit: Hit) -> SearchHit:
         document=c.filename,
         page=c.page,
         position=c.position,
-        text=c.text,
+        text=hit.text,
         score=hit.score,
         similarity=hit.similarity,
         dense_rank=hit.dense_rank,
         keyword_rank=hit.keyword_rank,
+        found_by=list(hit.found_by),
     )
 
 
