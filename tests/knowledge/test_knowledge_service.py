@@ -15,7 +15,7 @@ import pytest
 
 from container import Services
 from core.errors import AuthError, NotOwnerError
-from core.principal import ANONYMOUS, Principal
+from core.principal import ANONYMOUS, SYSTEM, Principal
 from knowledge.service import KnowledgeService
 
 ALICE = Principal(address="0x" + "a1" * 20, via="session")
@@ -25,7 +25,7 @@ BOB = Principal(address="0x" + "b2" * 20, via="session")
 @pytest.mark.parametrize("chroma_mode", ["embedded"], indirect=True)
 def test_a_base_for_an_agent_is_made_only_by_the_agents_owner(kservices: Services) -> None:
     knowledge = kservices.knowledge
-    agent = kservices.agents.create_agent({"name": "Keeper"}, owner=ALICE.address)
+    agent = kservices.agents.create_agent({"name": "Keeper"}, owner=ALICE.address, principal=SYSTEM)
     with pytest.raises(NotOwnerError):
         knowledge.create_base_for_agent(agent.id, "Bob's notes", principal=BOB)
     with pytest.raises(AuthError):
