@@ -13,7 +13,9 @@ GGUF's own vocabulary.
 For each engine, in a fresh process (imports included, as when the app starts):
 
 - ready: from process start until ``load()`` returns, on the first start (an empty model
-  cache: whatever the engine converts once is included) and on the second start;
+  cache: whatever the engine converts once is included) and on the second start; in
+  brackets the part spent in ``load()`` itself, the rest being Python imports (transformers
+  imports torch, which the app imports anyway);
 - a 120-token reply: greedy, the wall time of one ``complete()`` on a short prompt.
 
     .venv/bin/python bench/user_model.py [--work DIR] [--skip-transformers]
@@ -109,8 +111,10 @@ def measure(engine: str, model_dir: Path, cache: Path) -> dict[str, float]:
         llm_parallel=1,
     )
     backend = build_llm(settings)
+    loading = time.perf_counter()
     backend.load()
     ready = time.perf_counter() - STARTED
+    load = time.perf_counter() - loading
     served_by = getattr(backend, "engine_name", "transformers")
     messages = [
         ChatMessage(role="system", content="You are Luna, a cheerful cat who loves stories."),
@@ -123,6 +127,7 @@ def measure(engine: str, model_dir: Path, cache: Path) -> dict[str, float]:
     reply = backend.complete(messages, params)
     return {
         "ready_s": ready,
+        "load_s": load,
         "reply_s": time.perf_counter() - started,
         "tokens": reply.completion_tokens,
         "served_by": served_by,
@@ -165,7 +170,7 @@ def main() -> None:
     print(f"load average before / after: {load_before} / {load_after}; cpus {os.cpu_count()}")
     print()
     print(
-        "| engine | served by | ready, first start (s) | ready, second start (s) "
+        "| engine | served by | ready, first start (s) [load()] | ready, second start (s) [load()] "
         f"| {REPLY_TOKENS}-token reply (s) | tokens | decode tok/s |"
     )
     print("|---|---|---|---|---|---|---|")
@@ -173,8 +178,10 @@ def main() -> None:
         reply = min(first["reply_s"], second["reply_s"])
         tokens = int(second["tokens"])
         print(
-            f"| {engine} | {second['served_by']} | {first['ready_s']:.1f} | "
-            f"{second['ready_s']:.1f} | {reply:.1f} | {tokens} | {tokens / reply:.1f} |"
+            f"| {engine} | {second['served_by']} | "
+            f"{first['ready_s']:.1f} [{first['load_s']:.1f}] | "
+            f"{second['ready_s']:.1f} [{second['load_s']:.1f}] | {reply:.1f} | {tokens} | "
+            f"{tokens / reply:.1f} |"
         )
 
 
