@@ -180,7 +180,7 @@ def main() -> None:
     print()
     print(
         "| engine | served by | ready, first start (s) [load()] | ready, second start (s) [load()] "
-        f"| {REPLY_TOKENS}-token reply (s) | tokens | decode tok/s |"
+        f"| {REPLY_TOKENS}-token reply (s) | tokens | tok/s over the reply |"
     )
     print("|---|---|---|---|---|---|---|")
     for engine, first, second in rows:
