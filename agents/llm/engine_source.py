@@ -1,12 +1,18 @@
 """The files the llama.cpp engine serves, made once and cached under ``settings.models_dir``.
 
 The engine reads GGUF. The bundled model already is one (served as shipped by default, or
-re-encoded once with ``ANIMA_LLM_ENGINE_FORMAT``); a local Hugging Face folder is converted
-once; peft adapters are converted once per adapter version. Prompts are tokenized with the
-model's Hugging Face tokenizer (the same one the transformers backend and fine-tuning use), so
-its files are cached too. Every artefact is written under a temporary name and renamed into
-place under a file lock, like ``model_source.ensure_converted``: a crash never leaves half a
-file, and two processes never convert the same thing at once.
+re-encoded once with ``ANIMA_LLM_ENGINE_FORMAT``), and so is a user's GGUF of any architecture
+llama.cpp knows (Qwen2/2.5/3, Mistral, Gemma, Phi, ...); a local Hugging Face folder is
+converted once (the architectures ``gguf_convert.ARCHS`` lists); peft adapters are converted
+once per adapter version. Prompts are tokenized in Python, so that prompt assembly can count
+tokens without a round trip to the engine: a Hugging Face folder with its own tokenizer; a GGUF
+with a tokenizer that transformers builds from the GGUF's own vocabulary, merges, special
+tokens and chat template (no tokenizer files needed beside it; the vocabulary is the one the
+weights were trained with, and the one llama.cpp turns generated ids back into text with),
+saved once as a tokenizer folder so later starts load it in a moment. Every artefact is
+written under a temporary name and renamed into place under a file lock, like
+``model_source.ensure_converted``: a crash never leaves half a file, and two processes never
+convert the same thing at once.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ from agents.llm.gguf_convert import (
     UnsupportedByEngine,
     convert_lora,
     convert_model,
+    engine_arch,
     requantize_gguf,
 )
-from agents.llm.model_source import _BUNDLED, BUNDLED_PREFIX, _slug, bundled_gguf_path
+from agents.llm.model_source import _BUNDLED, BUNDLED_PREFIX, _slug, bundled_gguf_path, local_gguf
+from core.errors import BackendError
 from core.settings import Settings
 
 _MARKER = "anima-source.json"
@@ -40,7 +48,8 @@ class EngineModel:
     name: str
     gguf: Path
     tokenizer_dir: Path
-    config: dict[str, Any]  # num_attention_heads, num_key_value_heads (for LoRA permutes)
+    # arch (llama.cpp's name), num_attention_heads, num_key_value_heads: what LoRA conversion needs
+    config: dict[str, Any]
     context_length: int
 
 
@@ -126,22 +135,24 @@ def resolve_engine_model(settings: Settings) -> EngineModel:
         _, label, folder = _BUNDLED[name]
         return _from_gguf(settings, gguf, f"{label} (bundled)", folder, fmt)
     path = Path(spec).expanduser()
-    if not path.is_dir():
+    if not path.is_dir() and not (path.is_file() and path.suffix == ".gguf"):
         raise UnsupportedByEngine(
-            f"{spec} is not a local folder; the llama.cpp engine serves the bundled model and "
-            "local folders (download a hub model to a folder first)"
+            f"{spec} is not a local folder or GGUF file; the llama.cpp engine serves the bundled "
+            "model and local files (download a hub model to a folder first)"
         )
     path = path.resolve()
-    if settings.llm_gguf_file:
-        gguf = path / settings.llm_gguf_file
-        if not gguf.is_file():
-            raise UnsupportedByEngine(f"GGUF file {settings.llm_gguf_file} not found in {path}")
+    try:
+        gguf = local_gguf(path, settings.llm_gguf_file)
+    except BackendError as exc:
+        raise UnsupportedByEngine(exc.message) from exc
+    if gguf is not None:
         folder = f"{_slug(gguf.stem)}-{_fingerprint(gguf)}"
-        return _from_gguf(settings, gguf, f"{path.name}/{gguf.name}", folder, fmt)
+        return _from_gguf(settings, gguf, f"{gguf.parent.name}/{gguf.name}", folder, fmt)
     weights = sorted(path.glob("*.safetensors"))
     if not (path / "config.json").is_file() or not weights:
         raise UnsupportedByEngine(f"{path} holds no config.json + safetensors weights")
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    arch = engine_arch(config, path.name)
     dtype = "f16" if fmt in {"source", "q4_0"} else fmt  # q4_0 only re-encodes a GGUF
     key = hashlib.sha256("|".join(_fingerprint(w) for w in weights).encode()).hexdigest()[:10]
     target = settings.models_dir / f"{_slug(path.name)}-{key}-{dtype}.gguf"
@@ -150,7 +161,13 @@ def resolve_engine_model(settings: Settings) -> EngineModel:
         name=path.name,
         gguf=target,
         tokenizer_dir=path,
-        config=config,
+        config={
+            "arch": arch,
+            "num_attention_heads": int(config["num_attention_heads"]),
+            "num_key_value_heads": int(
+                config.get("num_key_value_heads") or config["num_attention_heads"]
+            ),
+        },
         context_length=int(config.get("max_position_embeddings") or 2048),
     )
 
@@ -158,17 +175,21 @@ def resolve_engine_model(settings: Settings) -> EngineModel:
 def _from_gguf(settings: Settings, gguf: Path, label: str, folder: str, fmt: str) -> EngineModel:
     import gguf as gguf_lib
 
-    reader = gguf_lib.GGUFReader(str(gguf))
-    arch = reader.fields["general.architecture"].contents()
-    if arch != "llama":
-        raise UnsupportedByEngine(f"{label} is a {arch} model; the engine serves llama ones")
+    try:
+        reader = gguf_lib.GGUFReader(str(gguf))
+        arch = str(reader.fields["general.architecture"].contents())
+    except (KeyError, ValueError, OSError) as exc:
+        raise UnsupportedByEngine(f"{label} is not a readable GGUF model: {exc}") from exc
 
     def field(key: str, default: Any = None) -> Any:
+        """``{arch}.{key}``; a per-layer list (some architectures) gives its largest value."""
         found = reader.fields.get(f"{arch}.{key}")
-        return found.contents() if found is not None else default
+        value = found.contents() if found is not None else default
+        return max(value) if isinstance(value, list) else value
 
-    n_head = int(field("attention.head_count"))
+    n_head = int(field("attention.head_count", 0))
     config = {
+        "arch": arch,
         "num_attention_heads": n_head,
         "num_key_value_heads": int(field("attention.head_count_kv", n_head)),
     }
@@ -190,9 +211,15 @@ def _from_gguf(settings: Settings, gguf: Path, label: str, folder: str, fmt: str
 
 
 def _save_tokenizer(gguf: Path, out_dir: Path) -> None:
+    """The GGUF's own vocabulary as a Hugging Face tokenizer folder."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except Exception as exc:  # transformers knows no builder for this vocabulary type
+        raise UnsupportedByEngine(
+            f"{gguf.name}: no tokenizer could be built from it: {exc}"
+        ) from exc
     tokenizer.save_pretrained(out_dir)
 
 

