@@ -14,8 +14,8 @@ import tests.core.jobs_kinds  # noqa: F401  (registers the test job kinds)
 from container import Services
 from core.jobs import JobView
 from tests.ui.test_studio_browser import _pick, browser, page  # noqa: F401  (fixtures)
-from ui.jobs_tab import job_choices
-from ui.jobs_widget import render_job
+from ui.jobs.handlers import job_choices
+from ui.jobs.widget import render_job
 
 
 def test_the_jobs_tab_shows_progress_and_cancels_a_running_job(

@@ -18,7 +18,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from container import Services
-from ui.agents_tab import create_payload, form_values, text_to_greetings, update_patch
+from ui.agents.form import create_payload, form_values, text_to_greetings, update_patch
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
