@@ -22,6 +22,7 @@ from ui.panels.finetune import handlers as finetune
 from ui.panels.knowledge import handlers as knowledge
 from ui.panels.voice import handlers as voice
 from ui.studio import build_ui
+from ui.wallet import handlers as wallet
 from ui.wiring import pack
 
 OWNER = "0x1111111111111111111111111111111111111111"
@@ -151,3 +152,9 @@ def test_every_agent_picker_follows_the_agents_changed_signal(services: Services
         for out in dep["outputs"]
     }
     assert {"agent-select", "chat-agent"} <= followers
+
+
+def test_the_sign_in_bar_describes_the_session(services: Services) -> None:
+    shown = wallet.refresh(services, principal=ANONYMOUS)
+    assert shown["status"].startswith("**Not signed in.**")
+    assert shown["choice"]["value"] is None

@@ -14,6 +14,8 @@ import gradio as gr
 from gradio.events import Dependency
 
 from agents.schema import GenerationSettings
+from container import Services
+from core.principal import Principal
 from ui import widgets
 from ui.agents import handlers
 from ui.agents.form import FORM_KEYS, GREETING_SEPARATOR
@@ -22,7 +24,7 @@ from ui.panels.chain.layout import build_chain_panel
 from ui.panels.finetune.layout import build_finetune_panel
 from ui.panels.knowledge.layout import build_knowledge_panel
 from ui.panels.voice.layout import build_voice_panel
-from ui.wiring import wire
+from ui.wiring import Updates, wire
 
 Components = dict[str, Any]
 EXPORT_FORMATS = ("png", "json", "charx")
@@ -85,7 +87,7 @@ def _side_column(ctx: StudioContext, c: Components) -> None:
                     fmt.upper(), size="sm", elem_id=f"agent-export-{fmt}"
                 )
         c["export_file"] = gr.File(label="Download", interactive=False, elem_id="agent-export-file")
-    c["chain"] = build_chain_panel(ctx)
+    c["chain"] = build_chain_panel(ctx, c["picker"])
     c["delete"] = gr.Button("Delete agent", variant="stop", elem_id="agent-delete")
     with gr.Row(visible=False) as c["confirm_row"]:
         c["confirm"] = gr.Button(
@@ -182,7 +184,14 @@ def _generation_fields(c: Components) -> None:
             )
 
 
-def _save(services: Any, agent_id: Any, path: Any, changed: bool, *raw: Any, principal: Any):
+def _save(
+    services: Services,
+    agent_id: str | None,
+    path: str | None,
+    changed: bool,
+    *raw: Any,
+    principal: Principal,
+) -> Updates:
     """``handlers.save`` with the form's positional values turned into a dict by key."""
     values = dict(zip(FORM_KEYS, raw, strict=True))
     return handlers.save(services, agent_id, path, changed, values, principal=principal)

@@ -58,8 +58,12 @@ class ChainPanel:
         event.then(refresh, inputs=[picker], outputs=list(self.outputs.values()))
 
 
-def build_chain_panel(ctx: StudioContext) -> ChainPanel:
-    """Lay out the section inside the caller's layout; it follows the selected agent."""
+def build_chain_panel(ctx: StudioContext, picker: gr.Dropdown) -> ChainPanel:
+    """Lay out the section inside the caller's layout; it follows the selected agent.
+
+    Signing runs in the browser, which cannot read server-side state such as
+    ``ctx.selected_agent``: it reads the agent id from the editor's ``picker``.
+    """
     with gr.Accordion("On-chain identity", open=True, elem_id="agent-chain"):
         status = gr.HTML(handlers.render_status(None), elem_id="agent-chain-status")
         with gr.Row():
@@ -82,5 +86,5 @@ def build_chain_panel(ctx: StudioContext) -> ChainPanel:
         as_user=True,
     )
     wire(minted.then, handlers.refresh, services, inputs=[agent], outputs=outputs)
-    sign.click(None, inputs=[agent], outputs=[message], js=SIGN_ANCHOR_JS)
+    sign.click(None, inputs=[picker], outputs=[message], js=SIGN_ANCHOR_JS)
     return ChainPanel(status=status, outputs=outputs, ctx=ctx)

@@ -122,9 +122,9 @@ def _settings(c: dict[str, Any]) -> None:
 def _with_knobs(fn: Any) -> Any:
     """``fn`` with the knob inputs (positional, in ``KNOBS`` order) gathered into a dict."""
 
-    def call(services: Any, agent_id: Any, files: Any, ex: bool, gr_: bool, *v: Any, **kw: Any):
-        knobs = dict(zip(KNOBS, v, strict=True))
-        return fn(services, agent_id, files, ex, gr_, knobs, **kw)
+    def call(services: Any, *values: Any, **kw: Any) -> Any:
+        fixed, knobs = values[: -len(KNOBS)], values[-len(KNOBS) :]
+        return fn(services, *fixed, dict(zip(KNOBS, knobs, strict=True)), **kw)
 
     return call
 
