@@ -170,6 +170,12 @@ def _wire(ctx: StudioContext, c: dict[str, Any]) -> None:
         outputs={**plot, "plot_timer": c["plot_timer"]},
     )
     job.change(lambda j: gr.Timer(active=bool(j)), inputs=[job], outputs=[c["plot_timer"]])
+    _wire_versions(ctx, c, plot)
+
+
+def _wire_versions(ctx: StudioContext, c: dict[str, Any], plot: dict[str, Any]) -> None:
+    """A finished run lists its adapter; the buttons act on a run's or a listed adapter."""
+    services, agent, run_id = ctx.services, ctx.selected_agent, c["run_id"]
     versions = {"versions": c["versions"], "version_pick": c["version_pick"]}
     wire(
         c["progress"].finished.change,
