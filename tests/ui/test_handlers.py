@@ -18,10 +18,11 @@ from ui.agents import handlers as agents
 from ui.agents.form import FORM_KEYS, form_values
 from ui.agents.layout import _generation_fields
 from ui.chat import handlers as chat
+from ui.context import StudioContext
 from ui.panels.finetune import handlers as finetune
 from ui.panels.knowledge import handlers as knowledge
 from ui.panels.voice import handlers as voice
-from ui.studio import build_ui
+from ui.studio import PLANNED_SCREENS, SCREENS, Screen, build_ui
 from ui.wallet import handlers as wallet
 from ui.wiring import pack
 
@@ -158,3 +159,18 @@ def test_the_sign_in_bar_describes_the_session(services: Services) -> None:
     shown = wallet.refresh(services, principal=ANONYMOUS)
     assert shown["status"].startswith("**Not signed in.**")
     assert shown["choice"]["value"] is None
+
+
+def test_a_new_screen_plugs_into_the_registry(services: Services) -> None:
+    seen: list[StudioContext] = []
+
+    def build_gallery(ctx: StudioContext) -> None:
+        seen.append(ctx)
+        ctx.agent_picker(label="Agent", elem_id="gallery-agent")
+
+    screens = (*SCREENS, Screen("gallery", "Gallery", build_gallery))
+    config = build_ui(services, screens).get_config_file()
+    elem_ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
+    assert {"tab-agents", "tab-gallery", "gallery-agent"} <= elem_ids
+    assert len(seen) == 1 and seen[0].services is services
+    assert "gallery" in PLANNED_SCREENS and "gallery" not in {s.id for s in SCREENS}
