@@ -45,8 +45,12 @@ class StudioContext:
         picker = gr.Dropdown(choices=agent_choices(self.services), value=None, **options)
 
         def refresh(current: Any) -> Any:
+            # Only the choices, unless the picked agent is gone: a refresh that was asked for
+            # before an event picked a new agent must not undo that pick when it lands late.
             choices = agent_choices(self.services)
-            return gr.update(choices=choices, value=keep_choice(current, choices))
+            if current is not None and keep_choice(current, choices) is None:
+                return gr.update(choices=choices, value=None)
+            return gr.update(choices=choices)
 
         self.agents_changed.change(refresh, inputs=[picker], outputs=[picker])
         return picker
