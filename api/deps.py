@@ -84,6 +84,21 @@ PUBLIC_ROUTES: dict[str, str] = {
     "GET /api/auth/local-wallets": "local wallets' addresses (ANIMA_LOCAL_WALLETS), no keys",
     "POST /api/auth/local-wallets": "creates a password-protected wallet and signs in with it",
     "POST /api/auth/local-wallets/{address}/login": "signs in (the password is the proof)",
+    # Fine-tune runs are shown with the agent, like its adapters: progress, scores, errors.
+    "GET /api/agents/{agent_id}/finetunes": "an agent's training runs are shown with it",
+    "GET /api/agents/{agent_id}/finetunes/{run_id}": "one run's progress and scores",
+    "GET /api/agents/{agent_id}/finetunes/{run_id}/metrics": "one run's loss curve",
+    "POST /api/agents/{agent_id}/conversations": "anyone may start a chat with a public agent",
+}
+
+# Reading conversations. A conversation has no owner yet, so these stay open to whoever reaches
+# the server, as they always were; they become private when conversations record who started
+# them. Listed apart from PUBLIC_ROUTES so that nobody mistakes them for public by design.
+OPEN_CONVERSATION_READS: dict[str, str] = {
+    "GET /api/agents/{agent_id}/conversations": "lists an agent's conversations",
+    "GET /api/conversations/{conversation_id}": "one conversation with its messages",
+    "GET /api/conversations/{conversation_id}/messages": "a conversation's messages",
+    "GET /api/messages/{message_id}/trace": "what a stored reply was grounded on",
 }
 
 # State-changing routes with an agent id in the path that anyone may call, with the reason.

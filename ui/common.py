@@ -43,12 +43,12 @@ def show_error(problem: AnimaError | str) -> str:
     return f"⚠️ {message}"
 
 
-# ----- On-chain identity: who is using the studio ------------------------------------------
+# ----- Who is using the studio (their wallet, from the session cookie) -----------------------
 def principal_of(services: Services, request: gr.Request | None) -> Principal:
     """The signed-in wallet of the browser behind a Gradio event (its session cookie).
 
-    Handlers that change something take ``request: gr.Request`` and pass this principal to
-    the service (``principal=``), which checks it.
+    ``ui.wiring.wire(..., as_user=True)`` resolves it for each event and hands it to the
+    handler as ``principal=``, which passes it on to the services.
     """
     if request is None:
         return ANONYMOUS

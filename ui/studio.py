@@ -1,54 +1,71 @@
-"""Anima studio: the Gradio UI, one tab per module, composed here.
+"""Anima studio: the Gradio UI, composed from a registry of screens.
 
-The UI holds no business logic: every tab calls the same services the HTTP API calls. This
-module only places the tabs and keeps their agent dropdowns in step, so an agent created,
-imported or deleted in one tab shows up (or disappears) everywhere.
+The UI holds no business logic: every screen calls the same services the HTTP API calls. Each
+screen lives in its own folder (``ui/<screen>/layout.py`` builds it, ``handlers.py`` acts) and
+plugs in here with one ``Screen`` entry; what screens share (the services, the selected agent,
+the "agents changed" signal that keeps every agent picker current, page-load hooks) travels in
+the ``StudioContext``, so adding a screen needs no wiring anywhere else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from container import Services
-from ui.agents_tab import build_agents_tab
-from ui.chat_tab import build_chat_tab
-from ui.common import agent_choices, keep_choice
-from ui.import_tab import build_import_tab
-from ui.jobs_tab import build_jobs_tab
-from ui.wallet_panel import build_wallet_panel
+from ui.agents.layout import build_agents_screen
+from ui.chat.layout import build_chat_screen
+from ui.context import StudioContext
+from ui.importer.layout import build_import_screen
+from ui.jobs.layout import build_jobs_screen
+from ui.wallet.layout import build_wallet_bar
 
 TITLE = "Anima studio"
 # Gradio's own cache (uploads, exported files): clear entries older than a day, hourly.
 CACHE_CLEANUP = (3600, 86400)
 
 
-def build_ui(services: Services) -> gr.Blocks:
+@dataclass(frozen=True)
+class Screen:
+    """One tab of the studio: ``build(ctx)`` lays it out inside its ``gr.Tab``."""
+
+    id: str
+    title: str
+    build: Callable[[StudioContext], Any]
+
+
+# The tabs, in order. A new screen adds its folder under ui/ and one line here.
+SCREENS: tuple[Screen, ...] = (
+    Screen("agents", "Agents", build_agents_screen),
+    Screen("chat", "Chat", build_chat_screen),
+    Screen("import", "Import", build_import_screen),
+    Screen("jobs", "Jobs", build_jobs_screen),
+)
+
+# Screens planned next, each to get a ui/<id>/ folder and a Screen entry above: a gallery of
+# agents, the lorebook editor, the prompt inspector (what a reply was built from), the local
+# models, and a developer screen (API keys, raw requests).
+PLANNED_SCREENS: tuple[str, ...] = (
+    "gallery",
+    "lorebook",
+    "prompt_inspector",
+    "models",
+    "developer",
+)
+
+
+def build_ui(services: Services, screens: tuple[Screen, ...] = SCREENS) -> gr.Blocks:
     """The studio as a ``gr.Blocks``; ``app.py`` mounts it on the FastAPI app at ``/ui``."""
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
+        ctx = StudioContext(services)
         gr.Markdown(f"## {TITLE}\nCreate role-play agents from character cards and chat.")
-        wallet = build_wallet_panel(services)  # sign-in (issue 11)
+        build_wallet_bar(ctx)  # who is signed in: the owner of what they create
         with gr.Tabs():
-            with gr.Tab("Agents", id="agents", elem_id="tab-agents"):
-                agents = build_agents_tab(services)
-            with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
-                chat = build_chat_tab(services)
-            with gr.Tab("Import", id="import", elem_id="tab-import"):
-                imported = build_import_tab(services)
-            with gr.Tab("Jobs", id="jobs", elem_id="tab-jobs"):
-                jobs = build_jobs_tab(services)
-
-        pickers = [agents.picker, chat.agent_picker]
-
-        def refresh(*current: Any) -> list[Any]:
-            choices = agent_choices(services)
-            return [gr.update(choices=choices, value=keep_choice(v, choices)) for v in current]
-
-        for event in [*agents.list_changed, *imported.list_changed]:
-            event.then(refresh, inputs=pickers, outputs=pickers)
-        # Choices baked in at build time go stale; every page load asks the service afresh.
-        demo.load(refresh, inputs=pickers, outputs=pickers)
-        demo.load(jobs.refresh, inputs=jobs.inputs, outputs=jobs.outputs)
-        demo.load(wallet.refresh, outputs=wallet.outputs)
+            for screen in screens:
+                with gr.Tab(screen.title, id=screen.id, elem_id=f"tab-{screen.id}"):
+                    screen.build(ctx)
+        ctx.attach_load_hooks(demo)
     return demo

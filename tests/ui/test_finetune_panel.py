@@ -23,7 +23,13 @@ from core.principal import SYSTEM
 from tests.agents.finetune_world import FinetuneWorld
 from tests.servers import serve_app
 from tests.ui.test_studio_browser import MODEL_TIMEOUT_MS, _pick
-from ui.finetune_panel import bounds, loss_frame, render_report, render_summary, version_rows
+from ui.panels.finetune.handlers import (
+    bounds,
+    loss_frame,
+    render_report,
+    render_summary,
+    version_rows,
+)
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 

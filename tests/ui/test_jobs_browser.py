@@ -15,8 +15,8 @@ from container import Services
 from core.jobs import JobView
 from core.principal import SYSTEM
 from tests.ui.test_studio_browser import _pick
-from ui.jobs_tab import job_choices
-from ui.jobs_widget import render_job
+from ui.jobs.handlers import job_choices
+from ui.jobs.widget import render_job
 
 
 def test_the_jobs_tab_shows_progress_and_cancels_a_running_job(

@@ -18,7 +18,7 @@ from playwright.sync_api import Locator, Page, expect
 from container import Services
 from core.principal import SYSTEM
 from tests.waiting import wait_until
-from ui.agents_tab import create_payload, form_values, text_to_greetings, update_patch
+from ui.agents.form import create_payload, form_values, text_to_greetings, update_patch
 
 SCREENSHOT = Path("/tmp/studio.png")
 SCREENSHOT_AGENTS = Path("/tmp/studio-agents.png")

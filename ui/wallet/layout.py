@@ -1,5 +1,5 @@
-"""The studio's sign-in bar: a browser wallet (MetaMask or any injected EIP-1193 provider), or
-a local wallet kept encrypted on this machine for people without one.
+"""The studio's sign-in bar (layout): a browser wallet (MetaMask or any injected EIP-1193
+provider), or a local wallet kept encrypted on this machine for people without one.
 
 Signing in sets an HttpOnly cookie, which only an HTTP response can do, so the buttons run a
 few lines of JavaScript that call the same ``/api/auth`` routes any client uses (nonce, sign,
@@ -9,13 +9,11 @@ reaches the page: a browser wallet signs inside the wallet, a local wallet on th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import gradio as gr
 
-from container import Services
-from ui.common import principal_of
+from ui.context import StudioContext
+from ui.wallet import handlers
+from ui.wiring import runner
 
 # Shared by the buttons: POST JSON, return the body or raise with the API's own message.
 _POST = """
@@ -101,37 +99,10 @@ async () => {
 )
 
 
-@dataclass
-class WalletPanel:
-    """``refresh`` (on page load) fills ``outputs`` from the browser's session."""
-
-    status: gr.Markdown
-    outputs: list[Any]
-
-    refresh: Any
-
-
-def describe_session(services: Services, request: gr.Request | None) -> str:
-    principal = principal_of(services, request)
-    if principal.address is None:
-        return (
-            "**Not signed in.** Agents you create are drafts that anyone using this app may "
-            "edit. Sign in to own them: each one is minted to your wallet as an NFT."
-        )
-    view = services.auth.session_view(principal=principal)
-    kind = "local wallet" if view.wallet == "local" else "browser wallet"
-    signer = (
-        " · card updates are signed for you"
-        if services.auth.has_local_signer(principal=principal)
-        else ""
-    )
-    return f"**Signed in** as `{principal.address}` ({kind}){signer}"
-
-
-def build_wallet_panel(services: Services) -> WalletPanel:
+def build_wallet_bar(ctx: StudioContext) -> None:
     """Lay out the bar inside the caller's layout and wire its events."""
     with gr.Row(equal_height=True):
-        status = gr.Markdown(describe_session(services, None), elem_id="wallet-status")
+        status = gr.Markdown(handlers.NOT_SIGNED_IN, elem_id="wallet-status")
         browser = gr.Button("Sign in with browser wallet", size="sm", elem_id="wallet-browser")
         sign_out = gr.Button("Sign out", size="sm", elem_id="wallet-signout")
     with gr.Accordion("No browser wallet? Use a local wallet", open=False, elem_id="wallet-local"):
@@ -153,11 +124,7 @@ def build_wallet_panel(services: Services) -> WalletPanel:
     sign_out.click(None, outputs=[message], js=SIGN_OUT_JS)
     create.click(None, inputs=[password], outputs=[message], js=LOCAL_CREATE_JS)
     unlock.click(None, inputs=[password, choice], outputs=[message], js=LOCAL_UNLOCK_JS)
-
-    def refresh(request: gr.Request) -> list[Any]:
-        wallets = services.auth.wallets.addresses() if services.settings.local_wallets else []
-        current = principal_of(services, request).address
-        value = current if current in wallets else (wallets[0] if wallets else None)
-        return [describe_session(services, request), gr.update(choices=wallets, value=value)]
-
-    return WalletPanel(status=status, outputs=[status, choice], refresh=refresh)
+    # Who is signed in is known only per request: the page load fills the bar.
+    names = ["status", "choice"]
+    refresh = runner(handlers.refresh, ctx.services, names, as_user=True)
+    ctx.on_load(refresh, outputs=[status, choice])

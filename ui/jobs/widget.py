@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Any
 
 import gradio as gr
 
 from container import Services
 from core.errors import AnimaError
 from core.jobs import JobView
-from ui.common import principal_of, show_error
+from core.principal import Principal
+from ui.common import show_error
+from ui.wiring import Updates, wire
 
 STATUS_LABELS = {
     "queued": "Waiting to start",
@@ -33,6 +34,7 @@ STATUS_LABELS = {
     "failed": "Failed",
     "cancelled": "Cancelled",
 }
+HIDDEN = gr.update(visible=False)
 
 
 @dataclass
@@ -67,6 +69,33 @@ def render_job(view: JobView | None) -> str:
     )
 
 
+def show_job(services: Services, current: str | None, *, principal: Principal) -> Updates:
+    """Render the job; keep polling (and offer Cancel) only while it is unfinished."""
+    if not current:
+        return {"bar": "", "cancel": HIDDEN, "timer": gr.Timer(active=False)}
+    try:
+        view = services.jobs.get(current, principal=principal)
+    except AnimaError as exc:
+        return {"bar": show_error(exc), "cancel": HIDDEN, "timer": gr.Timer(active=False)}
+    updates = {
+        "bar": render_job(view),
+        "cancel": gr.update(visible=not view.finished),
+        "timer": gr.Timer(active=not view.finished),
+    }
+    if view.finished:
+        updates["finished"] = view.model_dump(mode="json")
+    return updates
+
+
+def cancel_job(services: Services, current: str | None, *, principal: Principal) -> Updates:
+    if current:
+        try:
+            services.jobs.cancel(current, principal=principal)
+        except AnimaError as exc:
+            show_error(exc)
+    return show_job(services, current, principal=principal)
+
+
 def job_widget(services: Services, elem_id: str = "job", poll_s: float = 0.5) -> JobWidget:
     """Lay out the widget inside the caller's layout and wire its events."""
     job_id = gr.State(None)
@@ -76,32 +105,8 @@ def job_widget(services: Services, elem_id: str = "job", poll_s: float = 0.5) ->
         cancel = gr.Button("Cancel", visible=False, size="sm", elem_id=f"{elem_id}-cancel")
     timer = gr.Timer(poll_s, active=False)
 
-    def show(current: str | None, request: gr.Request) -> tuple[Any, ...]:
-        """Render the job; keep polling (and offer Cancel) only while it is unfinished."""
-        if not current:
-            return "", gr.update(visible=False), gr.Timer(active=False), gr.skip()
-        try:
-            view = services.jobs.get(current, principal=principal_of(services, request))
-        except AnimaError as exc:
-            return show_error(exc), gr.update(visible=False), gr.Timer(active=False), gr.skip()
-        ended = view.model_dump(mode="json") if view.finished else gr.skip()
-        return (
-            render_job(view),
-            gr.update(visible=not view.finished),
-            gr.Timer(active=not view.finished),
-            ended,
-        )
-
-    def cancel_job(current: str | None, request: gr.Request) -> tuple[Any, ...]:
-        if current:
-            try:
-                services.jobs.cancel(current, principal=principal_of(services, request))
-            except AnimaError as exc:
-                show_error(exc)
-        return show(current, request)
-
-    outputs = [bar, cancel, timer, finished]
-    job_id.change(show, inputs=[job_id], outputs=outputs)
-    timer.tick(show, inputs=[job_id], outputs=outputs)
-    cancel.click(cancel_job, inputs=[job_id], outputs=outputs)
+    outputs = {"bar": bar, "cancel": cancel, "timer": timer, "finished": finished}
+    wire(job_id.change, show_job, services, inputs=[job_id], outputs=outputs, as_user=True)
+    wire(timer.tick, show_job, services, inputs=[job_id], outputs=outputs, as_user=True)
+    wire(cancel.click, cancel_job, services, inputs=[job_id], outputs=outputs, as_user=True)
     return JobWidget(job_id=job_id, finished=finished, bar=bar, cancel=cancel, timer=timer)

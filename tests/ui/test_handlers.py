@@ -1,0 +1,176 @@
+"""The studio's handlers without a browser: plain values in, named updates out.
+
+A handler that acts for a user gets a ``Principal``; these tests hand one in directly, the way
+``ui.wiring`` does from the browser's session cookie.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+from agents.finetune.schema import FinetuneSettings
+from agents.schema import GenerationSettings
+from container import Services
+from core.principal import ANONYMOUS, Principal
+from ui import widgets
+from ui.agents import handlers as agents
+from ui.agents.form import FORM_KEYS, form_values
+from ui.agents.layout import _generation_fields
+from ui.chat import handlers as chat
+from ui.context import StudioContext
+from ui.panels.finetune import handlers as finetune
+from ui.panels.knowledge import handlers as knowledge
+from ui.panels.voice import handlers as voice
+from ui.studio import PLANNED_SCREENS, SCREENS, Screen, build_ui
+from ui.wallet import handlers as wallet
+from ui.wiring import pack
+
+OWNER = "0x1111111111111111111111111111111111111111"
+STRANGER = Principal(address="0x2222222222222222222222222222222222222222", via="session")
+
+
+def _owned(services: Services, name: str = "Brine") -> str:
+    return services.agents.create_agent({"name": name}, owner=OWNER).id
+
+
+def _form(services: Services, agent_id: str, **changes: str) -> dict:
+    return {**form_values(services.agents.get_agent(agent_id)), **changes}
+
+
+def test_a_stranger_editing_an_owned_agent_is_told_why_and_nothing_changes(
+    services: Services,
+) -> None:
+    agent_id = _owned(services)
+    values = _form(services, agent_id, name="Hijacked", description="mine now")
+
+    result = agents.save(services, agent_id, None, False, values, principal=STRANGER)
+
+    assert "belongs to" in result["status"] and OWNER in result["status"]
+    assert set(result) == {"status"}  # the form keeps what the user typed
+    stored = services.agents.get_agent(agent_id)
+    assert stored.name == "Brine" and not stored.data.get("description")
+
+    deleted = agents.delete(services, agent_id, principal=STRANGER)
+    assert "belongs to" in deleted["status"] and "picker" not in deleted
+    assert [a.id for a in services.agents.list_agents()] == [agent_id]
+
+
+def test_the_other_panels_refuse_a_stranger_too(services: Services) -> None:
+    agent_id = _owned(services)
+    refused = [
+        voice.drop(services, agent_id, principal=STRANGER)["quality"],
+        knowledge.create(services, agent_id, "Lore", principal=STRANGER)["status"],
+        finetune.act(services, "rollback", agent_id, None, None, principal=STRANGER)["status"],
+    ]
+    assert refused and all("belongs to" in message for message in refused)
+    assert services.knowledge.list_bases() == []  # the base was never created
+
+
+def test_the_owner_saves_only_what_changed_and_the_picker_follows(services: Services) -> None:
+    agent_id = _owned(services)
+    owner = Principal(address=OWNER, via="session")
+    values = _form(services, agent_id, description="A salty sea dog.", temperature=1.7)
+
+    result = agents.save(services, agent_id, None, False, values, principal=owner)
+
+    assert result["status"] == "Saved **Brine**."
+    assert result["picker"]["value"] == agent_id
+    assert result["description"] == "A salty sea dog." and result["temperature"] == 1.7
+    stored = services.agents.get_agent(agent_id)
+    assert stored.data["description"] == "A salty sea dog."
+    assert stored.generation.temperature == 1.7
+
+
+def test_an_anonymous_draft_is_created_with_the_form_values(services: Services) -> None:
+    values = {**form_values(None), "name": "  Drifter  ", "tags": "sea, salt"}
+    assert set(values) == set(FORM_KEYS)
+
+    result = agents.save(services, None, None, False, values, principal=ANONYMOUS)
+
+    assert result["status"] == "Created **Drifter**."
+    (agent,) = services.agents.list_agents()
+    assert agent.owner_address is None and agent.data["tags"] == ["sea", "salt"]
+    assert result["picker"]["value"] == agent.id
+
+
+def test_a_chat_needs_a_message_and_an_agent(services: Services) -> None:
+    (empty,) = list(chat.send(services, None, None, "User", "  ", principal=ANONYMOUS))
+    assert set(empty) == {"status"} and "write a message first" in empty["status"]
+    assert (
+        "pick an agent first"
+        in chat.new_chat(services, None, "User", principal=ANONYMOUS)["status"]
+    )
+
+
+def test_the_generation_controls_take_the_schema_bounds_and_defaults() -> None:
+    controls: dict = {}
+    with gr.Blocks():
+        _generation_fields(controls)
+    fields = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
+    assert sorted(controls) == sorted(fields)
+    for name in fields:
+        low, high = widgets.bounds(GenerationSettings, name)
+        open_low, _ = widgets.exclusive(GenerationSettings, name)
+        control = controls[name]
+        assert control.value == GenerationSettings.model_fields[name].default, name
+        assert control.maximum == high, name
+        if open_low:  # top_p > 0: the slider starts one step above
+            assert low is not None and control.minimum > low, name
+        else:
+            assert control.minimum == low, name
+    assert controls["temperature"].maximum == 5.0
+    assert controls["repetition_penalty"].maximum == 3.0
+
+
+def test_the_finetune_form_sends_only_what_the_user_set() -> None:
+    knobs = {"epochs": 2.0, "learning_rate": None, "lora_r": 16.0, "max_seq_len": 256.0}
+    settings = finetune.options(True, False, knobs)
+    assert settings.lora_r == 16 and settings.max_seq_len == 256 and settings.epochs == 2.0
+    # Rules between settings (LoRA alpha follows the rank) are the schema's business.
+    assert "lora_alpha" not in settings.model_fields_set
+    assert "learning_rate" not in settings.model_fields_set
+    assert settings.learning_rate == FinetuneSettings().learning_rate
+
+
+def test_named_updates_fill_outputs_in_order_and_unknown_names_fail() -> None:
+    assert pack(["a", "b"], {"b": 2}) == [gr.skip(), 2]
+    assert pack(["a"], {"a": 1}) == 1  # one output: the value itself, not a list
+    with pytest.raises(KeyError, match="typo"):
+        pack(["a"], {"typo": 1})
+
+
+def test_every_agent_picker_follows_the_agents_changed_signal(services: Services) -> None:
+    demo = build_ui(services)
+    config = demo.get_config_file()
+    ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    states = {c["id"] for c in config["components"] if c.get("type") == "state"}
+    followers = {
+        ids[out]
+        for dep in config["dependencies"]
+        if any(t[1] == "change" and t[0] in states for t in dep["targets"])
+        and len(dep["outputs"]) == 1
+        for out in dep["outputs"]
+    }
+    assert {"agent-select", "chat-agent"} <= followers
+
+
+def test_the_sign_in_bar_describes_the_session(services: Services) -> None:
+    shown = wallet.refresh(services, principal=ANONYMOUS)
+    assert shown["status"].startswith("**Not signed in.**")
+    assert shown["choice"]["value"] is None
+
+
+def test_a_new_screen_plugs_into_the_registry(services: Services) -> None:
+    seen: list[StudioContext] = []
+
+    def build_gallery(ctx: StudioContext) -> None:
+        seen.append(ctx)
+        ctx.agent_picker(label="Agent", elem_id="gallery-agent")
+
+    screens = (*SCREENS, Screen("gallery", "Gallery", build_gallery))
+    config = build_ui(services, screens).get_config_file()
+    elem_ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
+    assert {"tab-agents", "tab-gallery", "gallery-agent"} <= elem_ids
+    assert len(seen) == 1 and seen[0].services is services
+    assert "gallery" in PLANNED_SCREENS and "gallery" not in {s.id for s in SCREENS}

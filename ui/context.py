@@ -1,0 +1,77 @@
+"""What every screen of the studio shares: the services, the agent being edited, and one
+"the list of agents changed" signal.
+
+A screen that creates, imports or deletes agents announces it (``announce_agents_changed``);
+every agent dropdown made with ``agent_picker`` follows that signal by itself. So a new screen
+with an agent picker needs no wiring in ``studio.py``, and no screen keeps a list of the
+others' pickers. ``on_load`` collects what each screen wants to run when a page opens; the
+studio attaches those hooks to the page's load event once all screens are built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+from gradio.events import Dependency
+
+from container import Services
+from ui.common import agent_choices, keep_choice
+
+
+@dataclass
+class LoadHook:
+    fn: Callable[..., Any]
+    inputs: list[Any]
+    outputs: list[Any]
+
+
+@dataclass
+class StudioContext:
+    """Create inside the studio's ``gr.Blocks`` (it holds ``gr.State`` components)."""
+
+    services: Services
+    # The id of the agent picked in the editor (None: a new, unsaved agent). The editor's
+    # panels (knowledge, voice, fine-tune, chain) follow it.
+    selected_agent: gr.State = field(default_factory=lambda: gr.State(None))
+    # A counter bumped after anything that may add, rename or remove agents.
+    agents_changed: gr.State = field(default_factory=lambda: gr.State(0))
+    load_hooks: list[LoadHook] = field(default_factory=list)
+
+    def agent_picker(self, **options: Any) -> gr.Dropdown:
+        """An agent dropdown that refreshes its choices whenever the agents change."""
+        picker = gr.Dropdown(choices=agent_choices(self.services), value=None, **options)
+
+        def refresh(current: Any) -> Any:
+            # Only the choices, unless the picked agent is gone: a refresh that was asked for
+            # before an event picked a new agent must not undo that pick when it lands late.
+            choices = agent_choices(self.services)
+            if current is not None and keep_choice(current, choices) is None:
+                return gr.update(choices=choices, value=None)
+            return gr.update(choices=choices)
+
+        self.agents_changed.change(refresh, inputs=[picker], outputs=[picker])
+        return picker
+
+    def announce_agents_changed(self, events: Sequence[Dependency]) -> None:
+        """After each of ``events``, tell every agent picker to refresh."""
+        for event in events:
+            event.then(_bump, inputs=[self.agents_changed], outputs=[self.agents_changed])
+
+    def on_load(
+        self, fn: Callable[..., Any], inputs: Sequence[Any] = (), outputs: Sequence[Any] = ()
+    ) -> None:
+        """Run ``fn`` when a page opens (state baked in at build time goes stale)."""
+        self.load_hooks.append(LoadHook(fn, list(inputs), list(outputs)))
+
+    def attach_load_hooks(self, demo: gr.Blocks) -> None:
+        # Choices baked in at build time go stale: every page load asks the services afresh.
+        demo.load(_bump, inputs=[self.agents_changed], outputs=[self.agents_changed])
+        for hook in self.load_hooks:
+            demo.load(hook.fn, inputs=hook.inputs, outputs=hook.outputs)
+
+
+def _bump(count: int | None) -> int:
+    return (count or 0) + 1

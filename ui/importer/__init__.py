@@ -1,0 +1,2 @@
+"""The import screen: a character card file becomes a new agent. (``import`` is a keyword,
+hence the folder's name.)"""

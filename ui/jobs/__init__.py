@@ -1,0 +1,1 @@
+"""The Jobs screen (recent background jobs) and the shared job progress widget."""

@@ -1,0 +1,1 @@
+"""The editor's knowledge panel: the documents an agent answers from."""
