@@ -12,7 +12,7 @@ import pytest
 from agents.finetune.schema import FinetuneSettings
 from agents.schema import GenerationSettings
 from container import Services
-from core.principal import ANONYMOUS, Principal
+from core.principal import ANONYMOUS, SYSTEM, Principal
 from ui import widgets
 from ui.agents import handlers as agents
 from ui.agents.form import FORM_KEYS, form_values
@@ -31,7 +31,7 @@ STRANGER = Principal(address="0x2222222222222222222222222222222222222222", via="
 
 
 def _owned(services: Services, name: str = "Brine") -> str:
-    return services.agents.create_agent({"name": name}, owner=OWNER).id
+    return services.agents.create_agent({"name": name}, owner=OWNER, principal=SYSTEM).id
 
 
 def _form(services: Services, agent_id: str, **changes: str) -> dict:
@@ -127,8 +127,10 @@ def test_the_finetune_form_sends_only_what_the_user_set() -> None:
     knobs = {"epochs": 2.0, "learning_rate": None, "lora_r": 16.0, "max_seq_len": 256.0}
     settings = finetune.options(True, False, knobs)
     assert settings.lora_r == 16 and settings.max_seq_len == 256 and settings.epochs == 2.0
-    # Rules between settings (LoRA alpha follows the rank) are the schema's business.
-    assert "lora_alpha" not in settings.model_fields_set
+    # Rules between settings (LoRA alpha follows the rank) are the schema's business, so the
+    # studio's run trains exactly as the same request over the API would.
+    assert settings.lora_alpha == 2 * settings.lora_r
+    assert settings == FinetuneSettings.model_validate(settings.model_dump(exclude={"lora_alpha"}))
     assert "learning_rate" not in settings.model_fields_set
     assert settings.learning_rate == FinetuneSettings().learning_rate
 
