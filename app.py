@@ -55,10 +55,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if settings.llm_preload:
+        if settings.llm.preload:
             # Load the default model in the background so the first reply is quick.
             threading.Thread(target=_warm, args=(svc,), daemon=True).start()
-        if settings.jobs_run_in_app and (start_jobs or svc.jobs.has_unfinished_jobs()):
+        if settings.jobs.run_in_app and (start_jobs or svc.jobs.has_unfinished_jobs()):
             svc.jobs.start_executor()  # resume what a crash or restart interrupted
         if start_jobs:  # on-chain identity: start anvil, deploy on first start
             threading.Thread(target=_start_chain, args=(svc,), daemon=True).start()
@@ -92,8 +92,8 @@ def create_app(
         # async and lock-light: answers on the event loop, never behind model requests
         return {
             "status": "ok",
-            "llm_backend": settings.llm_backend,
-            "llm_model": settings.llm_model,
+            "llm_backend": settings.llm.backend,
+            "llm_model": settings.llm.model,
             "llm_requests": svc.llm.scheduler.stats(),  # queued / running
         }
 
@@ -120,12 +120,12 @@ def upload_caps(settings: Settings) -> dict[str, int]:
     Gradio's one upload route, so that route gets the largest.
     """
     caps = {
-        r"^/api/knowledge-bases/[^/]+/documents$": settings.knowledge_max_upload_bytes,
-        r"^/api/agents/[^/]+/voice$": settings.voice_max_upload_bytes,
-        r"^/api/voice/check$": settings.voice_max_upload_bytes,
-        r"^/v1/audio/transcriptions$": settings.voice_max_upload_bytes,
+        r"^/api/knowledge-bases/[^/]+/documents$": settings.knowledge.max_upload_bytes,
+        r"^/api/agents/[^/]+/voice$": settings.voice.max_upload_bytes,
+        r"^/api/voice/check$": settings.voice.max_upload_bytes,
+        r"^/v1/audio/transcriptions$": settings.voice.max_upload_bytes,
     }
-    caps[rf"^{UI_PATH}/gradio_api/upload$"] = max(settings.max_upload_bytes, *caps.values())
+    caps[rf"^{UI_PATH}/gradio_api/upload$"] = max(settings.server.max_upload_bytes, *caps.values())
     return caps
 
 
@@ -164,8 +164,18 @@ def main() -> None:
     # Gradio's upload cache lives in the data folder too, not in /tmp.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "cache" / "gradio"))
     app = create_app(settings, start_jobs=True)
-    log.info("Anima on http://%s:%s%s/ (API docs at /docs)", settings.host, settings.port, UI_PATH)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    log.info(
+        "Anima on http://%s:%s%s/ (API docs at /docs)",
+        settings.server.host,
+        settings.server.port,
+        UI_PATH,
+    )
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.log_level.lower(),
+    )
 
 
 if __name__ == "__main__":

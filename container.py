@@ -111,6 +111,6 @@ def _wire_jobs(
     jobs.use_owner_check(chain, address_owners={KNOWLEDGE_BASE: base_owner})
     jobs.provide(
         IngestDeps(knowledge=knowledge),
-        ChainJobDeps(chain=chain, agents=agents, tx_retries=chain.settings.chain_tx_retries),
+        ChainJobDeps(chain=chain, agents=agents, tx_retries=chain.settings.chain.tx_retries),
         FinetuneJobDeps(finetune=finetune),
     )

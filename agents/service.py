@@ -228,7 +228,7 @@ class AgentService:
         """
         self.owner_check.require_owner(principal, agent_id)
         png = normalise_avatar(
-            image, self.settings.max_upload_bytes, self.settings.max_image_pixels
+            image, self.settings.server.max_upload_bytes, self.settings.server.max_image_pixels
         )
         name = _avatar_name(png)
         folder = self._agent_dir(agent_id)
@@ -286,9 +286,9 @@ class AgentService:
         imported = cards.read_card_file(
             filename,
             content,
-            self.settings.max_upload_bytes * 5,
-            max_pixels=self.settings.max_image_pixels,
-            max_text_bytes=self.settings.max_upload_bytes,
+            self.settings.server.max_upload_bytes * 5,
+            max_pixels=self.settings.server.max_image_pixels,
+            max_text_bytes=self.settings.server.max_upload_bytes,
         )
         card, avatar, assets = imported.card, imported.avatar, imported.assets
         _check_lorebook(card.data)
@@ -340,7 +340,7 @@ class AgentService:
         raise ValidationError(f"unknown card format {fmt!r}: use png, json or charx")
 
     def check_upload_size(self, content: bytes) -> None:
-        limit = self.settings.max_upload_bytes
+        limit = self.settings.server.max_upload_bytes
         if len(content) > limit:
             raise UploadTooLargeError(
                 f"file is {len(content) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB "
@@ -457,7 +457,9 @@ class AgentService:
             avatar_name: str | None = None
             if avatar is not None:
                 png = normalise_avatar(
-                    avatar, self.settings.max_upload_bytes, self.settings.max_image_pixels
+                    avatar,
+                    self.settings.server.max_upload_bytes,
+                    self.settings.server.max_image_pixels,
                 )
                 avatar_name = _avatar_name(png)
                 atomic_write(staging / avatar_name, png)

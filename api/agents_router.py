@@ -70,7 +70,7 @@ async def import_card(
     """Create an agent from a SillyTavern character card: PNG, JSON (V1/V2/V3) or CHARX."""
     return await process_upload(
         file,
-        svc.settings.max_upload_bytes,
+        svc.settings.server.max_upload_bytes,
         lambda name, content: svc.agents.import_card(
             name, content, principal=principal, owner=principal.address
         ),
@@ -137,6 +137,6 @@ async def set_avatar(
 ) -> AgentView:
     return await process_upload(
         file,
-        svc.settings.max_upload_bytes,
+        svc.settings.server.max_upload_bytes,
         lambda _name, content: svc.agents.set_avatar(agent_id, content, principal=principal),
     )

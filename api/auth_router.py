@@ -51,7 +51,7 @@ def _site(request: Request) -> tuple[str, str]:
 
 
 def _open_session(svc: Services, request: Request, response: Response, grant: SessionGrant) -> None:
-    secure = svc.settings.auth_cookie_secure
+    secure = svc.settings.auth.cookie_secure
     if secure is None:
         secure = request.url.scheme == "https"
     response.set_cookie(
@@ -97,7 +97,7 @@ def me(svc: Svc, principal: Caller) -> SessionView:
 @router.get("/local-wallets", response_model=list[str])
 def local_wallets(svc: Svc) -> list[str]:
     """Addresses of the encrypted local wallets on this machine."""
-    return svc.auth.wallets.addresses() if svc.settings.local_wallets else []
+    return svc.auth.wallets.addresses() if svc.settings.auth.local_wallets else []
 
 
 @router.post("/local-wallets", response_model=SessionView, status_code=status.HTTP_201_CREATED)

@@ -85,7 +85,7 @@ async def start_finetune(
     file is malformed; 409 while another run of this agent is unfinished.
     """
     options = _options(settings)
-    uploads = await _chats(chats, svc.settings.max_upload_bytes)
+    uploads = await _chats(chats, svc.settings.server.max_upload_bytes)
     start = partial(svc.finetune.start, principal=principal)
     return await run_in_threadpool(start, agent_id, uploads, options)
 
@@ -100,7 +100,7 @@ async def preview_finetune(
 ) -> DataSummary:
     """What a run would train on (counts per source, train / held-out split), nothing started."""
     options = _options(settings)
-    uploads = await _chats(chats, svc.settings.max_upload_bytes)
+    uploads = await _chats(chats, svc.settings.server.max_upload_bytes)
     return await run_in_threadpool(svc.finetune.preview, agent_id, uploads, options)
 
 

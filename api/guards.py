@@ -109,7 +109,15 @@ class HostAllowList:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HostAllowList:
-        return cls(["localhost", "127.0.0.1", "::1", settings.host, *settings.allowed_host_list])
+        return cls(
+            [
+                "localhost",
+                "127.0.0.1",
+                "::1",
+                settings.server.host,
+                *settings.server.allowed_host_list,
+            ]
+        )
 
     def allows(self, host_header: str | None) -> bool:
         if self.any:
@@ -161,8 +169,8 @@ class BodyLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> BodyLimits:
         return cls(
-            request_bytes=settings.max_request_bytes,
-            upload_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+            request_bytes=settings.server.max_request_bytes,
+            upload_bytes=settings.server.max_upload_bytes + MULTIPART_OVERHEAD,
         )
 
     def allow(self, path_pattern: str, max_bytes: int) -> None:
@@ -303,7 +311,7 @@ def install_guards(app: Any, settings: Settings) -> BodyLimits:
     cap for its own upload route (:meth:`BodyLimits.allow`).
     """
     limits = BodyLimits.from_settings(settings)
-    origins = settings.allowed_origin_list
+    origins = settings.server.allowed_origin_list
     # Innermost first: CORS answers preflights only for the allowed origins.
     app.add_middleware(
         CORSMiddleware,

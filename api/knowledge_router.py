@@ -87,7 +87,7 @@ async def upload_document(
     """
     name = clean_filename(file.filename)
     try:
-        content = await read_upload(file, svc.settings.knowledge_max_upload_bytes)
+        content = await read_upload(file, svc.settings.knowledge.max_upload_bytes)
     except UploadTooLargeError as exc:
         raise UploadTooLargeError(f"{name}: {exc.message}") from exc
     add = functools.partial(svc.knowledge.add_document, principal=principal)

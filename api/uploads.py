@@ -10,7 +10,7 @@ requests the server is answering::
     async def set_avatar(svc: Svc, agent_id: str, file: Annotated[UploadFile, File()], ...):
         return await process_upload(
             file,
-            svc.settings.max_upload_bytes,
+            svc.settings.server.max_upload_bytes,
             lambda _name, content: svc.agents.set_avatar(agent_id, content),
         )
 

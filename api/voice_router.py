@@ -87,7 +87,7 @@ async def create_transcription(
 ) -> Any:
     """Text of an uploaded recording (WAV, FLAC, OGG, MP3, M4A, WebM). ``model`` is accepted
     for compatibility; the server's configured STT model is used."""
-    content = await read_upload(file, svc.settings.voice_max_upload_bytes)
+    content = await read_upload(file, svc.settings.voice.max_upload_bytes)
     result: Transcript = await run_in_threadpool(svc.voice.transcribe, content, language)
     if response_format == "text":
         return PlainTextResponse(result.text)
@@ -139,7 +139,7 @@ async def set_voice(
 ) -> VoiceProfileView:
     """Make a recording the agent's voice: checked, cleaned, stored with its hash and the
     consent; answers with the profile and how similar the agent's voice now is to it."""
-    content = await read_upload(file, svc.settings.voice_max_upload_bytes)
+    content = await read_upload(file, svc.settings.voice.max_upload_bytes)
     return await run_in_threadpool(
         partial(svc.voice.set_profile, principal=principal),
         agent_id,
@@ -169,7 +169,7 @@ def get_voice_sample(svc: Svc, agent_id: str) -> Response:
 @router.post("/api/voice/check", response_model=SampleReport)
 async def check_voice_sample(svc: Svc, file: Annotated[UploadFile, File()]) -> SampleReport:
     """The quality check alone (duration, rate, clipping, share of speech); nothing stored."""
-    content = await read_upload(file, svc.settings.voice_max_upload_bytes)
+    content = await read_upload(file, svc.settings.voice.max_upload_bytes)
     return await run_in_threadpool(svc.voice.check_sample, content)
 
 

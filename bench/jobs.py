@@ -107,7 +107,7 @@ def measure(services: Services, latency_jobs: int, jobs: int, steps: int) -> dic
     for _ in range(latency_jobs):
         # Arrive at a random moment of the executors' polling cycle: submitting right after
         # the previous job ended would phase-lock to it and always wait a whole interval.
-        time.sleep(random.uniform(0, services.settings.jobs_poll_interval_s))
+        time.sleep(random.uniform(0, services.settings.jobs.poll_interval_s))
         view = svc.wait(svc.submit("bench.noop").id, timeout=60, poll_s=0.01)
         assert view.started_at is not None
         latencies.append((view.started_at - view.created_at).total_seconds())

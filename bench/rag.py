@@ -643,7 +643,7 @@ def tune(args: argparse.Namespace, work: Path) -> None:
     with svc.db.session() as session:
         rows = session.scalars(select(IndexVersionRecord).where(IndexVersionRecord.kb_id == kb))
         file_of = {v.id: v.filename for v in rows}
-    rrf_k = settings.knowledge_rrf_k
+    rrf_k = settings.knowledge.rrf_k
     svc.close()
     print(f"\n{'dense':>6}{'keyword':>8}{'sentence':>9}{'R@1':>7}{'R@5':>7}{'MRR':>7}")
     for wk in (0.5, 0.75, 1.0, 1.5):

@@ -95,7 +95,7 @@ def bench_tts(
 ) -> list[tuple[str, float, float, float]]:  # type: ignore[no-untyped-def]
     rows = []
     engines = [("piper", "piper"), ("espeak", "espeak")]
-    if svc.settings.tts_coqui_model:
+    if svc.settings.voice.tts_coqui_model:
         engines.append(("coqui", "coqui"))
     for label, name in engines:
         engine = svc.voice.pool.tts(name)
@@ -257,7 +257,7 @@ def main() -> None:
             print("| engine | RTF (wall) | CPU s per audio s | mean audio s |\n|---|---|---|---|")
             for label, rtf, cpu, dur in bench_tts(svc, sentences, agent.id):
                 print(f"| {label} | {rtf:.3f} | {cpu:.3f} | {dur:.2f} |")
-            if not settings.tts_coqui_model:
+            if not settings.voice.tts_coqui_model:
                 print("| coqui | not run: set ANIMA_TTS_COQUI_MODEL to a model folder | |")
             print(
                 f"\nvoice profile creation (check, trim, embed, fit voice match): {profile_s:.1f} s"

@@ -128,7 +128,7 @@ class AuthService:
             raise ValidationError(f"{address!r} is not an Ethereum address")
         nonce = secrets.token_hex(16)
         now = utcnow()
-        expires = now + timedelta(seconds=self.settings.auth_nonce_ttl_s)
+        expires = now + timedelta(seconds=self.settings.auth.nonce_ttl_s)
         with self.db.session() as s:
             s.execute(delete(NonceRecord).where(NonceRecord.expires_at < now - timedelta(days=1)))
             s.add(NonceRecord(nonce=nonce, address=address, created_at=now, expires_at=expires))
@@ -194,7 +194,7 @@ class AuthService:
             raise AuthError("the signature does not match the message's address")
         self._consume_nonce(parsed.nonce, now)
         token = secrets.token_urlsafe(32)
-        expires = now + timedelta(seconds=self.settings.auth_session_ttl_s)
+        expires = now + timedelta(seconds=self.settings.auth.session_ttl_s)
         address = to_checksum_address(parsed.address)
         with self.db.session() as s:
             s.add(
@@ -215,7 +215,7 @@ class AuthService:
             chain_id=parsed.chain_id,
             expires_at=expires,
         )
-        return SessionGrant(token=token, view=view, max_age_s=self.settings.auth_session_ttl_s)
+        return SessionGrant(token=token, view=view, max_age_s=self.settings.auth.session_ttl_s)
 
     def _consume_nonce(self, nonce: str, now: datetime) -> None:
         with self.db.session() as s:
@@ -255,7 +255,7 @@ class AuthService:
         return grant
 
     def _require_local_wallets(self) -> None:
-        if not self.settings.local_wallets:
+        if not self.settings.auth.local_wallets:
             raise AuthError("local wallets are turned off here (ANIMA_LOCAL_WALLETS=false)")
 
     # ----- sessions and keys --------------------------------------------------------------

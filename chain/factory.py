@@ -11,18 +11,18 @@ from core.settings import Settings
 
 
 def make_chain(settings: Settings) -> Chain:
-    match settings.chain:
+    match settings.chain.kind:
         case "anvil":
             return AnvilChain(
                 state_file=settings.chain_dir / "anvil-state.json",
-                chain_id=settings.chain_id or DEFAULT_CHAIN_ID,
-                port=settings.chain_anvil_port,
-                binary=settings.chain_anvil_bin,
+                chain_id=settings.chain.id or DEFAULT_CHAIN_ID,
+                port=settings.chain.anvil_port,
+                binary=settings.chain.anvil_bin,
             )
         case "eth-tester":
             return EthTesterChain()
         case "rpc":
-            if not settings.chain_rpc_url:
+            if not settings.chain.rpc_url:
                 raise ValidationError("ANIMA_CHAIN=rpc needs ANIMA_CHAIN_RPC_URL")
-            return RpcChain(settings.chain_rpc_url)
-    raise ValidationError(f"unknown ANIMA_CHAIN {settings.chain!r}")
+            return RpcChain(settings.chain.rpc_url)
+    raise ValidationError(f"unknown ANIMA_CHAIN {settings.chain.kind!r}")

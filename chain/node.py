@@ -78,8 +78,8 @@ class ChainNode:
         """The chain sign-in messages must name (known without starting a managed anvil)."""
         if self.nft is not None:
             return self.nft.deployment.chain_id
-        if self.settings.chain_id is not None:
-            return self.settings.chain_id
+        if self.settings.chain.id is not None:
+            return self.settings.chain.id
         if self.chain.chain_id is not None:
             return int(self.chain.chain_id)
         return int(self.ensure_started().deployment.chain_id)
@@ -114,17 +114,17 @@ class ChainNode:
         self.chain.start()
         w3 = self.chain.web3
         chain_id = int(w3.eth.chain_id)
-        if self.settings.chain_id is not None and self.settings.chain_id != chain_id:
+        if self.settings.chain.id is not None and self.settings.chain.id != chain_id:
             raise ChainError(
                 f"the node at {self.chain.rpc_url} is chain {chain_id}, "
-                f"but ANIMA_CHAIN_ID is {self.settings.chain_id}"
+                f"but ANIMA_CHAIN_ID is {self.settings.chain.id}"
             )
         minter = load_minter(self.settings, self.chain.is_dev)
         if self.chain.is_dev and w3.eth.get_balance(minter.address) < DEV_FUNDS_WEI // 10:
             self.chain.fund(minter.address, DEV_FUNDS_WEI)
         nft = AgentNFT(w3, self._deployment(w3, minter))
         self._sender = TxSender(w3, minter, self.db, chain_id)
-        self._follower = EventFollower(self.rows, nft, self.db, self.settings.chain_confirmations)
+        self._follower = EventFollower(self.rows, nft, self.db, self.settings.chain.confirmations)
         log.info(
             "chain %s (%s): AgentNFT %s, minter %s",
             chain_id,
@@ -135,8 +135,8 @@ class ChainNode:
         return nft
 
     def _deployment(self, w3: Any, minter: Any) -> Deployment:
-        if self.settings.chain_contract:
-            return read_deployment(w3, self.settings.chain_contract)
+        if self.settings.chain.contract:
+            return read_deployment(w3, self.settings.chain.contract)
         path = self.settings.chain_dir / "deployment.json"
         chain_id = int(w3.eth.chain_id)
         if path.is_file():
@@ -148,7 +148,7 @@ class ChainNode:
                 "tokens minted there are not visible here",
                 path,
             )
-        auto = self.settings.chain_auto_deploy
+        auto = self.settings.chain.auto_deploy
         if auto is None:
             auto = self.chain.is_dev
         if not auto:
@@ -167,15 +167,15 @@ class ChainNode:
         deployment, _gas = deploy_agent_nft(
             w3,
             minter,
-            base_uri=f"{self.settings.resolved_public_url}/api/nft/",
-            royalty_bps=self.settings.chain_royalty_bps,
+            base_uri=f"{self.settings.server.resolved_public_url}/api/nft/",
+            royalty_bps=self.settings.chain.royalty_bps,
         )
         self.settings.chain_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.settings.chain_dir / "deployment.json", deployment.to_json().encode())
         return deployment
 
     def _follow_loop(self) -> None:
-        while not self._stop.wait(self.settings.chain_poll_interval_s):
+        while not self._stop.wait(self.settings.chain.poll_interval_s):
             try:
                 self.tick()
             except Exception as exc:  # the next tick tries again
@@ -195,7 +195,7 @@ class ChainNode:
 
     def wait_until_up(self, progress: Callable[..., None] | None = None) -> AgentNFT:
         """The contract client once the node answers; raises after ``chain_node_wait_s``."""
-        deadline = time.monotonic() + self.settings.chain_node_wait_s
+        deadline = time.monotonic() + self.settings.chain.node_wait_s
         where = self.chain.rpc_url or self.chain.kind
         told = False
         while True:
@@ -208,7 +208,7 @@ class ChainNode:
             if time.monotonic() > deadline:
                 raise ChainUnavailableError(
                     f"the chain node ({where}) did not answer "
-                    f"for {self.settings.chain_node_wait_s:.0f} s"
+                    f"for {self.settings.chain.node_wait_s:.0f} s"
                 )
             if progress and not told:
                 progress(0, 1, f"waiting for the chain node ({where})")

@@ -62,7 +62,7 @@ class Ownership:
         if principal.is_system:
             return
         if owner is None:
-            if self.settings.auth_anonymous_edits or principal.signed_in:
+            if self.settings.auth.anonymous_edits or principal.signed_in:
                 return
             raise AuthError(
                 f"sign in with a wallet to change {what} (ANIMA_AUTH_ANONYMOUS_EDITS=false)"
@@ -77,7 +77,7 @@ class Ownership:
 
     def require_creator(self, principal: Principal) -> None:
         """Whether ``principal`` may create (or import) an agent at all."""
-        if principal.is_system or principal.signed_in or self.settings.auth_anonymous_edits:
+        if principal.is_system or principal.signed_in or self.settings.auth.anonymous_edits:
             return
         raise AuthError("sign in with a wallet to create agents (ANIMA_AUTH_ANONYMOUS_EDITS=false)")
 

@@ -72,7 +72,7 @@ class ChainService:
         self.jobs = jobs
         self.node = ChainNode(settings, db, agents, chain)
         self.chain: Chain = self.node.chain
-        self.wallets = LocalWallets(settings.wallets_dir, settings.keystore_scrypt_n)
+        self.wallets = LocalWallets(settings.wallets_dir, settings.auth.keystore_scrypt_n)
         self.signers = Signers()
         self.auth = AuthService(settings, db, lambda: self.chain_id, self.wallets, self.signers)
         self.owners = Ownership(settings, agents, self.node)
@@ -228,7 +228,7 @@ class ChainService:
     # ----- agent events (AgentService listener) -----------------------------------------------
     def agent_created(self, agent: AgentView) -> None:
         """Mint at once when a signed-in wallet created the agent (ANIMA_CHAIN_MINT_ON_CREATE)."""
-        if agent.owner_address and self.settings.chain_mint_on_create:
+        if agent.owner_address and self.settings.chain.mint_on_create:
             self.minting.submit(agent.id, agent.owner_address)
 
     def card_changed(self, agent: AgentView) -> None:

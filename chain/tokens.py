@@ -142,7 +142,7 @@ class Tokens:
         if agent is None:
             raise NotFoundError(f"no agent has token {token_id}")
         data = agent.data
-        base = (self.settings.public_url or base_url).rstrip("/")
+        base = (self.settings.server.public_url or base_url).rstrip("/")
         served = cards.content_hash(self.rows.get_card(agent.id))
         attributes: list[dict[str, Any]] = [
             {

@@ -120,13 +120,13 @@ def load_minter(settings: Settings, is_dev: bool) -> LocalAccount:
     beside it (both 0600), so ``make run`` needs no setup; a real chain must be configured.
     """
     password = _minter_password(settings)
-    if settings.chain_minter_keystore is not None:
+    if settings.chain.minter_keystore is not None:
         if password is None:
             raise ValidationError(
                 "ANIMA_CHAIN_MINTER_KEYSTORE needs ANIMA_CHAIN_MINTER_PASSWORD_FILE "
                 "(or ANIMA_CHAIN_MINTER_PASSWORD)"
             )
-        return decrypt_keystore(settings.chain_minter_keystore, password)
+        return decrypt_keystore(settings.chain.minter_keystore, password)
     if not is_dev:
         raise ValidationError(
             "a chain other than anvil/eth-tester needs ANIMA_CHAIN_MINTER_KEYSTORE and its password"
@@ -140,14 +140,14 @@ def load_minter(settings: Settings, is_dev: bool) -> LocalAccount:
         password = secrets.token_urlsafe(24)
         write_keystore(secret, password.encode())
     account: LocalAccount = Account.create()
-    write_keystore(keystore, encrypt_key(account, password, settings.keystore_scrypt_n))
+    write_keystore(keystore, encrypt_key(account, password, settings.auth.keystore_scrypt_n))
     log.info("created the minter account %s (keystore %s)", account.address, keystore)
     return account
 
 
 def _minter_password(settings: Settings) -> str | None:
-    if settings.chain_minter_password_file is not None:
-        return settings.chain_minter_password_file.read_text().strip()
-    if settings.chain_minter_password is not None:
-        return settings.chain_minter_password.get_secret_value()
+    if settings.chain.minter_password_file is not None:
+        return settings.chain.minter_password_file.read_text().strip()
+    if settings.chain.minter_password is not None:
+        return settings.chain.minter_password.get_secret_value()
     return None

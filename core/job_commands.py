@@ -28,7 +28,7 @@ def run_worker(settings: Settings, executor_id: str | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         services.jobs.start_executor(
-            executor_id or settings.jobs_executor_id or worker_executor_id()
+            executor_id or settings.jobs.executor_id or worker_executor_id()
         )
         log.info("worker '%s' waiting for jobs", services.jobs.executor_id)
         print(f"worker {services.jobs.executor_id} ready", flush=True)

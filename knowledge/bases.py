@@ -68,7 +68,7 @@ def check_model(settings: Settings, session: Session, base: KnowledgeBaseRecord)
     """Vectors of two models cannot be compared: refuse to mix them in one base.
 
     An empty base simply takes the current model."""
-    current = settings.knowledge_embedding_model
+    current = settings.knowledge.embedding_model
     if base.embedding_model == current:
         return
     documents = session.scalar(
@@ -139,7 +139,7 @@ class Bases:
             id=uuid.uuid4().hex,
             name=name,
             description=(description or "").strip()[:5000],
-            embedding_model=self.settings.knowledge_embedding_model,
+            embedding_model=self.settings.knowledge.embedding_model,
             owner_address=principal.address,
         )
         with self.db.session() as s:

@@ -61,7 +61,7 @@ class Documents:
             base = load_base(s, kb_id)
             authorize_base(self.owners, principal, base)
             check_model(self.settings, s, base)
-        limit = self.settings.knowledge_max_upload_bytes
+        limit = self.settings.knowledge.max_upload_bytes
         if len(content) > limit:
             raise UploadTooLargeError(
                 f"{name}: the file is {len(content) / 1e6:.1f} MB; the limit is "

@@ -16,13 +16,13 @@ def make_embedder(settings: Settings) -> Embedder:
     from knowledge.sentence_transformer_embedder import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(
-        settings.knowledge_embedding_model, batch_size=settings.knowledge_embedding_batch_size
+        settings.knowledge.embedding_model, batch_size=settings.knowledge.embedding_batch_size
     )
 
 
 def make_vector_store(settings: Settings, embedder: Embedder) -> VectorStore:
-    prefix = settings.knowledge_collection_prefix
-    match settings.knowledge_chroma_url:
+    prefix = settings.knowledge.collection_prefix
+    match settings.knowledge.chroma_url:
         case None | "":
             from knowledge.chroma_embedded import EmbeddedChromaStore
 

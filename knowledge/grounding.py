@@ -59,13 +59,13 @@ class KnowledgeSearch:
             raise ValidationError("the search query is empty")
         if len(query) > MAX_QUERY_CHARS:
             raise ValidationError(f"the search query is longer than {MAX_QUERY_CHARS} characters")
-        k = self.settings.knowledge_top_k if k is None else k
+        k = self.settings.knowledge.top_k if k is None else k
         if not 1 <= k <= MAX_K:
             raise ValidationError(f"k must be between 1 and {MAX_K}")
-        mode = mode or self.settings.knowledge_retrieval
+        mode = mode or self.settings.knowledge.retrieval
         if mode not in ("hybrid", "dense"):
             raise ValidationError("mode must be 'hybrid' or 'dense'")
-        floor = self.settings.knowledge_min_score if min_score is None else min_score
+        floor = self.settings.knowledge.min_score if min_score is None else min_score
         with self.db.session() as s:
             for kb_id in kb_ids:
                 check_model(self.settings, s, load_base(s, kb_id))
@@ -75,7 +75,7 @@ class KnowledgeSearch:
             k=k,
             mode=mode,
             min_score=floor,
-            rrf_k=self.settings.knowledge_rrf_k,
+            rrf_k=self.settings.knowledge.rrf_k,
             embedder=self.stores.embedder,
             store=self.stores.store,
             keywords=self.stores.keywords,

@@ -44,8 +44,8 @@ class Ingestion:
             self.files.read_sections(kb_id, version),
             row.filename,
             self.stores.embedder.count_tokens,
-            self.settings.knowledge_chunk_tokens,
-            self.settings.knowledge_chunk_overlap,
+            self.settings.knowledge.chunk_tokens,
+            self.settings.knowledge.chunk_overlap,
         )
         self.files.write_chunks(kb_id, version, row.filename, row.document_id, chunks)
         return len(chunks)

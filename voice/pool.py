@@ -31,7 +31,7 @@ class VoicePool:
 
     def tts(self, engine: str | None = None) -> TTSEngine:
         """The engine named (default: the configured one), or espeak-ng if it cannot load."""
-        key = engine or self.settings.tts_engine
+        key = engine or self.settings.voice.tts_engine
         with self._lock:
             if key not in self._tts:
                 try:

@@ -128,10 +128,10 @@ class VoiceService:
         """Which engines run and how often the round-trip guard had to redo a sentence."""
         guard = self._guard.stats.as_dict() if self._guard else None
         return {
-            "tts_engine": self.settings.tts_engine,
+            "tts_engine": self.settings.voice.tts_engine,
             "tts_fallback": self.pool.tts_fallback_reason,
-            "stt_model": self.settings.stt_model,
-            "voice_match": self.settings.tts_voice_match,
+            "stt_model": self.settings.voice.stt_model,
+            "voice_match": self.settings.voice.tts_voice_match,
             "round_trip_guard": round_trip_guard_on(self.settings),
             "round_trip_stats": guard,
         }
@@ -245,7 +245,7 @@ class VoiceService:
             return {"before": None, "after": round(after, 4), "method": "cloning"}
         calibration = engine.synthesize(CALIBRATION_TEXT)
         held_out = engine.synthesize(HELD_OUT_TEXT)
-        if not self.settings.tts_voice_match:
+        if not self.settings.voice.tts_voice_match:
             before = cosine(encoder.embed(held_out), voice.embedding)
             return {"before": round(before, 4), "after": None, "method": "none"}
         result = match.fit(engine.name, calibration, held_out, sample, voice.embedding, encoder)
@@ -288,7 +288,7 @@ class VoiceService:
         return (voice.folder / SAMPLE_FILE).read_bytes()
 
     def _view(self, row: VoiceProfileRecord) -> VoiceProfileView:
-        engine = self.settings.tts_engine
+        engine = self.settings.voice.tts_engine
         sims = row.similarity or {}
         name, figures = next(iter(sims.items()), (engine, {}))
         method = str(figures.get("method", "none"))
@@ -386,7 +386,7 @@ class VoiceService:
         return result.params
 
     def _check_size(self, data: bytes) -> None:
-        limit = self.settings.voice_max_upload_bytes
+        limit = self.settings.voice.max_upload_bytes
         if len(data) > limit:
             raise UploadTooLargeError(
                 f"file is {len(data) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB "
@@ -401,9 +401,9 @@ class VoiceService:
             if self._guard is None:
                 self._guard = RoundTripGuard(
                     self.pool.stt(),
-                    max_wer=self.settings.tts_round_trip_max_wer,
-                    retries=self.settings.tts_round_trip_retries,
-                    language=self.settings.tts_language,
+                    max_wer=self.settings.voice.tts_round_trip_max_wer,
+                    retries=self.settings.voice.tts_round_trip_retries,
+                    language=self.settings.voice.tts_language,
                 )
             return self._guard
 
@@ -416,7 +416,7 @@ class VoiceService:
             if voice is not None and engine.supports_cloning:
                 return engine.synthesize(text, reference=voice.reference, speed=speed * pace)
             audio = engine.synthesize(text, speed=speed * pace)
-            if voice is not None and self.settings.tts_voice_match:
+            if voice is not None and self.settings.voice.tts_voice_match:
                 audio = match.apply(audio, self._match_params(voice, engine))
             return audio
 
@@ -450,7 +450,7 @@ class VoiceService:
 
     # ----- hearing -----------------------------------------------------------------------
     def stt_language(self, language: str | None = None) -> str | None:
-        value = language or self.settings.stt_language
+        value = language or self.settings.voice.stt_language
         return None if value in (None, "", "auto") else value
 
     def transcribe(self, data: bytes, language: str | None = None) -> Transcript:
@@ -465,8 +465,8 @@ class VoiceService:
         return Listener(
             self.pool.stt(),
             language=self.stt_language(),
-            endpoint_ms=self.settings.voice_endpoint_ms,
-            aggressiveness=self.settings.voice_vad_aggressiveness,
+            endpoint_ms=self.settings.voice.endpoint_ms,
+            aggressiveness=self.settings.voice.vad_aggressiveness,
         )
 
     # ----- voice turns -------------------------------------------------------------------

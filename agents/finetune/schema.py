@@ -85,7 +85,7 @@ class FinetuneSettings(BaseModel):
 
 
 def min_examples(settings: Settings) -> int:
-    return settings.finetune_min_examples
+    return settings.finetune.min_examples
 
 
 class DataSummary(BaseModel):

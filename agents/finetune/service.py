@@ -57,7 +57,7 @@ class FinetuneService(AdapterVersions, TrainingPipeline):
         card = self.agents.get_card(agent_id)
         self._check_chats(chats)
         dialogues = gather(card.data, chats, options)
-        summary = summarize(dialogues, options, self.settings.finetune_min_examples)
+        summary = summarize(dialogues, options, self.settings.finetune.min_examples)
         if summary.examples < summary.min_examples:
             summary.notes.append(not_enough(summary, options))
         return summary
@@ -76,7 +76,7 @@ class FinetuneService(AdapterVersions, TrainingPipeline):
         options = options or FinetuneSettings()
         agent, card = self.agents.get_with_card(agent_id)
         self._check_chats(chats)
-        dialogues, summary = collect(card.data, chats, options, self.settings.finetune_min_examples)
+        dialogues, summary = collect(card.data, chats, options, self.settings.finetune.min_examples)
         if self._unfinished_run(agent_id) is not None:
             raise ConflictError(
                 f"agent {agent.name} is already being fine-tuned; wait for that run or cancel it"
@@ -149,17 +149,17 @@ class FinetuneService(AdapterVersions, TrainingPipeline):
         return self.get_run(agent_id, run_id)
 
     def _check_chats(self, chats: Sequence[UploadedChat]) -> None:
-        limit = self.settings.finetune_max_chat_files
+        limit = self.settings.finetune.max_chat_files
         if len(chats) > limit:
             raise ValidationError(
                 f"{len(chats)} chat files; one fine-tune takes at most {limit} "
                 "(ANIMA_FINETUNE_MAX_CHAT_FILES)"
             )
         for chat in chats:
-            if len(chat.content) > self.settings.max_upload_bytes:
+            if len(chat.content) > self.settings.server.max_upload_bytes:
                 raise UploadTooLargeError(
                     f"{chat.filename} is {len(chat.content) / 1e6:.1f} MB; the limit is "
-                    f"{self.settings.max_upload_bytes / 1e6:.1f} MB (ANIMA_MAX_UPLOAD_MB)"
+                    f"{self.settings.server.max_upload_bytes / 1e6:.1f} MB (ANIMA_MAX_UPLOAD_MB)"
                 )
 
 

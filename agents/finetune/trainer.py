@@ -74,10 +74,10 @@ def load_base(model_dir: Path, settings: Settings) -> LoadedBase:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would fill the job's log
-    if settings.llm_threads:
-        torch.set_num_threads(settings.llm_threads)
+    if settings.llm.threads:
+        torch.set_num_threads(settings.llm.threads)
     cuda = torch.cuda.is_available()
-    dtype = pick_dtype(settings.llm_dtype, cuda)
+    dtype = pick_dtype(settings.llm.dtype, cuda)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

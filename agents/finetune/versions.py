@@ -120,7 +120,7 @@ class AdapterVersions(RunStore):
             log.warning("agent %s names adapter %s, which is missing", agent_id, agent.adapter)
             return {}
         size = registry.folder_size(folder)
-        limit = self.settings.max_upload_bytes
+        limit = self.settings.server.max_upload_bytes
         if size > limit:
             raise UploadTooLargeError(
                 f"the active adapter {agent.adapter} is {size / 1e6:.1f} MB; a CHARX holding it "

@@ -49,9 +49,9 @@ def model_ref(settings: Settings, agent_model: str | None = None) -> str:
     """The base model an agent uses, as a stable reference (what ``base_model`` records)."""
     if agent_model:
         return agent_model
-    if settings.llm_gguf_file:
-        return f"{settings.llm_model}#{settings.llm_gguf_file}"
-    return settings.llm_model
+    if settings.llm.gguf_file:
+        return f"{settings.llm.model}#{settings.llm.gguf_file}"
+    return settings.llm.model
 
 
 def read_adapter_meta(folder: Path) -> dict[str, Any] | None:
@@ -121,7 +121,7 @@ def base_fingerprint(settings: Settings) -> dict[str, str | None] | None:
         folder = model_folder(settings)
         return fingerprint_folder(folder) if folder is not None else None
     except Exception as exc:  # unreadable files: report "unknown" rather than crash a reply
-        log.warning("could not fingerprint base model %s: %s", settings.llm_model, exc)
+        log.warning("could not fingerprint base model %s: %s", settings.llm.model, exc)
         return None
 
 

@@ -126,9 +126,9 @@ def build_dir_once(
 
 
 def resolve_engine_model(settings: Settings) -> EngineModel:
-    """GGUF + tokenizer for ``settings.llm_model``; ``UnsupportedByEngine`` when impossible."""
-    spec = settings.llm_model.strip()
-    fmt = settings.llm_engine_format
+    """GGUF + tokenizer for ``settings.llm.model``; ``UnsupportedByEngine`` when impossible."""
+    spec = settings.llm.model.strip()
+    fmt = settings.llm.engine_format
     if spec.startswith(BUNDLED_PREFIX):
         name = spec.removeprefix(BUNDLED_PREFIX)
         gguf = bundled_gguf_path(name)
@@ -142,7 +142,7 @@ def resolve_engine_model(settings: Settings) -> EngineModel:
         )
     path = path.resolve()
     try:
-        gguf = local_gguf(path, settings.llm_gguf_file)
+        gguf = local_gguf(path, settings.llm.gguf_file)
     except BackendError as exc:
         raise UnsupportedByEngine(exc.message) from exc
     if gguf is not None:

@@ -32,7 +32,7 @@ class BackendTraits:
 
 
 def backend_traits(settings: Settings) -> BackendTraits:
-    match settings.llm_backend:
+    match settings.llm.backend:
         case "local":
             return BackendTraits(in_process=True)
         case "openai":
@@ -43,9 +43,9 @@ def backend_traits(settings: Settings) -> BackendTraits:
 
 def local_engine(settings: Settings) -> str:
     """``llamacpp`` or ``transformers``: what ``llm_engine`` means on this install."""
-    if settings.llm_engine == "auto":
+    if settings.llm.engine == "auto":
         return "llamacpp" if importlib.util.find_spec("xllamacpp") else "transformers"
-    return settings.llm_engine
+    return settings.llm.engine
 
 
 def build_llm(
@@ -62,18 +62,18 @@ def build_llm(
     becomes the request's model. ``engines`` shares one llama.cpp engine per base model
     between the backends of all its adapters (the pool passes its own dict).
     """
-    match settings.llm_backend:
+    match settings.llm.backend:
         case "local":
             if local_engine(settings) == "llamacpp":
                 from agents.llm.llamacpp_backend import LlamaCppBackend, LlamaCppEngine
 
-                key = (settings.llm_model, settings.llm_gguf_file, settings.llm_engine_format)
+                key = (settings.llm.model, settings.llm.gguf_file, settings.llm.engine_format)
                 shared = engines if engines is not None else {}
                 engine = shared.get(key)
                 if engine is None:
                     engine = shared[key] = LlamaCppEngine(settings)
                 return LlamaCppBackend(
-                    engine, adapter_path, fallback_allowed=settings.llm_engine == "auto"
+                    engine, adapter_path, fallback_allowed=settings.llm.engine == "auto"
                 )
             from agents.llm.transformers_backend import TransformersBackend
 

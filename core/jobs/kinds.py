@@ -82,6 +82,6 @@ def kind_of(name: str) -> JobKind | None:
 
 def load_job_modules(settings: Settings) -> None:
     """Import every module that registers job kinds (idempotent)."""
-    extra = [m.strip() for m in settings.jobs_extra_modules.split(",") if m.strip()]
+    extra = [m.strip() for m in settings.jobs.extra_modules.split(",") if m.strip()]
     for module in (*JOB_MODULES, *extra):
         importlib.import_module(module)

@@ -94,8 +94,8 @@ def _launch(jobs: JobService, settings: Settings, executor_id: str) -> None:
         DBOS.launch()
         DBOS.register_queue(
             QUEUE_NAME,
-            worker_concurrency=settings.jobs_concurrency,
-            polling_interval_sec=settings.jobs_poll_interval_s,
+            worker_concurrency=settings.jobs.concurrency,
+            polling_interval_sec=settings.jobs.poll_interval_s,
             on_conflict="always_update",
         )
     except BaseException:

@@ -119,7 +119,7 @@ class JobService:
                 raise
             return existing
         try:
-            if self.settings.jobs_run_in_app:
+            if self.settings.jobs.run_in_app:
                 self.start_executor()
             self._enqueue(record.id)
         except Exception as exc:
@@ -251,8 +251,8 @@ class JobService:
     @property
     def executor_id(self) -> str:
         if self._executor_id is None:
-            default = "local" if self.settings.jobs_run_in_app else runtime.worker_executor_id()
-            self._executor_id = self.settings.jobs_executor_id or default
+            default = "local" if self.settings.jobs.run_in_app else runtime.worker_executor_id()
+            self._executor_id = self.settings.jobs.executor_id or default
         return self._executor_id
 
     @property

@@ -93,7 +93,7 @@ def test_png_declaring_absurd_pixels_is_refused_before_decoding(
         _refused(resp, 413, f"{width}x{height}", "ANIMA_MAX_IMAGE_PIXELS")
         avatar = client.put(f"/api/agents/{keep['id']}/avatar", files={"file": ("a.png", huge)})
         _refused(avatar, 413, f"{width}x{height}")
-    assert not [size for size in decoded if size[0] * size[1] > settings.max_image_pixels]
+    assert not [size for size in decoded if size[0] * size[1] > settings.server.max_image_pixels]
     assert [a["name"] for a in client.get("/api/agents").json()] == ["Keep"]
     assert _stored_files(settings) == before
 
@@ -153,7 +153,7 @@ def _charx(files: dict[str, bytes], card: dict[str, Any] | None = None) -> bytes
 
 def test_charx_with_100000_entries_is_refused(client: TestClient, settings: Settings) -> None:
     flood = _charx({f"assets/other/{i}.bin": b"x" for i in range(100_000)})
-    assert len(flood) < settings.max_upload_bytes  # small enough to pass the upload limit
+    assert len(flood) < settings.server.max_upload_bytes  # small enough to pass the upload limit
     resp = client.post("/api/agents/import", files={"file": ("flood.charx", flood)})
     _refused(resp, 413, "100,001 entries")
     assert client.get("/api/agents").json() == []

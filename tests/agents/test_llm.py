@@ -417,7 +417,7 @@ def test_agent_model_and_adapter_resolve_inside_the_data_dir(
     assert isinstance(backend, TransformersBackend)
     backend.load()
     assert isinstance(backend._model, PeftModel)
-    assert backend.settings.llm_model == str((settings.models_dir / "tiny").resolve())
+    assert backend.settings.llm.model == str((settings.models_dir / "tiny").resolve())
     assert pool.get("tiny", "style") is scheduled  # loaded once, shared
     reply = backend.complete(STORY, GenerationSettings(temperature=0, max_new_tokens=4))
     assert reply.completion_tokens >= 1

@@ -40,7 +40,7 @@ def test_anonymous_drafts_stay_open_and_creation_follows_the_setting(
     edited = services.agents.update_agent(draft.id, {"name": "Edited"}, principal=STRANGER)
     assert edited.name == "Edited"
 
-    services.settings.auth_anonymous_edits = False
+    services.settings.auth.anonymous_edits = False
     with pytest.raises(AuthError):
         services.agents.create_agent({"name": "Nobody's"}, principal=ANONYMOUS)
     assert services.agents.count_agents() == 1

@@ -185,7 +185,7 @@ def test_oversize_upload_is_refused_with_413(
     services,
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    monkeypatch.setattr(services.settings, "max_upload_mb", 0.01)
+    monkeypatch.setattr(services.settings.server, "max_upload_mb", 0.01)
     big = b"{" + b" " * 20_000 + b"}"
     resp = client.post("/api/agents/import", files={"file": ("big.json", big)})
     assert resp.status_code == 413

@@ -177,7 +177,7 @@ def test_body_over_the_cap_is_refused_before_it_is_all_read(
     assert "ANIMA_MAX_UPLOAD_MB" in answer
 
     # No length at all (chunked): counted as it arrives, refused once past the cap.
-    limit = services.settings.max_request_bytes
+    limit = services.settings.server.max_request_bytes
     head = (
         f"POST /api/agents HTTP/1.1\nHost: {host}\nContent-Type: application/json\n"
         "Transfer-Encoding: chunked\n\n"

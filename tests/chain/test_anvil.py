@@ -89,10 +89,10 @@ def test_mint_gas_ethers_reads_plain_erc721_and_a_transfer_by_ethers_moves_contr
     read = _ethers(anvil_node.rpc_url, contract, str(token), alice.address)
     assert read["name"] == "Anima Agents" and read["symbol"] == "ANIMA"
     assert read["balanceOfOwner"] == "2" and read["ownerOf"] == alice.address
-    assert read["tokenURI"] == f"{services.settings.resolved_public_url}/api/nft/{token}"
+    assert read["tokenURI"] == f"{services.settings.server.resolved_public_url}/api/nft/{token}"
     status = as_alice.get(f"/api/agents/{first['id']}/chain").json()
     assert read["royaltyReceiver"] == status["token_bound_account"]
-    assert read["royaltyPer10000"] == str(services.settings.chain_royalty_bps)
+    assert read["royaltyPer10000"] == str(services.settings.chain.royalty_bps)
     assert read["erc165"] and read["erc721"] and read["erc721Metadata"] and read["erc2981"]
 
     assert as_bob.patch(f"/api/agents/{first['id']}", json={"name": "B"}).status_code == 403
@@ -155,7 +155,7 @@ def test_a_send_cut_off_after_recording_resends_the_same_transaction(
 ) -> None:
     services = shared_anvil_services
     owner = new_wallet().address
-    services.settings.chain_mint_on_create = False
+    services.settings.chain.mint_on_create = False
     agent = services.agents.create_agent({"name": "Once"}, owner=owner, principal=SYSTEM)
     real = TxSender._broadcast
 

@@ -224,7 +224,7 @@ def test_mint_button_claims_a_draft_and_metadata_describes_the_token(
     assert anon.get("/api/nft/not-a-number").status_code == 422
     status = anon.get(f"/api/agents/{draft['id']}/chain").json()
     assert status["royalty_receiver"] == status["token_bound_account"] is not None
-    assert status["royalty_bps"] == chain_services.settings.chain_royalty_bps
+    assert status["royalty_bps"] == chain_services.settings.chain.royalty_bps
 
 
 def test_without_anonymous_edits_every_change_needs_a_wallet(
@@ -232,7 +232,7 @@ def test_without_anonymous_edits_every_change_needs_a_wallet(
 ) -> None:
     anon = TestClient(chain_app)
     draft = anon.post("/api/agents", json={"name": "Open"}).json()
-    chain_services.settings.auth_anonymous_edits = False
+    chain_services.settings.auth.anonymous_edits = False
     try:
         assert anon.post("/api/agents", json={"name": "No"}).status_code == 401
         assert anon.patch(f"/api/agents/{draft['id']}", json={"name": "x"}).status_code == 401
@@ -240,7 +240,7 @@ def test_without_anonymous_edits_every_change_needs_a_wallet(
         sign_in(signed, new_wallet())
         assert signed.patch(f"/api/agents/{draft['id']}", json={"name": "y"}).status_code == 200
     finally:
-        chain_services.settings.auth_anonymous_edits = True
+        chain_services.settings.auth.anonymous_edits = True
 
 
 def test_knowledge_bases_belong_to_the_wallet_that_made_them(

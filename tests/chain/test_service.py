@@ -42,7 +42,7 @@ def test_the_app_itself_passes_every_owner_check(
     with pytest.raises(NotOwnerError):
         chain.require_owner(Principal(address=new_wallet().address, via="session"), agent.id)
     chain.require_address(SYSTEM, agent.owner_address, "the agent")
-    monkeypatch.setattr(chain_services.settings, "auth_anonymous_edits", False)
+    monkeypatch.setattr(chain_services.settings.auth, "anonymous_edits", False)
     chain.require_creator(SYSTEM)
     chain.require_address(SYSTEM, None, "a draft")
     with pytest.raises(AuthError):

@@ -39,14 +39,14 @@ def setup(
     workers.env.update(
         {
             "ANIMA_DATA_DIR": str(settings.data_dir),
-            "ANIMA_KNOWLEDGE_COLLECTION_PREFIX": settings.knowledge_collection_prefix,
+            "ANIMA_KNOWLEDGE_COLLECTION_PREFIX": settings.knowledge.collection_prefix,
             "ANIMA_KNOWLEDGE_CHUNK_TOKENS": "32",
             "ANIMA_KNOWLEDGE_CHUNK_OVERLAP": "0",
             "ANIMA_JOBS_POLL_INTERVAL_S": "0.05",
         }
     )
-    if settings.knowledge_chroma_url:
-        workers.env["ANIMA_KNOWLEDGE_CHROMA_URL"] = settings.knowledge_chroma_url
+    if settings.knowledge.chroma_url:
+        workers.env["ANIMA_KNOWLEDGE_CHROMA_URL"] = settings.knowledge.chroma_url
     yield services, workers
     workers.stop_all()
     services.close()

@@ -196,7 +196,7 @@ BAD_FILES = [
 def test_bad_files_are_refused_by_name_and_indexed_documents_stay_searchable(
     kclient: TestClient, kservices: Services
 ) -> None:
-    kservices.settings.knowledge_max_upload_mb = 2.0
+    kservices.settings.knowledge.max_upload_mb = 2.0
     kb = _create_base(kclient)
     kept = _ingest(kclient, kservices, kb, "lighthouse.txt", LIGHTHOUSE.encode())
     for name, content, status, reason in BAD_FILES:

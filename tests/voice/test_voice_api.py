@@ -94,7 +94,7 @@ def test_voice_profile_from_a_sample_and_bad_uploads_keep_it(
 
 def test_upload_size_is_capped(client: TestClient, services: Services) -> None:
     agent = services.agents.create_agent({"name": "Big"}, principal=SYSTEM)
-    services.settings.voice_max_upload_mb = 0.05
+    services.settings.voice.max_upload_mb = 0.05
     resp = _upload(client, agent.id, b"RIFF" + b"\0" * 100_000)
     assert resp.status_code == 413
 

@@ -33,7 +33,7 @@ def describe_session(services: Services, principal: Principal) -> str:
 
 def refresh(services: Services, *, principal: Principal) -> Updates:
     """On page load: the session, and the local wallets (the signed-in one picked)."""
-    wallets = services.auth.wallets.addresses() if services.settings.local_wallets else []
+    wallets = services.auth.wallets.addresses() if services.settings.auth.local_wallets else []
     current = principal.address
     value = current if current in wallets else (wallets[0] if wallets else None)
     return {
