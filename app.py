@@ -40,6 +40,17 @@ from core.settings import Settings
 
 log = logging.getLogger("anima")
 UI_PATH = "/ui"
+ROUTERS = (
+    agents_router,
+    chat_router,
+    openai_router,
+    jobs_router,
+    knowledge_router,
+    auth_router,
+    chain_router,
+    voice_router,
+    finetune_router,
+)
 
 
 def create_app(
@@ -77,15 +88,24 @@ def create_app(
     limits = install_guards(app, settings)  # Host allow-list, cross-site check, body caps
     for pattern, cap in upload_caps(settings).items():
         limits.allow(pattern, cap + MULTIPART_OVERHEAD)
-    app.include_router(agents_router)
-    app.include_router(chat_router)
-    app.include_router(openai_router)
-    app.include_router(jobs_router)
-    app.include_router(knowledge_router)
-    app.include_router(auth_router)
-    app.include_router(chain_router)
-    app.include_router(voice_router)
-    app.include_router(finetune_router)
+    for router in ROUTERS:
+        app.include_router(router)
+    _add_meta_routes(app, svc)
+
+    # Imported here, not at the top: gradio takes seconds to import and a job worker
+    # (`python app.py worker`) never serves the UI.
+    import gradio as gr
+
+    from ui.studio import build_ui
+
+    return gr.mount_gradio_app(
+        app, build_ui(svc), path=UI_PATH, max_file_size=max(upload_caps(settings).values())
+    )
+
+
+def _add_meta_routes(app: FastAPI, svc: Services) -> None:
+    """``/api/health`` for monitors, and ``/`` sending a browser to the studio."""
+    settings = svc.settings
 
     @app.get("/api/health", tags=["meta"])
     async def health() -> dict[str, object]:
@@ -100,16 +120,6 @@ def create_app(
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse(url=f"{UI_PATH}/")
-
-    # Imported here, not at the top: gradio takes seconds to import and a job worker
-    # (`python app.py worker`) never serves the UI.
-    import gradio as gr
-
-    from ui.studio import build_ui
-
-    return gr.mount_gradio_app(
-        app, build_ui(svc), path=UI_PATH, max_file_size=max(upload_caps(settings).values())
-    )
 
 
 def upload_caps(settings: Settings) -> dict[str, int]:

@@ -34,7 +34,7 @@ class AgentRecord(Base):
     model: Mapped[str | None] = mapped_column(String(500), nullable=True)
     adapter: Mapped[str | None] = mapped_column(String(500), nullable=True)
     owner_address: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
-    # On-chain identity (issue 11). The token id is uint256(keccak256(agent id)), kept as a
+    # On-chain identity. The token id is uint256(keccak256(agent id)), kept as a
     # decimal string (it does not fit a 64-bit column); set when the mint is requested.
     # mint_state: None (never minted) | pending | minted | failed. The chain_* columns are the
     # follower's copy of what the contract says (the owner check reads the chain itself).

@@ -4,6 +4,9 @@ This is the one place that knows how an agent is stored (a row plus a folder of 
 ``<data_dir>/agents/<id>/``). The Gradio UI and the HTTP API both call it, so they cannot
 drift apart. Every write either completes or leaves the store as it was: files are staged in
 a temporary folder and swapped in only after the database transaction commits.
+
+The view models live in ``agents.views``; the columns the chain records about an agent's token
+are written through ``agents.chain_columns``.
 """
 
 from __future__ import annotations
@@ -15,21 +18,22 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from agents import cards
 from agents.attachments import AgentAttachment
 from agents.avatar import normalise_avatar
+from agents.chain_columns import ChainColumns
 from agents.llm.pool import check_adapter_ref, check_model_ref
 from agents.lorebook import check_regex_keys
 from agents.prompt import char_name, render_macros
 from agents.records import AgentRecord, utcnow
 from agents.schema import SPEC_V2, SPEC_V3, Card, CardData, GenerationSettings
-from core.db import Database, UTCDateTime
+from agents.views import AgentListener, AgentView, CardFile, merge_generation
+from core.db import Database
 from core.errors import (
     CardFormatError,
     NotFoundError,
@@ -51,60 +55,6 @@ ASSETS_ARCHIVE = "assets.zip"
 ANIMA_KEYS = ("generation", "model", "adapter")
 
 
-class AgentView(BaseModel):
-    """What callers see of an agent: the card data plus Anima's own settings."""
-
-    id: str
-    name: str
-    spec: str
-    data: dict[str, Any]
-    generation: GenerationSettings
-    model: str | None
-    adapter: str | None
-    owner_address: str | None
-    # On-chain identity: see chain/service.py. token_id is a decimal string
-    # (uint256); mint_state is None (never minted), pending, minted or failed.
-    token_id: str | None
-    mint_state: str | None = None
-    token_contract: str | None = None
-    chain_id: int | None = None
-    chain_card_hash: str | None = None
-    chain_card_version: int | None = None
-    content_hash: str
-    version: int
-    has_avatar: bool
-    created_at: UTCDateTime
-    updated_at: UTCDateTime
-
-
-class CardFile(BaseModel):
-    content: bytes
-    media_type: str
-    filename: str
-
-
-def merge_generation(base: dict[str, Any], overrides: dict[str, Any]) -> GenerationSettings:
-    """``base`` with ``overrides`` applied, checked; bad values name the field (422)."""
-    try:
-        return GenerationSettings.model_validate({**base, **overrides})
-    except PydanticValidationError as exc:
-        raise ValidationError(describe_validation_error(exc, "generation")) from exc
-
-
-class AgentListener(Protocol):
-    """Told about changes after they are committed (the chain mints and anchors on them).
-
-    A listener that fails is logged and never undoes the change: what it starts is durable
-    work that can be retried (a mint from the agent page, an anchor on the next edit).
-    """
-
-    def agent_created(self, agent: AgentView) -> None: ...
-
-    def card_changed(self, agent: AgentView) -> None: ...
-
-    def agent_deleted(self, agent_id: str) -> None: ...
-
-
 class _Unwired:
     """Refuses every change until ``container.py`` sets the real owner check: an agent
     service that was never wired must not let anyone change anything."""
@@ -115,7 +65,7 @@ class _Unwired:
     require_owner = require_address = require_creator = _refuse
 
 
-class AgentService:
+class AgentService(ChainColumns):
     """Every method that changes an agent takes the caller (``principal``) and asks
     ``owner_check`` first; reading agents is open (cards are public)."""
 
@@ -346,97 +296,6 @@ class AgentService:
                 f"file is {len(content) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB "
                 "(ANIMA_MAX_UPLOAD_MB)"
             )
-
-    # ----- chain columns ---------------------------------------------------------------
-    # What the chain package records about an agent's token, written only through these
-    # methods. They act for the app itself (a mint job, the event follower), so they take no
-    # principal: the chain checks the caller before it asks for them, and no route calls them.
-    def set_mint_state(
-        self,
-        agent_id: str,
-        state: str,
-        *,
-        only_from: tuple[str | None, ...] | None = None,
-        owner: str | None = None,
-        token_id: str | None = None,
-        token_contract: str | None = None,
-        chain_id: int | None = None,
-    ) -> bool:
-        """Set ``mint_state`` (and the token's columns that are given). With ``only_from``,
-        only while the state is one of those: the check and the write are one UPDATE, so two
-        mints of one agent never both start. True when the row changed."""
-        values: dict[str, Any] = {"mint_state": state}
-        given = {
-            "owner_address": owner,
-            "token_id": token_id,
-            "token_contract": token_contract,
-            "chain_id": chain_id,
-        }
-        values.update({k: v for k, v in given.items() if v is not None})
-        query = update(AgentRecord).where(AgentRecord.id == agent_id)
-        if only_from is not None:
-            allowed = [s for s in only_from if s is not None]
-            condition = AgentRecord.mint_state.in_(allowed)
-            if None in only_from:
-                condition = condition | AgentRecord.mint_state.is_(None)
-            query = query.where(condition)
-        with self.db.session() as s:
-            return s.execute(query.values(**values)).rowcount == 1
-
-    def set_owner(self, agent_id: str, address: str) -> None:
-        """The token holder read from the chain (the stored copy lists and pages show)."""
-        self._set_chain_columns(AgentRecord.id == agent_id, owner_address=address)
-
-    def set_chain_card(self, agent_id: str, card_hash: str, version: int) -> None:
-        """The card hash and version the chain holds for the agent's token."""
-        self._set_chain_columns(
-            AgentRecord.id == agent_id, chain_card_hash=card_hash, chain_card_version=version
-        )
-
-    def set_token_owner(
-        self, token_id: str, owner: str, *, minted_on: tuple[str, int] | None = None
-    ) -> int:
-        """A transfer of token ``token_id``; ``minted_on`` (contract, chain id) when it was the
-        mint. Returns how many rows changed."""
-        values: dict[str, Any] = {"owner_address": owner}
-        if minted_on is not None:
-            values.update(mint_state="minted", token_contract=minted_on[0], chain_id=minted_on[1])
-        return self._set_chain_columns(AgentRecord.token_id == token_id, **values)
-
-    def set_token_card(self, token_id: str, card_hash: str, version: int) -> int:
-        """A card update of token ``token_id``, unless the row already holds a newer version
-        (events can be applied again after a crash). Returns how many rows changed."""
-        newer = AgentRecord.chain_card_version.is_not(None) & (
-            AgentRecord.chain_card_version > version
-        )
-        return self._set_chain_columns(
-            (AgentRecord.token_id == token_id) & ~newer,
-            chain_card_hash=card_hash,
-            chain_card_version=version,
-        )
-
-    def find_by_token(self, token_id: str) -> AgentView | None:
-        with self.db.session() as s:
-            row = s.scalars(select(AgentRecord).where(AgentRecord.token_id == token_id)).first()
-            return self._view(row) if row is not None else None
-
-    def unanchored(self, owner: str) -> list[str]:
-        """Ids of the minted agents of ``owner`` whose card changed since it was anchored."""
-        with self.db.session() as s:
-            return list(
-                s.scalars(
-                    select(AgentRecord.id).where(
-                        AgentRecord.mint_state == "minted",
-                        AgentRecord.owner_address == owner,
-                        (AgentRecord.chain_card_hash.is_(None))
-                        | (AgentRecord.chain_card_hash != AgentRecord.content_hash),
-                    )
-                ).all()
-            )
-
-    def _set_chain_columns(self, where: Any, **values: Any) -> int:
-        with self.db.session() as s:
-            return int(s.execute(update(AgentRecord).where(where).values(**values)).rowcount)
 
     # ----- internals -----------------------------------------------------------------
     def _insert(

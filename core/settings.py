@@ -10,6 +10,10 @@ while people keep setting one flat variable each (``ANIMA_LLM_MODEL``,
 deployments use them. ``VARIABLES`` is the one table between the two. The same flat names
 are accepted as keyword arguments (``Settings(llm_model=...)``) and in ``model_copy(update=...)``,
 so a caller can set one knob without building a section.
+
+The file is long on purpose: it is a declaration, one documented field per variable (about a
+hundred), and reads as the reference of every knob; the logic in it is the few lines that route
+flat names to sections.
 """
 
 from __future__ import annotations
