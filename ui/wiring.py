@@ -5,8 +5,9 @@ what they do not change; a layout maps those names onto components once, when it
 event. So a handler never has to line up a list with ``outputs=``, tests read results by name,
 and a name a handler invents by mistake fails loudly instead of updating the wrong widget.
 
-``wire`` also resolves who is acting: a handler registered with ``as_user=True`` gets the
-signed-in wallet of the browser behind the event as ``principal=`` (``ui.common.principal_of``).
+``wire`` also resolves who is acting: a handler that declares ``principal`` gets the signed-in
+wallet of the browser behind the event (``ui.common.principal_of``), which it passes on to the
+services; they decide what that wallet may do.
 """
 
 from __future__ import annotations
@@ -52,10 +53,15 @@ def runner(
 
     Gradio injects ``gr.Request`` and ``gr.Progress`` by the position of typed parameters, so
     they come first here, before the event's own inputs.
+    A handler that declares ``principal`` always gets the caller: the signature decides, so a
+    layout cannot forget to pass it (``as_user=True`` on a handler without one is a mistake).
     """
+    acts_for_user = "principal" in inspect.signature(fn).parameters
+    if as_user and not acts_for_user:
+        raise TypeError(f"{fn.__qualname__} is wired as_user but takes no principal")
 
     def call(request: gr.Request | None, args: tuple, extra: dict[str, Any]) -> Any:
-        if as_user:
+        if acts_for_user:
             extra["principal"] = principal_of(services, request)
         return fn(services, *args, **extra)
 
@@ -65,18 +71,24 @@ def runner(
             for updates in call(request, args, {}):
                 yield pack(names, updates)
 
-        return run_stream
+        return _remember(run_stream, fn)
     if progress:
 
         def run_progress(request: gr.Request, progress=gr.Progress(), *args: Any) -> Any:
             return pack(names, call(request, args, {"progress": progress}))
 
-        return run_progress
+        return _remember(run_progress, fn)
 
     def run(request: gr.Request, *args: Any) -> Any:
         return pack(names, call(request, args, {}))
 
-    return run
+    return _remember(run, fn)
+
+
+def _remember(callback: Callable[..., Any], fn: Handler) -> Callable[..., Any]:
+    """Keep the handler on its Gradio callback, so tests can walk every UI action to it."""
+    callback.handler = fn  # type: ignore[attr-defined]
+    return callback
 
 
 def wire(

@@ -9,12 +9,14 @@ from ``FinetuneSettings`` (``ui.widgets``), so the form cannot offer what the se
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from agents.finetune.schema import FinetuneSettings
+from core.principal import Principal
 from ui import widgets
 from ui.context import StudioContext
 from ui.jobs.widget import job_widget
@@ -120,8 +122,12 @@ def _settings(c: dict[str, Any]) -> None:
 
 
 def _with_knobs(fn: Any) -> Any:
-    """``fn`` with the knob inputs (positional, in ``KNOBS`` order) gathered into a dict."""
+    """``fn`` with the knob inputs (positional, in ``KNOBS`` order) gathered into a dict.
 
+    It keeps ``fn``'s signature (``functools.wraps``), so wiring still sees that ``fn`` acts for
+    the user and hands it the caller."""
+
+    @functools.wraps(fn)
     def call(services: Any, *values: Any, **kw: Any) -> Any:
         fixed, knobs = values[: -len(KNOBS)], values[-len(KNOBS) :]
         return fn(services, *fixed, dict(zip(KNOBS, knobs, strict=True)), **kw)
@@ -173,6 +179,22 @@ def _wire(ctx: StudioContext, c: dict[str, Any]) -> None:
     _wire_versions(ctx, c, plot)
 
 
+def _acting(action: str) -> Any:
+    """``handlers.act`` for one button: the action is fixed, the caller still reaches it."""
+
+    def act(
+        services: Any,
+        agent_id: str | None,
+        current: str | None,
+        name: str | None,
+        *,
+        principal: Principal,
+    ) -> Any:
+        return handlers.act(services, action, agent_id, current, name, principal=principal)
+
+    return act
+
+
 def _wire_versions(ctx: StudioContext, c: dict[str, Any], plot: dict[str, Any]) -> None:
     """A finished run lists its adapter; the buttons act on a run's or a listed adapter."""
     services, agent, run_id = ctx.services, ctx.selected_agent, c["run_id"]
@@ -187,9 +209,7 @@ def _wire_versions(ctx: StudioContext, c: dict[str, Any], plot: dict[str, Any]) 
     for button, action in ACTIONS.items():
         wire(
             c[button].click,
-            lambda services, *args, action=action, **kw: handlers.act(
-                services, action, *args, **kw
-            ),
+            _acting(action),
             services,
             inputs=[agent, run_id, c["version_pick"]],
             outputs={"status": c["status"], **versions},
