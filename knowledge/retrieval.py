@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from knowledge.base import Chunk, Embedder, KeywordIndex, StoredChunk, VectorStore
+from knowledge.base import Chunk, Embedder, KeywordHit, KeywordIndex, StoredChunk, VectorStore
 
 # Candidates each list contributes, relative to k.
 CANDIDATE_FACTOR = 4
@@ -105,6 +105,23 @@ def _sentence_search(keywords: KeywordIndex, kb_id: str, query: str, n: int, exc
     return search(kb_id, query, n, exclude) if search is not None else []
 
 
+@dataclass
+class _Candidates:
+    """Each stage's candidates from every base; ranked once ``_keep_active`` has run."""
+
+    dense: list[StoredChunk] = field(default_factory=list)
+    keyword: list[tuple[str, KeywordHit]] = field(default_factory=list)  # (kb_id, hit)
+    sentence: list[tuple[str, KeywordHit]] = field(default_factory=list)
+
+    def ranks(self) -> dict[str, dict[str, int]]:
+        """1-based rank of each chunk id in each stage's list."""
+        return {
+            DENSE: {s.chunk.id: r for r, s in enumerate(self.dense, start=1)},
+            KEYWORD: {h.chunk_id: r for r, (_, h) in enumerate(self.keyword, start=1)},
+            SENTENCE: {h.chunk_id: r for r, (_, h) in enumerate(self.sentence, start=1)},
+        }
+
+
 def retrieve(
     *,
     query: str,
@@ -134,82 +151,132 @@ def retrieve(
     vector = embedder.embed_query(query)
     n = max(k * CANDIDATE_FACTOR, MIN_CANDIDATES)
     hybrid = mode == "hybrid"
+    found = _search_stages(query, kb_ids, vector, n, hybrid, store, keywords, hidden, config)
+    found = _keep_active(found, active, n)
+    by_id: dict[str, StoredChunk] = {s.chunk.id: s for s in found.dense}
+    if hybrid:
+        order, scores = _fuse(found, rrf_k, config)
+        by_id.update(_fetch_keyword_only(found, order[:n], by_id, vector, store))
+    else:
+        order = [s.chunk.id for s in found.dense]
+        scores = {s.chunk.id: float(s.similarity or 0.0) for s in found.dense}
+    result.hits = _select(order, scores, by_id, found, k, min_score, config)
+    return result
 
-    dense: list[StoredChunk] = []
-    keyword = []
-    sentence = []
+
+def _search_stages(
+    query: str,
+    kb_ids: Sequence[str],
+    vector: list[float],
+    n: int,
+    hybrid: bool,
+    store: VectorStore,
+    keywords: KeywordIndex,
+    hidden: Callable[[str], set[str]],
+    config: PipelineConfig,
+) -> _Candidates:
+    """Up to ``n`` candidates per base from each stage the mode and weights switch on."""
+    found = _Candidates()
     for kb_id in kb_ids:
         exclude = hidden(kb_id)
-        dense.extend(store.query(kb_id, vector, n, exclude))
+        found.dense.extend(store.query(kb_id, vector, n, exclude))
         if hybrid and config.weight(KEYWORD) > 0:
-            keyword.extend((kb_id, hit) for hit in keywords.search(kb_id, query, n, exclude))
+            found.keyword.extend((kb_id, h) for h in keywords.search(kb_id, query, n, exclude))
         if hybrid and config.weight(SENTENCE) > 0:
-            found = _sentence_search(keywords, kb_id, query, n, exclude)
-            sentence.extend((kb_id, hit) for hit in found)
+            hits = _sentence_search(keywords, kb_id, query, n, exclude)
+            found.sentence.extend((kb_id, h) for h in hits)
+    return found
 
+
+def _keep_active(found: _Candidates, active: Callable[[set[str]], set[str]], n: int) -> _Candidates:
+    """Drop candidates of versions no longer active; rank each stage across bases, top ``n``."""
     live = active(
-        {s.chunk.version for s in dense}
-        | {h.version for _, h in keyword}
-        | {h.version for _, h in sentence}
+        {s.chunk.version for s in found.dense}
+        | {h.version for _, h in found.keyword}
+        | {h.version for _, h in found.sentence}
     )
-    dense = sorted(
-        (s for s in dense if s.chunk.version in live),
-        key=lambda s: s.similarity or 0.0,
-        reverse=True,
-    )[:n]
-    keyword = sorted(
-        ((kb, h) for kb, h in keyword if h.version in live),
-        key=lambda kh: kh[1].score,
-        reverse=True,
-    )[:n]
-    sentence = sorted(
-        ((kb, h) for kb, h in sentence if h.version in live),
-        key=lambda kh: kh[1].score,
-        reverse=True,
-    )[:n]
+    return _Candidates(
+        dense=sorted(
+            (s for s in found.dense if s.chunk.version in live),
+            key=lambda s: s.similarity or 0.0,
+            reverse=True,
+        )[:n],
+        keyword=sorted(
+            ((kb, h) for kb, h in found.keyword if h.version in live),
+            key=lambda kh: kh[1].score,
+            reverse=True,
+        )[:n],
+        sentence=sorted(
+            ((kb, h) for kb, h in found.sentence if h.version in live),
+            key=lambda kh: kh[1].score,
+            reverse=True,
+        )[:n],
+    )
 
-    by_id: dict[str, StoredChunk] = {s.chunk.id: s for s in dense}
-    ranks: dict[str, dict[str, int]] = {
-        DENSE: {s.chunk.id: r for r, s in enumerate(dense, start=1)},
-        KEYWORD: {h.chunk_id: r for r, (_, h) in enumerate(keyword, start=1)},
-        SENTENCE: {h.chunk_id: r for r, (_, h) in enumerate(sentence, start=1)},
-    }
-    keyword_score = {h.chunk_id: h.score for _, h in keyword}
-    if hybrid:
-        stages = [
-            (DENSE, [s.chunk.id for s in dense]),
-            (KEYWORD, [h.chunk_id for _, h in keyword]),
-            (SENTENCE, [h.chunk_id for _, h in sentence]),
-        ]
-        weights = [config.weight(name) for name, _ in stages]
-        fused = rrf([ids for _, ids in stages], rrf_k, weights)
-        best = sum(w for w in weights if w > 0) / (rrf_k + 1)
-        order = sorted(fused, key=lambda i: fused[i], reverse=True)
-        # Candidates found only by keyword stages need their text and a similarity for the floor.
-        missing: dict[str, list[str]] = {}
-        for kb_id, hit in keyword + sentence:
-            if hit.chunk_id not in by_id and hit.chunk_id in order[:n]:
-                ids = missing.setdefault(kb_id, [])
-                if hit.chunk_id not in ids:
-                    ids.append(hit.chunk_id)
-        for kb_id, ids in missing.items():
-            for stored in store.get(kb_id, ids, with_embeddings=True):
-                emb = stored.embedding or []
-                stored.similarity = float(sum(a * b for a, b in zip(vector, emb, strict=False)))
-                by_id[stored.chunk.id] = stored
-        scores = {i: fused[i] / best for i in order}
-    else:
-        order = [s.chunk.id for s in dense]
-        scores = {s.chunk.id: float(s.similarity or 0.0) for s in dense}
 
+def _fuse(
+    found: _Candidates, rrf_k: int, config: PipelineConfig
+) -> tuple[list[str], dict[str, float]]:
+    """Chunk ids in fused order, with scores normalised so a first place in every stage is 1."""
+    stages = [
+        (DENSE, [s.chunk.id for s in found.dense]),
+        (KEYWORD, [h.chunk_id for _, h in found.keyword]),
+        (SENTENCE, [h.chunk_id for _, h in found.sentence]),
+    ]
+    weights = [config.weight(name) for name, _ in stages]
+    fused = rrf([ids for _, ids in stages], rrf_k, weights)
+    best = sum(w for w in weights if w > 0) / (rrf_k + 1)
+    order = sorted(fused, key=lambda i: fused[i], reverse=True)
+    return order, {i: fused[i] / best for i in order}
+
+
+def _fetch_keyword_only(
+    found: _Candidates,
+    top: list[str],
+    by_id: dict[str, StoredChunk],
+    vector: list[float],
+    store: VectorStore,
+) -> dict[str, StoredChunk]:
+    """Text and similarity of the ``top`` candidates that only keyword stages found.
+
+    The score floor is on cosine similarity, so such a chunk is scored with its stored vector.
+    """
+    missing: dict[str, list[str]] = {}
+    for kb_id, hit in found.keyword + found.sentence:
+        if hit.chunk_id not in by_id and hit.chunk_id in top:
+            ids = missing.setdefault(kb_id, [])
+            if hit.chunk_id not in ids:
+                ids.append(hit.chunk_id)
+    fetched: dict[str, StoredChunk] = {}
+    for kb_id, ids in missing.items():
+        for stored in store.get(kb_id, ids, with_embeddings=True):
+            emb = stored.embedding or []
+            stored.similarity = float(sum(a * b for a, b in zip(vector, emb, strict=False)))
+            fetched[stored.chunk.id] = stored
+    return fetched
+
+
+def _select(
+    order: list[str],
+    scores: dict[str, float],
+    by_id: dict[str, StoredChunk],
+    found: _Candidates,
+    k: int,
+    min_score: float,
+    config: PipelineConfig,
+) -> list[Hit]:
+    """Walk ``order``: skip what is under the floor, merge neighbours, stop at ``k`` hits."""
+    ranks = found.ranks()
+    keyword_score = {h.chunk_id: h.score for _, h in found.keyword}
+    hits: list[Hit] = []
     for chunk_id in order:
         stored = by_id.get(chunk_id)
         if stored is None or stored.similarity is None or stored.similarity < min_score:
             continue
         found_by = [name for name in (DENSE, KEYWORD, SENTENCE) if chunk_id in ranks[name]]
-        if config.neighbour_merge and _merge(result.hits, stored.chunk, found_by, config):
+        if config.neighbour_merge and _merge(hits, stored.chunk, found_by, config):
             continue
-        result.hits.append(
+        hits.append(
             Hit(
                 chunk=stored.chunk,
                 score=round(scores[chunk_id], 6),
@@ -222,9 +289,9 @@ def retrieve(
                 parts=[stored.chunk],
             )
         )
-        if len(result.hits) >= k:
+        if len(hits) >= k:
             break
-    return result
+    return hits
 
 
 def _merge(hits: list[Hit], chunk: Chunk, found_by: list[str], config: PipelineConfig) -> bool:
