@@ -118,14 +118,7 @@ def chunk_structured(
 ) -> list[Piece]:
     """Pieces of at most ``chunk_tokens`` tokens, in document order, never across a heading
     or a page, and never splitting a paragraph that fits."""
-    splitter = RecursiveCharacterTextSplitter(
-        chunk_size=chunk_tokens,
-        chunk_overlap=min(overlap_tokens, chunk_tokens // 2),
-        length_function=count_tokens,
-        separators=SEPARATORS,
-        keep_separator="end",
-        strip_whitespace=True,
-    )
+    splitter = _splitter(count_tokens, chunk_tokens, overlap_tokens)
     out: list[Piece] = []
     stack: list[tuple[int, str]] = []  # (level, heading) above the current position
     for section in sections:
@@ -230,14 +223,7 @@ def _chunk_windows(
 ) -> list[Piece]:
     """The earlier chunking, kept for the benchmark's comparison: token windows that prefer
     paragraph, line and sentence boundaries but pack across headings and topics."""
-    splitter = RecursiveCharacterTextSplitter(
-        chunk_size=chunk_tokens,
-        chunk_overlap=min(overlap_tokens, chunk_tokens // 2),
-        length_function=count_tokens,
-        separators=SEPARATORS,
-        keep_separator="end",
-        strip_whitespace=True,
-    )
+    splitter = _splitter(count_tokens, chunk_tokens, overlap_tokens)
     return [
         Piece(section.page, piece.strip(), (), 0)
         for section in sections
@@ -255,3 +241,17 @@ def chunk_sections(
     """``(page, text)`` pieces of at most ``chunk_tokens`` tokens, in document order."""
     pieces = chunk_structured(sections, count_tokens, chunk_tokens, overlap_tokens)
     return [(p.page, p.text) for p in pieces]
+
+
+def _splitter(
+    count_tokens: Callable[[str], int], chunk_tokens: int, overlap_tokens: int
+) -> RecursiveCharacterTextSplitter:
+    """Splits text over the budget at the gentlest boundary first (paragraph, line, sentence)."""
+    return RecursiveCharacterTextSplitter(
+        chunk_size=chunk_tokens,
+        chunk_overlap=min(overlap_tokens, chunk_tokens // 2),
+        length_function=count_tokens,
+        separators=SEPARATORS,
+        keep_separator="end",
+        strip_whitespace=True,
+    )

@@ -23,36 +23,21 @@ from agents.llm.llamacpp_backend import LlamaCppBackend, LlamaCppEngine
 from agents.llm.model_source import bundled_gguf_path
 from agents.llm.pool import LLMPool
 from agents.llm.transformers_backend import TransformersBackend
-from agents.schema import ChatMessage, GenerationSettings
+from agents.schema import GenerationSettings
 from core.settings import Settings
+from tests.agents.test_llamacpp import STORY, engine_settings
 from tests.tiny_models import save_tiny_qwen2, save_tiny_qwen3
 
 pytestmark = pytest.mark.model
 
-STORY = [
-    ChatMessage(role="system", content="You are Luna, a cheerful cat who loves stories."),
-    ChatMessage(role="user", content="Tell me a long story about your favourite place to nap."),
-]
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=24, repetition_penalty=1.0)
 BUILDERS: dict[str, Callable[..., Path]] = {"qwen2": save_tiny_qwen2, "qwen3": save_tiny_qwen3}
 
 
 def _settings(data_dir: Path, cache: Path, model: str, **extra: Any) -> Settings:
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "model_cache_dir": cache,
-        "llm_backend": "local",
-        "llm_model": model,
-        "llm_gguf_file": None,
-        "llm_context_window": None,
-        "llm_preload": False,
-        "llm_engine": "llamacpp",
-        "llm_engine_format": "f32",
-        "llm_parallel": 2,
-        "llm_kv_tokens": 2048,
-        "llm_dtype": "float32",
-    }
-    return Settings(**{**values, **extra})
+    return engine_settings(
+        data_dir, cache, model, **{"llm_parallel": 2, "llm_kv_tokens": 2048, **extra}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ STORY = [
 GREEDY32 = GenerationSettings(temperature=0.0, max_new_tokens=32, repetition_penalty=1.0)
 
 
-def _settings(data_dir: Path, cache: Path, model: str, **extra: Any) -> Settings:
+def engine_settings(data_dir: Path, cache: Path, model: str, **extra: Any) -> Settings:
+    """Settings for the llama.cpp engine in f32 (greedy output comparable with transformers)."""
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "model_cache_dir": cache,
@@ -91,7 +92,9 @@ def references(hf_dir: Path, data_dir: Path, model_cache_dir: Path) -> dict[str 
     """Greedy replies of the transformers backend (float32, peft) for base, a and b."""
     out: dict[str | None, str] = {}
     for adapter in (None, "a", "b"):
-        settings = _settings(data_dir, model_cache_dir, str(hf_dir), llm_engine="transformers")
+        settings = engine_settings(
+            data_dir, model_cache_dir, str(hf_dir), llm_engine="transformers"
+        )
         path = str(data_dir / "adapters" / adapter) if adapter else None
         backend = TransformersBackend(settings, adapter_path=path)
         out[adapter] = backend.complete(STORY, GREEDY32).text
@@ -102,7 +105,7 @@ def references(hf_dir: Path, data_dir: Path, model_cache_dir: Path) -> dict[str 
 
 @pytest.fixture(scope="module")
 def pool(hf_dir: Path, data_dir: Path, model_cache_dir: Path) -> Iterator[LLMPool]:
-    pool = LLMPool(_settings(data_dir, model_cache_dir, str(hf_dir)))
+    pool = LLMPool(engine_settings(data_dir, model_cache_dir, str(hf_dir)))
     yield pool
     for engine in pool._engines.values():
         engine.unload()
@@ -138,7 +141,7 @@ def test_prefix_cache_is_reused_within_an_adapter_and_never_across(
     """One slot, so every request lands on the KV the previous one left behind."""
     from agents.llm.base import StreamResult
 
-    pool = LLMPool(_settings(data_dir, model_cache_dir, str(hf_dir), llm_parallel=1))
+    pool = LLMPool(engine_settings(data_dir, model_cache_dir, str(hf_dir), llm_parallel=1))
     try:
 
         def run(adapter: str | None) -> tuple[str, int]:
@@ -213,7 +216,7 @@ def test_an_adapter_the_engine_cannot_serve_falls_back_to_transformers(
 def test_least_recently_used_adapters_leave_within_the_memory_budget(
     hf_dir: Path, data_dir: Path, model_cache_dir: Path, references: dict[str | None, str]
 ) -> None:
-    settings = _settings(
+    settings = engine_settings(
         data_dir, model_cache_dir, str(hf_dir), llm_adapter_budget_mb=5, llm_parallel=2
     )
     pool = LLMPool(settings)
@@ -242,7 +245,7 @@ def bundled_pool(data_dir: Path, model_cache_dir: Path) -> Iterator[LLMPool]:
     """The shipped Q4_1 GGUF on the local engine (its own tokenizer metadata, unlike the
     float32 file converted above, so a server that tokenizes by itself agrees with it)."""
     pool = LLMPool(
-        _settings(
+        engine_settings(
             data_dir, model_cache_dir, "bundled:smollm2", llm_engine_format="source", llm_parallel=1
         )
     )
