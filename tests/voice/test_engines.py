@@ -35,8 +35,10 @@ def test_engine_speaks_words_whisper_hears_back(voice_pool: VoicePool, engine: s
     audio = tts.synthesize(SENTENCE)
     assert audio.sample_rate == tts.sample_rate and 2.0 < audio.duration < 8.0
     assert _heard(voice_pool.stt(), audio) <= 0.2
-    slower = tts.synthesize(SENTENCE, speed=0.8)
-    assert slower.duration > audio.duration * 1.1
+    # Piper draws its phoneme durations with noise, so one synthesis can run 10 % long or
+    # short: a clearly slower speed keeps the comparison about speed, not about that noise.
+    slower = tts.synthesize(SENTENCE, speed=0.6)
+    assert slower.duration > audio.duration * 1.25
 
 
 def test_bundled_whisper_is_joined_once_even_when_two_start_together(tmp_path: Path) -> None:
