@@ -162,6 +162,57 @@ def generate(
 
 
 # ----- one run's evaluation ------------------------------------------------------------------
+def _reply_prompts(
+    renderer: Renderer, held: Sequence[Dialogue], options: FinetuneSettings
+) -> tuple[list[list[int]], list[str], list[str]]:
+    """Held-out prompts up to each dialogue's first reply: (prompt ids, reference, context).
+
+    A prompt too long to leave room for the reply is skipped; at most ``eval_samples``.
+    """
+    prompts: list[list[int]] = []
+    references: list[str] = []
+    contexts: list[str] = []
+    for dialogue in held:
+        turn = next(i for i, m in enumerate(dialogue.messages) if m.role == "assistant")
+        part = dialogue.model_copy(update={"messages": dialogue.messages[:turn]})
+        ids = renderer.prompt_ids(renderer.conversation(part))
+        if len(ids) + options.eval_max_new_tokens > max(options.max_seq_len, 512):
+            continue
+        prompts.append(ids)
+        references.append(dialogue.messages[turn].content)
+        contexts.append(dialogue.messages[turn - 1].content if turn else "(greeting)")
+        if len(prompts) >= options.eval_samples:
+            break
+    return prompts, references, contexts
+
+
+def _replies_before_after(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    repetition_penalty: float,
+) -> dict[str, list[str]]:
+    """The base model's replies (adapter disabled) and the adapted model's, same prompts."""
+    with model.disable_adapter():
+        before = generate(model, tokenizer, prompts, max_new_tokens, repetition_penalty)
+    after = generate(model, tokenizer, prompts, max_new_tokens, repetition_penalty)
+    return {"before": before, "after": after}
+
+
+def _style_scores(
+    train: Sequence[Dialogue], references: list[str], replies: dict[str, list[str]]
+) -> dict[str, float | None]:
+    """How close each set of replies comes to the creator's own training replies."""
+    creator = [m.content for d in train for m in d.messages if m.role == "assistant"]
+    scorer = StyleScorer(creator, [references, replies["before"], replies["after"]])
+    return {
+        "before": scorer.score(replies["before"]),
+        "after": scorer.score(replies["after"]),
+        "reference": scorer.score(references),
+    }
+
+
 def evaluate_adapter(
     model_dir: Path,
     adapter_dir: Path,
@@ -191,32 +242,14 @@ def evaluate_adapter(
             ppl_before = perplexity(model, held_samples, pad)
         ppl_after = perplexity(model, held_samples, pad)
 
-        prompts, references, contexts = [], [], []
-        for dialogue in held:
-            turn = next(i for i, m in enumerate(dialogue.messages) if m.role == "assistant")
-            part = dialogue.model_copy(update={"messages": dialogue.messages[:turn]})
-            ids = renderer.prompt_ids(renderer.conversation(part))
-            if len(ids) + options.eval_max_new_tokens > max(options.max_seq_len, 512):
-                continue
-            prompts.append(ids)
-            references.append(dialogue.messages[turn].content)
-            contexts.append(dialogue.messages[turn - 1].content if turn else "(greeting)")
-            if len(prompts) >= options.eval_samples:
-                break
+        prompts, references, contexts = _reply_prompts(renderer, held, options)
         style: dict[str, float | None] = {"before": None, "after": None, "reference": None}
         replies: dict[str, list[str]] = {"before": [], "after": []}
         if prompts:
-            tokens = options.eval_max_new_tokens
-            with model.disable_adapter():
-                replies["before"] = generate(model, tokenizer, prompts, tokens, repetition_penalty)
-            replies["after"] = generate(model, tokenizer, prompts, tokens, repetition_penalty)
-            creator = [m.content for d in train for m in d.messages if m.role == "assistant"]
-            scorer = StyleScorer(creator, [references, replies["before"], replies["after"]])
-            style = {
-                "before": scorer.score(replies["before"]),
-                "after": scorer.score(replies["after"]),
-                "reference": scorer.score(references),
-            }
+            replies = _replies_before_after(
+                model, tokenizer, prompts, options.eval_max_new_tokens, repetition_penalty
+            )
+            style = _style_scores(train, references, replies)
         del model, base
         release_memory()
     samples = [

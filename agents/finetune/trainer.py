@@ -172,21 +172,10 @@ def _train(
     hooks: TrainingHooks,
     base_ref: str,
 ) -> TrainingStats | None:
-    from peft import LoraConfig, get_peft_model
     from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
 
-    model = base.model
-    model.config.use_cache = False
-    lora = LoraConfig(
-        r=options.lora_r,
-        lora_alpha=options.lora_alpha,
-        lora_dropout=options.lora_dropout,
-        target_modules=list(options.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
+    model = _with_lora(base.model, options)
     total = options.total_steps(len(train))
     resume = latest_checkpoint(checkpoints, prune=True)
     resumed_from = int(resume.name.removeprefix(CHECKPOINT_PREFIX)) if resume else 0
@@ -208,11 +197,40 @@ def _train(
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if hooks.should_stop():
         return None
-    steps_run = max(1, trainer.state.global_step - resumed_from)
+    stats = _training_stats(trainer.state, base, train, resumed_from, timing)
+    _save_adapter(model, out, base_ref, stats)
+    return stats
+
+
+def _with_lora(model: Any, options: FinetuneSettings) -> Any:
+    """The base model wrapped with fresh LoRA layers, the only weights that will train."""
+    from peft import LoraConfig, get_peft_model
+
+    model.config.use_cache = False
+    lora = LoraConfig(
+        r=options.lora_r,
+        lora_alpha=options.lora_alpha,
+        lora_dropout=options.lora_dropout,
+        target_modules=list(options.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def _training_stats(
+    state: Any,
+    base: LoadedBase,
+    train: Sequence[Sample],
+    resumed_from: int,
+    timing: dict[str, float],
+) -> TrainingStats:
+    """What the finished run cost and reached; time counts from this attempt's start."""
+    steps_run = max(1, state.global_step - resumed_from)
     seconds = time.perf_counter() - timing.get("start", time.perf_counter())
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    stats = TrainingStats(
-        steps=trainer.state.global_step,
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    return TrainingStats(
+        steps=state.global_step,
         seconds=round(seconds, 2),
         seconds_per_step=round(seconds / steps_run, 3),
         resumed_from_step=resumed_from,
@@ -222,8 +240,6 @@ def _train(
         peak_rss_mb=peak_rss_mb(),
         train_tokens=sum(len(s.input_ids) for s in train),
     )
-    _save_adapter(model, out, base_ref, stats)
-    return stats
 
 
 def _relay(hooks: TrainingHooks, total: int, resumed_from: int, timing: dict[str, float]) -> Any:

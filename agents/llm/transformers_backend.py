@@ -14,7 +14,7 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,9 +236,6 @@ class TransformersBackend:
     def _stream_locked(
         self, messages: list[ChatMessage], params: GenerationSettings, result: StreamResult
     ) -> Iterator[str]:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
         inputs = self._encode_prompt(messages)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         room = self.context_window - prompt_tokens
@@ -257,8 +254,41 @@ class TransformersBackend:
             0,
             "stop",
         )
-
         cancel = threading.Event()
+        streamer, thread, outcome = self._start_generation(
+            inputs, config, params.seed, prompt_tokens, cancel
+        )
+        cutter = _StopCutter(params.stop)
+        try:
+            stopped = yield from _stream_text(streamer, cutter, cancel, outcome)
+        finally:
+            cancel.set()  # also reached when the consumer stops iterating early
+            thread.join()
+        if "error" in outcome:
+            exc = outcome["error"]
+            raise BackendError(f"generation failed in {self.model_name}: {exc}") from exc
+        ids: list[int] = outcome.get("ids", [])
+        result.completion_tokens = len(ids)
+        eos = config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos])
+        hit_length = len(ids) >= max_new and not (ids and ids[-1] in eos_ids)
+        result.finish_reason = "length" if hit_length and not stopped else "stop"
+
+    def _start_generation(
+        self,
+        inputs: dict[str, Any],
+        config: Any,
+        seed: int | None,
+        prompt_tokens: int,
+        cancel: threading.Event,
+    ) -> tuple[Any, threading.Thread, dict[str, Any]]:
+        """Run ``generate`` on its own thread; its text streams out of the returned streamer.
+
+        Setting ``cancel`` stops it at the next token. The outcome dict receives the new token
+        ids (``"ids"``) or the exception it raised (``"error"``).
+        """
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         class _Cancelled(StoppingCriteria):
             def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> Any:
@@ -274,8 +304,8 @@ class TransformersBackend:
 
         def work() -> None:
             try:
-                if params.seed is not None:
-                    torch.manual_seed(params.seed)
+                if seed is not None:
+                    torch.manual_seed(seed)
                 output = self._model.generate(
                     **inputs,
                     generation_config=config,
@@ -289,31 +319,25 @@ class TransformersBackend:
 
         thread = threading.Thread(target=work, name="llm-generate", daemon=True)
         thread.start()
-        cutter = _StopCutter(params.stop)
-        stopped = False
-        try:
-            for delta in streamer:
-                if "error" in outcome:
-                    break
-                text, stopped = cutter.feed(delta)
-                if text:
-                    yield text
-                if stopped:
-                    cancel.set()
-                    break
-            if not stopped and "error" not in outcome:
-                tail = cutter.flush()
-                if tail:
-                    yield tail
-        finally:
-            cancel.set()  # also reached when the consumer stops iterating early
-            thread.join()
+        return streamer, thread, outcome
+
+
+def _stream_text(
+    streamer: Any, cutter: _StopCutter, cancel: threading.Event, outcome: dict[str, Any]
+) -> Generator[str, None, bool]:
+    """The streamed text cut at the first stop string; returns whether a stop string cut it."""
+    stopped = False
+    for delta in streamer:
         if "error" in outcome:
-            exc = outcome["error"]
-            raise BackendError(f"generation failed in {self.model_name}: {exc}") from exc
-        ids: list[int] = outcome.get("ids", [])
-        result.completion_tokens = len(ids)
-        eos = config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos])
-        hit_length = len(ids) >= max_new and not (ids and ids[-1] in eos_ids)
-        result.finish_reason = "length" if hit_length and not stopped else "stop"
+            break
+        text, stopped = cutter.feed(delta)
+        if text:
+            yield text
+        if stopped:
+            cancel.set()
+            break
+    if not stopped and "error" not in outcome:
+        tail = cutter.flush()
+        if tail:
+            yield tail
+    return stopped
