@@ -15,6 +15,7 @@ from container import Services
 from core.jobs import JobView
 from core.principal import SYSTEM
 from tests.ui.test_studio_browser import _pick
+from tests.waiting import wait_until
 from ui.jobs.handlers import job_choices
 from ui.jobs.widget import render_job
 
@@ -28,9 +29,15 @@ def test_the_jobs_tab_shows_progress_and_cancels_a_running_job(
     log = tmp_path / "steps.log"
     job = services.jobs.submit(
         "test.steps",
-        {"log": str(log), "n": 30, "seconds": 0.3},
+        {"log": str(log), "n": 100, "seconds": 0.3},
         target_type="agent",
         target_id="a1",
+    )
+    # The picker's labels carry the status the page saw when it loaded: load it once the
+    # job runs, so the label below is the one on the page.
+    wait_until(
+        lambda: services.jobs.get(job.id, principal=SYSTEM).status == "running",
+        message="the job to start running",
     )
     page.goto(f"{live_server}/ui/")
     page.get_by_role("tab", name="Jobs").click()
@@ -43,7 +50,7 @@ def test_the_jobs_tab_shows_progress_and_cancels_a_running_job(
     progress = bar.locator("progress")
     first = int(progress.get_attribute("value") or 0)
     expect(progress).not_to_have_attribute("value", str(first))  # the bar moves by itself
-    assert progress.get_attribute("max") == "30"
+    assert progress.get_attribute("max") == "100"
 
     page.locator("#jobs-selected-cancel").click()
     expect(bar).to_have_attribute("data-status", "cancelled")
