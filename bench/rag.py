@@ -464,15 +464,18 @@ def hit_texts(hit) -> list[str]:
 
 def ingest_long(svc, corpora: list[LongCorpus]) -> tuple[str, float, int]:
     knowledge = svc.knowledge
-    kb = knowledge.create_base("long").id
+    kb = knowledge.create_base("long", principal=SYSTEM).id
     started = time.perf_counter()
     jobs = [
-        knowledge.add_document(kb, name, doc.encode()).job
+        knowledge.add_document(kb, name, doc.encode(), principal=SYSTEM).job
         for corpus in corpora
         for name, doc in corpus.documents.items()
     ]
     for job in jobs:
-        assert job is not None and svc.jobs.wait(job.id, timeout=3600).status == "succeeded"
+        assert (
+            job is not None
+            and svc.jobs.wait(job.id, timeout=3600, principal=SYSTEM).status == "succeeded"
+        )
     seconds = time.perf_counter() - started
     chunks = sum(d.chunk_count for d in knowledge.list_documents(kb))
     return kb, seconds, chunks
@@ -509,14 +512,17 @@ def long_documents(args: argparse.Namespace, work: Path) -> dict:
 # ----- one change at a time -------------------------------------------------------------------
 def _ingest_paragraphs(svc, paragraphs: list[str]) -> tuple[str, list[str]]:
     knowledge = svc.knowledge
-    kb = knowledge.create_base("squad").id
+    kb = knowledge.create_base("squad", principal=SYSTEM).id
     names = [f"p{i:04d}.txt" for i in range(len(paragraphs))]
     jobs = [
-        knowledge.add_document(kb, n, p.encode()).job
+        knowledge.add_document(kb, n, p.encode(), principal=SYSTEM).job
         for n, p in zip(names, paragraphs, strict=True)
     ]
     for job in jobs:
-        assert job is not None and svc.jobs.wait(job.id, timeout=3600).status == "succeeded"
+        assert (
+            job is not None
+            and svc.jobs.wait(job.id, timeout=3600, principal=SYSTEM).status == "succeeded"
+        )
     return kb, names
 
 
