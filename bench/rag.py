@@ -105,29 +105,10 @@ def quality_and_ingest(args: argparse.Namespace, work: Path) -> dict:
     paragraphs, questions = load_squad(args.data)
     if args.questions:
         questions = random.Random(0).sample(questions, min(args.questions, len(questions)))
-    settings = Settings(
-        data_dir=work / "quality",
-        llm_preload=False,
-        jobs_poll_interval_s=0.05,
-        knowledge_chroma_url=args.chroma_url,
-    )
-    svc = build_services(settings)
+    svc = bench_services(work, "quality", args)
     knowledge = svc.knowledge
-    knowledge.embedder.embed_query("warm up")
-    kb = knowledge.create_base("squad", principal=SYSTEM).id
     names = [f"p{i:04d}.txt" for i in range(len(paragraphs))]
-    started = time.perf_counter()
-    jobs = [
-        knowledge.add_document(kb, n, p.encode(), principal=SYSTEM).job
-        for n, p in zip(names, paragraphs, strict=True)
-    ]
-    for job in jobs:
-        assert (
-            job is not None
-            and svc.jobs.wait(job.id, timeout=3600, principal=SYSTEM).status == "succeeded"
-        )
-    ingest_s = time.perf_counter() - started
-    chunks = sum(d.chunk_count for d in knowledge.list_documents(kb))
+    kb, ingest_s, chunks = ingest_documents(svc, "squad", dict(zip(names, paragraphs, strict=True)))
 
     store = knowledge.store
     anima_ranks, dense_ranks = [], []
@@ -462,14 +443,31 @@ def hit_texts(hit) -> list[str]:
     return [c.text for c in parts] if parts else [hit.chunk.text]
 
 
-def ingest_long(svc, corpora: list[LongCorpus]) -> tuple[str, float, int]:
+def bench_services(work: Path, name: str, args: argparse.Namespace, warm: bool = True):
+    """Services on a data folder of their own under ``work``; the embedder loaded if ``warm``."""
+    settings = Settings(
+        data_dir=work / name,
+        llm_preload=False,
+        jobs_poll_interval_s=0.05,
+        knowledge_chroma_url=args.chroma_url,
+    )
+    svc = build_services(settings)
+    if warm:
+        svc.knowledge.embedder.embed_query("warm up")
+    return svc
+
+
+def ingest_documents(svc, base: str, documents: dict[str, str]) -> tuple[str, float, int]:
+    """A new base holding ``documents`` (name -> text), every ingest job waited for.
+
+    Returns the base id, the seconds from the first upload to the last job's end, and chunks.
+    """
     knowledge = svc.knowledge
-    kb = knowledge.create_base("long", principal=SYSTEM).id
+    kb = knowledge.create_base(base, principal=SYSTEM).id
     started = time.perf_counter()
     jobs = [
-        knowledge.add_document(kb, name, doc.encode(), principal=SYSTEM).job
-        for corpus in corpora
-        for name, doc in corpus.documents.items()
+        knowledge.add_document(kb, name, text.encode(), principal=SYSTEM).job
+        for name, text in documents.items()
     ]
     for job in jobs:
         assert (
@@ -481,16 +479,13 @@ def ingest_long(svc, corpora: list[LongCorpus]) -> tuple[str, float, int]:
     return kb, seconds, chunks
 
 
+def ingest_long(svc, corpora: list[LongCorpus]) -> tuple[str, float, int]:
+    return ingest_documents(svc, "long", {n: d for c in corpora for n, d in c.documents.items()})
+
+
 def long_documents(args: argparse.Namespace, work: Path) -> dict:
     corpora = [squad_long(args.data), reference_long()]
-    settings = Settings(
-        data_dir=work / "long",
-        llm_preload=False,
-        jobs_poll_interval_s=0.05,
-        knowledge_chroma_url=args.chroma_url,
-    )
-    svc = build_services(settings)
-    svc.knowledge.embedder.embed_query("warm up")
+    svc = bench_services(work, "long", args)
     kb, seconds, chunks = ingest_long(svc, corpora)
     peers = peers_default(corpora, svc.knowledge.embedder, work)
     out = {"ingest_s": seconds, "chunks": chunks, "corpora": []}
@@ -511,18 +506,8 @@ def long_documents(args: argparse.Namespace, work: Path) -> dict:
 
 # ----- one change at a time -------------------------------------------------------------------
 def _ingest_paragraphs(svc, paragraphs: list[str]) -> tuple[str, list[str]]:
-    knowledge = svc.knowledge
-    kb = knowledge.create_base("squad", principal=SYSTEM).id
     names = [f"p{i:04d}.txt" for i in range(len(paragraphs))]
-    jobs = [
-        knowledge.add_document(kb, n, p.encode(), principal=SYSTEM).job
-        for n, p in zip(names, paragraphs, strict=True)
-    ]
-    for job in jobs:
-        assert (
-            job is not None
-            and svc.jobs.wait(job.id, timeout=3600, principal=SYSTEM).status == "succeeded"
-        )
+    kb, _, _ = ingest_documents(svc, "squad", dict(zip(names, paragraphs, strict=True)))
     return kb, names
 
 
@@ -577,14 +562,7 @@ def ablation(args: argparse.Namespace, work: Path) -> list[tuple[str, list[dict]
         steps = steps[-2:]
     out = []
     bases: dict[tuple[bool, bool], tuple] = {}
-    settings = Settings(
-        data_dir=work / "ablation",
-        llm_preload=False,
-        jobs_poll_interval_s=0.05,
-        knowledge_chroma_url=args.chroma_url,
-    )
-    svc = build_services(settings)
-    svc.knowledge.embedder.embed_query("warm up")
+    svc = bench_services(work, "ablation", args)
     try:
         if not args.ablation_context:
             peers = peers_default(corpora, svc.knowledge.embedder, work)
@@ -630,13 +608,7 @@ def tune(args: argparse.Namespace, work: Path) -> None:
     from knowledge.retrieval import rrf
 
     paragraphs, questions = load_squad(args.data)
-    settings = Settings(
-        data_dir=work / "tune",
-        llm_preload=False,
-        jobs_poll_interval_s=0.05,
-        knowledge_chroma_url=args.chroma_url,
-    )
-    svc = build_services(settings)
+    svc = bench_services(work, "tune", args, warm=False)
     knowledge = svc.knowledge
     kb, names = _ingest_paragraphs(svc, paragraphs)
     lists = []
@@ -649,7 +621,7 @@ def tune(args: argparse.Namespace, work: Path) -> None:
     with svc.db.session() as session:
         rows = session.scalars(select(IndexVersionRecord).where(IndexVersionRecord.kb_id == kb))
         file_of = {v.id: v.filename for v in rows}
-    rrf_k = settings.knowledge.rrf_k
+    rrf_k = svc.settings.knowledge.rrf_k
     svc.close()
     print(f"\n{'dense':>6}{'keyword':>8}{'sentence':>9}{'R@1':>7}{'R@5':>7}{'MRR':>7}")
     for wk in (0.5, 0.75, 1.0, 1.5):
