@@ -22,6 +22,12 @@ class Principal:
     # The session's id (the hash of its cookie), so sign-out and the local-wallet signer can
     # find it; never the cookie value itself.
     session_id: str | None = None
+    # The API key a request came with (its row id, never the key), so limits, usage and
+    # scheduling can be kept per key; ``None`` for sessions and anonymous callers.
+    key_id: str | None = None
+    # A browser's anonymous identity (from a signed cookie), so visitors who never sign in
+    # still own their conversations; ``None`` when signed in or when the caller has none.
+    visitor_id: str | None = None
 
     @property
     def is_system(self) -> bool:
