@@ -44,6 +44,7 @@ from agents.conversations import (
 )
 from agents.grounding import Grounder, Grounding, Source
 from agents.llm.base import LLMBackend, StreamResult
+from agents.llm.options import with_options
 from agents.llm.pool import LLMPool
 from agents.lorebook import scan_depth_needed
 from agents.prompt import build_prompt, greetings
@@ -82,6 +83,11 @@ class ReplyStream:
         self.usage = Usage()
         self.text = ""
         self.sources: list[Source] = []  # the knowledge this reply was grounded on
+
+    @property
+    def result(self) -> StreamResult:
+        """What the backend reports while it streams (log-probabilities) and when done."""
+        return self._result
 
     def __iter__(self) -> Iterator[str]:
         parts: list[str] = []
@@ -278,8 +284,13 @@ class ChatService:
         messages: list[ChatMessage],
         generation: dict[str, Any] | None = None,
         user_name: str = "User",
+        options: dict[str, Any] | None = None,
     ) -> ReplyStream:
-        """A stateless reply to a client-held history (the OpenAI-compatible path)."""
+        """A stateless reply to a client-held history (the OpenAI-compatible path).
+
+        ``options`` are one request's (``agents.llm.options``): refused with a 400 naming
+        the parameter where the agent's backend cannot honour them.
+        """
         for number, message in enumerate(messages, start=1):
             if len(message.content) > MAX_MESSAGE_CHARS:
                 raise ValidationError(
@@ -292,6 +303,8 @@ class ChatService:
             raise ValidationError("messages must end with a user message")
         params = self._params(agent, generation)
         backend = self.llm.get(agent.model, agent.adapter)
+        if options:
+            params = with_options(params, options, backend)
         grounding = self._ground(agent_id, history)
         return self._stream(
             backend, card.data, history, params, user_name, extra, lambda _: None, grounding

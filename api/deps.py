@@ -73,6 +73,8 @@ PUBLIC_ROUTES: dict[str, str] = {
     "GET /v1/models": "the agents as OpenAI models (agents are public)",
     "GET /v1/models/{model_id}": "one agent as an OpenAI model (agents are public)",
     "POST /v1/chat/completions": "the client holds the history; nothing is stored",
+    "POST /v1/completions": "the client's prompt continued; nothing is stored",
+    "POST /v1/embeddings": "vectors of the client's texts; nothing is stored",
     "POST /v1/audio/speech": "speech from text; nothing is stored",
     "POST /v1/audio/transcriptions": "text from speech; nothing is stored",
     "POST /api/voice/check": "checks an uploaded sample; nothing is stored",

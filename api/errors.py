@@ -20,8 +20,11 @@ from core.errors import AnimaError, ServingError
 log = logging.getLogger(__name__)
 
 
-def error_body(message: str, kind: str, status: int) -> dict[str, object]:
-    return {"error": {"message": message, "type": kind, "code": status}}
+def error_body(message: str, kind: str, status: int, param: str | None = None) -> dict[str, object]:
+    body: dict[str, object] = {"message": message, "type": kind, "code": status}
+    if param is not None:  # the request parameter at fault, as OpenAI names it
+        body["param"] = param
+    return {"error": body}
 
 
 def retry_after_header(exc: Exception) -> dict[str, str] | None:
@@ -39,6 +42,7 @@ class ErrorDetail(BaseModel):
     message: str
     type: str
     code: int
+    param: str | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -82,7 +86,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AnimaError)
     async def _anima_error(_request: Request, exc: AnimaError) -> JSONResponse:
         return JSONResponse(
-            error_body(exc.message, type(exc).__name__, exc.status),
+            error_body(exc.message, type(exc).__name__, exc.status, getattr(exc, "param", None)),
             status_code=exc.status,
             headers=retry_after_header(exc),
         )

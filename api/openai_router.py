@@ -1,33 +1,22 @@
-"""OpenAI-compatible ``/v1``: each agent is a model; persona and lorebook apply server-side."""
+"""OpenAI-compatible ``/v1``: each agent is a model; persona and lorebook apply server-side.
+
+This module lists the models; chat (``api.openai_chat``), text completion and embeddings
+(``api.openai_completions``) live beside it, under the same prefix.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
-import uuid
-from collections.abc import AsyncIterator
-from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
-import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from agents.chat import ReplyStream
 from agents.service import AgentView
+from api import openai_chat, openai_completions
 from api.deps import services
-from api.errors import GUARD_ERRORS, error_body, error_responses
-from api.openai_models import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    Choice,
-    CompletionUsage,
-    ModelCard,
-    ModelList,
-    ResponseMessage,
-)
-from api.sse import collect_unless_disconnected, sse_event, sse_response
+from api.errors import GUARD_ERRORS, error_responses
+from api.openai_models import ModelCard, ModelList
 from container import Services
-from core.errors import AnimaError
 
 log = logging.getLogger(__name__)
 router = APIRouter(
@@ -55,84 +44,6 @@ def get_model(svc: Svc, model_id: str) -> ModelCard:
     return _model_card(svc.agents.get_agent(model_id))
 
 
-@router.post(
-    "/chat/completions",
-    response_model=ChatCompletion,
-    responses={200: {"content": {"text/event-stream": {}}}},
-)
-async def chat_completions(svc: Svc, body: ChatCompletionRequest, request: Request) -> Any:
-    """Chat with agent ``model``; the client holds the history (nothing is stored).
-
-    Async so that a request waiting for the model holds no thread; 429 (queue full) and 503
-    (model loading) come back before any response starts, with ``Retry-After``.
-    """
-    messages = [m for m in (msg.to_chat() for msg in body.messages) if m is not None]
-    start = partial(
-        svc.chat.complete,
-        body.model,
-        messages,
-        body.generation_overrides(),
-        user_name=body.user or "User",
-    )
-    reply = await anyio.to_thread.run_sync(start)
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return sse_response(_chunks(reply, completion_id, created, body.model, include_usage))
-    text = await collect_unless_disconnected(request, reply)
-    return ChatCompletion(
-        id=completion_id,
-        created=created,
-        model=body.model,
-        choices=[
-            Choice(message=ResponseMessage(content=text), finish_reason=reply.usage.finish_reason)
-        ],
-        usage=_usage(reply),
-        sources=reply.sources,
-    )
-
-
-def _usage(reply: ReplyStream) -> CompletionUsage:
-    return CompletionUsage(**reply.usage.model_dump(exclude={"finish_reason"}))
-
-
-async def _chunks(
-    reply: ReplyStream, completion_id: str, created: int, model: str, include_usage: bool
-) -> AsyncIterator[str]:
-    base = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-    }
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            **base,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-        if include_usage:
-            body["usage"] = None
-        return body
-
-    first = chunk({"role": "assistant", "content": ""})
-    if reply.sources:  # known before the first token: clients can show them while it streams
-        first["sources"] = [s.model_dump(mode="json") for s in reply.sources]
-    yield sse_event(first)
-    try:
-        async for delta in reply:
-            yield sse_event(chunk({"content": delta}))
-    except AnimaError as exc:
-        yield sse_event(error_body(exc.message, type(exc).__name__, exc.status))
-        yield sse_event("[DONE]")
-        return
-    except Exception:  # a bug: still end the stream the way OpenAI clients expect
-        log.exception("completion failed")
-        yield sse_event(error_body("internal error while writing the reply", "server_error", 500))
-        yield sse_event("[DONE]")
-        return
-    yield sse_event(chunk({}, reply.usage.finish_reason))
-    if include_usage:
-        yield sse_event({**base, "choices": [], "usage": _usage(reply).model_dump()})
-    yield sse_event("[DONE]")
+# The generation routes, one module per responsibility, under the same ``/v1`` prefix.
+router.include_router(openai_chat.router)
+router.include_router(openai_completions.router)

@@ -8,8 +8,8 @@ later faster engines), never in what callers see.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from agents.schema import ChatMessage, GenerationSettings
 
@@ -31,6 +31,9 @@ class StreamResult:
     finish_reason: str = "stop"
     cached_tokens: int = 0  # prompt tokens served from a prefix cache (where the engine says)
     model: str | None = None  # the model the server says answered (remote backends)
+    # One entry per generated token when log-probabilities were asked for, in the OpenAI chat
+    # shape (``token``, ``logprob``, ``bytes``, ``top_logprobs``); appended while streaming.
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @runtime_checkable

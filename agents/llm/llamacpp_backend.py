@@ -71,6 +71,13 @@ class LlamaCppBackend:
         return self._ready and self.engine.is_loaded
 
     @property
+    def request_options(self) -> frozenset[str]:
+        """The per-request options honoured (``agents.llm.options``): the engine's all."""
+        if self.fallback is not None:
+            return frozenset(self.fallback.request_options)
+        return frozenset(self.engine.request_options)
+
+    @property
     def engine_name(self) -> str:
         return "transformers" if self.fallback is not None else "llamacpp"
 

@@ -48,6 +48,7 @@ from agents.llm.base import StreamResult
 from agents.llm.engine_source import EngineModel, adapter_gguf, resolve_engine_model
 from agents.llm.gguf_convert import UnsupportedByEngine
 from agents.llm.model_source import display_name
+from agents.llm.options import ALL_OPTIONS, wants
 from agents.llm.stop_cutter import StopCutter
 from agents.schema import ChatMessage, GenerationSettings
 from core.errors import BackendError
@@ -314,6 +315,15 @@ class LlamaCppEngine:
             if gen.retired and gen.users == 0:
                 gen.server = None  # frees the old server (its loop thread ends)
 
+    # Every per-request option (``agents.llm.options``): llama.cpp's server does them all.
+    request_options = ALL_OPTIONS - {"response_format"}
+
+    def encode_text(self, text: str) -> list[int]:
+        """A raw prompt (text completion): the text's tokens, no chat template."""
+        self.load()
+        with self._tokenizer_lock:
+            return list(self._tokenizer.encode(text))
+
     def generate(
         self,
         adapter_dir: Path | None,
@@ -321,7 +331,8 @@ class LlamaCppEngine:
         params: GenerationSettings,
         result: StreamResult,
     ) -> Iterator[str]:
-        prompt = self.encode_chat(messages)
+        raw = wants(params, "raw_prompt")
+        prompt = self.encode_text(raw) if raw is not None else self.encode_chat(messages)
         room = self.context_window - len(prompt)
         if room < 1:
             raise BackendError(
@@ -358,6 +369,7 @@ class LlamaCppEngine:
         }
         if params.seed is not None:
             body["seed"] = params.seed
+        body.update(_request_options(params))
         if key is not None and key not in gen.index:  # evicted between prepare and acquire
             self._release(gen, slot, ok=False)
             raise BackendError(f"adapter {adapter_dir} was unloaded; retry")
@@ -373,7 +385,7 @@ class LlamaCppEngine:
         max_new: int,
     ) -> Iterator[str]:
         chunks, cancel, thread = _start_request(gen.server, body)
-        outcome = _Outcome()
+        outcome = _Outcome(logprobs=result.logprobs if "n_probs" in body else None)
         ok = False
         try:
             yield from _stream_text(chunks, cancel, StopCutter(params.stop), outcome)
@@ -393,6 +405,7 @@ class _Outcome:
     finish: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
     pieces: int = 0
+    logprobs: list[dict[str, Any]] | None = None  # filled while streaming when asked for
 
     def record(self, result: StreamResult, max_new: int) -> None:
         result.completion_tokens = int(self.usage.get("completion_tokens") or self.pieces)
@@ -448,6 +461,8 @@ def _stream_text(
         outcome.usage = item.get("usage") or outcome.usage
         for choice in item.get("choices") or []:
             outcome.finish = choice.get("finish_reason") or outcome.finish
+            if outcome.logprobs is not None:  # before the text: a reader sees both together
+                outcome.logprobs.extend(_logprob_entries(choice.get("logprobs")))
             text = choice.get("text") or ""
             if not text:
                 continue
@@ -464,6 +479,46 @@ def _stream_text(
         tail = cutter.flush()
         if tail:
             yield tail
+
+
+def _request_options(params: GenerationSettings) -> dict[str, Any]:
+    """The llama.cpp request fields for a request's options (``RequestParams``)."""
+    body: dict[str, Any] = {}
+    for name in ("presence_penalty", "frequency_penalty"):
+        if value := wants(params, name):
+            body[name] = value
+    if bias := wants(params, "logit_bias"):
+        # OpenAI's -100 means "never": llama.cpp's ``false`` bans the token outright.
+        body["logit_bias"] = [[tok, False if b <= -100 else b] for tok, b in bias.items()]
+    if wants(params, "logprobs"):
+        body["n_probs"] = max(1, wants(params, "top_logprobs") or 0)
+    if grammar := wants(params, "grammar"):
+        body["grammar"] = grammar
+    return body
+
+
+def _logprob_entries(logprobs: Any) -> list[dict[str, Any]]:
+    """llama.cpp's per-token entries in the OpenAI chat shape (its ids dropped)."""
+    if not isinstance(logprobs, dict):
+        return []
+    out = []
+    for entry in logprobs.get("content") or []:
+        out.append(
+            {
+                "token": entry.get("token", ""),
+                "logprob": float(entry.get("logprob", 0.0)),
+                "bytes": entry.get("bytes"),
+                "top_logprobs": [
+                    {
+                        "token": t.get("token", ""),
+                        "logprob": float(t.get("logprob", 0.0)),
+                        "bytes": t.get("bytes"),
+                    }
+                    for t in entry.get("top_logprobs") or []
+                ],
+            }
+        )
+    return out
 
 
 def _error_of(chunk: Any) -> str | None:

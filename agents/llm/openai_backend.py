@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from agents.llm.base import Completion, StreamResult, complete_from_stream
+from agents.llm.options import wants
 from agents.schema import ChatMessage, GenerationSettings
 from core.errors import BackendError
 from core.settings import Settings
@@ -28,6 +29,12 @@ MAX_SERVER_STOPS = 4  # what the OpenAI API accepts in ``stop``
 
 class OpenAICompatBackend:
     """``LLMBackend`` over ``POST {base_url}/chat/completions`` with ``stream: true`` (SSE)."""
+
+    # Per-request options passed on to the server as OpenAI fields (``agents.llm.options``).
+    # A grammar in llguidance syntax, tools and raw prompts are not: those are refused (400).
+    request_options: frozenset[str] = frozenset(
+        {"presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "response_format"}
+    )
 
     def __init__(
         self, settings: Settings, client: httpx.Client | None = None, adapter: str | None = None
@@ -95,6 +102,14 @@ class OpenAICompatBackend:
         if params.stop:
             # The OpenAI API accepts at most four; the rest are cut here (see ``stream``).
             body["stop"] = params.stop[:MAX_SERVER_STOPS]
+        for name in ("presence_penalty", "frequency_penalty", "response_format"):
+            if value := wants(params, name):
+                body[name] = value
+        if bias := wants(params, "logit_bias"):
+            body["logit_bias"] = {str(token): value for token, value in bias.items()}
+        if wants(params, "logprobs"):
+            body["logprobs"] = True
+            body["top_logprobs"] = wants(params, "top_logprobs") or 0
         return body
 
     def stream(
@@ -142,6 +157,9 @@ class OpenAICompatBackend:
                     result.model = chunk.get("model") or result.model
                     for choice in chunk.get("choices") or []:
                         finish = choice.get("finish_reason") or finish
+                        logprobs = (choice.get("logprobs") or {}).get("content")
+                        if logprobs and wants(params, "logprobs"):
+                            result.logprobs.extend(logprobs)
                         text = (choice.get("delta") or {}).get("content")
                         if text:
                             emitted.append(text)

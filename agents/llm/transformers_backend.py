@@ -67,6 +67,12 @@ class TransformersBackend:
     (what Anima's fine-tuning produces).
     """
 
+    # Per-request options (``agents.llm.options``): none. ``generate`` has no presence or
+    # frequency penalty, no grammar; requests that ask for them get a 400 naming them. ``seed``
+    # (a generation setting) is honoured: one sequence at a time runs here, so
+    # ``torch.manual_seed`` before it makes it reproducible.
+    request_options: frozenset[str] = frozenset()
+
     def __init__(self, settings: Settings, adapter_path: str | None = None) -> None:
         self.settings = settings
         self.adapter_path = adapter_path
