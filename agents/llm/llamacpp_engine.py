@@ -369,6 +369,9 @@ class LlamaCppEngine:
         }
         if params.seed is not None:
             body["seed"] = params.seed
+            # A cached prefix changes how the prompt is batched, and so the logits in their
+            # last bits: enough for a sample to drift. Seeded requests compute it whole.
+            body["cache_prompt"] = False
         body.update(_request_options(params))
         if key is not None and key not in gen.index:  # evicted between prepare and acquire
             self._release(gen, slot, ok=False)

@@ -1,0 +1,383 @@
+"""OpenAI parity on ``/v1`` with the ``openai`` package (sync, async, streaming) and LangChain,
+on the bundled model served by the llama.cpp engine."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from typing import Any
+
+import httpx
+import jsonschema
+import openai
+import pytest
+from pydantic import BaseModel
+
+from container import Services
+from core.principal import SYSTEM
+
+pytestmark = pytest.mark.model
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def _client(base: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture
+def agent(services: Services) -> str:
+    return services.agents.create_agent(
+        {"name": "Bram", "description": "A grumpy baker."}, principal=SYSTEM
+    ).id
+
+
+def test_n_choices_plain_and_streamed(live_server: str, agent: str) -> None:
+    client = _client(live_server)
+    whole = client.chat.completions.create(
+        model=agent, messages=ASK, n=3, max_tokens=4, temperature=1.0, seed=1
+    )
+    assert [c.index for c in whole.choices] == [0, 1, 2]
+    assert all(c.message.content for c in whole.choices)
+    assert 3 <= whole.usage.completion_tokens <= 12  # the choices' tokens, summed
+    texts: dict[int, str] = {}
+    finishes: dict[int, str] = {}
+    usage = None
+    for chunk in client.chat.completions.create(
+        model=agent,
+        messages=ASK,
+        n=3,
+        max_tokens=4,
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
+        if chunk.usage is not None:
+            assert chunk.choices == []  # the usage chunk comes last, with no choices
+            usage = chunk.usage
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason:
+                finishes[choice.index] = choice.finish_reason
+    assert set(texts) == {0, 1, 2} and set(finishes) == {0, 1, 2}
+    assert usage is not None and 3 <= usage.completion_tokens <= 12
+
+
+def test_seed_reproduces_the_sample(live_server: str, agent: str) -> None:
+    client = _client(live_server)
+
+    def sample(seed: int) -> str:
+        reply = client.chat.completions.create(
+            model=agent, messages=ASK, max_tokens=12, temperature=1.5, seed=seed
+        )
+        return reply.choices[0].message.content or ""
+
+    first = sample(7)
+    assert first and sample(7) == first
+    assert len({first, sample(8), sample(9)}) > 1  # the seed is what made them equal
+
+
+def test_logprobs_plain_and_streamed(live_server: str, agent: str) -> None:
+    client = _client(live_server)
+    reply = client.chat.completions.create(
+        model=agent, messages=ASK, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3
+    )
+    content = reply.choices[0].logprobs.content
+    assert content and len(content) <= 5
+    for entry in content:
+        assert entry.logprob <= 0 and entry.bytes
+        assert len(entry.top_logprobs) == 3
+        assert all(t.logprob <= 0 for t in entry.top_logprobs)
+        # Greedy: the chosen token is the likeliest one.
+        assert entry.logprob == pytest.approx(entry.top_logprobs[0].logprob)
+    assert "".join(e.token for e in content).strip() in reply.choices[0].message.content.strip()
+
+    streamed = []
+    for chunk in client.chat.completions.create(
+        model=agent, messages=ASK, max_tokens=5, temperature=0, logprobs=True, stream=True
+    ):
+        for choice in chunk.choices:
+            if choice.logprobs and choice.logprobs.content:
+                streamed.extend(choice.logprobs.content)
+    assert [e.token for e in streamed] == [e.token for e in content]
+    assert all(e.top_logprobs == [] for e in streamed)  # top_logprobs not asked for
+
+
+def test_logit_bias_and_penalties_change_the_output(
+    live_server: str, agent: str, services: Services
+) -> None:
+    client = _client(live_server)
+    plain = client.chat.completions.create(
+        model=agent, messages=ASK, max_tokens=30, temperature=0, logprobs=True
+    )
+    first = plain.choices[0].logprobs.content[0].token
+    engine = services.llm.get().backend.engine
+    ids = engine._tokenizer.encode(first, add_special_tokens=False)
+    assert len(ids) == 1
+    banned = client.chat.completions.create(
+        model=agent,
+        messages=ASK,
+        max_tokens=3,
+        temperature=0,
+        logprobs=True,
+        logit_bias={str(ids[0]): -100},
+    )
+    assert banned.choices[0].logprobs.content[0].token != first
+    penalised = client.chat.completions.create(
+        model=agent,
+        messages=ASK,
+        max_tokens=30,
+        temperature=0,
+        presence_penalty=2.0,
+        frequency_penalty=2.0,
+    )
+    assert penalised.choices[0].message.content != plain.choices[0].message.content
+
+
+class Loaf(BaseModel):
+    name: str
+    grams: int
+
+
+LOAF_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 12},
+        "grams": {"type": "integer", "minimum": 100, "maximum": 999},
+    },
+    "required": ["name", "grams"],
+    "additionalProperties": False,
+}
+
+
+def test_json_object_and_json_schema(live_server: str, agent: str) -> None:
+    client = _client(live_server)
+    ask = [{"role": "user", "content": "Describe your best loaf as JSON."}]
+    obj = client.chat.completions.create(
+        model=agent,
+        messages=ask,
+        max_tokens=60,
+        temperature=0,
+        response_format={"type": "json_object"},
+        # A tiny model would ramble on in an open object: keep it short by a stop-free cap
+        logit_bias=None,
+    )
+    text = obj.choices[0].message.content
+    if obj.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(text), dict)
+    else:  # cut by max_tokens: still a JSON object's beginning
+        assert text.lstrip().startswith("{")
+    for seed in (1, 2, 3):
+        reply = client.chat.completions.create(
+            model=agent,
+            messages=ask,
+            max_tokens=60,
+            temperature=1.0,
+            seed=seed,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "loaf", "schema": LOAF_SCHEMA, "strict": True},
+            },
+        )
+        assert reply.choices[0].finish_reason == "stop"
+        jsonschema.validate(json.loads(reply.choices[0].message.content), LOAF_SCHEMA)
+
+
+def test_parse_with_a_pydantic_model(live_server: str, agent: str) -> None:
+    client = _client(live_server)
+    parsed = client.chat.completions.parse(
+        model=agent,
+        messages=[{"role": "user", "content": "Name a loaf and its weight."}],
+        response_format=Loaf,
+        max_tokens=40,
+        temperature=0,
+    )
+    loaf = parsed.choices[0].message.parsed
+    assert isinstance(loaf, Loaf)
+
+
+def test_tool_call_round_trip(live_server: str, agent: str) -> None:
+    client = _client(live_server)
+    call = client.chat.completions.create(
+        model=agent, messages=ASK, tools=[WEATHER], tool_choice="required", max_tokens=40
+    )
+    choice = call.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    (tool_call,) = choice.message.tool_calls
+    assert tool_call.type == "function" and tool_call.id.startswith("call_")
+    assert tool_call.function.name == "get_weather"
+    arguments = json.loads(tool_call.function.arguments)
+    jsonschema.validate(arguments, WEATHER["function"]["parameters"])
+
+    history = [
+        *ASK,
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": tool_call.id, "content": "Sunny, 24 C"},
+    ]
+    final = client.chat.completions.create(
+        model=agent, messages=history, tools=[WEATHER], tool_choice="none", max_tokens=12
+    )
+    assert final.choices[0].finish_reason in {"stop", "length"}
+    assert final.choices[0].message.content and not final.choices[0].message.tool_calls
+    # The call and its result reached the prompt.
+    assert final.usage.prompt_tokens > call.usage.prompt_tokens
+
+
+def test_streamed_tool_call_deltas(live_server: str, agent: str) -> None:
+    client = _client(live_server)
+    heads: list[Any] = []
+    arguments: dict[int, str] = {}
+    finish = None
+    for chunk in client.chat.completions.create(
+        model=agent,
+        messages=ASK,
+        tools=[WEATHER],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=40,
+        stream=True,
+    ):
+        for choice in chunk.choices:
+            finish = choice.finish_reason or finish
+            for delta in choice.delta.tool_calls or []:
+                assert delta.index is not None
+                if delta.id is not None:
+                    heads.append(delta)
+                arguments[delta.index] = arguments.get(delta.index, "") + (
+                    delta.function.arguments or ""
+                )
+    assert finish == "tool_calls"
+    assert heads and all(h.type == "function" and h.function.name == "get_weather" for h in heads)
+    assert json.loads(arguments[0])["city"]
+
+
+async def test_async_client_with_tools_auto(live_server: str, agent: str) -> None:
+    client = openai.AsyncOpenAI(
+        base_url=f"{live_server}/v1", api_key="unused", max_retries=0, timeout=120
+    )
+    reply = await client.chat.completions.create(
+        model=agent, messages=ASK, tools=[WEATHER], max_tokens=30, temperature=0
+    )
+    choice = reply.choices[0]
+    # auto: text or a valid call, never a malformed one
+    if choice.finish_reason == "tool_calls":
+        assert json.loads(choice.message.tool_calls[0].function.arguments)["city"]
+    else:
+        assert choice.message.content and not choice.message.content.startswith("{")
+    await client.close()
+
+
+def test_text_completion(live_server: str, agent: str) -> None:
+    client = _client(live_server)
+    reply = client.completions.create(
+        model=agent,
+        prompt=["Once upon a time", "The bread"],
+        max_tokens=5,
+        temperature=0,
+        logprobs=2,
+    )
+    assert [c.index for c in reply.choices] == [0, 1]
+    assert all(c.text for c in reply.choices)
+    logprobs = reply.choices[0].logprobs
+    assert logprobs.tokens and len(logprobs.tokens) == len(logprobs.token_logprobs)
+    assert all(len(t) == 2 for t in logprobs.top_logprobs)
+    assert "".join(logprobs.tokens) == reply.choices[0].text
+    pieces = [
+        c.choices[0].text
+        for c in client.completions.create(
+            model=agent, prompt="Once upon a time", max_tokens=5, temperature=0, stream=True
+        )
+        if c.choices
+    ]
+    assert "".join(pieces) == reply.choices[0].text
+
+
+def test_embeddings_are_the_knowledge_embedder(live_server: str, services: Services) -> None:
+    client = _client(live_server)
+    texts = ["fresh bread", "a stormy sea"]
+    expected = services.knowledge.embedder.embed_documents(texts)
+    got = client.embeddings.create(model="anything", input=texts)  # the package asks base64
+    assert [d.index for d in got.data] == [0, 1]
+    for item, vector in zip(got.data, expected, strict=True):
+        assert item.embedding == pytest.approx(vector, abs=1e-6)
+    raw = httpx.post(
+        f"{live_server}/v1/embeddings",
+        json={"input": "fresh bread", "encoding_format": "float"},
+        timeout=60,
+    ).json()
+    assert raw["data"][0]["embedding"] == pytest.approx(expected[0], abs=1e-6)
+    assert raw["usage"]["prompt_tokens"] > 0
+    packed = httpx.post(
+        f"{live_server}/v1/embeddings",
+        json={"input": "fresh bread", "encoding_format": "base64"},
+        timeout=60,
+    ).json()["data"][0]["embedding"]
+    decoded = struct.unpack(f"<{len(expected[0])}f", base64.b64decode(packed))
+    assert list(decoded) == pytest.approx(expected[0], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "reason"),
+    [
+        ({"tools": [{"type": "nope"}]}, "tools[0].type", "must be 'function'"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 5}}}]},
+            "tools[0].function.parameters",
+            "not a valid JSON schema",
+        ),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}},
+            "tool_choice.function.name",
+            "not in tools",
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "s", "schema": {"type": "strnig"}},
+                }
+            },
+            "response_format.json_schema.schema",
+            "not a valid JSON schema",
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "s", "schema": {"type": "string", "pattern": "(?=a)b"}},
+                }
+            },
+            "response_format.json_schema.schema",
+            "look-around",
+        ),
+        ({"response_format": {"type": "yaml"}}, "response_format.type", "json_schema"),
+        ({"logit_bias": {"bread": 5}}, "logit_bias", "not a token id"),
+        ({"top_logprobs": 2}, "top_logprobs", "needs logprobs"),
+        ({"functions": [{"name": "f"}]}, "functions", "not supported"),
+    ],
+)
+def test_bad_parameters_are_400_naming_them(
+    live_server: str, agent: str, extra: dict[str, Any], param: str, reason: str
+) -> None:
+    response = httpx.post(
+        f"{live_server}/v1/chat/completions",
+        json={"model": agent, "messages": ASK, "max_tokens": 2, **extra},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert reason in error["message"]
