@@ -38,7 +38,10 @@ def _check_schema(schema: Any, param: str) -> None:
 
 
 def json_rule(schema: dict[str, Any]) -> str:
-    return "%json " + json.dumps(schema, separators=(",", ":"))
+    """``schema`` as a grammar rule, in compact JSON: a small model given free whitespace
+    may spend its whole token budget on newlines inside the object."""
+    compact = {"x-guidance": {"whitespace_flexible": False}, **schema}
+    return "%json " + json.dumps(compact, separators=(",", ":"))
 
 
 def check_grammar(grammar: str, param: str) -> str:

@@ -3,6 +3,7 @@ on the bundled model served by the llama.cpp engine."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -14,6 +15,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from api.openai_models import OpenAIMessage, chat_messages
 from container import Services
 from core.principal import SYSTEM
 
@@ -136,15 +138,16 @@ def test_logit_bias_and_penalties_change_the_output(
         logit_bias={str(ids[0]): -100},
     )
     assert banned.choices[0].logprobs.content[0].token != first
-    penalised = client.chat.completions.create(
-        model=agent,
-        messages=ASK,
-        max_tokens=30,
-        temperature=0,
-        presence_penalty=2.0,
-        frequency_penalty=2.0,
-    )
-    assert penalised.choices[0].message.content != plain.choices[0].message.content
+
+    def sample(**penalties: float) -> str:
+        reply = client.chat.completions.create(
+            model=agent, messages=ASK, max_tokens=30, temperature=0.7, seed=3, **penalties
+        )
+        return reply.choices[0].message.content or ""
+
+    unpenalised = sample()
+    assert sample() == unpenalised  # the seed alone keeps it; the penalties change it
+    assert sample(presence_penalty=2.0, frequency_penalty=2.0) != unpenalised
 
 
 class Loaf(BaseModel):
@@ -212,7 +215,12 @@ def test_parse_with_a_pydantic_model(live_server: str, agent: str) -> None:
 def test_tool_call_round_trip(live_server: str, agent: str) -> None:
     client = _client(live_server)
     call = client.chat.completions.create(
-        model=agent, messages=ASK, tools=[WEATHER], tool_choice="required", max_tokens=40
+        model=agent,
+        messages=ASK,
+        tools=[WEATHER],
+        tool_choice="required",
+        parallel_tool_calls=False,  # one call, never a list
+        max_tokens=40,
     )
     choice = call.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -234,7 +242,36 @@ def test_tool_call_round_trip(live_server: str, agent: str) -> None:
     assert final.choices[0].finish_reason in {"stop", "length"}
     assert final.choices[0].message.content and not final.choices[0].message.tool_calls
     # The call and its result reached the prompt.
-    assert final.usage.prompt_tokens > call.usage.prompt_tokens
+    alone = client.chat.completions.create(
+        model=agent, messages=ASK, tools=[WEATHER], tool_choice="none", max_tokens=1
+    )
+    assert final.usage.prompt_tokens > alone.usage.prompt_tokens + 10
+
+
+def test_tool_history_reads_as_text() -> None:
+    history = chat_messages(
+        [
+            OpenAIMessage.model_validate(m)
+            for m in [
+                *ASK,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 24 C"},
+            ]
+        ]
+    )
+    assert [m.role for m in history] == ["user", "assistant", "user"]
+    assert json.loads(history[1].content) == {"name": "get_weather", "arguments": {"city": "Paris"}}
+    assert history[2].content == "Result of get_weather (call call_1): Sunny, 24 C"
 
 
 def test_streamed_tool_call_deltas(live_server: str, agent: str) -> None:
@@ -264,20 +301,22 @@ def test_streamed_tool_call_deltas(live_server: str, agent: str) -> None:
     assert json.loads(arguments[0])["city"]
 
 
-async def test_async_client_with_tools_auto(live_server: str, agent: str) -> None:
-    client = openai.AsyncOpenAI(
-        base_url=f"{live_server}/v1", api_key="unused", max_retries=0, timeout=120
-    )
-    reply = await client.chat.completions.create(
-        model=agent, messages=ASK, tools=[WEATHER], max_tokens=30, temperature=0
-    )
+def test_async_client_with_tools_auto(live_server: str, agent: str) -> None:
+    async def ask() -> Any:
+        async with openai.AsyncOpenAI(
+            base_url=f"{live_server}/v1", api_key="unused", max_retries=0, timeout=120
+        ) as client:
+            return await client.chat.completions.create(
+                model=agent, messages=ASK, tools=[WEATHER], max_tokens=30, temperature=0
+            )
+
+    reply = asyncio.run(ask())
     choice = reply.choices[0]
     # auto: text or a valid call, never a malformed one
     if choice.finish_reason == "tool_calls":
         assert json.loads(choice.message.tool_calls[0].function.arguments)["city"]
     else:
         assert choice.message.content and not choice.message.content.startswith("{")
-    await client.close()
 
 
 def test_text_completion(live_server: str, agent: str) -> None:
