@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import struct
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -420,3 +422,49 @@ def test_bad_parameters_are_400_naming_them(
     error = response.json()["error"]
     assert error["param"] == param
     assert reason in error["message"]
+
+
+def test_langchain_structured_output_and_tools(live_server: str, agent: str) -> None:
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(
+        base_url=f"{live_server}/v1", api_key="unused", model=agent, max_tokens=60, max_retries=0
+    )
+    loaf = llm.with_structured_output(Loaf).invoke("Name a loaf and its weight.")
+    assert isinstance(loaf, Loaf)
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    message = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("Weather in Paris?")
+    assert message.tool_calls and message.tool_calls[0]["name"] == "get_weather"
+    assert isinstance(message.tool_calls[0]["args"]["city"], str)
+
+
+# ----- the README's examples run as written --------------------------------------------------
+README = Path(__file__).resolve().parents[2] / "README.md"
+RUN = ["openai-basics", "openai-parse", "openai-tools", "langchain", "gradio-client"]
+
+
+def _readme_examples() -> dict[str, str]:
+    text = README.read_text(encoding="utf-8")
+    return {
+        name: code
+        for code, name in re.findall(r"```python\n(# example: ([\w-]+)\n.*?)```", text, re.S)
+    }
+
+
+def test_every_readme_example_is_run() -> None:
+    assert sorted(_readme_examples()) == sorted(RUN)
+
+
+@pytest.mark.parametrize("name", RUN)
+def test_readme_example_runs(
+    live_server: str, agent: str, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _readme_examples()[name].replace("http://127.0.0.1:7860", live_server)
+    exec(compile(code, f"README.md example {name}", "exec"), {"__name__": "readme_example"})
+    assert capsys.readouterr().out.strip()
