@@ -17,6 +17,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from agents.llm.options import ParameterError, with_options
+from agents.schema import GenerationSettings
 from api.openai_models import OpenAIMessage, chat_messages
 from container import Services
 from core.principal import SYSTEM
@@ -468,3 +470,65 @@ def test_readme_example_runs(
     code = _readme_examples()[name].replace("http://127.0.0.1:7860", live_server)
     exec(compile(code, f"README.md example {name}", "exec"), {"__name__": "readme_example"})
     assert capsys.readouterr().out.strip()
+
+
+# ----- what each backend cannot do is refused, never ignored ---------------------------------
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"presence_penalty": 1.0}, "presence_penalty"),
+        ({"frequency_penalty": 1.0}, "frequency_penalty"),
+        ({"logit_bias": {1: 2.0}}, "logit_bias"),
+        ({"logprobs": True}, "logprobs"),
+        ({"grammar": "%llguidance {}\nstart: /a/\n"}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"raw_prompt": "Once"}, "prompt"),
+    ],
+)
+def test_transformers_backend_refuses_what_it_cannot_do(
+    options: dict[str, Any], param: str
+) -> None:
+    from agents.llm.transformers_backend import TransformersBackend
+
+    class Transformers:  # what the request check reads of the real backend, without loading it
+        request_options = TransformersBackend.request_options
+        model_name = "transformers"
+
+    with pytest.raises(ParameterError) as refused:
+        with_options(GenerationSettings(), options, Transformers())
+    assert refused.value.param == param and refused.value.status == 400
+    # A seed is a generation setting it honours.
+    assert with_options(GenerationSettings(seed=3), {}, Transformers()).seed == 3
+
+
+def test_openai_backend_passes_on_what_the_server_takes(settings: Any) -> None:
+    from agents.llm.openai_backend import OpenAICompatBackend
+
+    backend = OpenAICompatBackend(settings)
+    schema = {"type": "json_schema", "json_schema": {"name": "loaf", "schema": LOAF_SCHEMA}}
+    request = with_options(
+        GenerationSettings(),
+        {
+            "presence_penalty": 0.5,
+            "frequency_penalty": 0.25,
+            "logit_bias": {42: -100.0},
+            "logprobs": True,
+            "top_logprobs": 2,
+            "response_format": schema,
+        },
+        backend,
+    )
+    body = backend.payload([], request)
+    assert body["presence_penalty"] == 0.5 and body["frequency_penalty"] == 0.25
+    assert body["logit_bias"] == {"42": -100.0}
+    assert body["logprobs"] is True and body["top_logprobs"] == 2
+    assert body["response_format"] == schema  # the server constrains it itself
+    assert "grammar" not in body
+    for options, param in [
+        ({"grammar": "%llguidance {}\nstart: /a/\n"}, "tools"),
+        ({"raw_prompt": "Once"}, "prompt"),
+    ]:
+        with pytest.raises(ParameterError) as refused:
+            with_options(GenerationSettings(), options, backend)
+        assert refused.value.param == param
+    backend.close()
