@@ -111,7 +111,8 @@ def plan(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolPlan | None
     if choice in ("auto", "required"):
         offered, forced = parsed, choice == "required"
     elif isinstance(choice, dict) and choice.get("type") == "function":
-        name = (choice.get("function") or {}).get("name")
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
         offered = [t for t in parsed if t.name == name]
         if not offered:
             raise ParameterError(

@@ -76,11 +76,16 @@ class _Seeds:
 
 
 @pytest.fixture
-def fuzz_app(tmp_path: Any) -> Iterator[tuple[Any, _Seeds]]:
+def fuzz_app(tmp_path: Any, embedder: Any) -> Iterator[tuple[Any, _Seeds]]:
     from app import create_app
 
     settings = Settings(data_dir=tmp_path / "data", llm_preload=False, allowed_hosts="*")
-    services = build_services(settings, llm=LLMPool(settings, default=_ScriptedModel()))
+    # The shared embedder, loaded now: ``/v1/embeddings`` loading it on its first fuzzed call
+    # would outlast the client's read timeout.
+    embedder.embed_query("warm")
+    services = build_services(
+        settings, llm=LLMPool(settings, default=_ScriptedModel()), embedder=embedder
+    )
     app = create_app(services=services)
     try:
         yield app, _Seeds(services)
