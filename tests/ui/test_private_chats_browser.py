@@ -8,6 +8,7 @@ model: the point is who sees what, not what the model says.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -15,12 +16,14 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
+from agents.chat import ConversationView
 from agents.llm.base import StreamResult
 from agents.records import ConversationRecord
 from agents.schema import ChatMessage, GenerationSettings
 from container import Services
 from core.visitor import VISITOR_COOKIE
 from tests.fake_backends import ScriptedBackend
+from ui.chat.handlers import conversation_label
 
 SCREENSHOTS = (Path("/tmp/privacy_ann.png"), Path("/tmp/privacy_bob.png"))
 
@@ -101,3 +104,13 @@ def test_two_browsers_never_see_each_others_chats(
     assert owners == {"Ann's secret plan": visitors[0], "Bob's secret plan": visitors[1]}
     for page in (ann, bob):
         page.context.close()
+
+
+def test_the_picker_marks_chats_from_before_owners_as_shared() -> None:
+    when = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    conv = ConversationView(
+        id="c1", agent_id="a1", title="Old", user_name="u", created_at=when, updated_at=when
+    )
+    assert conversation_label(conv) == "Old · 2026-12-01 09:30"
+    shared = conv.model_copy(update={"shared": True})
+    assert conversation_label(shared) == "Old · 2026-12-01 09:30 · shared"

@@ -27,7 +27,9 @@ Message = dict[str, Any]
 
 def conversation_label(conv: ConversationView) -> str:
     title = conv.title or "New chat"
-    return f"{title} · {conv.updated_at:%Y-%m-%d %H:%M}"
+    # Started before chats had owners: everyone sees it, and the picker says so.
+    shared = " · shared" if conv.shared else ""
+    return f"{title} · {conv.updated_at:%Y-%m-%d %H:%M}{shared}"
 
 
 def chat_messages(conv: ConversationView, sources: dict[str, str] | None = None) -> list[Message]:
