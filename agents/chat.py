@@ -38,10 +38,12 @@ from agents.conversations import (
     DELETED_MID_REPLY,
     ConversationView,
     MessageView,
+    add_version,
     conversation_row,
     conversation_view,
     insert_reply,
     message_view,
+    new_message,
     recent_history,
     take_positions,
     touch,
@@ -195,18 +197,8 @@ class ChatService:
         with self.db.session() as s:
             s.add(conv)
             if options:
-                first = options[greeting % len(options)]
-                others = [g for g in options if g != first]
-                s.add(
-                    MessageRecord(
-                        id=uuid.uuid4().hex,
-                        conversation_id=conv.id,
-                        position=0,
-                        role="assistant",
-                        content=first,
-                        alternatives=others,
-                    )
-                )
+                # Every greeting is a version of the first message (swipes), in card order.
+                s.add(new_message(conv.id, 0, "assistant", options, greeting % len(options)))
         return self.get_conversation(conv.id, principal=principal)
 
     def list_conversations(self, agent_id: str, *, principal: Principal) -> list[ConversationView]:
@@ -278,16 +270,7 @@ class ChatService:
             conv = self._row(s, conversation_id, principal, write=True)
             # Two slots at once: this message and, right after it, the reply to it.
             position = take_positions(s, conv.id, 2)
-            s.add(
-                MessageRecord(
-                    id=uuid.uuid4().hex,
-                    conversation_id=conv.id,
-                    position=position,
-                    role="user",
-                    content=content,
-                    alternatives=[],
-                )
-            )
+            s.add(new_message(conv.id, position, "user", [content]))
             if not conv.title:
                 conv.title = content[:60]
             agent_id = conv.agent_id
@@ -300,7 +283,7 @@ class ChatService:
         *,
         principal: Principal,
     ) -> ReplyStream:
-        """A new version of the last reply; the old one is kept in ``alternatives``."""
+        """A new version of the last reply, shown; the earlier ones stay as its versions."""
         with self.db.session() as s:
             conv = self._row(s, conversation_id, principal, write=True)
             last_two = s.scalars(
@@ -383,8 +366,7 @@ class ChatService:
                     if target is not None:
                         row = s.get(MessageRecord, target)
                         if row is not None:
-                            row.alternatives = [*row.alternatives, row.content]
-                            row.content = text
+                            add_version(row, text)
                             s.flush()
                             return message_view(row)
                         # Deleted meanwhile: store it as a new reply at the end.

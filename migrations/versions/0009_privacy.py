@@ -4,7 +4,7 @@ Both columns are nullable and old rows get neither: conversations started before
 recorded stay open to everyone (shown as shared) until someone claims one.
 
 Revision ID: 0009_privacy
-Revises: 0008
+Revises: 0009_chat
 Create Date: 2026-12-07 20:10:00
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_privacy"
-down_revision: str | Sequence[str] | None = "0008"
+down_revision: str | Sequence[str] | None = "0009_chat"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -222,7 +222,7 @@ def test_a_reply_reads_only_the_history_that_fits_the_context(
                     position=i,
                     role="user" if i % 2 == 0 else "assistant",
                     content=f"line {i}: the tide came in and the gulls argued about bread",
-                    alternatives=[],
+                    versions=[f"line {i}: the tide came in and the gulls argued about bread"],
                 )
             )
         s.get(ConversationRecord, conv).next_position = 2000
