@@ -51,19 +51,31 @@ class VisitorIds:
 def _load_or_create_key(path: Path) -> bytes:
     """The signing key, made once per install (readable by this user only).
 
-    Created with O_EXCL so that two processes starting together (the app and a job worker)
-    end up with the same key: the loser of the race reads the winner's.
+    Written whole to a temporary file and linked into place (a link never replaces a file), so
+    two processes starting together (the app and a job worker) end up with the same key and
+    neither can ever read a half-written one.
     """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_bytes()
+    for _ in range(3):
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            key = b""
         if len(key) >= 32:
             return key
-        # A key file cut short (a crash while writing it): replace it; old cookies lapse.
-        path.unlink(missing_ok=True)
-        return _load_or_create_key(path)
-    key = secrets.token_bytes(32)
-    with os.fdopen(fd, "wb") as out:
-        out.write(key)
-    return key
+        if key:  # damaged by hand or by a full disk: replace it; old cookies lapse
+            path.unlink(missing_ok=True)
+        fresh = secrets.token_bytes(32)
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(fresh)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(tmp, path)
+            return fresh
+        except FileExistsError:
+            continue  # another process made it first: read theirs
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise RuntimeError(f"could not create the visitor key {path}")
