@@ -70,9 +70,10 @@ def list_conversations(svc: Svc, agent_id: str) -> list[ConversationView]:
     status_code=status.HTTP_201_CREATED,
 )
 def create_conversation(
-    svc: Svc, agent_id: str, body: NewConversation | None = None
+    svc: Svc, agent_id: str, principal: Caller, body: NewConversation | None = None
 ) -> ConversationView:
     body = body or NewConversation()
+    svc.agents.require_visible(agent_id, principal=principal)  # 404: someone else's private
     return svc.chat.create_conversation(agent_id, body.user_name, body.greeting)
 
 
