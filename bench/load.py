@@ -283,7 +283,8 @@ async def _paced(
 async def _flood(
     base: str, agent: str, key: str, tokens: int, streams: int, stop: asyncio.Event
 ) -> dict[str, int]:
-    """``streams`` clients that each ask again as soon as a reply ends (after 1 s on a 429)."""
+    """``streams`` clients that each ask again as soon as a reply ends; refused (429), they
+    wait as the server's ``Retry-After`` says (at most 10 s), as the ``openai`` package does."""
     headers = {"Authorization": f"Bearer {key}"}
     counts = {"ok": 0, "429": 0, "failed": 0}
     limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=streams + 4)
@@ -297,8 +298,9 @@ async def _flood(
             counts[outcome.status] += 1
             i += 1
             if outcome.status != "ok":
+                pause = float(outcome.detail) if outcome.detail.isdigit() else 1.0
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                    await asyncio.wait_for(stop.wait(), timeout=min(10.0, max(1.0, pause)))
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(300), limits=limits) as client:
         workers = [asyncio.create_task(client_loop(client, w)) for w in range(streams)]
