@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from agents.llm.base import StreamResult
 from agents.llm.pool import LLMPool
+from agents.llm.scheduler import Lane, Scheduler, Ticket, tenant_of
 from agents.schema import ChatMessage, GenerationSettings
 from container import Services, build_services
 from core.principal import SYSTEM
@@ -34,10 +35,24 @@ class _Hello(ScriptedBackend):
         yield "Hello."
 
 
+class _RecordingScheduler(Scheduler):
+    """Remembers whose lane each request was queued in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tenants: list[str] = []
+
+    def submit(self, lane: Lane, work: Any, tenant: str | None = None) -> Ticket:
+        ticket = super().submit(lane, work, tenant)
+        self.tenants.append(ticket.tenant)
+        return ticket
+
+
 @pytest.fixture(scope="module")
 def vis_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     settings = fast_settings(tmp_path_factory.mktemp("visibility"), chain_mint_on_create=False)
-    svc = build_services(settings, llm=LLMPool(settings, default=_Hello()))
+    pool = LLMPool(settings, default=_Hello(), scheduler=_RecordingScheduler())
+    svc = build_services(settings, llm=pool)
     svc.chain.start(follow=False)
     yield svc
     svc.close()
@@ -207,3 +222,25 @@ def test_visibility_travels_with_the_exported_card(
     # Imported by nobody, a private card becomes unlisted: a private draft nobody could see.
     anonymous = vis_services.agents.import_card("card.json", exported.content, principal=SYSTEM)
     assert anonymous.owner_address is None and anonymous.visibility == "unlisted"
+
+
+def test_requests_wait_in_the_callers_own_lane(
+    vis_app: FastAPI, vis_services: Services, world: dict[str, Any]
+) -> None:
+    """The scheduler's tenant is the caller: by key, by session, or the shared anonymous lane,
+    on /v1 and when a stored conversation gets a reply."""
+    scheduler = vis_services.llm.scheduler
+    assert isinstance(scheduler, _RecordingScheduler)
+    public = world["ids"]["public"]
+    by_key = vis_services.auth.principal(api_key=world["key"])
+    olga = world["olga"]
+    key = {"Authorization": f"Bearer {world['key']}"}
+    assert _chat(TestClient(vis_app), public, **key).status_code == 200
+    assert _chat(TestClient(vis_app), public).status_code == 200
+    assert scheduler.tenants[-2:] == [tenant_of(by_key), "anonymous"]
+    scheduler.tenants.clear()
+    conversation = olga.post(f"/api/agents/{public}/conversations", json={}).json()
+    sent = olga.post(f"/api/conversations/{conversation['id']}/messages", json={"content": "hi"})
+    assert sent.status_code == 200, sent.text
+    assert by_key.address is not None
+    assert scheduler.tenants == [f"wallet:{by_key.address.lower()}"]
