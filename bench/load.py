@@ -389,7 +389,12 @@ def _print_fairness(results: list[FairnessResult], args: argparse.Namespace) -> 
     if "fair" in p95 and "fifo" in p95 and p95["fair"] > 0:
         print()
         print(f"flooded p95, fifo / fair: {p95['fifo'] / p95['fair']:.1f}x")
-    failures = {o.detail for r in results for o in r.alone + r.flooded if o.status != "ok"}
+    failures = {
+        f"{r.scheduling}: {o.status} {o.detail}"
+        for r in results
+        for o in r.alone + r.flooded
+        if o.status != "ok"
+    }
     if failures:
         print("light tenant failures: " + "; ".join(sorted(failures)[:5]))
 
