@@ -51,6 +51,7 @@ from agents.conversations import (
 from agents.grounding import Grounder, Grounding, Source
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.pool import LLMPool
+from agents.llm.scheduler import tenant_scope
 from agents.lorebook import scan_depth_needed
 from agents.prompt import build_prompt, greetings
 from agents.records import ConversationRecord, MessageRecord
@@ -274,7 +275,8 @@ class ChatService:
             if not conv.title:
                 conv.title = content[:60]
             agent_id = conv.agent_id
-        return self._reply(conversation_id, agent_id, generation, slot=position + 1)
+        with tenant_scope(principal):  # queued in the caller's own lane (fair scheduling)
+            return self._reply(conversation_id, agent_id, generation, slot=position + 1)
 
     def regenerate(
         self,
@@ -296,9 +298,10 @@ class ChatService:
                 raise ValidationError("nothing to regenerate: the last message is not a reply")
             agent_id, target = conv.agent_id, last_two[0]
             target_id, target_position = target.id, target.position
-        return self._reply(
-            conversation_id, agent_id, generation, replace=(target_id, target_position)
-        )
+        with tenant_scope(principal):
+            return self._reply(
+                conversation_id, agent_id, generation, replace=(target_id, target_position)
+            )
 
     def complete(
         self,
