@@ -20,9 +20,10 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 
 from agents.chat import ReplyStream
+from agents.llm.scheduler import tenant_scope
 from agents.llm.tools import ToolCall, ToolPlan, parse_calls, plan
 from agents.schema import ChatMessage
-from api.deps import services
+from api.deps import Caller, services
 from api.errors import GUARD_ERRORS, error_body, error_responses
 from api.openai_models import (
     ChatCompletion,
@@ -48,7 +49,9 @@ Svc = Annotated[Services, Depends(services)]
     response_model=ChatCompletion,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def chat_completions(svc: Svc, body: ChatCompletionRequest, request: Request) -> Any:
+async def chat_completions(
+    svc: Svc, body: ChatCompletionRequest, request: Request, principal: Caller
+) -> Any:
     """Chat with agent ``model``; the client holds the history (nothing is stored).
 
     Async so that a request waiting for the model holds no thread; 400 (a parameter the
@@ -61,7 +64,7 @@ async def chat_completions(svc: Svc, body: ChatCompletionRequest, request: Reque
     if tools is not None:
         messages.insert(0, ChatMessage(role="system", content=tools.instructions()))
         options["grammar"] = tools.grammar
-    replies = await _start(svc, body, messages, options)
+    replies = await _start(svc, body, messages, options, principal)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
@@ -83,22 +86,34 @@ async def chat_completions(svc: Svc, body: ChatCompletionRequest, request: Reque
 
 
 async def _start(
-    svc: Services, body: ChatCompletionRequest, messages: list[ChatMessage], options: dict[str, Any]
+    svc: Services,
+    body: ChatCompletionRequest,
+    messages: list[ChatMessage],
+    options: dict[str, Any],
+    principal: Any,
 ) -> list[ReplyStream]:
-    """Admit the ``n`` choices (each its own ticket); a refusal refuses them all."""
+    """Admit the ``n`` choices (each its own ticket); a refusal refuses them all.
+
+    A private agent of someone else answers 404 first. The tenant travels into the worker
+    thread with the context: the scheduler queues each choice in the caller's own lane.
+    """
+    await anyio.to_thread.run_sync(
+        lambda: svc.agents.require_visible(body.model, principal=principal)
+    )
     generation = body.generation_overrides()
     replies: list[ReplyStream] = []
-    for i in range(body.n):
-        overrides = dict(generation)
-        if body.seed is not None:  # reproducible, yet not n copies of one text
-            overrides["seed"] = body.seed + i
-        replies.append(
-            await anyio.to_thread.run_sync(
-                lambda o=overrides: svc.chat.complete(
-                    body.model, messages, o, user_name=body.user or "User", options=options
+    with tenant_scope(principal):
+        for i in range(body.n):
+            overrides = dict(generation)
+            if body.seed is not None:  # reproducible, yet not n copies of one text
+                overrides["seed"] = body.seed + i
+            replies.append(
+                await anyio.to_thread.run_sync(
+                    lambda o=overrides: svc.chat.complete(
+                        body.model, messages, o, user_name=body.user or "User", options=options
+                    )
                 )
             )
-        )
     return replies
 
 

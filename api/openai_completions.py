@@ -19,8 +19,9 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 
 from agents.chat import ReplyStream
+from agents.llm.scheduler import tenant_scope
 from agents.text_completion import TextCompletionService
-from api.deps import services
+from api.deps import Caller, services
 from api.errors import GUARD_ERRORS, error_body, error_responses
 from api.openai_models import (
     CompletionChoice,
@@ -46,23 +47,33 @@ Svc = Annotated[Services, Depends(services)]
     response_model=TextCompletion,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def completions(svc: Svc, body: CompletionRequest, request: Request) -> Any:
-    """Continue ``prompt`` (or each prompt of a list) ``n`` times with agent ``model``."""
+async def completions(
+    svc: Svc, body: CompletionRequest, request: Request, principal: Caller
+) -> Any:
+    """Continue ``prompt`` (or each prompt of a list) ``n`` times with agent ``model``.
+
+    Visibility and fair scheduling as in chat: a private agent of someone else is a 404, and
+    each completion waits in the caller's own lane.
+    """
     prompts = body.prompts()
     options = body.request_options()
     generation = body.generation_overrides()
+    await anyio.to_thread.run_sync(
+        lambda: svc.agents.require_visible(body.model, principal=principal)
+    )
     service = TextCompletionService(svc.agents, svc.llm)
     replies: list[ReplyStream] = []
-    for prompt in prompts:
-        for i in range(body.n):
-            overrides = dict(generation)
-            if body.seed is not None:
-                overrides["seed"] = body.seed + i
-            replies.append(
-                await anyio.to_thread.run_sync(
-                    lambda p=prompt, o=overrides: service.complete(body.model, p, o, options)
+    with tenant_scope(principal):
+        for prompt in prompts:
+            for i in range(body.n):
+                overrides = dict(generation)
+                if body.seed is not None:
+                    overrides["seed"] = body.seed + i
+                replies.append(
+                    await anyio.to_thread.run_sync(
+                        lambda p=prompt, o=overrides: service.complete(body.model, p, o, options)
+                    )
                 )
-            )
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 
 from agents.service import AgentView
 from api import openai_chat, openai_completions
-from api.deps import services
+from api.deps import Caller, services
 from api.errors import GUARD_ERRORS, error_responses
 from api.openai_models import ModelCard, ModelList
 from container import Services
@@ -35,13 +35,14 @@ def _model_card(agent: AgentView) -> ModelCard:
 
 
 @router.get("/models", response_model=ModelList)
-def list_models(svc: Svc) -> ModelList:
-    return ModelList(data=[_model_card(a) for a in svc.agents.list_agents()])
+def list_models(svc: Svc, principal: Caller) -> ModelList:
+    """Public agents and the caller's own (unlisted and private ones included)."""
+    return ModelList(data=[_model_card(a) for a in svc.agents.list_visible(principal=principal)])
 
 
 @router.get("/models/{model_id}", response_model=ModelCard)
-def get_model(svc: Svc, model_id: str) -> ModelCard:
-    return _model_card(svc.agents.get_agent(model_id))
+def get_model(svc: Svc, model_id: str, principal: Caller) -> ModelCard:
+    return _model_card(svc.agents.get_visible(model_id, principal=principal))
 
 
 # The generation routes, one module per responsibility, under the same ``/v1`` prefix.
