@@ -138,9 +138,14 @@ def plan(tools: Any, tool_choice: Any, parallel: bool | None) -> ToolPlan | None
 
 
 def _call_schema(tool: Tool) -> dict[str, Any]:
+    arguments = dict(tool.parameters)
+    if arguments.get("type") == "object" and "additionalProperties" not in arguments:
+        # A call carries the declared arguments only (as OpenAI's do); left open, a small
+        # model invents keys until its token budget runs out.
+        arguments["additionalProperties"] = False
     return {
         "type": "object",
-        "properties": {"name": {"const": tool.name}, "arguments": tool.parameters},
+        "properties": {"name": {"const": tool.name}, "arguments": arguments},
         "required": ["name", "arguments"],
         "additionalProperties": False,
     }

@@ -441,7 +441,9 @@ def test_langchain_structured_output_and_tools(live_server: str, agent: str) -> 
         """The weather in a city."""
         return "sunny"
 
-    message = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("Weather in Paris?")
+    message = llm.bind_tools(
+        [get_weather], tool_choice="get_weather", parallel_tool_calls=False
+    ).invoke("Weather in Paris?")
     assert message.tool_calls and message.tool_calls[0]["name"] == "get_weather"
     assert isinstance(message.tool_calls[0]["args"]["city"], str)
 
