@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 
 from agents.chat import ReplyStream
 from agents.service import AgentView
-from api.deps import services
+from api.deps import Caller, services
 from api.errors import GUARD_ERRORS, error_body, error_responses
 from api.openai_models import (
     ChatCompletion,
@@ -60,7 +60,9 @@ def get_model(svc: Svc, model_id: str) -> ModelCard:
     response_model=ChatCompletion,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def chat_completions(svc: Svc, body: ChatCompletionRequest, request: Request) -> Any:
+async def chat_completions(
+    svc: Svc, body: ChatCompletionRequest, request: Request, principal: Caller
+) -> Any:
     """Chat with agent ``model``; the client holds the history (nothing is stored).
 
     Async so that a request waiting for the model holds no thread; 429 (queue full) and 503
@@ -75,6 +77,7 @@ async def chat_completions(svc: Svc, body: ChatCompletionRequest, request: Reque
         user_name=body.user or "User",
     )
     reply = await anyio.to_thread.run_sync(start)
+    svc.usage.track(reply, principal=principal, agent_id=body.model, route="v1.chat")
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
