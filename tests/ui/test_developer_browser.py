@@ -44,7 +44,7 @@ def test_create_list_and_revoke_a_key_on_the_developer_screen(
 ) -> None:
     server, _ = dev_server
     # Sign in with a local wallet over the API and hand the session cookie to the browser.
-    session = httpx.post(f"{server}/api/auth/local-wallets", json={"password": "pw"})
+    session = httpx.post(f"{server}/api/auth/local-wallets", json={"password": "correct horse"})
     assert session.status_code == 201, session.text
     page.context.add_cookies(
         [{"name": SESSION_COOKIE, "value": session.cookies[SESSION_COOKIE], "url": server}]
