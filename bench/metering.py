@@ -158,6 +158,7 @@ def main() -> None:
             services.usage.flush()
             flushes = writer.flushes - flushes_before
             rows = _rows(services) - rows_before
+            record_us, flush_us = _cost_per_record(services)
         finally:
             server.should_exit = True
             time.sleep(0.5)
@@ -183,6 +184,57 @@ def main() -> None:
         f"({rows / flushes if flushes else 0:.1f} per batch), "
         f"writer failures: {services.usage.writer.failures}"
     )
+    round_s = args.streams * args.tokens / on if on else float("nan")
+    share = (record_us + flush_us) * args.streams / 1e6 / round_s * 100
+    print(
+        f"cost per record: {record_us:.1f} us on the request thread, {flush_us:.1f} us in the "
+        f"writer's batch: {share:.4f} % of a round ({round_s:.1f} s for {args.streams} replies)"
+    )
+
+
+def _cost_per_record(services: Services, n: int = 5000) -> tuple[float, float]:
+    """Microseconds per record: queuing it (the request's share) and writing it in a batch
+    (the writer thread's share). Steady figures, unlike tokens/s on a shared machine."""
+    caller = Principal(address="0x" + "cd" * 20, via="api_key", key_id="bench-key")
+    services.usage.enabled = True
+    services.usage.flush()
+    started = time.perf_counter()
+    for _ in range(n):
+        services.usage.record(
+            principal=caller,
+            agent_id="bench",
+            route="v1.chat",
+            prompt_tokens=20,
+            completion_tokens=30,
+            latency_s=0.5,
+        )
+    queued = time.perf_counter()
+    services.usage.flush()
+    # The writer's share, timed on a batch of its own (its thread may have taken part of the
+    # records above while they were queued).
+    batch = [{**row, "id": f"bench-{i}"} for i, row in enumerate([_sample_row()] * n)]
+    written = time.perf_counter()
+    services.usage.writer._write(batch)
+    done = time.perf_counter()
+    return (queued - started) / n * 1e6, (done - written) / n * 1e6
+
+
+def _sample_row() -> dict[str, object]:
+    from datetime import UTC, datetime
+
+    return {
+        "created_at": datetime.now(UTC),
+        "key_id": "bench-key",
+        "address": None,
+        "visitor_id": None,
+        "agent_id": "bench",
+        "route": "v1.chat",
+        "prompt_tokens": 20,
+        "completion_tokens": 30,
+        "audio_seconds": 0.0,
+        "latency_ms": 500,
+        "outcome": "ok",
+    }
 
 
 def _rows(services: Services) -> int:
