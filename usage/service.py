@@ -57,7 +57,7 @@ class KeyUsage(BaseModel):
 class UsageRow(BaseModel):
     group: str | None  # the day (YYYY-MM-DD), agent id or key id
     requests: int
-    users: int  # distinct callers (keys, wallets, visitors)
+    users: int  # distinct callers (wallets, visitors; anonymous callers count as one)
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
@@ -252,7 +252,11 @@ class UsageService:
 
 
 def _caller_of(row: UsageRecord) -> str:
-    return row.key_id or row.address or (f"visitor:{row.visitor_id}" if row.visitor_id else "")
+    """Who a record counts as, for distinct users: a wallet (whether it came by session or by
+    one of its keys), else a browser's visitor id; all anonymous callers count as one."""
+    if row.address:
+        return row.address.lower()
+    return f"visitor:{row.visitor_id}" if row.visitor_id else "anonymous"
 
 
 def _group_of(row: UsageRecord, group_by: GroupBy) -> str | None:

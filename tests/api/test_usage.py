@@ -107,7 +107,7 @@ def test_usage_adds_up_per_agent_key_and_day_and_hides_other_peoples_use(
     # The owner sees her agent's use by everyone, counted (2 users, 4 requests)...
     by_agent = _rows(alice, group_by="agent")
     assert by_agent[agent]["requests"] == 4
-    assert by_agent[agent]["users"] == 3  # bob's key, alice's key, alice's session
+    assert by_agent[agent]["users"] == 2  # Bob (a key), Alice (a key and her session)
     assert bobs_own["id"] not in by_agent  # ...but not what Bob does with his own agent
     # ...and by key only her own keys.
     by_key = _rows(alice, group_by="key")
