@@ -72,9 +72,9 @@ PUBLIC_ROUTES: dict[str, str] = {
     # Stateless: an answer computed from the request, nothing stored or read but public agents.
     "GET /v1/models": "the agents as OpenAI models (agents are public)",
     "GET /v1/models/{model_id}": "one agent as an OpenAI model (agents are public)",
-    "POST /v1/chat/completions": "the client holds the history; nothing is stored",
-    "POST /v1/audio/speech": "speech from text; nothing is stored",
-    "POST /v1/audio/transcriptions": "text from speech; nothing is stored",
+    "POST /v1/chat/completions": "the client holds the history; only usage is recorded",
+    "POST /v1/audio/speech": "speech from text; only usage is recorded",
+    "POST /v1/audio/transcriptions": "text from speech; only usage is recorded",
     "POST /api/voice/check": "checks an uploaded sample; nothing is stored",
     "GET /api/voice": "which speech engines are loaded",
     # Signing in: the caller is who these routes establish.

@@ -67,5 +67,6 @@ def test_create_list_and_revoke_a_key_on_the_developer_screen(
     page.locator("#dev-revoke").click()
     expect(table).to_contain_text("revoked")
     expect(page.locator("#dev-status")).to_contain_text("revoked")
+    expect(shown).to_have_value("")  # the key is not left on the screen
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert httpx.get(f"{server}/api/auth/me", headers={"X-API-Key": key}).status_code == 401

@@ -122,7 +122,7 @@ def revoke(services: Services, key_id: str | None, *, principal: Principal) -> U
         return {"status": show_error(exc)}
     listed = keys(services, principal=principal)
     listed["status"] = "Key revoked: it stops working at once."
-    return listed
+    return {**listed, "new_key": ""}  # a key shown once is not left on the screen
 
 
 def owned_agents(services: Services, *, principal: Principal) -> Updates:

@@ -74,7 +74,12 @@ def build_developer_screen(ctx: StudioContext) -> None:
         as_user=True,
     )
     wire(
-        revoke.click, handlers.revoke, services, inputs=[picker], outputs=key_outputs, as_user=True
+        revoke.click,
+        handlers.revoke,
+        services,
+        inputs=[picker],
+        outputs={**key_outputs, "new_key": new_key},
+        as_user=True,
     )
     for event in (refresh.click, agent.change):
         wire(event, handlers.plots, services, inputs=[agent], outputs=plot_outputs, as_user=True)
