@@ -33,8 +33,13 @@ class MessageView(BaseModel):
     id: str
     position: int
     role: str
-    content: str
-    alternatives: list[str]
+    content: str  # the selected version
+    versions: list[str]  # every version in order (swipes); ``content`` is ``versions[selected]``
+    selected: int
+    alternatives: list[str]  # the versions not shown, in order (kept for older clients)
+    pinned: bool = False
+    speaker_id: str | None = None  # the agent who spoke, in a group chat
+    name: str | None = None
     created_at: UTCDateTime
 
 
@@ -43,9 +48,23 @@ class ConversationView(BaseModel):
     agent_id: str
     title: str
     user_name: str
+    parent_id: str | None = None  # the conversation this one branched from
+    parent_position: int | None = None
+    persona_id: str | None = None
+    authors_note: str = ""
+    authors_note_depth: int = 4
+    authors_note_frequency: int = 1
+    summary: str = ""
+    summary_upto: int = 0
+    summary_pinned: bool = False
+    reply_order: str = "manual"
+    members: list[str] = []  # a group chat's agents in speaking order; empty for 1:1 chats
     created_at: UTCDateTime
     updated_at: UTCDateTime
     messages: list[MessageView] = []
+    # Started before conversations had owners: open to everyone until someone claims it.
+    shared: bool = False
+    owner_address: str | None = None  # the wallet it belongs to (None: a visitor's, or shared)
 
 
 def recent_history(
@@ -91,15 +110,48 @@ def recent_history(
     return user_name, history
 
 
-def insert_reply(session: Any, conversation_id: str, position: int, text: str) -> MessageView:
-    row = MessageRecord(
+def new_message(
+    conversation_id: str,
+    position: int,
+    role: str,
+    versions: list[str],
+    selected: int = 0,
+    **extra: Any,
+) -> MessageRecord:
+    """A message row whose ``content`` is its selected version (``extra``: speaker, name...)."""
+    selected = min(max(selected, 0), len(versions) - 1)
+    return MessageRecord(
         id=uuid.uuid4().hex,
         conversation_id=conversation_id,
         position=position,
-        role="assistant",
-        content=text,
-        alternatives=[],
+        role=role,
+        content=versions[selected],
+        versions=list(versions),
+        selected=selected,
+        **extra,
     )
+
+
+def add_version(row: MessageRecord, text: str) -> None:
+    """Append ``text`` as the newest version of ``row`` and show it (regenerate, edit)."""
+    row.versions = [*(row.versions or [row.content]), text]
+    row.selected = len(row.versions) - 1
+    row.content = text
+
+
+def select_version(row: MessageRecord, index: int) -> None:
+    """Show version ``index`` of ``row``; a ``NotFoundError`` if it has no such version."""
+    versions = row.versions or [row.content]
+    if not 0 <= index < len(versions):
+        raise NotFoundError(f"message {row.id!r} has no version {index} (it has {len(versions)})")
+    row.selected = index
+    row.content = versions[index]
+
+
+def insert_reply(
+    session: Any, conversation_id: str, position: int, text: str, **extra: Any
+) -> MessageView:
+    row = new_message(conversation_id, position, "assistant", [text], **extra)
     session.add(row)
     session.flush()
     return message_view(row)
@@ -150,18 +202,38 @@ def conversation_view(row: ConversationRecord, *, with_messages: bool) -> Conver
         agent_id=row.agent_id,
         title=row.title,
         user_name=row.user_name,
+        parent_id=row.parent_id,
+        parent_position=row.parent_position,
+        persona_id=row.persona_id,
+        authors_note=row.authors_note or "",
+        authors_note_depth=row.authors_note_depth,
+        authors_note_frequency=row.authors_note_frequency,
+        summary=row.summary or "",
+        summary_upto=row.summary_upto or 0,
+        summary_pinned=bool(row.summary_pinned),
+        reply_order=row.reply_order or "manual",
+        members=[m.agent_id for m in row.members],
         created_at=row.created_at,
         updated_at=row.updated_at,
         messages=[message_view(m) for m in row.messages] if with_messages else [],
+        shared=row.owner_address is None and row.visitor_id is None,
+        owner_address=row.owner_address,
     )
 
 
 def message_view(row: MessageRecord) -> MessageView:
+    versions = list(row.versions or [row.content])
+    selected = min(row.selected or 0, len(versions) - 1)
     return MessageView(
         id=row.id,
         position=row.position,
         role=row.role,
         content=row.content,
-        alternatives=list(row.alternatives or []),
+        versions=versions,
+        selected=selected,
+        alternatives=[v for i, v in enumerate(versions) if i != selected],
+        pinned=bool(row.pinned),
+        speaker_id=row.speaker_id,
+        name=row.name,
         created_at=row.created_at,
     )

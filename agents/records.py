@@ -10,7 +10,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base
@@ -63,10 +74,37 @@ class ConversationRecord(Base):
     # The next free message position. Taken with an UPDATE (which locks the row on
     # PostgreSQL and the database on SQLite), so concurrent sends never share a position.
     next_position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A branch: the conversation it was copied from and the position it was cut after.
+    parent_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    parent_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    persona_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # Author's note: text put into the history ``depth`` messages from the end, every
+    # ``frequency`` user turns (0: never), as SillyTavern does.
+    authors_note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    authors_note_depth: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
+    authors_note_frequency: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Memory: a running summary of the messages before position ``summary_upto`` (the ones
+    # that no longer fit the context). A pinned summary is the user's and is not rewritten.
+    summary: Mapped[str] = mapped_column(Text, default="", server_default="")
+    summary_upto: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    summary_pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Group chats: who speaks next (manual | round_robin | mention).
+    reply_order: Mapped[str] = mapped_column(String(16), default="manual", server_default="manual")
+    # Bumped by every edit or delete, so a reply that streamed meanwhile can tell.
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Who started it (agents.conversation_access): a wallet, or an anonymous browser's visitor
+    # id. Both empty: started before conversations had owners, open to all until claimed.
+    owner_address: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
+    visitor_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     agent: Mapped[AgentRecord] = relationship(back_populates="conversations")
+    members: Mapped[list[ConversationMemberRecord]] = relationship(
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ConversationMemberRecord.position",
+    )
     messages: Mapped[list[MessageRecord]] = relationship(
         back_populates="conversation",
         cascade="all, delete-orphan",
@@ -89,8 +127,31 @@ class MessageRecord(Base):
     position: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
-    # Earlier versions of this reply, kept when the user regenerates (SillyTavern "swipes").
-    alternatives: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Every version of this message in order (SillyTavern "swipes": a greeting's are the
+    # card's greetings, a reply's its generations and edits) and the one shown. ``content`` is
+    # always ``versions[selected]``, kept apart so reading history needs no JSON.
+    versions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    selected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Pinned messages always stay in the prompt, however long the chat grows.
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # In a group chat, which agent spoke (and its name then); None for the user and 1:1 chats.
+    speaker_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     conversation: Mapped[ConversationRecord] = relationship(back_populates="messages")
+
+
+class ConversationMemberRecord(Base):
+    """An agent taking part in a group chat, in speaking order. A 1:1 chat has none (its agent
+    is ``conversations.agent_id``); a group chat lists every agent, the first one included."""
+
+    __tablename__ = "conversation_members"
+
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[str] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer)

@@ -23,6 +23,7 @@ returns, and adds the key's ``x-ratelimit-*`` headers to answers that were let t
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 from anyio import to_thread
@@ -31,9 +32,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import api_key_of, services
 from core.errors import AuthError, ScopeError
+from core.principal import Principal
 from usage.limiter import Admission
 
-ADMISSION = "anima.admission"  # where the admitted request's slot waits for the middleware
+# Where the admitted request's slot waits for the middleware: a list the middleware puts in
+# the scope, so that inner middleware that copy the scope (``{**scope, ...}``) still share it.
+ADMISSION = "anima.admission"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # Routes that run the model (or a speech engine): they hold a stream slot and spend tokens.
@@ -82,14 +86,18 @@ async def enforce_key(request: Request) -> None:
             f"this API key lacks the {scope!r} scope (it has: {', '.join(sorted(policy.scopes))})"
         )
     if policy.allowed_agents is not None:
-        agent_id = await _agent_of(request)
+        agent_id = await _agent_of(request, principal)
         if agent_id is not None and not policy.allows_agent(agent_id):
             raise ScopeError(f"this API key may not be used with agent {agent_id!r}")
     admission = svc.usage.admit(policy, generates=generates(method, path))
-    request.scope[ADMISSION] = admission
+    box = request.scope.get(ADMISSION)
+    if box is not None:
+        box.append(admission)
+    else:  # no LimitsMiddleware (an app built without install_limits): free the slot now
+        svc.usage.release(admission)
 
 
-async def _agent_of(request: Request) -> str | None:
+async def _agent_of(request: Request, principal: Principal) -> str | None:
     """The agent a request is about: the path's ``agent_id``, a conversation's agent, or the
     ``model`` (``voice`` for speech) of an OpenAI-style JSON body."""
     agent_id = request.path_params.get("agent_id")
@@ -99,8 +107,10 @@ async def _agent_of(request: Request) -> str | None:
     if conversation:
         svc = services(request)
         try:
-            view = await to_thread.run_sync(svc.chat.get_conversation, conversation.group(1))
-        except Exception:  # no such conversation: the route answers 404
+            view = await to_thread.run_sync(
+                partial(svc.chat.get_conversation, conversation.group(1), principal=principal)
+            )
+        except Exception:  # none, or not the caller's: the route answers 404 or 403
             return None
         return view.agent_id
     if request.url.path.startswith("/v1/") and request.method == "POST":
@@ -128,8 +138,11 @@ class LimitsMiddleware:
             await self.app(scope, receive, send)
             return
 
+        box: list[Admission] = []
+        scope[ADMISSION] = box
+
         async def with_headers(message: Message) -> None:
-            admission: Admission | None = scope.get(ADMISSION)
+            admission = box[0] if box else None
             if message["type"] == "http.response.start" and admission and admission.headers:
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 extra = [
@@ -143,8 +156,7 @@ class LimitsMiddleware:
         try:
             await self.app(scope, receive, with_headers)
         finally:
-            admission = scope.pop(ADMISSION, None)
-            if admission is not None:
+            for admission in box:
                 scope["app"].state.services.usage.release(admission)
 
 

@@ -41,7 +41,8 @@ def _conversation(services: Services, **generation: Any) -> str:
         {"name": "Ode", "description": "A terse poet.", "generation": generation or TINY},
         principal=SYSTEM,
     )
-    return services.chat.create_conversation(agent.id).id  # no greeting: starts empty
+    conv = services.chat.create_conversation(agent.id, principal=SYSTEM)
+    return conv.id  # no greeting: starts empty
 
 
 class _EchoModel(ScriptedBackend):
@@ -220,7 +221,7 @@ def test_a_reply_reads_only_the_history_that_fits_the_context(
                     position=i,
                     role="user" if i % 2 == 0 else "assistant",
                     content=f"line {i}: the tide came in and the gulls argued about bread",
-                    alternatives=[],
+                    versions=[f"line {i}: the tide came in and the gulls argued about bread"],
                 )
             )
         s.get(ConversationRecord, conv).next_position = 2000

@@ -80,3 +80,59 @@ def test_safe_join_refuses_escapes(tmp_path: Path, bad: str) -> None:
     with pytest.raises(UnsafePathError):
         safe_join(tmp_path, bad)
     assert safe_join(tmp_path, "a/b.png") == (tmp_path / "a" / "b.png").resolve()
+
+
+def test_upgrade_keeps_every_earlier_reply_and_greeting_as_versions(tmp_path: Path) -> None:
+    """Chats stored before swipes: greetings show their first version, replies their newest."""
+    from alembic import command
+    from alembic.config import Config
+
+    from core.db import MIGRATIONS_DIR
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0008")
+        conn.execute(
+            text(
+                "INSERT INTO agents (id, name, spec, card_data, card_extra, content_hash, "
+                "generation, version, created_at, updated_at) VALUES ('a', 'Ivy', 'v2', '{}', "
+                "'{}', '0x', '{}', 1, '2026-01-01', '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO conversations (id, agent_id, title, user_name, next_position, "
+                "created_at, updated_at) VALUES ('c', 'a', '', 'User', 3, '2026-01-01', "
+                "'2026-01-01')"
+            )
+        )
+        rows = [
+            ("g", 0, "assistant", "Hello.", ["Hi there."]),
+            ("u", 1, "user", "Hey", []),
+            ("r", 2, "assistant", "Third try", ["First try", "Second try"]),
+        ]
+        for mid, position, role, content, alternatives in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO messages (id, conversation_id, position, role, content, "
+                    "alternatives, created_at) VALUES (:i, 'c', :p, :r, :c, :a, '2026-01-01')"
+                ),
+                {"i": mid, "p": position, "r": role, "c": content, "a": json.dumps(alternatives)},
+            )
+    db.migrate()
+    with db.engine.connect() as conn:
+        got = {
+            mid: (json.loads(versions), selected, content)
+            for mid, versions, selected, content in conn.execute(
+                text("SELECT id, versions, selected, content FROM messages")
+            )
+        }
+    db.dispose()
+    assert got == {
+        "g": (["Hello.", "Hi there."], 0, "Hello."),
+        "u": (["Hey"], 0, "Hey"),
+        "r": (["First try", "Second try", "Third try"], 2, "Third try"),
+    }
