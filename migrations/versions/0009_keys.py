@@ -1,7 +1,7 @@
 """keys: scopes and limits on API keys, the usage table
 
 Revision ID: 0009_keys
-Revises: 0009_privacy
+Revises: 0009_fairness
 Create Date: 2026-12-07 20:10:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_keys"
-down_revision: str | Sequence[str] | None = "0009_privacy"
+down_revision: str | Sequence[str] | None = "0009_fairness"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
