@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -90,6 +91,10 @@ class ReplyStream:
         self.usage = Usage()
         self.text = ""
         self.sources: list[Source] = []  # the knowledge this reply was grounded on
+        # Called with (reply, outcome) once it ends: "ok", "cancelled" or "error:<status>".
+        # Usage metering listens here, so it sees every reply however it is consumed.
+        self.on_finish: list[Callable[[ReplyStream, str], None]] = []
+        self.outcome = "ok"
 
     @property
     def result(self) -> StreamResult:
@@ -109,6 +114,7 @@ class ReplyStream:
             close = getattr(self._deltas, "close", None)
             if close is not None:
                 close()
+            self.outcome = _outcome(finished, sys.exc_info()[1])
             self._finish(parts, finished)
 
     async def __aiter__(self) -> AsyncIterator[str]:
@@ -131,10 +137,21 @@ class ReplyStream:
             close = getattr(self._deltas, "close", None)
             if close is not None:
                 close()
+            self.outcome = _outcome(finished, sys.exc_info()[1])
             with anyio.CancelScope(shield=True):  # store what arrived, even when cancelled
                 await anyio.to_thread.run_sync(self._finish, parts, finished)
 
     def _finish(self, parts: list[str], finished: bool) -> None:
+        try:
+            self._store(parts, finished)
+        finally:
+            for listener in self.on_finish:
+                try:
+                    listener(self, self.outcome)
+                except Exception:  # a listener's bug must not lose the reply
+                    log.exception("reply listener failed")
+
+    def _store(self, parts: list[str], finished: bool) -> None:
         self.text = "".join(parts)
         r = self._result
         self.usage = Usage(
@@ -183,6 +200,9 @@ class ChatService:
         self.llm = llm
         self.knowledge = knowledge
         self.access = access or ConversationAccess()
+        # Usage metering (``UsageService.track``), set by container.py: every send and
+        # regenerate is recorded, whether the API or the studio asked for it.
+        self.meter: Callable[..., None] | None = None
 
     # ----- conversations -------------------------------------------------------------
     def create_conversation(
@@ -282,7 +302,8 @@ class ChatService:
                 conv.title = content[:60]
             agent_id = conv.agent_id
         with tenant_scope(principal):  # queued in the caller's own lane (fair scheduling)
-            return self._reply(conversation_id, agent_id, generation, slot=position + 1)
+            reply = self._reply(conversation_id, agent_id, generation, slot=position + 1)
+        return self._metered(reply, principal, agent_id, "chat.send")
 
     def regenerate(
         self,
@@ -305,9 +326,10 @@ class ChatService:
             agent_id, target = conv.agent_id, last_two[0]
             target_id, target_position = target.id, target.position
         with tenant_scope(principal):
-            return self._reply(
+            reply = self._reply(
                 conversation_id, agent_id, generation, replace=(target_id, target_position)
             )
+        return self._metered(reply, principal, agent_id, "chat.regenerate")
 
     def complete(
         self,
@@ -350,6 +372,13 @@ class ChatService:
         row = conversation_row(session, conversation_id)
         self.access.require(row, principal, write=write)
         return row
+
+    def _metered(
+        self, reply: ReplyStream, principal: Principal, agent_id: str, route: str
+    ) -> ReplyStream:
+        if self.meter is not None:
+            self.meter(reply, principal=principal, agent_id=agent_id, route=route)
+        return reply
 
     def _reply(
         self,
@@ -470,6 +499,16 @@ def _saving_trace(
         return view
 
     return save_with_trace
+
+
+def _outcome(finished: bool, error: BaseException | None) -> str:
+    if finished:
+        return "ok"
+    if isinstance(error, AnimaError):
+        return f"error:{error.status}"
+    if error is None or isinstance(error, GeneratorExit | anyio.get_cancelled_exc_class()):
+        return "cancelled"  # the reader stopped reading (or went away)
+    return "error:500"
 
 
 def _check_text(content: str) -> str:

@@ -107,13 +107,14 @@ async def _start(
             overrides = dict(generation)
             if body.seed is not None:  # reproducible, yet not n copies of one text
                 overrides["seed"] = body.seed + i
-            replies.append(
-                await anyio.to_thread.run_sync(
-                    lambda o=overrides: svc.chat.complete(
-                        body.model, messages, o, user_name=body.user or "User", options=options
-                    )
+            reply = await anyio.to_thread.run_sync(
+                lambda o=overrides: svc.chat.complete(
+                    body.model, messages, o, user_name=body.user or "User", options=options
                 )
             )
+            # Metered per choice: each is a generation of its own.
+            svc.usage.track(reply, principal=principal, agent_id=body.model, route="v1.chat")
+            replies.append(reply)
     return replies
 
 

@@ -69,11 +69,13 @@ async def completions(
                 overrides = dict(generation)
                 if body.seed is not None:
                     overrides["seed"] = body.seed + i
-                replies.append(
-                    await anyio.to_thread.run_sync(
-                        lambda p=prompt, o=overrides: service.complete(body.model, p, o, options)
-                    )
+                reply = await anyio.to_thread.run_sync(
+                    lambda p=prompt, o=overrides: service.complete(body.model, p, o, options)
                 )
+                svc.usage.track(
+                    reply, principal=principal, agent_id=body.model, route="v1.completions"
+                )
+                replies.append(reply)
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:

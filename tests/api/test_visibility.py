@@ -227,7 +227,7 @@ def test_visibility_travels_with_the_exported_card(
 def test_requests_wait_in_the_callers_own_lane(
     vis_app: FastAPI, vis_services: Services, world: dict[str, Any]
 ) -> None:
-    """The scheduler's tenant is the caller: by key, by session, or the shared anonymous lane,
+    """The scheduler's tenant is the caller: by key, by session, or the browser's visitor lane,
     on /v1 and when a stored conversation gets a reply."""
     scheduler = vis_services.llm.scheduler
     assert isinstance(scheduler, _RecordingScheduler)
@@ -237,7 +237,9 @@ def test_requests_wait_in_the_callers_own_lane(
     key = {"Authorization": f"Bearer {world['key']}"}
     assert _chat(TestClient(vis_app), public, **key).status_code == 200
     assert _chat(TestClient(vis_app), public).status_code == 200
-    assert scheduler.tenants[-2:] == [tenant_of(by_key), "anonymous"]
+    # A caller without a key or session waits in its browser's lane (the visitor cookie).
+    assert scheduler.tenants[-2] == tenant_of(by_key)
+    assert scheduler.tenants[-1].startswith("visitor:")
     scheduler.tenants.clear()
     conversation = olga.post(f"/api/agents/{public}/conversations", json={}).json()
     sent = olga.post(f"/api/conversations/{conversation['id']}/messages", json={"content": "hi"})
