@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents.chat import ChatService
+from agents.chat_transfer import ChatTransferService
 from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
+from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
 from agents.service import AgentService
 from chain.auth import AuthService
@@ -42,6 +44,8 @@ class Services:
     chain: ChainService
     auth: AuthService
     finetune: FinetuneService
+    group_chat: GroupChatService
+    chat_transfer: ChatTransferService
 
     def close(self) -> None:
         self.chain.close()
@@ -92,6 +96,8 @@ def build_services(
         chain=chain_service,
         auth=chain_service.auth,
         finetune=finetune,
+        group_chat=GroupChatService(db, agents, chat),
+        chat_transfer=ChatTransferService(db, agents),
     )
 
 
