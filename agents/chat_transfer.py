@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +41,8 @@ from agents.conversations import (
     conversation_view,
     new_message,
 )
-from agents.records import AgentRecord, ConversationRecord
+from agents.group_turns import REPLY_ORDERS
+from agents.records import AgentRecord, ConversationMemberRecord, ConversationRecord
 from agents.service import AgentService
 from core.db import Database
 from core.errors import ChatFileError
@@ -121,10 +123,25 @@ class ChatTransferService:
 
     # ----- import --------------------------------------------------------------------
     def import_jsonl(
-        self, agent_id: str, filename: str | None, content: bytes, *, principal: Principal
+        self,
+        agent_id: str,
+        filename: str | None,
+        content: bytes,
+        members: Sequence[str] = (),
+        *,
+        principal: Principal,
     ) -> ConversationView:
-        """A new conversation with ``agent_id`` holding the SillyTavern chat in ``content``."""
-        agent = self.agents.get_agent(agent_id)  # 404 before reading the file
+        """A new conversation with ``agent_id`` holding the SillyTavern chat in ``content``.
+
+        ``members``: more agents, to import a group chat as one (``agent_id`` speaks first);
+        each line is its speaker's when the names match. Without them every character's
+        line keeps its name, and the agent's own name marks the lines that are its own.
+        """
+        ids = list(dict.fromkeys([agent_id, *(m for m in members if m)]))
+        speakers = {}
+        for member in reversed(ids):  # the first of two agents with one name wins
+            speakers[self.agents.get_agent(member).name] = member  # 404 before reading
+        agent_name = self.agents.get_agent(agent_id).name
         name = filename or "the file"
         header, lines = parse_jsonl(name, content)
         user_name = str(header.get("user_name") or "").strip()[:100]
@@ -145,15 +162,25 @@ class ChatTransferService:
             authors_note_depth=_int(meta.get("note_depth"), 4),
             authors_note_frequency=_int(meta.get("note_interval"), 1),
         )
+        if len(ids) > 1:
+            order = anima.get("reply_order")
+            conv.reply_order = order if order in REPLY_ORDERS else "round_robin"
         with self.db.session() as s:  # one transaction: all of it or nothing
             s.add(conv)
             s.flush()
+            if len(ids) > 1:
+                for position, member in enumerate(ids):
+                    s.add(
+                        ConversationMemberRecord(
+                            conversation_id=conv.id, agent_id=member, position=position
+                        )
+                    )
             for position, line in enumerate(lines):
                 extra: dict[str, Any] = {}
                 if line.role == "assistant":
-                    extra["name"] = line.name or agent.name
-                    if extra["name"] == agent.name:
-                        extra["speaker_id"] = agent_id
+                    extra["name"] = line.name or agent_name
+                    if extra["name"] in speakers:
+                        extra["speaker_id"] = speakers[extra["name"]]
                 elif line.name and line.name != user_name:
                     extra["name"] = line.name  # a user line under another persona's name
                 if line.sent is not None:

@@ -7,7 +7,7 @@ import json
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
 
 from agents.conversations import ConversationView
 from api.deps import Caller, services
@@ -57,7 +57,17 @@ def export_conversation(
     responses=error_responses(413, 422),
 )
 async def import_conversation(
-    svc: Svc, agent_id: str, principal: Caller, file: Annotated[UploadFile, File()]
+    svc: Svc,
+    agent_id: str,
+    principal: Caller,
+    file: Annotated[UploadFile, File()],
+    members: Annotated[
+        list[str] | None,
+        Form(
+            description="More agents, to import a group chat as one (their names match "
+            "the lines they speak); the path's agent speaks first."
+        ),
+    ] = None,
 ) -> ConversationView:
     """A SillyTavern chat (JSONL) as a new conversation with the agent. A malformed file is a
     422 that names its line, and nothing is stored."""
@@ -65,6 +75,6 @@ async def import_conversation(
         file,
         svc.settings.server.max_upload_bytes,
         lambda name, content: svc.chat_transfer.import_jsonl(
-            agent_id, name, content, principal=principal
+            agent_id, name, content, members or (), principal=principal
         ),
     )
