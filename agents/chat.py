@@ -85,6 +85,8 @@ class ReplyStream:
         self.usage = Usage()
         self.text = ""
         self.sources: list[Source] = []  # the knowledge this reply was grounded on
+        self.name: str | None = None  # the speaking member, in a group chat
+        self.waiting = False  # a group chat that replies only when asked: nothing comes
 
     def __iter__(self) -> Iterator[str]:
         parts: list[str] = []
@@ -235,7 +237,9 @@ class ChatService:
             agent_id = conv.agent_id
             group = turn_for(s, conv, speaker) if speaker else None
         if silent:
-            return ReplyStream(iter(()), StreamResult(), lambda _: None)
+            waiting = ReplyStream(iter(()), StreamResult(), lambda _: None)
+            waiting.waiting = True
+            return waiting
         return self._reply(
             conversation_id, speaker or agent_id, generation, slot=position + 1, group=group
         )
@@ -348,7 +352,7 @@ class ChatService:
                 raise ConflictError(DELETED_MID_REPLY) from exc
 
         grounding = self._ground(agent_id, history)
-        return self._stream(
+        reply = self._stream(
             backend,
             card.data,
             history,
@@ -360,6 +364,8 @@ class ChatService:
             count_tokens=count,
             stops=group.stops() if group else (),
         )
+        reply.name = group.name if group else None
+        return reply
 
     def _stream(
         self,
