@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from agents.conversations import MessageView
 from container import Services
 from core.principal import SYSTEM
 from tests.waiting import wait_until
@@ -67,12 +68,13 @@ def test_three_agent_group_chat(page: Page, live_server: str, services: Services
     # Round robin: the first member answers the first message.
     page.locator("#chat-input textarea").fill("Hello everyone.")
     page.locator("#chat-send").click()
-    reply = wait_until(
-        lambda: (
-            (m := services.chat.get_conversation(conv.id).messages[-1]).role == "assistant" and m
-        ),
-        timeout=120,
-    )
+
+    def reply_after_the_message() -> MessageView | None:
+        messages = services.chat.get_conversation(conv.id).messages
+        answered = len(messages) == 5 and messages[-1].role == "assistant"
+        return messages[-1] if answered else None
+
+    reply = wait_until(reply_after_the_message, timeout=120)
     assert reply.name == "Mira" and reply.speaker_id == ids["Mira"]
 
     # "Let X reply": Essa speaks now, under her name.

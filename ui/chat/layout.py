@@ -45,6 +45,7 @@ def build_chat_screen(ctx: StudioContext) -> None:
         placeholder="Pick an agent, then press **New chat** or just write a message.",
         feedback_options=None,
         buttons=["copy"],
+        group_consecutive_messages=False,  # a group chat's speakers each get their own bubble
     )
     with gr.Row(equal_height=True):
         c["text"] = gr.Textbox(
