@@ -85,7 +85,8 @@ class ReplyStream:
         self.usage = Usage()
         self.text = ""
         self.sources: list[Source] = []  # the knowledge this reply was grounded on
-        self.name: str | None = None  # the speaking member, in a group chat
+        self.name: str | None = None  # the speaking member and its id, in a group chat
+        self.speaker_id: str | None = None
         self.waiting = False  # a group chat that replies only when asked: nothing comes
 
     def __iter__(self) -> Iterator[str]:
@@ -364,7 +365,8 @@ class ChatService:
             count_tokens=count,
             stops=group.stops() if group else (),
         )
-        reply.name = group.name if group else None
+        if group is not None:
+            reply.name, reply.speaker_id = group.name, group.speaker_id
         return reply
 
     def _stream(

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from agents.schema import ChatMessage, GenerationSettings
 from container import Services
+from core.principal import SYSTEM
 
 FAST = {"max_new_tokens": 6, "temperature": 0.0}
 PEOPLE = {
@@ -202,3 +203,17 @@ def test_let_reply_refuses_a_stranger(client: TestClient) -> None:
     resp = client.post(f"/api/conversations/{conv['id']}/reply", json={"agent_id": outsider})
     assert resp.status_code == 422
     assert "is not a member of this chat" in resp.text
+
+
+@pytest.mark.model
+def test_a_group_reply_says_who_speaks_for_the_voice(
+    client: TestClient, services: Services
+) -> None:
+    ids = _agents(client)
+    conv = _group(client, ids, "manual")
+    waiting = services.chat.send(conv["id"], "Anyone?", principal=SYSTEM)
+    assert waiting.waiting and waiting.collect() == "" and waiting.message is None
+    reply = services.group_chat.reply(conv["id"], ids["Tobin"], principal=SYSTEM)
+    assert (reply.speaker_id, reply.name) == (ids["Tobin"], "Tobin")  # the voice speaks as it
+    reply.collect()
+    assert reply.message is not None and reply.message.speaker_id == ids["Tobin"]
