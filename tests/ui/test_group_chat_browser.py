@@ -143,3 +143,5 @@ def test_jsonl_round_trip_in_the_browser(
     ]
     expect(page.locator('#chatbot [data-testid="bot"]')).to_have_count(4)
     page.screenshot(path="/tmp/group_files_1280.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 900})
+    page.screenshot(path="/tmp/group_files_390.png", full_page=True)
