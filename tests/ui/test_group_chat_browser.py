@@ -35,7 +35,7 @@ def _agents(services: Services) -> dict[str, str]:
 
 def _pick(page: Page, elem_id: str, option: str) -> None:
     page.locator(f"#{elem_id} input").first.click()
-    page.get_by_role("option", name=option).click()
+    page.locator(f"#{elem_id}").get_by_role("option", name=option).click()
 
 
 def _open_group_panel(page: Page, live_server: str) -> None:
@@ -110,7 +110,7 @@ def test_jsonl_round_trip_in_the_browser(
     _open_group_panel(page, live_server)
     _pick(page, "chat-agent", f"Mira · {ids['Mira'][:8]}")
     page.locator("#chat-conversation input").first.click()
-    page.get_by_role("option").first.click()
+    page.locator("#chat-conversation").get_by_role("option").first.click()
     expect(page.locator('#chatbot [data-testid="bot"]')).to_have_count(4)
 
     page.locator("#chat-export-jsonl").click()
