@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from agents.chat import ChatService
 from agents.chat_transfer import ChatTransferService
+from agents.conversation_access import ConversationAccess
 from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
 from agents.group_chat import GroupChatService
@@ -22,6 +23,7 @@ from chain.service import ChainService
 from core.db import Database
 from core.jobs import JobService
 from core.settings import Settings
+from core.visitor import VisitorIds
 from knowledge.base import Embedder
 from knowledge.jobs import IngestDeps
 from knowledge.service import TARGET_TYPE as KNOWLEDGE_BASE
@@ -44,6 +46,8 @@ class Services:
     chain: ChainService
     auth: AuthService
     finetune: FinetuneService
+    # Anonymous browsers' signed identities (the visitor cookie), for private conversations.
+    visitors: VisitorIds
     group_chat: GroupChatService
     chat_transfer: ChatTransferService
 
@@ -77,7 +81,8 @@ def build_services(
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)
     agents.owner_check = chain_service  # built after the agents service: it reads agents
     knowledge = KnowledgeService(settings, db, agents, jobs, chain_service, embedder=embedder)
-    chat = ChatService(db, agents, pool, knowledge=knowledge)
+    access = ConversationAccess(settings.auth.conversations)
+    chat = ChatService(db, agents, pool, knowledge=knowledge, access=access)
     voice = VoiceService(
         settings, db, agents, chat, voice_pool or VoicePool(settings), chain_service
     )
@@ -96,8 +101,9 @@ def build_services(
         chain=chain_service,
         auth=chain_service.auth,
         finetune=finetune,
+        visitors=VisitorIds(settings.data_dir),
         group_chat=GroupChatService(db, agents, chat),
-        chat_transfer=ChatTransferService(db, agents),
+        chat_transfer=ChatTransferService(db, agents, access),
     )
 
 

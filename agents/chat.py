@@ -15,6 +15,9 @@ Grounding (knowledge bases): when the agent uses knowledge bases, the newest use
 message is the query; the chunks found go into the prompt with numbered markers, the reply
 carries them as ``sources``, and a stored reply keeps its retrieval trace. All of it sits in
 ``_ground`` and ``_stream``; everything else here is unaware of knowledge.
+
+Privacy: a conversation belongs to whoever started it (``agents.conversation_access``). Every
+method that loads one takes the caller (``principal``) and calls ``_row``, which checks it.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from typing import Any
 
 import anyio
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from agents.conversation_access import ConversationAccess
 from agents.conversations import (
     DELETED_MID_REPLY,
     ConversationView,
@@ -48,13 +52,14 @@ from agents.grounding import Grounder, Grounding, Source
 from agents.group_turns import GroupTurn, next_speaker, turn_for
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.pool import LLMPool
+from agents.llm.scheduler import tenant_scope
 from agents.lorebook import scan_depth_needed
 from agents.prompt import build_prompt, greetings
 from agents.records import ConversationRecord, MessageRecord
 from agents.schema import ChatMessage, GenerationSettings
 from agents.service import AgentService, AgentView, merge_generation
 from core.db import Database
-from core.errors import AnimaError, ConflictError, ValidationError
+from core.errors import AnimaError, ConflictError, NotFoundError, ValidationError
 from core.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -159,9 +164,9 @@ class ReplyStream:
 
 
 class ChatService:
-    """Starting a chat and reading one are open to everyone. Sending, regenerating and
-    deleting take the caller (``principal``): conversations have no owner yet, so nothing is
-    refused today, but every caller already says who it acts for."""
+    """Anyone may start a chat with a public agent; it is then the starter's own. Every method
+    that reads or changes a conversation takes the caller (``principal``) and checks it with
+    ``access`` (``agents.conversation_access``)."""
 
     def __init__(
         self,
@@ -169,17 +174,21 @@ class ChatService:
         agents: AgentService,
         llm: LLMPool,
         knowledge: Grounder | None = None,
+        access: ConversationAccess | None = None,
     ) -> None:
         self.db = db
         self.agents = agents
         self.llm = llm
         self.knowledge = knowledge
+        self.access = access or ConversationAccess()
 
     # ----- conversations -------------------------------------------------------------
     def create_conversation(
-        self, agent_id: str, user_name: str = "User", greeting: int = 0
+        self, agent_id: str, user_name: str = "User", greeting: int = 0, *, principal: Principal
     ) -> ConversationView:
-        """A new chat that opens with the agent's greeting (the others become swipes)."""
+        """A new chat that opens with the agent's greeting (the others become swipes); it
+        belongs to ``principal`` (its wallet, or its browser's visitor id)."""
+        owner = self.access.owner_of_new(principal)
         card = self.agents.get_card(agent_id)
         user_name = (user_name or "User").strip()[:100] or "User"
         options = greetings(card.data, user_name)
@@ -188,31 +197,68 @@ class ChatService:
             agent_id=agent_id,
             user_name=user_name,
             next_position=1 if options else 0,
+            **owner,
         )
         with self.db.session() as s:
             s.add(conv)
             if options:
                 # Every greeting is a version of the first message (swipes), in card order.
                 s.add(new_message(conv.id, 0, "assistant", options, greeting % len(options)))
-        return self.get_conversation(conv.id)
+        return self.get_conversation(conv.id, principal=principal)
 
-    def list_conversations(self, agent_id: str) -> list[ConversationView]:
+    def list_conversations(self, agent_id: str, *, principal: Principal) -> list[ConversationView]:
+        """The agent's chats that ``principal`` may read (its own, and shared old ones)."""
         self.agents.get_agent(agent_id)
         with self.db.session() as s:
             rows = s.scalars(
                 select(ConversationRecord)
                 .where(ConversationRecord.agent_id == agent_id)
+                .where(self.access.visible(principal))
                 .order_by(ConversationRecord.updated_at.desc())
             ).all()
             return [conversation_view(r, with_messages=False) for r in rows]
 
-    def get_conversation(self, conversation_id: str) -> ConversationView:
+    def get_conversation(self, conversation_id: str, *, principal: Principal) -> ConversationView:
         with self.db.session() as s:
-            return conversation_view(conversation_row(s, conversation_id), with_messages=True)
+            row = self._row(s, conversation_id, principal)
+            return conversation_view(row, with_messages=True)
 
     def delete_conversation(self, conversation_id: str, *, principal: Principal) -> None:
         with self.db.session() as s:
-            s.delete(conversation_row(s, conversation_id))
+            s.delete(self._row(s, conversation_id, principal, write=True))
+
+    def claim_conversation(self, conversation_id: str, *, principal: Principal) -> ConversationView:
+        """Make a shared conversation (started before chats had owners) the caller's own."""
+        with self.db.session() as s:
+            row = conversation_row(s, conversation_id)
+            self.access.claim(row, principal)
+            return conversation_view(row, with_messages=True)
+
+    def adopt_visitor_conversations(self, *, principal: Principal) -> int:
+        """Move the conversations of ``principal``'s visitor id to its wallet (on sign-in): an
+        anonymous visitor who signs in keeps the chats made before, from any browser.
+        Returns how many moved."""
+        if principal.address is None or principal.visitor_id is None:
+            return 0
+        with self.db.session() as s:
+            moved = s.execute(
+                update(ConversationRecord)
+                .where(ConversationRecord.visitor_id == principal.visitor_id)
+                .where(ConversationRecord.owner_address.is_(None))
+                .values(owner_address=principal.address)
+                .execution_options(synchronize_session=False)
+            )
+            return int(moved.rowcount or 0)
+
+    def require_message(self, message_id: str, *, principal: Principal) -> None:
+        """Allow ``principal`` to read message ``message_id`` (e.g. its retrieval trace)."""
+        with self.db.session() as s:
+            message = s.get(MessageRecord, message_id)
+            if message is None:
+                raise NotFoundError(f"no message with id {message_id!r}")
+            row = conversation_row(s, message.conversation_id)
+            if not self.access.allows(row, principal):
+                raise NotFoundError(f"no message with id {message_id!r}")
 
     # ----- replies -------------------------------------------------------------------
     def send(
@@ -226,7 +272,7 @@ class ChatService:
         """Store the user's message, then stream the agent's reply to it."""
         content = _check_text(content)
         with self.db.session() as s:
-            conv = conversation_row(s, conversation_id)
+            conv = self._row(s, conversation_id, principal, write=True)
             # A group chat answers by its reply order; "manual" waits for "let X reply".
             speaker = next_speaker(s, conv, content)
             silent = bool(conv.members) and speaker is None
@@ -241,9 +287,10 @@ class ChatService:
             waiting = ReplyStream(iter(()), StreamResult(), lambda _: None)
             waiting.waiting = True
             return waiting
-        return self._reply(
-            conversation_id, speaker or agent_id, generation, slot=position + 1, group=group
-        )
+        with tenant_scope(principal):  # queued in the caller's own lane (fair scheduling)
+            return self._reply(
+                conversation_id, speaker or agent_id, generation, slot=position + 1, group=group
+            )
 
     def regenerate(
         self,
@@ -254,7 +301,7 @@ class ChatService:
     ) -> ReplyStream:
         """A new version of the last reply, shown; the earlier ones stay as its versions."""
         with self.db.session() as s:
-            conv = conversation_row(s, conversation_id)
+            conv = self._row(s, conversation_id, principal, write=True)
             last_two = s.scalars(
                 select(MessageRecord)
                 .where(MessageRecord.conversation_id == conv.id)
@@ -268,13 +315,14 @@ class ChatService:
             # In a group chat the agent who spoke the reply writes its new version.
             speaker = target.speaker_id if conv.members else None
             group = turn_for(s, conv, speaker) if speaker else None
-        return self._reply(
-            conversation_id,
-            speaker or agent_id,
-            generation,
-            replace=(target_id, target_position),
-            group=group,
-        )
+        with tenant_scope(principal):
+            return self._reply(
+                conversation_id,
+                speaker or agent_id,
+                generation,
+                replace=(target_id, target_position),
+                group=group,
+            )
 
     def complete(
         self,
@@ -302,6 +350,15 @@ class ChatService:
         )
 
     # ----- internals -----------------------------------------------------------------
+    def _row(
+        self, session: Any, conversation_id: str, principal: Principal, *, write: bool = False
+    ) -> ConversationRecord:
+        """The conversation's row, once ``principal`` may read it (or, with ``write``, change
+        it); 404 for a missing one or someone else's, 403 for changing someone else's."""
+        row = conversation_row(session, conversation_id)
+        self.access.require(row, principal, write=write)
+        return row
+
     def _reply(
         self,
         conversation_id: str,

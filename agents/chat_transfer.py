@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.chat import MAX_MESSAGE_CHARS
+from agents.conversation_access import ConversationAccess
 from agents.conversations import (
     ConversationView,
     conversation_row,
@@ -66,14 +67,17 @@ class _Line:
 class ChatTransferService:
     """Export a conversation; import a SillyTavern chat onto an agent."""
 
-    def __init__(self, db: Database, agents: AgentService) -> None:
+    def __init__(
+        self, db: Database, agents: AgentService, access: ConversationAccess | None = None
+    ) -> None:
         self.db = db
         self.agents = agents
+        self.access = access or ConversationAccess()
 
     # ----- export --------------------------------------------------------------------
     def export_json(self, conversation_id: str, *, principal: Principal) -> dict[str, Any]:
         """Anima's own format: the whole conversation with every version of every message."""
-        view = self._view(conversation_id)
+        view = self._view(conversation_id, principal)
         return {
             "format": ANIMA_FORMAT,
             "version": 1,
@@ -82,7 +86,7 @@ class ChatTransferService:
 
     def export_jsonl(self, conversation_id: str, *, principal: Principal) -> str:
         """The conversation as a SillyTavern chat file (JSON Lines)."""
-        view = self._view(conversation_id)
+        view = self._view(conversation_id, principal)
         names = self._agent_names([view.agent_id, *view.members])
         character = names.get(view.agent_id, "Assistant")
         header = {
@@ -161,6 +165,7 @@ class ChatTransferService:
             authors_note=str(meta.get("note_prompt") or ""),
             authors_note_depth=_int(meta.get("note_depth"), 4),
             authors_note_frequency=_int(meta.get("note_interval"), 1),
+            **self.access.owner_of_new(principal),  # private to whoever imports it
         )
         if len(ids) > 1:
             order = anima.get("reply_order")
@@ -190,12 +195,15 @@ class ChatTransferService:
                 s.add(
                     new_message(conv.id, position, line.role, line.versions, line.selected, **extra)
                 )
-        return self._view(conv.id)
+        return self._view(conv.id, principal)
 
     # ----- internals -----------------------------------------------------------------
-    def _view(self, conversation_id: str) -> ConversationView:
+    def _view(self, conversation_id: str, principal: Principal) -> ConversationView:
+        """The conversation, if ``principal`` may read it (a 404 as if missing otherwise)."""
         with self.db.session() as s:
-            return conversation_view(conversation_row(s, conversation_id), with_messages=True)
+            row = conversation_row(s, conversation_id)
+            self.access.require(row, principal)
+            return conversation_view(row, with_messages=True)
 
     def _agent_names(self, ids: list[str]) -> dict[str, str]:
         with self.db.session() as s:

@@ -26,12 +26,12 @@ from sqlalchemy import event, select, update
 from agents.chat import ChatService, ReplyStream
 from agents.conversations import (
     ConversationView,
-    conversation_row,
     conversation_view,
     new_message,
     take_positions,
 )
 from agents.group_turns import REPLY_ORDERS, round_robin, turn_for
+from agents.llm.scheduler import tenant_scope
 from agents.prompt import greetings
 from agents.records import AgentRecord, ConversationMemberRecord, ConversationRecord
 from agents.service import AgentService
@@ -43,8 +43,9 @@ MAX_MEMBERS = 16
 
 
 class GroupChatService:
-    """Starting, arranging and driving group chats. Every method takes the caller; loading a
-    conversation goes through ``conversation_row`` (where its owner check belongs)."""
+    """Starting, arranging and driving group chats. Every method takes the caller; a
+    conversation is loaded through the chat service's ``_row``, which checks that the caller
+    may read it (or, with ``write``, change it)."""
 
     def __init__(self, db: Database, agents: AgentService, chat: ChatService) -> None:
         self.db = db
@@ -68,6 +69,7 @@ class GroupChatService:
             agent_id=ids[0],
             user_name=user_name,
             reply_order=reply_order,
+            **self.chat.access.owner_of_new(principal),  # private to whoever starts it
         )
         opening = [(a, self.agents.get_with_card(a)) for a in ids]
         with self.db.session() as s:
@@ -97,7 +99,8 @@ class GroupChatService:
 
     def get_group(self, conversation_id: str, *, principal: Principal) -> ConversationView:
         with self.db.session() as s:
-            return conversation_view(conversation_row(s, conversation_id), with_messages=True)
+            row = self.chat._row(s, conversation_id, principal)
+            return conversation_view(row, with_messages=True)
 
     def update_group(
         self,
@@ -112,7 +115,7 @@ class GroupChatService:
         ids = self._check_members(agent_ids) if agent_ids is not None else None
         order = _check_order(reply_order) if reply_order is not None else None
         with self.db.session() as s:
-            conv = conversation_row(s, conversation_id)
+            conv = self.chat._row(s, conversation_id, principal, write=True)
             if ids is not None:
                 conv.members.clear()
                 s.flush()
@@ -139,7 +142,7 @@ class GroupChatService:
         """Let ``agent_id`` speak now (a member; by default the next in round robin), streamed
         like a send. In a one-to-one chat the agent replies again."""
         with self.db.session() as s:
-            conv = conversation_row(s, conversation_id)
+            conv = self.chat._row(s, conversation_id, principal, write=True)
             members = [m.agent_id for m in conv.members]
             if members:
                 speaker = agent_id or round_robin(s, conv)
@@ -151,7 +154,8 @@ class GroupChatService:
                     raise ValidationError(f"agent {agent_id!r} is not in this chat")
                 speaker, group = conv.agent_id, None
             slot = take_positions(s, conv.id, 1)
-        return self.chat._reply(conversation_id, speaker, generation, slot=slot, group=group)
+        with tenant_scope(principal):  # queued in the caller's own lane (fair scheduling)
+            return self.chat._reply(conversation_id, speaker, generation, slot=slot, group=group)
 
     def _check_members(self, agent_ids: Sequence[str]) -> list[str]:
         ids = list(dict.fromkeys(a for a in agent_ids or [] if a))

@@ -156,6 +156,17 @@ class LLMSettings(_Section):
         ge=1,
         description="Text pieces buffered for a slow reader before its generation is stopped.",
     )
+    scheduling: Literal["fair", "fifo"] = Field(
+        default="fair",
+        description="'fair': waiting requests are queued per tenant (API key, wallet, browser) "
+        "and served round robin; 'fifo': one queue in arrival order.",
+    )
+    tenant_queue_size: int = Field(
+        default=32,
+        ge=0,
+        description="Waiting requests one tenant may hold (fair scheduling); beyond: HTTP 429. "
+        "0: no cap below queue_size.",
+    )
     adapter_budget_mb: float = Field(
         default=512.0,
         gt=0,
@@ -379,6 +390,11 @@ class AuthSettings(_Section):
     local_wallets: bool = Field(
         default=True, description="Let people create an encrypted local wallet in the app."
     )
+    conversations: Literal["private", "shared"] = Field(
+        default="private",
+        description="'private': a chat is seen only by the wallet or browser that started it; "
+        "'shared': every visitor sees every chat (one person on their own machine).",
+    )
     keystore_scrypt_n: int = Field(
         default=2**18, ge=2, description="scrypt work factor of keystores the app writes."
     )
@@ -434,6 +450,8 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "llm_queue_size": ("llm", "queue_size"),
     "llm_request_timeout_s": ("llm", "request_timeout_s"),
     "llm_stream_buffer": ("llm", "stream_buffer"),
+    "llm_scheduling": ("llm", "scheduling"),
+    "llm_tenant_queue_size": ("llm", "tenant_queue_size"),
     "llm_adapter_budget_mb": ("llm", "adapter_budget_mb"),
     "llm_max_models": ("llm", "max_models"),
     # jobs
@@ -496,6 +514,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "auth_nonce_ttl_s": ("auth", "nonce_ttl_s"),
     "auth_cookie_secure": ("auth", "cookie_secure"),
     "local_wallets": ("auth", "local_wallets"),
+    "conversations": ("auth", "conversations"),
     "keystore_scrypt_n": ("auth", "keystore_scrypt_n"),
     # finetune
     "finetune_min_examples": ("finetune", "min_examples"),

@@ -475,7 +475,7 @@ class VoiceService:
     ) -> Iterator[VoiceEvent]:
         """The agent's reply to ``text`` (what the user said): text deltas and, as each
         sentence completes, its audio; a final ``done`` event carries the stored message."""
-        conversation = self.chat.get_conversation(conversation_id)
+        conversation = self.chat.get_conversation(conversation_id, principal=principal)
         reply = self.chat.send(conversation_id, text, principal=principal)
         # In a group chat the member who answers speaks in its own voice.
         agent_id = reply.speaker_id or conversation.agent_id

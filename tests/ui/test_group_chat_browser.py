@@ -33,6 +33,14 @@ def _agents(services: Services) -> dict[str, str]:
     return ids
 
 
+def _chats(services: Services, agent_id: str) -> list:
+    return services.chat.list_conversations(agent_id, principal=SYSTEM)
+
+
+def _messages(services: Services, conv_id: str) -> list[MessageView]:
+    return services.chat.get_conversation(conv_id, principal=SYSTEM).messages
+
+
 def _pick(page: Page, elem_id: str, option: str) -> None:
     page.locator(f"#{elem_id} input").first.click()
     page.locator(f"#{elem_id}").get_by_role("option", name=option).click()
@@ -61,7 +69,8 @@ def test_three_agent_group_chat(page: Page, live_server: str, services: Services
     for i, name in enumerate(NAMES):
         expect(bots.nth(i)).to_contain_text(f"{name}: I am {name}.")
     conv = wait_until(
-        lambda: next(iter(services.chat.list_conversations(ids["Mira"])), None), timeout=30
+        lambda: next(iter(services.chat.list_conversations(ids["Mira"], principal=SYSTEM)), None),
+        timeout=30,
     )
     assert conv.members == [ids[n] for n in NAMES]
 
@@ -70,7 +79,7 @@ def test_three_agent_group_chat(page: Page, live_server: str, services: Services
     page.locator("#chat-send").click()
 
     def reply_after_the_message() -> MessageView | None:
-        messages = services.chat.get_conversation(conv.id).messages
+        messages = services.chat.get_conversation(conv.id, principal=SYSTEM).messages
         answered = len(messages) == 5 and messages[-1].role == "assistant"
         return messages[-1] if answered else None
 
@@ -82,7 +91,11 @@ def test_three_agent_group_chat(page: Page, live_server: str, services: Services
     _pick(page, "group-speaker", "Essa")
     page.locator("#group-let").click()
     essa = wait_until(
-        lambda: (m := services.chat.get_conversation(conv.id).messages[-1]).name == "Essa" and m,
+        lambda: (
+            (m := services.chat.get_conversation(conv.id, principal=SYSTEM).messages[-1]).name
+            == "Essa"
+            and m
+        ),
         timeout=120,
     )
     assert essa.speaker_id == ids["Essa"]
@@ -105,7 +118,7 @@ def test_jsonl_round_trip_in_the_browser(
     )
     services.chat.send(conv.id, "Hello all.", principal=SYSTEM).collect()
     services.chat.regenerate(conv.id, principal=SYSTEM).collect()
-    original = services.chat.get_conversation(conv.id).messages
+    original = services.chat.get_conversation(conv.id, principal=SYSTEM).messages
 
     _open_group_panel(page, live_server)
     _pick(page, "chat-agent", f"Mira · {ids['Mira'][:8]}")
@@ -133,9 +146,10 @@ def test_jsonl_round_trip_in_the_browser(
     chooser.value.set_files(str(saved))
     expect(page.locator("#chat-status")).to_contain_text("Imported")
     imported = wait_until(
-        lambda: next(iter(services.chat.list_conversations(ids["Tobin"])), None), timeout=30
+        lambda: next(iter(services.chat.list_conversations(ids["Tobin"], principal=SYSTEM)), None),
+        timeout=30,
     )
-    back = services.chat.get_conversation(imported.id)
+    back = services.chat.get_conversation(imported.id, principal=SYSTEM)
     assert back.members == [ids["Tobin"], ids["Mira"], ids["Essa"]]
     fields = ("role", "versions", "selected", "name", "speaker_id")
     assert [[getattr(m, f) for f in fields] for m in back.messages] == [

@@ -40,7 +40,7 @@ def test_starting_a_group_opens_it_and_offers_its_members(services: Services) ->
     speakers = group_handlers.show_speakers(services, conv_id, principal=SYSTEM)
     assert speakers["speaker"]["choices"] == [("Mira", ids[0]), ("Tobin", ids[1])]
     assert speakers["speaker_row"]["visible"] is True
-    single = services.chat.create_conversation(ids[0])
+    single = services.chat.create_conversation(ids[0], principal=SYSTEM)
     shown = group_handlers.show_speakers(services, single.id, principal=SYSTEM)
     assert shown["speaker_row"]["visible"] is False
 

@@ -24,11 +24,13 @@ REPLY_ORDER_CHOICES = [
 ]
 
 
-def speaker_choices(services: Services, conv_id: str | None) -> list[tuple[str, str]]:
+def speaker_choices(
+    services: Services, conv_id: str | None, *, principal: Principal
+) -> list[tuple[str, str]]:
     """The members of the chat (or its one agent), in speaking order."""
     if not conv_id:
         return []
-    conv = services.chat.get_conversation(conv_id)
+    conv = services.chat.get_conversation(conv_id, principal=principal)
     choices = []
     for agent_id in conv.members or [conv.agent_id]:
         try:
@@ -41,8 +43,9 @@ def speaker_choices(services: Services, conv_id: str | None) -> list[tuple[str, 
 def show_speakers(services: Services, conv_id: str | None, *, principal: Principal) -> Updates:
     """The "let X reply" row for the opened chat: shown for group chats only."""
     try:
-        choices = speaker_choices(services, conv_id)
-        group = bool(conv_id) and bool(services.chat.get_conversation(conv_id).members)
+        choices = speaker_choices(services, conv_id, principal=principal)
+        conv = services.chat.get_conversation(conv_id, principal=principal) if conv_id else None
+        group = conv is not None and bool(conv.members)
     except AnimaError:
         choices, group = [], False
     value = choices[0][1] if choices else None
@@ -65,7 +68,7 @@ def start_group(
         conv = services.group_chat.create_group(
             agent_ids or [], reply_order or "round_robin", user_name, principal=principal
         )
-        choices = conversation_choices(services, conv.agent_id)
+        choices = conversation_choices(services, conv.agent_id, principal=principal)
     except AnimaError as exc:
         return {"status": show_error(exc)}
     return {
@@ -86,7 +89,7 @@ def let_reply(
         if not agent_id:
             raise ValidationError("pick who replies")
         reply = services.group_chat.reply(conv_id, agent_id, principal=principal)
-        base = chat_messages(services.chat.get_conversation(conv_id))
+        base = chat_messages(services.chat.get_conversation(conv_id, principal=principal))
     except AnimaError as exc:
         yield {"status": show_error(exc)}
         return

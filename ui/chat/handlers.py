@@ -4,7 +4,7 @@ Replies stream: ``send`` and ``regenerate`` are generators that yield the conver
 the reply as far as the model has written it, so the bubble grows token by token. The stored
 conversation (not the widget) is the source of truth: every turn starts from what the service
 holds. Handlers pass the ``principal`` chatting on to the chat service, which decides what they
-may do; conversations themselves have no owner yet, so today they are open to every visitor.
+may do: each browser lists and opens only its own chats (its wallet's, or its visitor cookie's).
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ Message = dict[str, Any]
 
 def conversation_label(conv: ConversationView) -> str:
     title = conv.title or "New chat"
-    return f"{title} · {conv.updated_at:%Y-%m-%d %H:%M}"
+    # Started before chats had owners: everyone sees it, and the picker says so.
+    shared = " · shared" if conv.shared else ""
+    return f"{title} · {conv.updated_at:%Y-%m-%d %H:%M}{shared}"
 
 
 def chat_messages(conv: ConversationView, sources: dict[str, str] | None = None) -> list[Message]:
@@ -57,14 +59,17 @@ def stream_into(base: list[Message], reply: ReplyStream) -> Iterator[list[Messag
         yield [*base, {"role": "assistant", "content": speaker_text(reply.name, text)}]
 
 
-def conversation_choices(services: Services, agent_id: str) -> list[tuple[str, str]]:
-    chats = services.chat.list_conversations(agent_id)
+def conversation_choices(
+    services: Services, agent_id: str, *, principal: Principal
+) -> list[tuple[str, str]]:
+    chats = services.chat.list_conversations(agent_id, principal=principal)
     return [(conversation_label(c), c.id) for c in chats]
 
 
-def conversation_update(services: Services, conv: ConversationView) -> Any:
+def conversation_update(services: Services, conv: ConversationView, *, principal: Principal) -> Any:
     """The conversation picker listing the agent's chats, ``conv`` picked."""
-    return gr.update(choices=conversation_choices(services, conv.agent_id), value=conv.id)
+    choices = conversation_choices(services, conv.agent_id, principal=principal)
+    return gr.update(choices=choices, value=conv.id)
 
 
 def pick_agent(services: Services, agent_id: str | None, *, principal: Principal) -> Updates:
@@ -73,7 +78,7 @@ def pick_agent(services: Services, agent_id: str | None, *, principal: Principal
     if not agent_id:
         return cleared
     try:
-        choices = conversation_choices(services, agent_id)
+        choices = conversation_choices(services, agent_id, principal=principal)
     except AnimaError as exc:
         return {**cleared, "status": show_error(exc)}
     return {**cleared, "conversation": gr.update(choices=choices, value=None)}
@@ -83,7 +88,7 @@ def open_conversation(services: Services, conv_id: str | None, *, principal: Pri
     if not conv_id:
         return {"chatbot": [], "status": ""}
     try:
-        conv = services.chat.get_conversation(conv_id)
+        conv = services.chat.get_conversation(conv_id, principal=principal)
     except AnimaError as exc:
         return {"status": show_error(exc)}
     messages = chat_messages(conv, trace_sources(services, conv))
@@ -96,8 +101,8 @@ def new_chat(
     try:
         if not agent_id:
             raise ValidationError("pick an agent first")
-        conv = services.chat.create_conversation(agent_id, user_name)
-        choices = conversation_choices(services, agent_id)
+        conv = services.chat.create_conversation(agent_id, user_name, principal=principal)
+        choices = conversation_choices(services, agent_id, principal=principal)
     except AnimaError as exc:
         return {"status": show_error(exc)}
     return {
@@ -123,8 +128,8 @@ def send(
         if not conv_id:
             if not agent_id:
                 raise ValidationError("pick an agent first")
-            conv_id = services.chat.create_conversation(agent_id, user_name).id
-        conv = services.chat.get_conversation(conv_id)
+            conv_id = services.chat.create_conversation(agent_id, user_name, principal=principal).id
+        conv = services.chat.get_conversation(conv_id, principal=principal)
         base = chat_messages(conv, trace_sources(services, conv))
     except AnimaError as exc:
         yield {"status": show_error(exc)}
@@ -135,20 +140,26 @@ def send(
     try:
         reply = services.chat.send(conv_id, content, principal=principal)
     except AnimaError as exc:
-        yield _refused(services, conv_id, content, show_error(exc))
+        yield _refused(services, conv_id, content, show_error(exc), principal=principal)
         return
     # Relist: the first message gives a chat its title.
-    conv = services.chat.get_conversation(conv_id)
-    yield {"conversation": conversation_update(services, conv), "chatbot": shown}
+    conv = services.chat.get_conversation(conv_id, principal=principal)
+    yield {
+        "conversation": conversation_update(services, conv, principal=principal),
+        "chatbot": shown,
+    }
     yield from stream_reply(shown, reply)
 
 
-def _refused(services: Services, conv_id: str, content: str, note: str) -> Updates:
+def _refused(
+    services: Services, conv_id: str, content: str, note: str, *, principal: Principal
+) -> Updates:
     """The stored chat after a refused message; the text comes back unless it was kept."""
-    conv = services.chat.get_conversation(conv_id)
+    conv = services.chat.get_conversation(conv_id, principal=principal)
     stored = chat_messages(conv)
     kept = bool(stored) and stored[-1] == {"role": "user", "content": content}
-    updates = {"conversation": conversation_update(services, conv), "chatbot": stored}
+    conversation = conversation_update(services, conv, principal=principal)
+    updates = {"conversation": conversation, "chatbot": stored}
     return {**updates, "status": note} if kept else {**updates, "text": content, "status": note}
 
 
@@ -160,7 +171,7 @@ def regenerate(
         if not conv_id:
             raise ValidationError("open or start a conversation first")
         reply = services.chat.regenerate(conv_id, principal=principal)
-        conv = services.chat.get_conversation(conv_id)
+        conv = services.chat.get_conversation(conv_id, principal=principal)
         earlier = conv.model_copy(update={"messages": conv.messages[:-1]})
         base = chat_messages(earlier, trace_sources(services, conv))
     except AnimaError as exc:

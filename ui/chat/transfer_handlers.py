@@ -61,7 +61,7 @@ def import_chat(
         conv = services.chat_transfer.import_jsonl(
             agent_id, path.name, path.read_bytes(), others, principal=principal
         )
-        choices = conversation_choices(services, agent_id)
+        choices = conversation_choices(services, agent_id, principal=principal)
     except AnimaError as exc:
         return {"status": show_error(exc)}
     return {
