@@ -233,3 +233,21 @@ def test_an_oversized_chat_is_413(client: TestClient, services: Services) -> Non
 def test_export_of_an_unknown_conversation_is_404(client: TestClient) -> None:
     assert client.get("/api/conversations/nothing/export").status_code == 404
     assert client.get("/api/conversations/nothing/export?format=xml").status_code == 422
+
+
+def test_another_browser_can_neither_export_nor_drive_my_chats(client: TestClient) -> None:
+    ids = [_agent(client, name) for name in ("Mira", "Tobin")]
+    imported = _import(client, ids[0], _jsonl(SILLYTAVERN_CHAT)).json()
+    group = client.post("/api/conversations", json={"agent_ids": ids}).json()
+    assert client.get(f"/api/conversations/{imported['id']}/export").status_code == 200
+    with TestClient(client.app) as stranger:  # a fresh cookie jar: another visitor
+        for cid in (imported["id"], group["id"]):
+            assert stranger.get(f"/api/conversations/{cid}/export").status_code == 404
+            assert stranger.get(f"/api/conversations/{cid}/export?format=json").status_code == 404
+        resp = stranger.post(f"/api/conversations/{group['id']}/reply", json={"agent_id": ids[1]})
+        assert resp.status_code == 403
+        resp = stranger.patch(
+            f"/api/conversations/{group['id']}/group", json={"reply_order": "manual"}
+        )
+        assert resp.status_code == 403
+    assert client.get(f"/api/conversations/{group['id']}").json()["reply_order"] == "round_robin"
