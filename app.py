@@ -28,8 +28,10 @@ from api.agents_router import router as agents_router
 from api.auth_router import router as auth_router
 from api.chain_router import router as chain_router
 from api.chat_router import router as chat_router
+from api.chat_transfer_router import router as chat_transfer_router
 from api.errors import install_error_handlers
 from api.finetune_router import router as finetune_router
+from api.group_router import router as group_router
 from api.guards import MULTIPART_OVERHEAD, install_guards
 from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
@@ -46,6 +48,8 @@ UI_PATH = "/ui"
 ROUTERS = (
     agents_router,
     chat_router,
+    group_router,
+    chat_transfer_router,
     openai_router,
     jobs_router,
     knowledge_router,

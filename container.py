@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents.chat import ChatService
+from agents.chat_transfer import ChatTransferService
 from agents.conversation_access import ConversationAccess
 from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
+from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
 from agents.service import AgentService
 from chain.auth import AuthService
@@ -50,6 +52,8 @@ class Services:
     visitors: VisitorIds
     # Per-key limits and usage records (written in batches, flushed on close).
     usage: UsageService
+    group_chat: GroupChatService
+    chat_transfer: ChatTransferService
 
     def close(self) -> None:
         self.usage.close()
@@ -106,6 +110,8 @@ def build_services(
         finetune=finetune,
         visitors=VisitorIds(settings.data_dir),
         usage=usage,
+        group_chat=GroupChatService(db, agents, chat),
+        chat_transfer=ChatTransferService(db, agents, access),
     )
 
 

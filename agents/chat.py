@@ -26,7 +26,7 @@ import functools
 import logging
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import anyio
@@ -50,6 +50,7 @@ from agents.conversations import (
     touch,
 )
 from agents.grounding import Grounder, Grounding, Source
+from agents.group_turns import GroupTurn, next_speaker, turn_for
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.options import with_options
 from agents.llm.pool import LLMPool
@@ -100,6 +101,9 @@ class ReplyStream:
     def result(self) -> StreamResult:
         """What the backend reports while it streams (log-probabilities) and when done."""
         return self._result
+        self.name: str | None = None  # the speaking member and its id, in a group chat
+        self.speaker_id: str | None = None
+        self.waiting = False  # a group chat that replies only when asked: nothing comes
 
     def __iter__(self) -> Iterator[str]:
         parts: list[str] = []
@@ -295,15 +299,25 @@ class ChatService:
         content = _check_text(content)
         with self.db.session() as s:
             conv = self._row(s, conversation_id, principal, write=True)
+            # A group chat answers by its reply order; "manual" waits for "let X reply".
+            speaker = next_speaker(s, conv, content)
+            silent = bool(conv.members) and speaker is None
             # Two slots at once: this message and, right after it, the reply to it.
-            position = take_positions(s, conv.id, 2)
+            position = take_positions(s, conv.id, 1 if silent else 2)
             s.add(new_message(conv.id, position, "user", [content]))
             if not conv.title:
                 conv.title = content[:60]
             agent_id = conv.agent_id
+            group = turn_for(s, conv, speaker) if speaker else None
+        if silent:
+            waiting = ReplyStream(iter(()), StreamResult(), lambda _: None)
+            waiting.waiting = True
+            return waiting
         with tenant_scope(principal):  # queued in the caller's own lane (fair scheduling)
-            reply = self._reply(conversation_id, agent_id, generation, slot=position + 1)
-        return self._metered(reply, principal, agent_id, "chat.send")
+            reply = self._reply(
+                conversation_id, speaker or agent_id, generation, slot=position + 1, group=group
+            )
+        return self._metered(reply, principal, speaker or agent_id, "chat.send")
 
     def regenerate(
         self,
@@ -325,11 +339,18 @@ class ChatService:
                 raise ValidationError("nothing to regenerate: the last message is not a reply")
             agent_id, target = conv.agent_id, last_two[0]
             target_id, target_position = target.id, target.position
+            # In a group chat the agent who spoke the reply writes its new version.
+            speaker = target.speaker_id if conv.members else None
+            group = turn_for(s, conv, speaker) if speaker else None
         with tenant_scope(principal):
             reply = self._reply(
-                conversation_id, agent_id, generation, replace=(target_id, target_position)
+                conversation_id,
+                speaker or agent_id,
+                generation,
+                replace=(target_id, target_position),
+                group=group,
             )
-        return self._metered(reply, principal, agent_id, "chat.regenerate")
+        return self._metered(reply, principal, speaker or agent_id, "chat.regenerate")
 
     def complete(
         self,
@@ -388,8 +409,10 @@ class ChatService:
         *,
         slot: int | None = None,
         replace: tuple[str, int] | None = None,
+        group: GroupTurn | None = None,
     ) -> ReplyStream:
-        """The reply stored at the reserved ``slot``, or replacing message ``replace``."""
+        """The reply stored at the reserved ``slot``, or replacing message ``replace``;
+        ``group``: a group chat's turn (how the speaker sees the others, and its name)."""
         agent, card = self.agents.get_with_card(agent_id)
         params = self._params(agent, generation)
         backend = self.llm.get(agent.model, agent.adapter)
@@ -402,10 +425,12 @@ class ChatService:
             budget=backend.context_window,
             count=count,
             at_least=scan_depth_needed(card.data.character_book),
+            render=group.render if group else None,
         )
         target = replace[0] if replace is not None else None
 
         def save(text: str) -> MessageView:
+            text = group.clean(text) if group else text
             try:
                 with self.db.session() as s:
                     if target is not None:
@@ -420,12 +445,14 @@ class ChatService:
                         assert slot is not None
                         position = slot
                         touch(s, conversation_id)
-                    return insert_reply(s, conversation_id, position, text)
+                    return insert_reply(
+                        s, conversation_id, position, text, **(group.stored() if group else {})
+                    )
             except IntegrityError as exc:  # the conversation went away between the checks
                 raise ConflictError(DELETED_MID_REPLY) from exc
 
         grounding = self._ground(agent_id, history)
-        return self._stream(
+        reply = self._stream(
             backend,
             card.data,
             history,
@@ -435,7 +462,11 @@ class ChatService:
             save,
             grounding,
             count_tokens=count,
+            stops=group.stops() if group else (),
         )
+        if group is not None:
+            reply.name, reply.speaker_id = group.name, group.speaker_id
+        return reply
 
     def _stream(
         self,
@@ -448,6 +479,7 @@ class ChatService:
         save: Callable[[str], MessageView | None],
         grounding: Grounding | None = None,
         count_tokens: Callable[[str], int] | None = None,
+        stops: Sequence[str] = (),
     ) -> ReplyStream:
         build = build_prompt(
             card,
@@ -461,7 +493,7 @@ class ChatService:
         )
         # Anima's own stop first: a backend that can send only a few (OpenAI's API takes
         # four) must never drop the one that keeps the model from speaking for the user.
-        stop = list(dict.fromkeys([f"\n{user_name}:", *params.stop]))
+        stop = list(dict.fromkeys([f"\n{user_name}:", *stops, *params.stop]))
         params = params.model_copy(update={"stop": stop})
         result = StreamResult()
         if grounding is not None and self.knowledge is not None:

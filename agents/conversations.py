@@ -75,12 +75,14 @@ def recent_history(
     budget: int,
     count: Callable[[str], int],
     at_least: int,
+    render: Callable[[MessageRecord], ChatMessage] | None = None,
 ) -> tuple[str, list[ChatMessage]]:
     """The user's name and the newest messages before position ``before``, oldest first.
 
     Read newest first, a page at a time, until they cost more tokens than the whole
     context window (``build_prompt`` trims precisely from there) and the lorebook's scan
     depth is covered: a conversation of ten thousand messages costs what its last few do.
+    ``render`` turns a row into the message the prompt holds (a group chat names the others).
     """
     newest_first: list[MessageRecord] = []
     spent = 0
@@ -104,7 +106,7 @@ def recent_history(
                 break
             bound = page[-1].position
         history = [
-            ChatMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
+            render(m) if render else ChatMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
             for m in reversed(newest_first)
         ]
     return user_name, history

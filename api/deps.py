@@ -91,6 +91,7 @@ PUBLIC_ROUTES: dict[str, str] = {
 # State-changing routes with an agent id in the path that anyone may call, with the reason.
 OWNER_CHECK_EXEMPT: dict[str, str] = {
     "POST /api/agents/{agent_id}/conversations": "starting a chat does not change the agent",
+    "POST /api/agents/{agent_id}/conversations/import": "an imported chat is a new chat with it",
 }
 
 

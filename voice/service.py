@@ -476,9 +476,10 @@ class VoiceService:
         """The agent's reply to ``text`` (what the user said): text deltas and, as each
         sentence completes, its audio; a final ``done`` event carries the stored message."""
         conversation = self.chat.get_conversation(conversation_id, principal=principal)
-        agent_id = conversation.agent_id
-        voiced = self.has_profile(agent_id)
         reply = self.chat.send(conversation_id, text, principal=principal)
+        # In a group chat the member who answers speaks in its own voice.
+        agent_id = reply.speaker_id or conversation.agent_id
+        voiced = self.has_profile(agent_id)
         yield VoiceEvent("transcript", text=text)
         yield from speak_reply(
             reply, lambda piece: self.speak_piece(agent_id if voiced else None, piece)

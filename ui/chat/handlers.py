@@ -18,6 +18,7 @@ from agents.chat import ConversationView, ReplyStream
 from container import Services
 from core.errors import AnimaError, ValidationError
 from core.principal import Principal
+from ui.chat.group_names import speaker_text
 from ui.common import show_error
 from ui.panels.knowledge.handlers import sources_markdown, trace_sources
 from ui.wiring import Updates
@@ -40,7 +41,7 @@ def chat_messages(conv: ConversationView, sources: dict[str, str] | None = None)
     """
     out: list[Message] = []
     for m in conv.messages:
-        out.append({"role": m.role, "content": m.content})
+        out.append({"role": m.role, "content": speaker_text(m.name, m.content)})
         if sources and m.id in sources:
             out.append(sources_bubble(sources[m.id]))
     return out
@@ -55,7 +56,7 @@ def stream_into(base: list[Message], reply: ReplyStream) -> Iterator[list[Messag
     text = ""
     for delta in reply:
         text += delta
-        yield [*base, {"role": "assistant", "content": text}]
+        yield [*base, {"role": "assistant", "content": speaker_text(reply.name, text)}]
 
 
 def conversation_choices(
@@ -195,7 +196,7 @@ def stream_reply(base: list[Message], reply: ReplyStream) -> Iterator[Updates]:
     except AnimaError as exc:
         yield {"chatbot": messages, "status": show_error(exc)}
         return
-    if reply.message is None:
+    if reply.message is None and not reply.waiting:
         note = show_error("The model returned an empty reply: try Regenerate.")
         yield {"chatbot": messages, "status": note}
     elif reply.sources:

@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ui.chat import handlers
+from ui.chat.group_layout import build_group_panel
 from ui.context import StudioContext
 from ui.voice_chat.layout import build_voice_chat
 from ui.wiring import wire
@@ -44,6 +45,7 @@ def build_chat_screen(ctx: StudioContext) -> None:
         placeholder="Pick an agent, then press **New chat** or just write a message.",
         feedback_options=None,
         buttons=["copy"],
+        group_consecutive_messages=False,  # a group chat's speakers each get their own bubble
     )
     with gr.Row(equal_height=True):
         c["text"] = gr.Textbox(
@@ -57,6 +59,7 @@ def build_chat_screen(ctx: StudioContext) -> None:
         c["send"] = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
         c["regenerate"] = gr.Button("Regenerate", elem_id="chat-regenerate", scale=1)
     c["status"] = gr.Markdown("", elem_id="chat-status")
+    build_group_panel(ctx, c)  # "let X reply", group setup, chat files
     build_voice_chat(ctx, c)
     _wire(ctx, c)
 
