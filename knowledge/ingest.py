@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.db import Database
 from core.jobs import TargetGone
 from core.settings import Settings
-from knowledge.chunking import chunk_records
+from knowledge.chunking import chunk_records, chunking_signature
 from knowledge.files import VersionFiles
 from knowledge.records import DocumentRecord, IndexVersionRecord, KnowledgeBaseRecord, utcnow
 from knowledge.stores import KnowledgeStores
@@ -48,7 +48,16 @@ class Ingestion:
             self.settings.knowledge.chunk_overlap,
         )
         self.files.write_chunks(kb_id, version, row.filename, row.document_id, chunks)
+        with self.db.session() as s:
+            written = s.get(IndexVersionRecord, version)
+            if written is not None:
+                written.chunking = self.signature()
         return len(chunks)
+
+    def signature(self) -> str:
+        """How chunks are cut with the current settings (stamped on each version)."""
+        k = self.settings.knowledge
+        return chunking_signature(k.chunk_tokens, k.chunk_overlap)
 
     def write_vectors(self, kb_id: str, version: str, start: int, count: int) -> int:
         """Embed and upsert chunks ``start``..``start+count`` (safe to repeat)."""
@@ -82,13 +91,13 @@ class Ingestion:
             if row is not None and row.status == "active":
                 return None  # a re-run after the commit
         self.versions.writing(version)
-        expected = self._check_complete(kb_id, version)
+        expected = self.check_complete(kb_id, version)
         with self.db.session() as s:
-            old = _switch(s, kb_id, document_id, version, expected)
+            old = switch(s, kb_id, document_id, version, expected)
         self.files.chunks_path(kb_id, version).unlink(missing_ok=True)
         return old
 
-    def _check_complete(self, kb_id: str, version: str) -> int:
+    def check_complete(self, kb_id: str, version: str) -> int:
         """The version's chunk count, if both stores hold every chunk; raises otherwise."""
         expected = len(self.files.read_chunks(kb_id, version))
         in_store = self.stores.store.count(kb_id, version)
@@ -101,7 +110,7 @@ class Ingestion:
         return expected
 
 
-def _switch(s: Session, kb_id: str, document_id: str, version: str, chunks: int) -> str | None:
+def switch(s: Session, kb_id: str, document_id: str, version: str, chunks: int) -> str | None:
     """Retire the document's active version and activate ``version`` (the caller commits)."""
     row = s.get(IndexVersionRecord, version)
     doc = s.get(DocumentRecord, document_id)
