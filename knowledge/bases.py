@@ -20,7 +20,7 @@ from core.files import is_safe_id
 from core.jobs import JobService
 from core.principal import OwnerCheck, Principal
 from core.settings import Settings
-from knowledge.chunking import chunking_signature
+from knowledge.ingest import index_signature
 from knowledge.records import (
     AgentKnowledgeRecord,
     DocumentRecord,
@@ -143,9 +143,8 @@ class Bases:
 
     @property
     def signature(self) -> str:
-        """How chunks are cut with the current settings (bases cut otherwise are stale)."""
-        k = self.settings.knowledge
-        return chunking_signature(k.chunk_tokens, k.chunk_overlap)
+        """How chunks are made with the current settings (bases made otherwise are stale)."""
+        return index_signature(self.settings)
 
     def create(
         self, name: str, description: str = "", *, principal: Principal

@@ -20,6 +20,14 @@ from knowledge.stores import KnowledgeStores
 from knowledge.versions import Versions
 
 
+def index_signature(settings: Settings) -> str:
+    """How a version's chunks are made now: the chunking and, when on, the int8 embedder
+    (its vectors differ a little from full precision, so a base switched over is re-indexed)."""
+    k = settings.knowledge
+    signature = chunking_signature(k.chunk_tokens, k.chunk_overlap)
+    return signature + "+int8" if k.embedding_quantize else signature
+
+
 class Ingestion:
     """Fills both stores with one version's chunks, then makes it the searchable one."""
 
@@ -55,9 +63,8 @@ class Ingestion:
         return len(chunks)
 
     def signature(self) -> str:
-        """How chunks are cut with the current settings (stamped on each version)."""
-        k = self.settings.knowledge
-        return chunking_signature(k.chunk_tokens, k.chunk_overlap)
+        """How chunks are made with the current settings (stamped on each version)."""
+        return index_signature(self.settings)
 
     def write_vectors(self, kb_id: str, version: str, start: int, count: int) -> int:
         """Embed and upsert chunks ``start``..``start+count`` (safe to repeat)."""
