@@ -104,6 +104,9 @@ def reindex(ctx: JobContext[IngestDeps], *, kb_id: str) -> dict[str, Any]:
         switched = ctx.step("activate", knowledge.activate_reindex, kb_id, plan, retries=2)
         ctx.progress(total, total, f"{switched} documents re-indexed, {total} chunks searchable")
         ctx.step("purge", knowledge.purge_versions, kb_id, True)
+        # Versions of documents that dropped out of the job (deleted, uploaded again) were
+        # kept for this job's steps; now they go.
+        ctx.step("forget", knowledge.drop_reindex, plan, "dropped out of the re-index")
     except TargetGone as exc:
         knowledge.drop_reindex(plan, exc.reason)
         raise

@@ -27,6 +27,7 @@ from knowledge.service import KnowledgeService
 from tests.core.test_jobs_durability import Workers
 from tests.knowledge.test_knowledge_api import BAKERY, LIGHTHOUSE
 from tests.waiting import wait_until
+from ui.panels.knowledge import handlers as panel
 
 LEDGER = "\n\n".join(f"Ledger entry {i}. {BAKERY}" for i in range(150))
 DOCUMENTS = {"lighthouse.txt": LIGHTHOUSE, "ledger.txt": LEDGER}
@@ -133,6 +134,8 @@ def test_the_reindex_route_starts_the_job(kservices: Services, kclient: TestClie
     _ingest(kservices, kb, {"lighthouse.txt": LIGHTHOUSE})
     _use_small_chunks(kservices.settings)
     assert kclient.get(f"/api/knowledge-bases/{kb}").json()["stale_documents"] == 1
+    opened = panel.open_base(kservices, kb)
+    assert opened["docs"] and "1 document(s)" in opened["status"]
     response = kclient.post(f"/api/knowledge-bases/{kb}/reindex")
     assert response.status_code == 202, response.text
     job = response.json()
@@ -141,6 +144,13 @@ def test_the_reindex_route_starts_the_job(kservices: Services, kclient: TestClie
     assert done.status == "succeeded", done
     assert kclient.get(f"/api/knowledge-bases/{kb}").json()["stale_documents"] == 0
     assert kclient.post("/api/knowledge-bases/nope/reindex").status_code == 404
+    assert "status" not in panel.open_base(kservices, kb)  # nothing stale: no note
+
+    # The studio's button: nothing left to re-cut, so its job switches nothing.
+    started = panel.reindex(kservices, kb, principal=ANONYMOUS)
+    assert "nothing to re-index" in started["status"]
+    again = kservices.jobs.wait(started["job"], timeout=120, principal=SYSTEM)
+    assert again.status == "succeeded" and again.result["documents"] == 0  # type: ignore[index]
 
 
 @pytest.fixture
