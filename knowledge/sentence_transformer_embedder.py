@@ -131,6 +131,10 @@ def _quantized(model: Any) -> Any:
     downloaded; on a CPU it embeds faster (``bench/rag.py --embedder-ab`` measures how much and
     what it does to retrieval). Vectors differ slightly from the full-precision model's.
     """
+    import warnings
+
     import torch
 
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # torch announces a successor API; this one still works
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
