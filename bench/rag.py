@@ -702,7 +702,7 @@ def embedder_ab(args: argparse.Namespace, work: Path) -> None:
     b16 = SentenceTransformerEmbedder(model, batch_size=16)
     b64 = SentenceTransformerEmbedder(model, batch_size=64)
     int8 = SentenceTransformerEmbedder(model, quantize=True)
-    for warm in (b16, b64, int8, short):
+    for warm in (b16, b64, int8, short) if args.ab_threads else (b64, int8, short):
         warm.embed_query("warm up")
 
     def grouped(embedder, items: list[str], group: int = AB_GROUP):
@@ -720,14 +720,15 @@ def embedder_ab(args: argparse.Namespace, work: Path) -> None:
 
     variants = {
         "baseline (batch 32, fp32, 64-chunk steps)": lambda: grouped(base, texts),
-        "batch 16": lambda: grouped(b16, texts),
         "batch 64": lambda: grouped(b64, texts),
-        "steps of 256 chunks": lambda: grouped(base, texts, 256),
+        f"steps of {len(texts)} chunks": lambda: grouped(base, texts, len(texts)),
         "length-sorted before steps": lambda: grouped(base, by_length),
         "int8 dynamic quantisation": lambda: grouped(int8, texts),
         "max sequence 128 tokens": lambda: grouped(short, texts),
-        f"1 torch thread (of {threads})": one_thread,
     }
+    if args.ab_threads:  # meaningful only on an otherwise idle machine
+        variants[f"1 torch thread (of {threads})"] = one_thread
+        variants["batch 16"] = lambda: grouped(b16, texts)
     reference = np.array(base.embed_documents(texts))
     order = {t: i for i, t in enumerate(texts)}
     rates: dict[str, list[float]] = {k: [] for k in variants}
@@ -751,6 +752,7 @@ def embedder_ab(args: argparse.Namespace, work: Path) -> None:
         for name in names:
             rates[name].append(this[name])
             ratios[name].append(this[name] / this[next(iter(variants))])
+        print(f"round {rep + 1}: " + ", ".join(f"{r:.1f}" for r in this.values()), flush=True)
     print(
         f"\nEmbedder A/B: {len(texts)} long-document chunks (median "
         f"{statistics.median(tokens)} tokens), {args.ab_reps} rounds, load "
@@ -825,6 +827,9 @@ def main() -> None:
     )
     parser.add_argument("--ab-chunks", type=int, default=192, help="chunks per A/B round")
     parser.add_argument("--ab-reps", type=int, default=3, help="A/B rounds")
+    parser.add_argument(
+        "--ab-threads", action="store_true", help="A/B also: 1 torch thread, batch 16"
+    )
     parser.add_argument("--quantize", action="store_true", help="Anima embeds with the int8 model")
     args = parser.parse_args()
     if args.data is None:
