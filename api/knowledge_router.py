@@ -18,6 +18,7 @@ from api.deps import AgentOwner, Caller, read_upload, services
 from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
 from container import Services
 from core.errors import UploadTooLargeError
+from core.jobs import JobView
 from knowledge.loaders import clean_filename
 from knowledge.service import (
     DocumentView,
@@ -64,6 +65,16 @@ def delete_knowledge_base(svc: Svc, kb_id: str, principal: Caller) -> Response:
     """Delete the base, its documents and chunks; agents that used it stop using it."""
     svc.knowledge.delete_base(kb_id, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/knowledge-bases/{kb_id}/reindex", response_model=JobView, status_code=status.HTTP_202_ACCEPTED
+)
+def reindex_knowledge_base(svc: Svc, kb_id: str, principal: Caller) -> JobView:
+    """Re-cut the documents indexed with an older chunking (``stale_documents``), in a
+    background job; searches answer from the old index until it is done. A re-index already
+    running for the base is returned instead of starting another."""
+    return svc.knowledge.reindex_base(kb_id, principal=principal)
 
 
 @router.post(

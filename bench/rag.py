@@ -450,6 +450,7 @@ def bench_services(work: Path, name: str, args: argparse.Namespace, warm: bool =
         llm_preload=False,
         jobs_poll_interval_s=0.05,
         knowledge_chroma_url=args.chroma_url,
+        knowledge_embedding_quantize=getattr(args, "quantize", False),
     )
     svc = build_services(settings)
     if warm:
@@ -487,7 +488,12 @@ def long_documents(args: argparse.Namespace, work: Path) -> dict:
     corpora = [squad_long(args.data), reference_long()]
     svc = bench_services(work, "long", args)
     kb, seconds, chunks = ingest_long(svc, corpora)
-    peers = peers_default(corpora, svc.knowledge.embedder, work)
+    peer_embedder = svc.knowledge.embedder
+    if args.quantize:  # the peers' default embeds at full precision
+        from knowledge.sentence_transformer_embedder import SentenceTransformerEmbedder
+
+        peer_embedder = SentenceTransformerEmbedder(peer_embedder.model_id)
+    peers = peers_default(corpora, peer_embedder, work)
     out = {"ingest_s": seconds, "chunks": chunks, "corpora": []}
     for corpus, peer in zip(corpora, peers, strict=True):
         out["corpora"].append(
@@ -659,6 +665,140 @@ def print_long(r: dict) -> None:
     )
 
 
+# ----- where ingest time goes, and what makes the embedder faster --------------------------------
+AB_GROUP = 64  # chunks per ingest step (knowledge/jobs.py BATCH)
+
+
+def _long_chunk_texts(embedder, corpora: list[LongCorpus], limit: int) -> list[str]:
+    """What the ingest job embeds for the long documents (chunk text with its context)."""
+    from knowledge.chunking import chunk_records
+    from knowledge.loaders import Section
+
+    texts: list[str] = []
+    for corpus in corpora:
+        for name, doc in corpus.documents.items():
+            for c in chunk_records([Section(None, doc)], name, embedder.count_tokens, 200, 40):
+                texts.append(f"{c['context']}\n{c['text']}" if c.get("context") else c["text"])
+    return texts[:limit]
+
+
+def embedder_ab(args: argparse.Namespace, work: Path) -> None:
+    """Each embedder change against today's settings, rotated, ``--ab-reps`` times, on the
+    same long-document chunks embedded in ingest-sized groups: medians of chunks/s, the ratio
+    to the baseline measured in the same round, and how far the vectors move (cosine to the
+    baseline's). Then the share of an ingest step spent writing to Chroma and tantivy."""
+    import torch
+
+    from knowledge.sentence_transformer_embedder import SentenceTransformerEmbedder
+
+    model = "bundled:all-minilm-l6-v2"
+    base = SentenceTransformerEmbedder(model)
+    texts = _long_chunk_texts(base, [squad_long(args.data), reference_long()], args.ab_chunks)
+    tokens = [base.count_tokens(t) for t in texts]
+    by_length = [t for _, t in sorted(zip(tokens, texts, strict=True), key=lambda p: p[0])]
+    threads = torch.get_num_threads()
+    short = SentenceTransformerEmbedder(model)
+    short.load().max_seq_length = 128
+    b16 = SentenceTransformerEmbedder(model, batch_size=16)
+    b64 = SentenceTransformerEmbedder(model, batch_size=64)
+    int8 = SentenceTransformerEmbedder(model, quantize=True)
+    for warm in (b16, b64, int8, short) if args.ab_threads else (b64, int8, short):
+        warm.embed_query("warm up")
+
+    def grouped(embedder, items: list[str], group: int = AB_GROUP):
+        out: list[list[float]] = []
+        for start in range(0, len(items), group):
+            out.extend(embedder.embed_documents(items[start : start + group]))
+        return out
+
+    def one_thread():
+        torch.set_num_threads(1)
+        try:
+            return grouped(base, texts)
+        finally:
+            torch.set_num_threads(threads)
+
+    variants = {
+        "baseline (batch 32, fp32, 64-chunk steps)": lambda: grouped(base, texts),
+        "batch 64": lambda: grouped(b64, texts),
+        f"steps of {len(texts)} chunks": lambda: grouped(base, texts, len(texts)),
+        "length-sorted before steps": lambda: grouped(base, by_length),
+        "int8 dynamic quantisation": lambda: grouped(int8, texts),
+        "max sequence 128 tokens": lambda: grouped(short, texts),
+    }
+    if args.ab_threads:  # meaningful only on an otherwise idle machine
+        variants[f"1 torch thread (of {threads})"] = one_thread
+        variants["batch 16"] = lambda: grouped(b16, texts)
+    reference = np.array(base.embed_documents(texts))
+    order = {t: i for i, t in enumerate(texts)}
+    rates: dict[str, list[float]] = {k: [] for k in variants}
+    ratios: dict[str, list[float]] = {k: [] for k in variants}
+    moved: dict[str, float] = {}
+    loads = []
+    for rep in range(args.ab_reps):
+        names = list(variants)
+        names = names[rep % len(names) :] + names[: rep % len(names)]
+        loads.append(os.getloadavg()[0])
+        this: dict[str, float] = {}
+        for name in names:
+            started = time.perf_counter()
+            vectors = variants[name]()
+            this[name] = len(texts) / (time.perf_counter() - started)
+            if name not in moved:
+                got = np.array(vectors)
+                if name.startswith("length-sorted"):
+                    got = got[np.argsort([order[t] for t in by_length])]
+                moved[name] = float(np.mean(np.sum(got * reference, axis=1)))
+        for name in names:
+            rates[name].append(this[name])
+            ratios[name].append(this[name] / this[next(iter(variants))])
+        print(f"round {rep + 1}: " + ", ".join(f"{r:.1f}" for r in this.values()), flush=True)
+    print(
+        f"\nEmbedder A/B: {len(texts)} long-document chunks (median "
+        f"{statistics.median(tokens)} tokens), {args.ab_reps} rounds, load "
+        + ", ".join(f"{x:.1f}" for x in loads)
+    )
+    print(f"{'change':<44}{'chunks/s':>10}{'ratio':>8}{'cos to fp32':>13}")
+    for name in variants:
+        print(
+            f"{name:<44}{statistics.median(rates[name]):>10.1f}"
+            f"{statistics.median(ratios[name]):>8.2f}{moved[name]:>13.4f}"
+        )
+    _write_share(base, texts, work)
+
+
+def _write_share(embedder, texts: list[str], work: Path) -> None:
+    """One ingest step's parts timed apart: embedding, Chroma upsert, tantivy add."""
+    from knowledge.chroma_embedded import EmbeddedChromaStore
+    from knowledge.tantivy_index import TantivyKeywordIndex
+
+    store = EmbeddedChromaStore(work / "ab-chroma", embedder, "ab")
+    keywords = TantivyKeywordIndex(work / "ab-keyword")
+    chunks = [
+        Chunk(f"v:{n}", "ab", "d", "v", "d.txt", None, n, text) for n, text in enumerate(texts)
+    ]
+    started = time.perf_counter()
+    vectors = []
+    for start in range(0, len(texts), AB_GROUP):
+        vectors.extend(embedder.embed_documents(texts[start : start + AB_GROUP]))
+    embed_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for start in range(0, len(chunks), AB_GROUP):
+        part = slice(start, start + AB_GROUP)
+        store.upsert_embeddings("ab", chunks[part], vectors[part])
+    chroma_s = time.perf_counter() - started
+    started = time.perf_counter()
+    keywords.add("ab", chunks)
+    tantivy_s = time.perf_counter() - started
+    total = embed_s + chroma_s + tantivy_s
+    print(
+        f"\nOne ingest's parts ({len(chunks)} chunks): embedding {embed_s / total:.0%}, Chroma "
+        f"upsert {chroma_s / total:.0%}, tantivy {tantivy_s / total:.0%} of {total:.1f} s"
+    )
+    store.close()
+    keywords.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=None, help="SQuAD-format JSON")
@@ -682,6 +822,15 @@ def main() -> None:
     parser.add_argument(
         "--tune", action="store_true", help="only: stage weights on the SQuAD paragraph set"
     )
+    parser.add_argument(
+        "--embedder-ab", action="store_true", help="only: embedder speed changes, A/B"
+    )
+    parser.add_argument("--ab-chunks", type=int, default=192, help="chunks per A/B round")
+    parser.add_argument("--ab-reps", type=int, default=3, help="A/B rounds")
+    parser.add_argument(
+        "--ab-threads", action="store_true", help="A/B also: 1 torch thread, batch 16"
+    )
+    parser.add_argument("--quantize", action="store_true", help="Anima embeds with the int8 model")
     args = parser.parse_args()
     if args.data is None:
         args.data = next((p for p in DEFAULT_DATA if p.exists()), DEFAULT_DATA[0])
@@ -692,6 +841,9 @@ def main() -> None:
         work = Path(tmp)
         if args.tune:
             tune(args, work)
+            return
+        if args.embedder_ab:
+            embedder_ab(args, work)
             return
         if args.ablation:
             print_ablation(ablation(args, work))

@@ -218,6 +218,13 @@ class KnowledgeSettings(_Section):
         "Hugging Face id (needs the network or a filled HF cache).",
     )
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    embedding_quantize: bool = Field(
+        default=False,
+        description="Embed with an int8 copy of the model's linear layers, made in memory at "
+        "load (CPU only): faster ingest, vectors very close to but not equal to full "
+        "precision, so a base should be embedded one way throughout (re-index it after a "
+        "change).",
+    )
     chroma_url: str | None = Field(
         default=None,
         description="A Chroma server (`chroma run`), e.g. http://127.0.0.1:8000. Default: "
@@ -472,6 +479,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     # knowledge
     "knowledge_embedding_model": ("knowledge", "embedding_model"),
     "knowledge_embedding_batch_size": ("knowledge", "embedding_batch_size"),
+    "knowledge_embedding_quantize": ("knowledge", "embedding_quantize"),
     "knowledge_chroma_url": ("knowledge", "chroma_url"),
     "knowledge_collection_prefix": ("knowledge", "collection_prefix"),
     "knowledge_retrieval": ("knowledge", "retrieval"),

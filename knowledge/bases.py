@@ -20,6 +20,7 @@ from core.files import is_safe_id
 from core.jobs import JobService
 from core.principal import OwnerCheck, Principal
 from core.settings import Settings
+from knowledge.ingest import index_signature
 from knowledge.records import (
     AgentKnowledgeRecord,
     DocumentRecord,
@@ -83,7 +84,21 @@ def check_model(settings: Settings, session: Session, base: KnowledgeBaseRecord)
     base.embedding_model = current
 
 
-def base_view(session: Session, row: KnowledgeBaseRecord) -> KnowledgeBaseView:
+def stale_documents(session: Session, kb_id: str, signature: str) -> int:
+    """Documents of the base whose searchable chunks were cut another way than ``signature``
+    (``knowledge/reindex.py`` re-cuts them)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(DocumentRecord)
+            .join(IndexVersionRecord, IndexVersionRecord.id == DocumentRecord.active_version)
+            .where(DocumentRecord.kb_id == kb_id, IndexVersionRecord.chunking != signature)
+        )
+        or 0
+    )
+
+
+def base_view(session: Session, row: KnowledgeBaseRecord, signature: str) -> KnowledgeBaseView:
     documents, chunks = session.execute(
         select(func.count(), func.coalesce(func.sum(DocumentRecord.chunk_count), 0)).where(
             DocumentRecord.kb_id == row.id
@@ -100,6 +115,7 @@ def base_view(session: Session, row: KnowledgeBaseRecord) -> KnowledgeBaseView:
         document_count=int(documents),
         chunk_count=int(chunks),
         agent_ids=list(agent_ids),
+        stale_documents=stale_documents(session, row.id, signature),
         owner_address=row.owner_address,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -124,6 +140,11 @@ class Bases:
         self.jobs = jobs
         self.owners = owners
         self.versions = versions
+
+    @property
+    def signature(self) -> str:
+        """How chunks are made with the current settings (bases made otherwise are stale)."""
+        return index_signature(self.settings)
 
     def create(
         self, name: str, description: str = "", *, principal: Principal
@@ -159,11 +180,11 @@ class Bases:
     def list_all(self) -> list[KnowledgeBaseView]:
         with self.db.session() as s:
             rows = s.scalars(select(KnowledgeBaseRecord).order_by(KnowledgeBaseRecord.created_at))
-            return [base_view(s, r) for r in rows.all()]
+            return [base_view(s, r, self.signature) for r in rows.all()]
 
     def get(self, kb_id: str) -> KnowledgeBaseView:
         with self.db.session() as s:
-            return base_view(s, load_base(s, kb_id))
+            return base_view(s, load_base(s, kb_id), self.signature)
 
     def delete(self, kb_id: str, *, principal: Principal) -> None:
         """Delete a base with its documents; agents that used it simply stop using it."""
@@ -203,7 +224,7 @@ class Bases:
                 .where(AgentKnowledgeRecord.agent_id == agent_id)
                 .order_by(AgentKnowledgeRecord.created_at)
             )
-            return [base_view(s, r) for r in rows.all()]
+            return [base_view(s, r, self.signature) for r in rows.all()]
 
     def ids_for_agent(self, agent_id: str) -> list[str]:
         """The bases a reply of the agent is grounded on, in the order they were attached."""

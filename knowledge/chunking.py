@@ -32,11 +32,19 @@ SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ": ", ", ", " ", ""]
 # --ablation``); the app always runs with both on.
 STRUCTURE_AWARE = True
 EMBED_CONTEXT = False
+# Bump when a change here cuts the same text into other chunks: bases indexed before are
+# then offered a re-index (``knowledge/reindex.py``).
+CHUNKING_VERSION = 2
 MAX_HEADING_CHARS = 120
 MAX_CONTEXT_CHARS = 300
 _MARKDOWN_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _UNDERLINE = re.compile(r"^([=*\-~^#+])\1{2,}\s*$")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def chunking_signature(tokens: int, overlap: int) -> str:
+    """How chunks are cut now (code version and token budget), stored with every version."""
+    return f"chunking-{CHUNKING_VERSION}:{tokens}/{overlap}"
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from knowledge.base import Embedder, KeywordIndex, VectorStore
 def make_embedder(settings: Settings) -> Embedder:
     from knowledge.sentence_transformer_embedder import SentenceTransformerEmbedder
 
+    k = settings.knowledge
     return SentenceTransformerEmbedder(
-        settings.knowledge.embedding_model, batch_size=settings.knowledge.embedding_batch_size
+        k.embedding_model, batch_size=k.embedding_batch_size, quantize=k.embedding_quantize
     )
 
 

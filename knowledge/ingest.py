@@ -13,11 +13,19 @@ from sqlalchemy.orm import Session
 from core.db import Database
 from core.jobs import TargetGone
 from core.settings import Settings
-from knowledge.chunking import chunk_records
+from knowledge.chunking import chunk_records, chunking_signature
 from knowledge.files import VersionFiles
 from knowledge.records import DocumentRecord, IndexVersionRecord, KnowledgeBaseRecord, utcnow
 from knowledge.stores import KnowledgeStores
 from knowledge.versions import Versions
+
+
+def index_signature(settings: Settings) -> str:
+    """How a version's chunks are made now: the chunking and, when on, the int8 embedder
+    (its vectors differ a little from full precision, so a base switched over is re-indexed)."""
+    k = settings.knowledge
+    signature = chunking_signature(k.chunk_tokens, k.chunk_overlap)
+    return signature + "+int8" if k.embedding_quantize else signature
 
 
 class Ingestion:
@@ -48,7 +56,15 @@ class Ingestion:
             self.settings.knowledge.chunk_overlap,
         )
         self.files.write_chunks(kb_id, version, row.filename, row.document_id, chunks)
+        with self.db.session() as s:
+            written = s.get(IndexVersionRecord, version)
+            if written is not None:
+                written.chunking = self.signature()
         return len(chunks)
+
+    def signature(self) -> str:
+        """How chunks are made with the current settings (stamped on each version)."""
+        return index_signature(self.settings)
 
     def write_vectors(self, kb_id: str, version: str, start: int, count: int) -> int:
         """Embed and upsert chunks ``start``..``start+count`` (safe to repeat)."""
@@ -82,13 +98,13 @@ class Ingestion:
             if row is not None and row.status == "active":
                 return None  # a re-run after the commit
         self.versions.writing(version)
-        expected = self._check_complete(kb_id, version)
+        expected = self.check_complete(kb_id, version)
         with self.db.session() as s:
-            old = _switch(s, kb_id, document_id, version, expected)
+            old = switch(s, kb_id, document_id, version, expected)
         self.files.chunks_path(kb_id, version).unlink(missing_ok=True)
         return old
 
-    def _check_complete(self, kb_id: str, version: str) -> int:
+    def check_complete(self, kb_id: str, version: str) -> int:
         """The version's chunk count, if both stores hold every chunk; raises otherwise."""
         expected = len(self.files.read_chunks(kb_id, version))
         in_store = self.stores.store.count(kb_id, version)
@@ -101,7 +117,7 @@ class Ingestion:
         return expected
 
 
-def _switch(s: Session, kb_id: str, document_id: str, version: str, chunks: int) -> str | None:
+def switch(s: Session, kb_id: str, document_id: str, version: str, chunks: int) -> str | None:
     """Retire the document's active version and activate ``version`` (the caller commits)."""
     row = s.get(IndexVersionRecord, version)
     doc = s.get(DocumentRecord, document_id)

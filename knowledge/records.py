@@ -84,6 +84,10 @@ class IndexVersionRecord(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # How its chunks were cut (``knowledge/reindex.py``'s ``index_signature``), stamped when
+    # they are: a base whose active versions were cut another way is offered a re-index.
+    # Empty: indexed before this was recorded.
+    chunking: Mapped[str] = mapped_column(String(64), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -28,6 +28,10 @@ class KnowledgeBaseView(BaseModel):
     document_count: int
     chunk_count: int
     agent_ids: list[str]
+    stale_documents: int = Field(
+        default=0,
+        description="Documents indexed with an older chunking: POST .../reindex re-cuts them.",
+    )
     owner_address: str | None
     created_at: UTCDateTime
     updated_at: UTCDateTime

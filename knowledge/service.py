@@ -7,6 +7,7 @@ do what, and hands each call to the part that does it:
 - ``knowledge/documents.py``: uploads, listing and deleting documents;
 - ``knowledge/ingest.py``: the steps of the ingest job (``knowledge/jobs.py``);
 - ``knowledge/versions.py``: versions (one ingest of one file) and purging old ones;
+- ``knowledge/reindex.py``: re-indexing a base to the current chunking (a background job);
 - ``knowledge/grounding.py``: search, grounding a reply, retrieval traces;
 - ``knowledge/schema.py``: the views all of them return.
 
@@ -38,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.db import Database
-from core.jobs import JobService
+from core.jobs import JobService, JobView
 from core.principal import OwnerCheck, Principal
 from core.settings import Settings
 from knowledge.base import Embedder, KeywordIndex, VectorStore
@@ -47,6 +48,7 @@ from knowledge.documents import INGEST_JOB, Documents
 from knowledge.files import VersionFiles
 from knowledge.grounding import MAX_K, MAX_QUERY_CHARS, KnowledgeSearch
 from knowledge.ingest import Ingestion
+from knowledge.reindex import Reindexing
 from knowledge.retrieval import Retrieval
 from knowledge.schema import (
     SNIPPET_CHARS,
@@ -87,6 +89,9 @@ class KnowledgeService:
         self.bases = Bases(settings, db, agents, jobs, owners, self.versions)
         self.documents = Documents(settings, db, jobs, owners, files, self.versions)
         self.ingestion = Ingestion(settings, db, self.stores, files, self.versions)
+        self.reindexing = Reindexing(
+            settings, db, jobs, owners, files, self.versions, self.ingestion
+        )
         self.grounding = KnowledgeSearch(settings, db, self.stores, self.versions, self.bases)
 
     # ----- components (built on first use: a process that never searches loads nothing) -----
@@ -138,6 +143,11 @@ class KnowledgeService:
 
     def bases_for_agent(self, agent_id: str) -> list[KnowledgeBaseView]:
         return self.bases.for_agent(agent_id)
+
+    def reindex_base(self, kb_id: str, *, principal: Principal) -> JobView:
+        """Re-cut the base's stale documents with the current chunking in a background job
+        (only its owner may); searches answer from the old index until the job is done."""
+        return self.reindexing.start(kb_id, principal=principal)
 
     # ----- documents ----------------------------------------------------------------------
     def add_document(
@@ -198,7 +208,7 @@ class KnowledgeService:
     def traces(self, message_ids: Sequence[str]) -> dict[str, TraceView]:
         return self.grounding.traces(message_ids)
 
-    # ----- ingestion steps (called by the job in knowledge/jobs.py) --------------------------
+    # ----- ingestion and re-index steps (called by the jobs in knowledge/jobs.py) -------------
     def prepare_chunks(self, kb_id: str, version: str) -> int:
         return self.ingestion.prepare_chunks(kb_id, version)
 
@@ -210,6 +220,24 @@ class KnowledgeService:
 
     def activate_version(self, kb_id: str, document_id: str, version: str) -> str | None:
         return self.ingestion.activate_version(kb_id, document_id, version)
+
+    def plan_reindex(self, kb_id: str, job_id: str) -> list[list[str]]:
+        return self.reindexing.plan(kb_id, job_id)
+
+    def reindex_chunks(self, kb_id: str, version: str) -> int:
+        return self.reindexing.chunk(kb_id, version)
+
+    def reindex_vectors(self, kb_id: str, version: str, start: int, count: int) -> int:
+        return self.reindexing.vectors(kb_id, version, start, count)
+
+    def reindex_keywords(self, kb_id: str, version: str) -> int:
+        return self.reindexing.keywords(kb_id, version)
+
+    def activate_reindex(self, kb_id: str, plan: list[list[str]]) -> int:
+        return self.reindexing.activate(kb_id, plan)
+
+    def drop_reindex(self, plan: list[list[str]], reason: str) -> None:
+        self.reindexing.drop(plan, reason)
 
     def drop_version(self, version: str, reason: str, by_job: bool = False) -> None:
         self.versions.drop(version, reason, by_job)

@@ -34,6 +34,10 @@ from knowledge.stores import KnowledgeStores
 
 log = logging.getLogger(__name__)
 
+# The job that re-cuts a whole base (``knowledge/reindex.py``); its versions are not cancelled
+# with it when one document changes: the job skips that document and goes on with the rest.
+REINDEX_JOB = "knowledge.reindex"
+
 
 class Versions:
     """The version rows of every base, and purging what they no longer need from the stores."""
@@ -244,7 +248,12 @@ class Versions:
             return None
 
     def cancel_quietly(self, job_id: str, reason: str) -> None:
-        with contextlib.suppress(AnimaError):  # already finished or unknown
+        """Cancel the job of a version that was superseded or deleted; a re-index job goes on
+        (its steps skip a version that is no longer being written)."""
+        job = self.job(job_id)
+        if job is None or job.kind == REINDEX_JOB:
+            return
+        with contextlib.suppress(AnimaError):  # already finished
             self.jobs.cancel(job_id, reason=reason, principal=SYSTEM)
 
     def _job_ended(self, job_id: str | None) -> bool:

@@ -46,6 +46,8 @@ def test_only_the_bases_owner_changes_it(kservices: Services) -> None:
         knowledge.add_document(kb.id, "notes.txt", b"The harbour opens at dawn.", principal=BOB)
     with pytest.raises(NotOwnerError):
         knowledge.delete_base(kb.id, principal=BOB)
+    with pytest.raises(NotOwnerError):
+        knowledge.reindex_base(kb.id, principal=BOB)
     assert knowledge.list_documents(kb.id) == []
     knowledge.delete_base(kb.id, principal=ALICE)
     assert knowledge.list_bases() == []
@@ -62,6 +64,7 @@ def test_changes_need_the_caller_named() -> None:
         "detach",
         "add_document",
         "delete_document",
+        "reindex_base",
     ]
     for name in changing:
         param = inspect.signature(getattr(KnowledgeService, name)).parameters["principal"]

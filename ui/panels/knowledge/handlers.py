@@ -1,5 +1,5 @@
 """The knowledge panel's handlers: which bases the agent uses, uploads, the documents of a
-base, delete, and "try a query" (what a reply would be grounded on).
+base, re-indexing it, delete, and "try a query" (what a reply would be grounded on).
 
 Every action is a ``KnowledgeService`` call, the same the REST API makes. Rendering of
 documents, hits and sources is pure (``document_rows``, ``hit_rows``, ``sources_markdown``),
@@ -74,6 +74,41 @@ def base_choices(services: Services) -> list[tuple[str, str]]:
 def documents(services: Services, kb_id: str | None) -> Updates:
     rows = document_rows(services.knowledge.list_documents(kb_id)) if kb_id else []
     return {"docs": rows}
+
+
+def open_base(services: Services, kb_id: str | None) -> Updates:
+    """The base's documents, and a note when some were indexed with an older chunking (the
+    status line is left as it is otherwise: it may say what was just done)."""
+    if not kb_id:
+        return {"docs": []}
+    try:
+        stale = services.knowledge.get_base(kb_id).stale_documents
+    except AnimaError as exc:
+        return {"docs": [], "status": show_error(exc)}
+    if not stale:
+        return documents(services, kb_id)
+    note = (
+        f"{stale} document(s) of this base were indexed with an older chunking: "
+        "**Re-index** re-cuts them in the background (searches keep working meanwhile)."
+    )
+    return {**documents(services, kb_id), "status": note}
+
+
+def reindex(services: Services, kb_id: str | None, *, principal: Principal) -> Updates:
+    """Start (or follow) the base's re-index job; its progress goes to the progress bar."""
+    try:
+        if not kb_id:
+            raise ValidationError("pick a knowledge base first")
+        stale = services.knowledge.get_base(kb_id).stale_documents
+        job = services.knowledge.reindex_base(kb_id, principal=principal)
+    except AnimaError as exc:
+        return {"status": show_error(exc)}
+    note = (
+        f"Re-indexing {stale} document(s); the old index answers until it is done."
+        if stale
+        else "Every document already uses the current chunking; nothing to re-index."
+    )
+    return {"job": job.id, **documents(services, kb_id), "status": note}
 
 
 def for_agent(services: Services, agent_id: str | None) -> Updates:

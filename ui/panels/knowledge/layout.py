@@ -1,4 +1,5 @@
-"""The knowledge panel's layout: bases in use, upload with progress, documents, try a query.
+"""The knowledge panel's layout: bases in use, upload and re-index with progress, documents,
+try a query.
 
 Components and wiring only (``handlers.py`` holds what each control does). The panel follows
 the agent selected in the editor.
@@ -36,6 +37,7 @@ def build_knowledge_panel(ctx: StudioContext) -> None:
         c["base"] = gr.Dropdown(
             choices=[], value=None, label="Base to manage", elem_id="kb-base", scale=3
         )
+        c["reindex"] = gr.Button("Re-index", elem_id="kb-reindex", scale=1)
         c["upload"] = gr.File(
             label="Upload documents",
             file_count="multiple",
@@ -92,7 +94,15 @@ def _wire(ctx: StudioContext, c: dict) -> None:
         outputs={"used": c["used"], "base": base, "new_name": c["new_name"], **status},
         as_user=True,
     )
-    wire(base.change, handlers.documents, services, inputs=[base], outputs=docs)
+    wire(base.change, handlers.open_base, services, inputs=[base], outputs={**docs, **status})
+    wire(
+        c["reindex"].click,
+        handlers.reindex,
+        services,
+        inputs=[base],
+        outputs={"job": c["progress"].job_id, **docs, **status},
+        as_user=True,
+    )
     wire(
         c["upload"].upload,
         handlers.add_files,
