@@ -6,7 +6,7 @@ and re-indexed in the background. Rows from before have an empty value: their ch
 unknown, so their bases are offered a re-index.
 
 Revision ID: 0010_retrieval
-Revises: 0009_chat
+Revises: 0009_keys
 Create Date: 2026-12-07 20:20:00
 
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_retrieval"
-down_revision: str | Sequence[str] | None = "0009_chat"
+down_revision: str | Sequence[str] | None = "0009_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
