@@ -23,42 +23,41 @@ import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
+from agents import message_edits, reply_modes
 from agents.conversations import (
-    DELETED_MID_REPLY,
     ConversationView,
     MessageView,
-    add_version,
     conversation_row,
     conversation_view,
-    insert_reply,
-    message_view,
     new_message,
     recent_history,
     take_positions,
-    touch,
 )
 from agents.grounding import Grounder, Grounding, Source
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.pool import LLMPool
 from agents.lorebook import scan_depth_needed
-from agents.prompt import build_prompt, greetings
+from agents.prompt import build_prompt, char_name, greetings
 from agents.records import ConversationRecord, MessageRecord
 from agents.schema import ChatMessage, GenerationSettings
 from agents.service import AgentService, AgentView, merge_generation
 from core.db import Database
-from core.errors import AnimaError, ConflictError, ValidationError
+from core.errors import AnimaError, ValidationError
 from core.principal import Principal
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 32_000
+# Versions one regenerate may ask for at once (each is its own request to the engine).
+MAX_VERSIONS_PER_CALL = 8
 
 
 class Usage(BaseModel):
@@ -154,6 +153,16 @@ class ReplyStream:
         return self.text
 
 
+@dataclass(frozen=True)
+class _Turn:
+    """What one generation for an agent needs: its card, settings, model and token counter."""
+
+    card: Any
+    params: GenerationSettings
+    backend: LLMBackend
+    count: Callable[[str], int]
+
+
 class ChatService:
     """Starting a chat and reading one are open to everyone. Sending, regenerating and
     deleting take the caller (``principal``): conversations have no owner yet, so nothing is
@@ -228,8 +237,10 @@ class ChatService:
             s.add(new_message(conv.id, position, "user", [content]))
             if not conv.title:
                 conv.title = content[:60]
-            agent_id = conv.agent_id
-        return self._reply(conversation_id, agent_id, generation, slot=position + 1)
+            agent_id, revision = conv.agent_id, message_edits.revision_of(s, conv.id)
+        return self._reply(
+            conversation_id, agent_id, generation, revision=revision, slot=position + 1
+        )
 
     def regenerate(
         self,
@@ -239,21 +250,130 @@ class ChatService:
         principal: Principal,
     ) -> ReplyStream:
         """A new version of the last reply, shown; the earlier ones stay as its versions."""
+        agent_id, revision, target = self._last_reply(conversation_id)
+        return self._reply(conversation_id, agent_id, generation, revision=revision, replace=target)
+
+    def regenerate_versions(
+        self,
+        conversation_id: str,
+        n: int,
+        generation: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
+    ) -> tuple[MessageView, Usage]:
+        """``n`` new versions of the last reply in one call; the last one stored is shown.
+
+        Each version is its own request to the engine, all started at once, so an engine
+        that batches (llama.cpp) writes them together."""
+        if not 1 <= n <= MAX_VERSIONS_PER_CALL:
+            raise ValidationError(f"n must be between 1 and {MAX_VERSIONS_PER_CALL}")
+        agent_id, revision, target = self._last_reply(conversation_id)
+        replies = [
+            self._reply(conversation_id, agent_id, generation, revision=revision, replace=target)
+            for _ in range(n)
+        ]
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="versions") as pool:
+            list(pool.map(ReplyStream.collect, replies))
+        stored = [r.message for r in replies if r.message is not None]
+        if not stored:
+            raise ValidationError("the model returned only empty replies: try again")
+        usage = Usage(finish_reason=replies[-1].usage.finish_reason)
+        for r in replies:
+            usage.prompt_tokens += r.usage.prompt_tokens
+            usage.completion_tokens += r.usage.completion_tokens
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        return max(stored, key=lambda m: len(m.versions)), usage
+
+    def continue_reply(
+        self,
+        conversation_id: str,
+        generation: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
+    ) -> ReplyStream:
+        """More of the last reply's shown version, streamed and appended to it in place."""
         with self.db.session() as s:
             conv = conversation_row(s, conversation_id)
-            last_two = s.scalars(
-                select(MessageRecord)
-                .where(MessageRecord.conversation_id == conv.id)
-                .order_by(MessageRecord.position.desc())
-                .limit(2)
-            ).all()
-            if len(last_two) < 2 or last_two[0].role != "assistant":
-                raise ValidationError("nothing to regenerate: the last message is not a reply")
-            agent_id, target = conv.agent_id, last_two[0]
-            target_id, target_position = target.id, target.position
-        return self._reply(
-            conversation_id, agent_id, generation, replace=(target_id, target_position)
+            last = reply_modes.last_message(s, conv.id)
+            if last is None or last.role != "assistant":
+                raise ValidationError("nothing to continue: the last message is not a reply")
+            agent_id, revision = conv.agent_id, conv.revision
+            target, position, partial = last.id, last.position, last.content
+            index = min(last.selected or 0, len(last.versions or [partial]) - 1)
+        turn = self._turn(agent_id, generation)
+        user_name, history = self._history(conversation_id, turn, position)
+        save = reply_modes.continuation_saver(self.db, conversation_id, target, index, revision)
+        return self._stream(
+            turn.backend,
+            turn.card.data,
+            history,
+            turn.params,
+            user_name,
+            None,
+            save,
+            count_tokens=turn.count,
+            tail=lambda messages: reply_modes.continued(messages, partial),
+            reserve=turn.count(partial),
         )
+
+    def impersonate(
+        self,
+        conversation_id: str,
+        generation: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
+    ) -> ReplyStream:
+        """A draft of the user's next message, streamed and never stored."""
+        with self.db.session() as s:
+            agent_id = conversation_row(s, conversation_id).agent_id
+        turn = self._turn(agent_id, generation)
+        user_name, history = self._history(conversation_id, turn, None)
+        char = char_name(turn.card.data)
+        return self._stream(
+            turn.backend,
+            turn.card.data,
+            history,
+            turn.params,
+            user_name,
+            None,
+            lambda _: None,
+            count_tokens=turn.count,
+            tail=lambda messages: reply_modes.impersonating(messages, char, user_name),
+            stop_as=char,
+        )
+
+    # ----- changing stored messages (agents.message_edits) ---------------------------
+    def select_version(
+        self, conversation_id: str, message_id: str, index: int, *, principal: Principal
+    ) -> MessageView:
+        """Show version ``index`` of a message (a swipe); the next reply reads that one."""
+        return message_edits.pick_version(self.db, conversation_id, message_id, index)
+
+    def edit_message(
+        self, conversation_id: str, message_id: str, content: str, *, principal: Principal
+    ) -> MessageView:
+        """The edited text becomes the message's newest version, shown; the old ones stay."""
+        content = _check_text(content)
+        return message_edits.edit_message(self.db, conversation_id, message_id, content)
+
+    def delete_message(
+        self,
+        conversation_id: str,
+        message_id: str,
+        *,
+        and_after: bool = False,
+        principal: Principal,
+    ) -> int:
+        """Delete a message, or it and every later one; returns how many were deleted."""
+        return message_edits.delete_messages(
+            self.db, conversation_id, message_id, and_after=and_after
+        )
+
+    def branch(
+        self, conversation_id: str, message_id: str, *, principal: Principal
+    ) -> ConversationView:
+        """A new conversation with the history up to and including ``message_id``."""
+        return message_edits.branch_conversation(self.db, conversation_id, message_id)
 
     def complete(
         self,
@@ -281,61 +401,71 @@ class ChatService:
         )
 
     # ----- internals -----------------------------------------------------------------
+    def _turn(self, agent_id: str, generation: dict[str, Any] | None) -> _Turn:
+        agent, card = self.agents.get_with_card(agent_id)
+        backend = self.llm.get(agent.model, agent.adapter)
+        count = functools.lru_cache(maxsize=4096)(backend.count_tokens)
+        return _Turn(card, self._params(agent, generation), backend, count)
+
+    def _history(
+        self, conversation_id: str, turn: _Turn, before: int | None
+    ) -> tuple[str, list[ChatMessage]]:
+        return recent_history(
+            self.db,
+            conversation_id,
+            before,
+            budget=turn.backend.context_window,
+            count=turn.count,
+            at_least=scan_depth_needed(turn.card.data.character_book),
+        )
+
+    def _last_reply(self, conversation_id: str) -> tuple[str, int, tuple[str, int]]:
+        """The agent, revision and (id, position) of the reply regenerate replaces."""
+        with self.db.session() as s:
+            conv = conversation_row(s, conversation_id)
+            last_two = s.scalars(
+                select(MessageRecord)
+                .where(MessageRecord.conversation_id == conv.id)
+                .order_by(MessageRecord.position.desc())
+                .limit(2)
+            ).all()
+            if len(last_two) < 2 or last_two[0].role != "assistant":
+                raise ValidationError("nothing to regenerate: the last message is not a reply")
+            return conv.agent_id, conv.revision, (last_two[0].id, last_two[0].position)
+
     def _reply(
         self,
         conversation_id: str,
         agent_id: str,
         generation: dict[str, Any] | None,
         *,
+        revision: int,
         slot: int | None = None,
         replace: tuple[str, int] | None = None,
     ) -> ReplyStream:
-        """The reply stored at the reserved ``slot``, or replacing message ``replace``."""
-        agent, card = self.agents.get_with_card(agent_id)
-        params = self._params(agent, generation)
-        backend = self.llm.get(agent.model, agent.adapter)
-        count = functools.lru_cache(maxsize=4096)(backend.count_tokens)
+        """The reply stored at the reserved ``slot``, or replacing message ``replace``; not
+        stored if the conversation changed from ``revision`` meanwhile."""
+        turn = self._turn(agent_id, generation)
         before = replace[1] if replace is not None else slot
-        user_name, history = recent_history(
+        user_name, history = self._history(conversation_id, turn, before)
+        save = reply_modes.reply_saver(
             self.db,
             conversation_id,
-            before,
-            budget=backend.context_window,
-            count=count,
-            at_least=scan_depth_needed(card.data.character_book),
+            revision,
+            slot=slot,
+            target=replace[0] if replace is not None else None,
         )
-        target = replace[0] if replace is not None else None
-
-        def save(text: str) -> MessageView:
-            try:
-                with self.db.session() as s:
-                    if target is not None:
-                        row = s.get(MessageRecord, target)
-                        if row is not None:
-                            add_version(row, text)
-                            s.flush()
-                            return message_view(row)
-                        # Deleted meanwhile: store it as a new reply at the end.
-                        position = take_positions(s, conversation_id, 1)
-                    else:
-                        assert slot is not None
-                        position = slot
-                        touch(s, conversation_id)
-                    return insert_reply(s, conversation_id, position, text)
-            except IntegrityError as exc:  # the conversation went away between the checks
-                raise ConflictError(DELETED_MID_REPLY) from exc
-
         grounding = self._ground(agent_id, history)
         return self._stream(
-            backend,
-            card.data,
+            turn.backend,
+            turn.card.data,
             history,
-            params,
+            turn.params,
             user_name,
             None,
             save,
             grounding,
-            count_tokens=count,
+            count_tokens=turn.count,
         )
 
     def _stream(
@@ -349,25 +479,33 @@ class ChatService:
         save: Callable[[str], MessageView | None],
         grounding: Grounding | None = None,
         count_tokens: Callable[[str], int] | None = None,
+        *,
+        tail: Callable[[list[ChatMessage]], list[ChatMessage]] | None = None,
+        reserve: int = 0,
+        stop_as: str | None = None,
     ) -> ReplyStream:
+        """Build the prompt and start generating. ``tail`` finishes the prompt (continue,
+        impersonate) and ``reserve`` is the room it needs beyond the reply; generation
+        stops where the model starts a line as ``stop_as`` (the user, unless given)."""
         build = build_prompt(
             card,
             history,
             user_name=user_name,
             count_tokens=count_tokens or backend.count_tokens,
             context_window=backend.context_window,
-            max_new_tokens=params.max_new_tokens,
+            max_new_tokens=params.max_new_tokens + reserve,
             extra_system=extra_system,
             knowledge=grounding.prompt_blocks() if grounding else (),
         )
+        messages = tail(build.messages) if tail is not None else build.messages
         # Anima's own stop first: a backend that can send only a few (OpenAI's API takes
         # four) must never drop the one that keeps the model from speaking for the user.
-        stop = list(dict.fromkeys([f"\n{user_name}:", *params.stop]))
+        stop = list(dict.fromkeys([f"\n{stop_as or user_name}:", *params.stop]))
         params = params.model_copy(update={"stop": stop})
         result = StreamResult()
         if grounding is not None and self.knowledge is not None:
             save = _saving_trace(save, self.knowledge, grounding, build.knowledge_used)
-        reply = ReplyStream(backend.stream(build.messages, params, result), result, save)
+        reply = ReplyStream(backend.stream(messages, params, result), result, save)
         if grounding is not None:
             reply.sources = grounding.sources(build.knowledge_used)
         return reply
