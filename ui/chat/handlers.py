@@ -25,6 +25,11 @@ from ui.panels.knowledge.handlers import sources_markdown, trace_sources
 from ui.wiring import Updates
 
 Message = dict[str, Any]
+NO_SWIPES = {
+    "counter": "–",
+    "left": gr.update(interactive=False),
+    "right": gr.update(interactive=False),
+}
 
 
 def conversation_label(conv: ConversationView, titles: dict[str, str] | None = None) -> str:
@@ -233,31 +238,47 @@ def impersonate(
         yield {"text": text.strip()}
 
 
-def remember(services: Services, agent_id: str | None, conv_id: str | None) -> Updates:
-    """What the browser keeps, so a reload reopens the same agent and conversation."""
-    return {"saved": {"agent": agent_id, "conversation": conv_id}}
-
-
-def restore(services: Services, saved: Any, *, principal: Principal) -> Updates:
-    """On page load: reopen the agent and conversation this browser had open, if they still
-    exist."""
-    saved = saved if isinstance(saved, dict) else {}
+def restore(
+    services: Services, agent_id: str | None, conv_id: str | None, *, principal: Principal
+) -> Updates:
+    """On page load: reopen the agent and conversation named in the page's address (the
+    chat keeps them there), if they still exist."""
     agents = agent_choices(services)
-    agent_id = keep_choice(saved.get("agent"), agents)
+    agent_id = keep_choice(agent_id, agents)
     if agent_id is None:
         return {}
     try:
         choices = conversation_choices(services, agent_id)
     except AnimaError:
         return {}
-    conv_id = keep_choice(saved.get("conversation"), choices)
+    conv_id = keep_choice(conv_id, choices)
     updates: Updates = {
         "agent": gr.update(choices=agents, value=agent_id),
         "conversation": gr.update(choices=choices, value=conv_id),
     }
     if conv_id is not None:
         updates.update(open_conversation(services, conv_id, principal=principal))
+        updates.update(swipe_controls(services, conv_id, principal=principal))
     return updates
+
+
+def swipe_controls(services: Services, conv_id: str | None, *, principal: Principal) -> Updates:
+    """The counter ("2/3") and arrows for the last message's versions."""
+    if not conv_id:
+        return NO_SWIPES
+    try:
+        conv = services.chat.get_conversation(conv_id)
+    except AnimaError:
+        return NO_SWIPES
+    last = conv.messages[-1] if conv.messages else None
+    if last is None or last.role != "assistant":
+        return NO_SWIPES
+    more = last.selected < len(last.versions) - 1 or len(conv.messages) > 1
+    return {
+        "counter": f"{last.selected + 1}/{len(last.versions)}",
+        "left": gr.update(interactive=last.selected > 0),
+        "right": gr.update(interactive=more),
+    }
 
 
 def clear(services: Services) -> Updates:

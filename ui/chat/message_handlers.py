@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import gradio as gr
-
 from agents.chat import ConversationView
 from container import Services
 from core.errors import AnimaError, ValidationError
@@ -29,11 +27,6 @@ from ui.panels.knowledge.handlers import trace_sources
 from ui.wiring import Updates
 
 NOTHING_PICKED = "Click a message in the chat to pick it."
-NO_SWIPES = {
-    "counter": "",
-    "left": gr.update(interactive=False),
-    "right": gr.update(interactive=False),
-}
 
 
 def _shown(services: Services, conv: ConversationView) -> list[dict[str, Any]]:
@@ -73,25 +66,6 @@ def pick_message(
     except AnimaError as exc:
         return {"picked": None, "picked_note": NOTHING_PICKED, "status": show_error(exc)}
     return {"picked": message_id, "picked_note": picked_note(conv, message_id), "status": ""}
-
-
-def swipe_controls(services: Services, conv_id: str | None, *, principal: Principal) -> Updates:
-    """The counter ("2/3") and arrows for the last message's versions."""
-    if not conv_id:
-        return NO_SWIPES
-    try:
-        conv = services.chat.get_conversation(conv_id)
-    except AnimaError:
-        return NO_SWIPES
-    last = conv.messages[-1] if conv.messages else None
-    if last is None or last.role != "assistant":
-        return NO_SWIPES
-    more = last.selected < len(last.versions) - 1 or len(conv.messages) > 1
-    return {
-        "counter": f"{last.selected + 1}/{len(last.versions)}",
-        "left": gr.update(interactive=last.selected > 0),
-        "right": gr.update(interactive=more),
-    }
 
 
 def _swipe(
@@ -209,7 +183,6 @@ __all__ = [
     "edit_message",
     "pick_message",
     "picked_note",
-    "swipe_controls",
     "swipe_left",
     "swipe_right",
 ]
