@@ -1,4 +1,5 @@
-"""Conversations with an agent: persisted chats, streamed replies, regenerate.
+"""Conversations with an agent: persisted chats, streamed replies, regenerate, swipes, edits,
+branches, continue and impersonate.
 
 A reply is a ``ReplyStream``: iterate it for text deltas (the API turns them into SSE, the UI
 into a growing chat bubble); when iteration ends, normally or because the client went away,
@@ -9,7 +10,13 @@ Order is the order of sends (positions and history are stored by ``agents.conver
 A send takes two positions at once: its own and its reply's, so a reply lands right after the
 message it answers even when other messages arrive while it streams. A conversation deleted
 while its reply streams ends that reply with a 409 (an ``error`` frame when streaming); the
-reply is not stored.
+reply is not stored. So does an edit or a delete: a reply stores itself only if the
+conversation's ``revision`` is still the one it started from (``agents.message_edits``).
+
+Changing stored messages (swipes, edits, deletes, branches) lives in ``agents.message_edits``,
+how generated text is stored and the prompt tails of continue and impersonate in
+``agents.reply_modes``, the stream itself in ``agents.reply_stream``. ``ChatService`` is the
+one front door to all of them, so the API and the UI call the same methods.
 
 Grounding (knowledge bases): when the agent uses knowledge bases, the newest user
 message is the query; the chunks found go into the prompt with numbered markers, the reply
@@ -22,13 +29,11 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-from pydantic import BaseModel
 from sqlalchemy import select
 
 from agents import message_edits, reply_modes
@@ -41,16 +46,17 @@ from agents.conversations import (
     recent_history,
     take_positions,
 )
-from agents.grounding import Grounder, Grounding, Source
+from agents.grounding import Grounder, Grounding
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.pool import LLMPool
 from agents.lorebook import scan_depth_needed
 from agents.prompt import build_prompt, char_name, greetings
 from agents.records import ConversationRecord, MessageRecord
+from agents.reply_stream import ReplyStream, Usage
 from agents.schema import ChatMessage, GenerationSettings
 from agents.service import AgentService, AgentView, merge_generation
 from core.db import Database
-from core.errors import AnimaError, ValidationError
+from core.errors import ValidationError
 from core.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -58,99 +64,6 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 32_000
 # Versions one regenerate may ask for at once (each is its own request to the engine).
 MAX_VERSIONS_PER_CALL = 8
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    finish_reason: str = "stop"
-
-
-class ReplyStream:
-    """Text deltas of one reply; ``message`` and ``usage`` are set once iteration ends."""
-
-    def __init__(
-        self,
-        deltas: Iterator[str],
-        result: StreamResult,
-        on_done: Callable[[str], MessageView | None],
-    ) -> None:
-        self._deltas = deltas
-        self._result = result
-        self._on_done = on_done
-        self.message: MessageView | None = None
-        self.usage = Usage()
-        self.text = ""
-        self.sources: list[Source] = []  # the knowledge this reply was grounded on
-
-    def __iter__(self) -> Iterator[str]:
-        parts: list[str] = []
-        finished = False
-        try:
-            for delta in self._deltas:
-                parts.append(delta)
-                yield delta
-            finished = True
-        finally:
-            # Closing the backend's stream stops generation and frees the model at once.
-            close = getattr(self._deltas, "close", None)
-            if close is not None:
-                close()
-            self._finish(parts, finished)
-
-    async def __aiter__(self) -> AsyncIterator[str]:
-        """The same deltas for async callers (the API): waiting for the model holds no
-        thread, and a cancelled task (a client disconnect) cancels the request."""
-        parts: list[str] = []
-        finished = False
-        try:
-            if hasattr(self._deltas, "__anext__"):
-                async for delta in self._deltas:  # type: ignore[attr-defined]
-                    parts.append(delta)
-                    yield delta
-            else:  # a plain iterator: step it in a worker thread
-                step = anyio.to_thread.run_sync
-                while (delta := await step(next, self._deltas, None)) is not None:
-                    parts.append(delta)
-                    yield delta
-            finished = True
-        finally:
-            close = getattr(self._deltas, "close", None)
-            if close is not None:
-                close()
-            with anyio.CancelScope(shield=True):  # store what arrived, even when cancelled
-                await anyio.to_thread.run_sync(self._finish, parts, finished)
-
-    def _finish(self, parts: list[str], finished: bool) -> None:
-        self.text = "".join(parts)
-        r = self._result
-        self.usage = Usage(
-            prompt_tokens=r.prompt_tokens,
-            completion_tokens=r.completion_tokens,
-            total_tokens=r.prompt_tokens + r.completion_tokens,
-            finish_reason=r.finish_reason,
-        )
-        if self.text.strip():
-            try:
-                self.message = self._on_done(self.text)
-            except AnimaError as exc:
-                if finished:
-                    raise  # the reader is still there: tell it (409, an SSE error frame)
-                # The model failed or the reader left: that is what they will see.
-                log.warning("reply not stored: %s", exc.message)
-
-    def collect(self) -> str:
-        """Run the whole reply and return its text."""
-        for _ in self:
-            pass
-        return self.text
-
-    async def acollect(self) -> str:
-        """``collect`` for async callers."""
-        async for _ in self:
-            pass
-        return self.text
 
 
 @dataclass(frozen=True)

@@ -334,3 +334,25 @@ def test_a_delete_or_edit_while_a_reply_streams_ends_it_cleanly(
             .order_by(MessageRecord.position)
         ]
     assert roles == ([] if change == "delete" else ["user"])
+
+
+def test_the_engine_leaves_a_trailing_reply_open(services: Services) -> None:
+    """What continue relies on: the bundled model's chat template, applied by the engine,
+    ends a history that ends with the assistant right after that reply's text (no end of
+    turn, no new turn), and starts a new assistant turn after a user message."""
+    backend = services.chat.llm.get(None, None)
+    backend.load()
+    engine = getattr(backend.backend, "engine", None)
+    if engine is None:
+        pytest.skip("the bundled model runs on the transformers fallback here")
+    history = [
+        ChatMessage(role="system", content="You keep a lighthouse."),
+        ChatMessage(role="user", content="Is it lit?"),
+    ]
+    tokenizer = engine._tokenizer
+    reply = tokenizer.decode(
+        engine.encode_chat([*history, ChatMessage(role="assistant", content="Aye, the lamp")])
+    )
+    assert reply.endswith("Aye, the lamp"), reply[-60:]
+    fresh = tokenizer.decode(engine.encode_chat(history))
+    assert fresh.rstrip().endswith("assistant"), fresh[-60:]
