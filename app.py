@@ -34,6 +34,7 @@ from api.guards import MULTIPART_OVERHEAD, install_guards
 from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
 from api.openai_router import router as openai_router
+from api.visitor import install_visitor_cookie
 from api.voice_router import router as voice_router
 from container import Services, build_services
 from core.settings import Settings
@@ -85,6 +86,7 @@ def create_app(
     )
     app.state.services = svc
     install_error_handlers(app)
+    install_visitor_cookie(app, settings, svc.visitors)  # inside the guards: refusals get none
     limits = install_guards(app, settings)  # Host allow-list, cross-site check, body caps
     for pattern, cap in upload_caps(settings).items():
         limits.allow(pattern, cap + MULTIPART_OVERHEAD)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents.chat import ChatService
+from agents.conversation_access import ConversationAccess
 from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
 from agents.llm.pool import LLMPool
@@ -20,6 +21,7 @@ from chain.service import ChainService
 from core.db import Database
 from core.jobs import JobService
 from core.settings import Settings
+from core.visitor import VisitorIds
 from knowledge.base import Embedder
 from knowledge.jobs import IngestDeps
 from knowledge.service import TARGET_TYPE as KNOWLEDGE_BASE
@@ -42,6 +44,8 @@ class Services:
     chain: ChainService
     auth: AuthService
     finetune: FinetuneService
+    # Anonymous browsers' signed identities (the visitor cookie), for private conversations.
+    visitors: VisitorIds
 
     def close(self) -> None:
         self.chain.close()
@@ -73,7 +77,8 @@ def build_services(
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)
     agents.owner_check = chain_service  # built after the agents service: it reads agents
     knowledge = KnowledgeService(settings, db, agents, jobs, chain_service, embedder=embedder)
-    chat = ChatService(db, agents, pool, knowledge=knowledge)
+    access = ConversationAccess(settings.auth.conversations)
+    chat = ChatService(db, agents, pool, knowledge=knowledge, access=access)
     voice = VoiceService(
         settings, db, agents, chat, voice_pool or VoicePool(settings), chain_service
     )
@@ -92,6 +97,7 @@ def build_services(
         chain=chain_service,
         auth=chain_service.auth,
         finetune=finetune,
+        visitors=VisitorIds(settings.data_dir),
     )
 
 

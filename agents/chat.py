@@ -22,6 +22,9 @@ Grounding (knowledge bases): when the agent uses knowledge bases, the newest use
 message is the query; the chunks found go into the prompt with numbered markers, the reply
 carries them as ``sources``, and a stored reply keeps its retrieval trace. All of it sits in
 ``_ground`` and ``_stream``; everything else here is unaware of knowledge.
+
+Privacy: a conversation belongs to whoever started it (``agents.conversation_access``). Every
+method that loads one takes the caller (``principal``) and calls ``_row``, which checks it.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from agents import message_edits, reply_modes
+from agents.conversation_access import ConversationAccess
 from agents.conversations import (
     ConversationView,
     MessageView,
@@ -56,7 +60,7 @@ from agents.reply_stream import ReplyStream, Usage
 from agents.schema import ChatMessage, GenerationSettings
 from agents.service import AgentService, AgentView, merge_generation
 from core.db import Database
-from core.errors import ValidationError
+from core.errors import NotFoundError, ValidationError
 from core.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -77,9 +81,9 @@ class _Turn:
 
 
 class ChatService:
-    """Starting a chat and reading one are open to everyone. Sending, regenerating and
-    deleting take the caller (``principal``): conversations have no owner yet, so nothing is
-    refused today, but every caller already says who it acts for."""
+    """Anyone may start a chat with a public agent; it is then the starter's own. Every method
+    that reads or changes a conversation takes the caller (``principal``) and checks it with
+    ``access`` (``agents.conversation_access``)."""
 
     def __init__(
         self,
@@ -87,17 +91,21 @@ class ChatService:
         agents: AgentService,
         llm: LLMPool,
         knowledge: Grounder | None = None,
+        access: ConversationAccess | None = None,
     ) -> None:
         self.db = db
         self.agents = agents
         self.llm = llm
         self.knowledge = knowledge
+        self.access = access or ConversationAccess()
 
     # ----- conversations -------------------------------------------------------------
     def create_conversation(
-        self, agent_id: str, user_name: str = "User", greeting: int = 0
+        self, agent_id: str, user_name: str = "User", greeting: int = 0, *, principal: Principal
     ) -> ConversationView:
-        """A new chat that opens with the agent's greeting (the others become swipes)."""
+        """A new chat that opens with the agent's greeting (the others become swipes); it
+        belongs to ``principal`` (its wallet, or its browser's visitor id)."""
+        owner = self.access.owner_of_new(principal)
         card = self.agents.get_card(agent_id)
         user_name = (user_name or "User").strip()[:100] or "User"
         options = greetings(card.data, user_name)
@@ -106,31 +114,68 @@ class ChatService:
             agent_id=agent_id,
             user_name=user_name,
             next_position=1 if options else 0,
+            **owner,
         )
         with self.db.session() as s:
             s.add(conv)
             if options:
                 # Every greeting is a version of the first message (swipes), in card order.
                 s.add(new_message(conv.id, 0, "assistant", options, greeting % len(options)))
-        return self.get_conversation(conv.id)
+        return self.get_conversation(conv.id, principal=principal)
 
-    def list_conversations(self, agent_id: str) -> list[ConversationView]:
+    def list_conversations(self, agent_id: str, *, principal: Principal) -> list[ConversationView]:
+        """The agent's chats that ``principal`` may read (its own, and shared old ones)."""
         self.agents.get_agent(agent_id)
         with self.db.session() as s:
             rows = s.scalars(
                 select(ConversationRecord)
                 .where(ConversationRecord.agent_id == agent_id)
+                .where(self.access.visible(principal))
                 .order_by(ConversationRecord.updated_at.desc())
             ).all()
             return [conversation_view(r, with_messages=False) for r in rows]
 
-    def get_conversation(self, conversation_id: str) -> ConversationView:
+    def get_conversation(self, conversation_id: str, *, principal: Principal) -> ConversationView:
         with self.db.session() as s:
-            return conversation_view(conversation_row(s, conversation_id), with_messages=True)
+            row = self._row(s, conversation_id, principal)
+            return conversation_view(row, with_messages=True)
 
     def delete_conversation(self, conversation_id: str, *, principal: Principal) -> None:
         with self.db.session() as s:
-            s.delete(conversation_row(s, conversation_id))
+            s.delete(self._row(s, conversation_id, principal, write=True))
+
+    def claim_conversation(self, conversation_id: str, *, principal: Principal) -> ConversationView:
+        """Make a shared conversation (started before chats had owners) the caller's own."""
+        with self.db.session() as s:
+            row = conversation_row(s, conversation_id)
+            self.access.claim(row, principal)
+            return conversation_view(row, with_messages=True)
+
+    def adopt_visitor_conversations(self, *, principal: Principal) -> int:
+        """Move the conversations of ``principal``'s visitor id to its wallet (on sign-in): an
+        anonymous visitor who signs in keeps the chats made before, from any browser.
+        Returns how many moved."""
+        if principal.address is None or principal.visitor_id is None:
+            return 0
+        with self.db.session() as s:
+            moved = s.execute(
+                update(ConversationRecord)
+                .where(ConversationRecord.visitor_id == principal.visitor_id)
+                .where(ConversationRecord.owner_address.is_(None))
+                .values(owner_address=principal.address)
+                .execution_options(synchronize_session=False)
+            )
+            return int(moved.rowcount or 0)
+
+    def require_message(self, message_id: str, *, principal: Principal) -> None:
+        """Allow ``principal`` to read message ``message_id`` (e.g. its retrieval trace)."""
+        with self.db.session() as s:
+            message = s.get(MessageRecord, message_id)
+            if message is None:
+                raise NotFoundError(f"no message with id {message_id!r}")
+            row = conversation_row(s, message.conversation_id)
+            if not self.access.allows(row, principal):
+                raise NotFoundError(f"no message with id {message_id!r}")
 
     # ----- replies -------------------------------------------------------------------
     def send(
@@ -144,7 +189,7 @@ class ChatService:
         """Store the user's message, then stream the agent's reply to it."""
         content = _check_text(content)
         with self.db.session() as s:
-            conv = conversation_row(s, conversation_id)
+            conv = self._row(s, conversation_id, principal, write=True)
             # Two slots at once: this message and, right after it, the reply to it.
             position = take_positions(s, conv.id, 2)
             s.add(new_message(conv.id, position, "user", [content]))
@@ -163,7 +208,7 @@ class ChatService:
         principal: Principal,
     ) -> ReplyStream:
         """A new version of the last reply, shown; the earlier ones stay as its versions."""
-        agent_id, revision, target = self._last_reply(conversation_id)
+        agent_id, revision, target = self._last_reply(conversation_id, principal)
         return self._reply(conversation_id, agent_id, generation, revision=revision, replace=target)
 
     def regenerate_versions(
@@ -180,7 +225,7 @@ class ChatService:
         that batches (llama.cpp) writes them together."""
         if not 1 <= n <= MAX_VERSIONS_PER_CALL:
             raise ValidationError(f"n must be between 1 and {MAX_VERSIONS_PER_CALL}")
-        agent_id, revision, target = self._last_reply(conversation_id)
+        agent_id, revision, target = self._last_reply(conversation_id, principal)
         replies = [
             self._reply(conversation_id, agent_id, generation, revision=revision, replace=target)
             for _ in range(n)
@@ -206,7 +251,7 @@ class ChatService:
     ) -> ReplyStream:
         """More of the last reply's shown version, streamed and appended to it in place."""
         with self.db.session() as s:
-            conv = conversation_row(s, conversation_id)
+            conv = self._row(s, conversation_id, principal, write=True)
             last = reply_modes.last_message(s, conv.id)
             if last is None or last.role != "assistant":
                 raise ValidationError("nothing to continue: the last message is not a reply")
@@ -238,7 +283,7 @@ class ChatService:
     ) -> ReplyStream:
         """A draft of the user's next message, streamed and never stored."""
         with self.db.session() as s:
-            agent_id = conversation_row(s, conversation_id).agent_id
+            agent_id = self._row(s, conversation_id, principal, write=True).agent_id
         turn = self._turn(agent_id, generation)
         user_name, history = self._history(conversation_id, turn, None)
         char = char_name(turn.card.data)
@@ -260,14 +305,16 @@ class ChatService:
         self, conversation_id: str, message_id: str, index: int, *, principal: Principal
     ) -> MessageView:
         """Show version ``index`` of a message (a swipe); the next reply reads that one."""
-        return message_edits.pick_version(self.db, conversation_id, message_id, index)
+        load = self._loader(conversation_id, principal)
+        return message_edits.pick_version(self.db, load, message_id, index)
 
     def edit_message(
         self, conversation_id: str, message_id: str, content: str, *, principal: Principal
     ) -> MessageView:
         """The edited text becomes the message's newest version, shown; the old ones stay."""
         content = _check_text(content)
-        return message_edits.edit_message(self.db, conversation_id, message_id, content)
+        load = self._loader(conversation_id, principal)
+        return message_edits.edit_message(self.db, load, message_id, content)
 
     def delete_message(
         self,
@@ -278,15 +325,16 @@ class ChatService:
         principal: Principal,
     ) -> int:
         """Delete a message, or it and every later one; returns how many were deleted."""
-        return message_edits.delete_messages(
-            self.db, conversation_id, message_id, and_after=and_after
-        )
+        load = self._loader(conversation_id, principal)
+        return message_edits.delete_messages(self.db, load, message_id, and_after=and_after)
 
     def branch(
         self, conversation_id: str, message_id: str, *, principal: Principal
     ) -> ConversationView:
         """A new conversation with the history up to and including ``message_id``."""
-        return message_edits.branch_conversation(self.db, conversation_id, message_id)
+        owner = self.access.owner_of_new(principal)
+        load = self._loader(conversation_id, principal, write=False)
+        return message_edits.branch_conversation(self.db, load, message_id, owner)
 
     def complete(
         self,
@@ -314,6 +362,15 @@ class ChatService:
         )
 
     # ----- internals -----------------------------------------------------------------
+    def _row(
+        self, session: Any, conversation_id: str, principal: Principal, *, write: bool = False
+    ) -> ConversationRecord:
+        """The conversation's row, once ``principal`` may read it (or, with ``write``, change
+        it); 404 for a missing one or someone else's, 403 for changing someone else's."""
+        row = conversation_row(session, conversation_id)
+        self.access.require(row, principal, write=write)
+        return row
+
     def _turn(self, agent_id: str, generation: dict[str, Any] | None) -> _Turn:
         agent, card = self.agents.get_with_card(agent_id)
         backend = self.llm.get(agent.model, agent.adapter)
@@ -332,10 +389,12 @@ class ChatService:
             at_least=scan_depth_needed(turn.card.data.character_book),
         )
 
-    def _last_reply(self, conversation_id: str) -> tuple[str, int, tuple[str, int]]:
+    def _last_reply(
+        self, conversation_id: str, principal: Principal
+    ) -> tuple[str, int, tuple[str, int]]:
         """The agent, revision and (id, position) of the reply regenerate replaces."""
         with self.db.session() as s:
-            conv = conversation_row(s, conversation_id)
+            conv = self._row(s, conversation_id, principal, write=True)
             last_two = s.scalars(
                 select(MessageRecord)
                 .where(MessageRecord.conversation_id == conv.id)
@@ -345,6 +404,12 @@ class ChatService:
             if len(last_two) < 2 or last_two[0].role != "assistant":
                 raise ValidationError("nothing to regenerate: the last message is not a reply")
             return conv.agent_id, conv.revision, (last_two[0].id, last_two[0].position)
+
+    def _loader(
+        self, conversation_id: str, principal: Principal, *, write: bool = True
+    ) -> message_edits.Loader:
+        """Loads the conversation's row for ``agents.message_edits``, checked like ``_row``."""
+        return lambda session: self._row(session, conversation_id, principal, write=write)
 
     def _reply(
         self,

@@ -62,6 +62,9 @@ class ConversationView(BaseModel):
     created_at: UTCDateTime
     updated_at: UTCDateTime
     messages: list[MessageView] = []
+    # Started before conversations had owners: open to everyone until someone claims it.
+    shared: bool = False
+    owner_address: str | None = None  # the wallet it belongs to (None: a visitor's, or shared)
 
 
 def recent_history(
@@ -213,6 +216,8 @@ def conversation_view(row: ConversationRecord, *, with_messages: bool) -> Conver
         created_at=row.created_at,
         updated_at=row.updated_at,
         messages=[message_view(m) for m in row.messages] if with_messages else [],
+        shared=row.owner_address is None and row.visitor_id is None,
+        owner_address=row.owner_address,
     )
 
 

@@ -18,6 +18,7 @@ a reply still streaming can never be reused by a later message.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -27,7 +28,6 @@ from agents.conversations import (
     ConversationView,
     MessageView,
     add_version,
-    conversation_row,
     conversation_view,
     message_view,
     new_message,
@@ -41,6 +41,9 @@ from agents.records import (
 )
 from core.db import Database
 from core.errors import ConflictError, NotFoundError
+
+# Loads the conversation's row in a session once the caller may use it (``ChatService._row``).
+Loader = Callable[[Any], ConversationRecord]
 
 EDITED_MID_REPLY = (
     "the conversation was edited while the reply was being written; the reply was not stored"
@@ -97,10 +100,10 @@ def message_row(session: Any, conversation_id: str, message_id: str) -> MessageR
     return row
 
 
-def pick_version(db: Database, conversation_id: str, message_id: str, index: int) -> MessageView:
+def pick_version(db: Database, load: Loader, message_id: str, index: int) -> MessageView:
     """Show version ``index`` of a message; it is what the next reply reads as history."""
     with db.session() as s:
-        conv = conversation_row(s, conversation_id)
+        conv = load(s)
         lock_conversation(s, conv.id, revise=False)
         row = message_row(s, conv.id, message_id)
         select_version(row, index)
@@ -108,10 +111,10 @@ def pick_version(db: Database, conversation_id: str, message_id: str, index: int
         return message_view(row)
 
 
-def edit_message(db: Database, conversation_id: str, message_id: str, text: str) -> MessageView:
+def edit_message(db: Database, load: Loader, message_id: str, text: str) -> MessageView:
     """``text`` becomes the message's newest version, shown; the earlier ones stay."""
     with db.session() as s:
-        conv = conversation_row(s, conversation_id)
+        conv = load(s)
         lock_conversation(s, conv.id, revise=True)
         row = message_row(s, conv.id, message_id)
         add_version(row, text)
@@ -119,10 +122,10 @@ def edit_message(db: Database, conversation_id: str, message_id: str, text: str)
         return message_view(row)
 
 
-def delete_messages(db: Database, conversation_id: str, message_id: str, *, and_after: bool) -> int:
+def delete_messages(db: Database, load: Loader, message_id: str, *, and_after: bool) -> int:
     """Delete a message (and, with ``and_after``, every later one); how many went."""
     with db.session() as s:
-        conv = conversation_row(s, conversation_id)
+        conv = load(s)
         lock_conversation(s, conv.id, revise=True)
         row = message_row(s, conv.id, message_id)
         query = delete(MessageRecord).where(MessageRecord.conversation_id == conv.id)
@@ -135,11 +138,14 @@ def delete_messages(db: Database, conversation_id: str, message_id: str, *, and_
         return int(gone)
 
 
-def branch_conversation(db: Database, conversation_id: str, message_id: str) -> ConversationView:
+def branch_conversation(
+    db: Database, load: Loader, message_id: str, owner: dict[str, Any]
+) -> ConversationView:
     """A new conversation holding copies of the messages up to and including ``message_id``
-    (every version, the shown one, pins), remembering where it came from."""
+    (every version, the shown one, pins), remembering where it came from. ``owner``: the
+    owner columns of the new one (it belongs to whoever branches)."""
     with db.session() as s:
-        parent = conversation_row(s, conversation_id)
+        parent = load(s)
         cut = message_row(s, parent.id, message_id).position
         branch = ConversationRecord(
             id=uuid.uuid4().hex,
@@ -150,6 +156,7 @@ def branch_conversation(db: Database, conversation_id: str, message_id: str) -> 
             parent_id=parent.id,
             parent_position=cut,
             **_settings_of(parent, cut),
+            **owner,
         )
         s.add(branch)
         s.flush()

@@ -92,6 +92,10 @@ class ConversationRecord(Base):
     reply_order: Mapped[str] = mapped_column(String(16), default="manual", server_default="manual")
     # Bumped by every edit or delete, so a reply that streamed meanwhile can tell.
     revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Who started it (agents.conversation_access): a wallet, or an anonymous browser's visitor
+    # id. Both empty: started before conversations had owners, open to all until claimed.
+    owner_address: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
+    visitor_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

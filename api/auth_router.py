@@ -3,18 +3,20 @@
 Sign-in in three calls: ``POST /api/auth/nonce`` (with your address, it returns the EIP-4361
 message to sign), sign it with the wallet (``personal_sign``), ``POST /api/auth/verify`` with
 the message and signature: the answer sets the ``anima_session`` cookie (HttpOnly,
-SameSite=Lax). API clients then create an API key and send it as ``X-API-Key`` (or
-``Authorization: Bearer anima_...``).
+SameSite=Lax), and the chats this browser started before signing in (its ``anima_visitor``
+cookie) move to the wallet, which then reaches them from any browser. API clients then
+create an API key and send it as ``X-API-Key`` (or ``Authorization: Bearer anima_...``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 
-from api.deps import Caller, services
+from api.deps import Caller, services, visitor_of
 from api.errors import GUARD_ERRORS, error_responses
 from chain.auth import SESSION_COOKIE, ApiKeyView, NewApiKey, NonceView, SessionGrant, SessionView
 from container import Services
@@ -38,6 +40,13 @@ class VerifyRequest(BaseModel):
 
 class PasswordRequest(BaseModel):
     password: str = Field(min_length=1, max_length=1000)
+
+
+class SignedIn(SessionView):
+    conversations_moved: int = Field(
+        default=0,
+        description="Chats this browser started before signing in, now the wallet's own.",
+    )
 
 
 class KeyRequest(BaseModel):
@@ -65,6 +74,17 @@ def _open_session(svc: Services, request: Request, response: Response, grant: Se
     )
 
 
+def _adopt_visitor_chats(svc: Services, request: Request, grant: SessionGrant) -> SignedIn:
+    """The sign-in's answer, after the chats this browser started anonymously move to the
+    wallet (so they follow it to any browser)."""
+    moved = 0
+    visitor_id = visitor_of(request)
+    if grant.view.address and visitor_id:
+        signed_in = replace(svc.auth.principal(session_token=grant.token), visitor_id=visitor_id)
+        moved = svc.chat.adopt_visitor_conversations(principal=signed_in)
+    return SignedIn(**grant.view.model_dump(), conversations_moved=moved)
+
+
 @router.post("/nonce", response_model=NonceView)
 def nonce(svc: Svc, request: Request, body: NonceRequest | None = None) -> NonceView:
     """A single-use nonce (valid ANIMA_AUTH_NONCE_TTL_S) and, given an address, the message."""
@@ -72,12 +92,12 @@ def nonce(svc: Svc, request: Request, body: NonceRequest | None = None) -> Nonce
     return svc.auth.issue_nonce(domain, uri, body.address if body else None)
 
 
-@router.post("/verify", response_model=SessionView)
-def verify(svc: Svc, request: Request, response: Response, body: VerifyRequest) -> SessionView:
+@router.post("/verify", response_model=SignedIn)
+def verify(svc: Svc, request: Request, response: Response, body: VerifyRequest) -> SignedIn:
     """Check the signed message (domain, chain id, nonce, expiry, signature); sign in."""
     grant = svc.auth.verify(body.message, body.signature, _site(request)[0])
     _open_session(svc, request, response, grant)
-    return grant.view
+    return _adopt_visitor_chats(svc, request, grant)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -100,21 +120,21 @@ def local_wallets(svc: Svc) -> list[str]:
     return svc.auth.wallets.addresses() if svc.settings.auth.local_wallets else []
 
 
-@router.post("/local-wallets", response_model=SessionView, status_code=status.HTTP_201_CREATED)
+@router.post("/local-wallets", response_model=SignedIn, status_code=status.HTTP_201_CREATED)
 def create_local_wallet(
     svc: Svc, request: Request, response: Response, body: PasswordRequest
-) -> SessionView:
+) -> SignedIn:
     """A new wallet encrypted with the password (kept in <data_dir>/wallets); signs you in."""
     domain, uri = _site(request)
     grant = svc.auth.create_local_wallet(body.password, domain, uri)
     _open_session(svc, request, response, grant)
-    return grant.view
+    return _adopt_visitor_chats(svc, request, grant)
 
 
-@router.post("/local-wallets/{address}/login", response_model=SessionView)
+@router.post("/local-wallets/{address}/login", response_model=SignedIn)
 def local_login(
     svc: Svc, request: Request, response: Response, address: str, body: PasswordRequest
-) -> SessionView:
+) -> SignedIn:
     """Unlock a local wallet and sign in with it (its key then signs your card updates)."""
     domain, uri = _site(request)
     grant = svc.auth.local_sign_in(address, body.password, domain, uri)
@@ -123,7 +143,7 @@ def local_login(
         # Cards edited while signed out are anchored now that the holder's key can sign them.
         signed_in = svc.auth.principal(session_token=grant.token)
         svc.chain.reconcile_anchors(grant.view.address, principal=signed_in)
-    return grant.view
+    return _adopt_visitor_chats(svc, request, grant)
 
 
 @router.post("/keys", response_model=NewApiKey, status_code=status.HTTP_201_CREATED)

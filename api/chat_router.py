@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(
     prefix="/api",
     tags=["conversations"],
-    responses=error_responses(*GUARD_ERRORS, 404, 409, 429, 502, 503),
+    responses=error_responses(*GUARD_ERRORS, 401, 404, 409, 429, 502, 503),
 )
 Svc = Annotated[Services, Depends(services)]
 
@@ -100,8 +100,9 @@ class Reply(BaseModel):
 
 
 @router.get("/agents/{agent_id}/conversations", response_model=list[ConversationView])
-def list_conversations(svc: Svc, agent_id: str) -> list[ConversationView]:
-    return svc.chat.list_conversations(agent_id)
+def list_conversations(svc: Svc, agent_id: str, principal: Caller) -> list[ConversationView]:
+    """The caller's chats with the agent (and shared ones started before chats had owners)."""
+    return svc.chat.list_conversations(agent_id, principal=principal)
 
 
 @router.post(
@@ -110,15 +111,24 @@ def list_conversations(svc: Svc, agent_id: str) -> list[ConversationView]:
     status_code=status.HTTP_201_CREATED,
 )
 def create_conversation(
-    svc: Svc, agent_id: str, body: NewConversation | None = None
+    svc: Svc, agent_id: str, principal: Caller, body: NewConversation | None = None
 ) -> ConversationView:
+    """A new chat, private to the caller: its wallet, or this browser's visitor cookie."""
     body = body or NewConversation()
-    return svc.chat.create_conversation(agent_id, body.user_name, body.greeting)
+    return svc.chat.create_conversation(
+        agent_id, body.user_name, body.greeting, principal=principal
+    )
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationView)
-def get_conversation(svc: Svc, conversation_id: str) -> ConversationView:
-    return svc.chat.get_conversation(conversation_id)
+def get_conversation(svc: Svc, conversation_id: str, principal: Caller) -> ConversationView:
+    return svc.chat.get_conversation(conversation_id, principal=principal)
+
+
+@router.post("/conversations/{conversation_id}/claim", response_model=ConversationView)
+def claim_conversation(svc: Svc, conversation_id: str, principal: Caller) -> ConversationView:
+    """Make a shared conversation (one started before chats had owners) your own."""
+    return svc.chat.claim_conversation(conversation_id, principal=principal)
 
 
 @router.delete("/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -128,8 +138,8 @@ def delete_conversation(svc: Svc, conversation_id: str, principal: Caller) -> Re
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=list[MessageView])
-def list_messages(svc: Svc, conversation_id: str) -> list[MessageView]:
-    return svc.chat.get_conversation(conversation_id).messages
+def list_messages(svc: Svc, conversation_id: str, principal: Caller) -> list[MessageView]:
+    return svc.chat.get_conversation(conversation_id, principal=principal).messages
 
 
 @router.post(

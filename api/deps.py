@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
@@ -11,6 +12,7 @@ from chain.auth import API_KEY_PREFIX, SESSION_COOKIE
 from container import Services
 from core.errors import AuthError, UploadTooLargeError
 from core.principal import ANONYMOUS, Principal
+from core.visitor import VISITOR_COOKIE
 
 CHUNK = 1024 * 1024
 
@@ -88,17 +90,6 @@ PUBLIC_ROUTES: dict[str, str] = {
     "GET /api/agents/{agent_id}/finetunes": "an agent's training runs are shown with it",
     "GET /api/agents/{agent_id}/finetunes/{run_id}": "one run's progress and scores",
     "GET /api/agents/{agent_id}/finetunes/{run_id}/metrics": "one run's loss curve",
-    "POST /api/agents/{agent_id}/conversations": "anyone may start a chat with a public agent",
-}
-
-# Reading conversations. A conversation has no owner yet, so these stay open to whoever reaches
-# the server, as they always were; they become private when conversations record who started
-# them. Listed apart from PUBLIC_ROUTES so that nobody mistakes them for public by design.
-OPEN_CONVERSATION_READS: dict[str, str] = {
-    "GET /api/agents/{agent_id}/conversations": "lists an agent's conversations",
-    "GET /api/conversations/{conversation_id}": "one conversation with its messages",
-    "GET /api/conversations/{conversation_id}/messages": "a conversation's messages",
-    "GET /api/messages/{message_id}/trace": "what a stored reply was grounded on",
 }
 
 # State-changing routes with an agent id in the path that anyone may call, with the reason.
@@ -122,11 +113,23 @@ def api_key_of(request: Request) -> str | None:
 
 
 def caller(request: Request) -> Principal:
-    """The signed-in wallet behind the session cookie or API key; anonymous otherwise.
+    """The signed-in wallet behind the session cookie or API key; anonymous otherwise; with
+    the browser's visitor id (``core.visitor``) when its cookie is valid.
 
     An API key that is unknown or revoked is refused (401). A session cookie that expired is
     not: cookies are sent without being asked for, so a stale one just means anonymous.
     """
+    principal = _wallet_of(request)
+    visitor_id = visitor_of(request)
+    return replace(principal, visitor_id=visitor_id) if visitor_id else principal
+
+
+def visitor_of(request: Request) -> str | None:
+    """The browser's anonymous identity from its signed cookie; ``None`` if none or forged."""
+    return services(request).visitors.verify(request.cookies.get(VISITOR_COOKIE))
+
+
+def _wallet_of(request: Request) -> Principal:
     svc = services(request)
     key = api_key_of(request)
     if key:

@@ -160,6 +160,7 @@ def agent_search(
 
 
 @router.get("/messages/{message_id}/trace", response_model=TraceView)
-def message_trace(svc: Svc, message_id: str) -> TraceView:
+def message_trace(svc: Svc, message_id: str, principal: Caller) -> TraceView:
     """A grounded reply's retrieval trace: the query, chunk ids, scores and ranks."""
+    svc.chat.require_message(message_id, principal=principal)  # the chat is the caller's
     return svc.knowledge.trace(message_id)

@@ -156,7 +156,7 @@ def bench_loop(svc, turns: int, tmp: Path) -> list[dict[str, float]]:  # type: i
         principal=SYSTEM,
     )
     svc.llm.get().load()  # the model is loaded before anyone speaks, as in the app
-    warm = svc.chat.create_conversation(agent.id).id
+    warm = svc.chat.create_conversation(agent.id, principal=SYSTEM).id
     list(svc.voice.reply(warm, "Hi.", principal=SYSTEM))  # warm every path
     results = []
     for i in range(turns):
@@ -167,7 +167,7 @@ def bench_loop(svc, turns: int, tmp: Path) -> list[dict[str, float]]:  # type: i
         stream = np.concatenate(
             [np.zeros(rate // 2, np.float32), spoken.samples, np.zeros(2 * rate, np.float32)]
         )
-        conv = svc.chat.create_conversation(agent.id)
+        conv = svc.chat.create_conversation(agent.id, principal=SYSTEM)
         listener = svc.voice.listener()
         chunk = rate // 10
         cpu_at: list[tuple[float, float]] = []  # (stream seconds fed, process CPU time)

@@ -116,6 +116,12 @@ class NotOwnerError(AnimaError):
     status = 403
 
 
+class ConversationAccessError(AnimaError):
+    """The conversation belongs to another wallet or another browser's visitor."""
+
+    status = 403
+
+
 class ChainUnavailableError(AnimaError):
     """The chain node cannot be reached; what needs it waits (mints) or is refused (edits of
     a minted agent, whose owner cannot be read)."""

@@ -26,7 +26,8 @@ class Principal:
     # scheduling can be kept per key; ``None`` for sessions and anonymous callers.
     key_id: str | None = None
     # A browser's anonymous identity (from a signed cookie), so visitors who never sign in
-    # still own their conversations; ``None`` when signed in or when the caller has none.
+    # still own their conversations (``core.visitor``); set for every caller whose browser sent
+    # a valid cookie, signed in or not (signing in moves that browser's chats to the wallet).
     visitor_id: str | None = None
 
     @property
@@ -48,7 +49,8 @@ ANONYMOUS = Principal(address=None)
 
 # The app acting on its own behalf: background jobs resuming after a restart, the chain
 # follower mirroring a transfer. Never built from a request (``api/deps.caller`` and the UI's
-# ``principal_of`` only return wallets or ``ANONYMOUS``), so no caller can claim it.
+# ``principal_of`` only return wallets or anonymous callers, with a visitor id or without),
+# so no caller can claim it.
 SYSTEM = Principal(address=None, via="system")
 
 

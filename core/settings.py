@@ -379,6 +379,11 @@ class AuthSettings(_Section):
     local_wallets: bool = Field(
         default=True, description="Let people create an encrypted local wallet in the app."
     )
+    conversations: Literal["private", "shared"] = Field(
+        default="private",
+        description="'private': a chat is seen only by the wallet or browser that started it; "
+        "'shared': every visitor sees every chat (one person on their own machine).",
+    )
     keystore_scrypt_n: int = Field(
         default=2**18, ge=2, description="scrypt work factor of keystores the app writes."
     )
@@ -496,6 +501,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "auth_nonce_ttl_s": ("auth", "nonce_ttl_s"),
     "auth_cookie_secure": ("auth", "cookie_secure"),
     "local_wallets": ("auth", "local_wallets"),
+    "conversations": ("auth", "conversations"),
     "keystore_scrypt_n": ("auth", "keystore_scrypt_n"),
     # finetune
     "finetune_min_examples": ("finetune", "min_examples"),

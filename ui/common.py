@@ -6,6 +6,7 @@ translation the same everywhere (one label format, one way to report a refused r
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import gradio as gr
@@ -15,6 +16,7 @@ from chain.auth import SESSION_COOKIE
 from container import Services
 from core.errors import AnimaError
 from core.principal import ANONYMOUS, Principal
+from core.visitor import VISITOR_COOKIE
 
 
 def agent_label(agent: AgentView) -> str:
@@ -45,7 +47,8 @@ def show_error(problem: AnimaError | str) -> str:
 
 # ----- Who is using the studio (their wallet, from the session cookie) -----------------------
 def principal_of(services: Services, request: gr.Request | None) -> Principal:
-    """The signed-in wallet of the browser behind a Gradio event (its session cookie).
+    """The signed-in wallet of the browser behind a Gradio event (its session cookie), with
+    its anonymous visitor id (the signed visitor cookie, ``core.visitor``) when valid.
 
     ``ui.wiring.wire(..., as_user=True)`` resolves it for each event and hands it to the
     handler as ``principal=``, which passes it on to the services.
@@ -55,6 +58,8 @@ def principal_of(services: Services, request: gr.Request | None) -> Principal:
     raw = getattr(request, "request", None)
     cookies = raw.cookies if raw is not None else request.kwargs.get("cookies", {})
     try:
-        return services.auth.principal(session_token=cookies.get(SESSION_COOKIE))
+        principal = services.auth.principal(session_token=cookies.get(SESSION_COOKIE))
     except AnimaError:  # an expired cookie: the browser is simply anonymous now
-        return ANONYMOUS
+        principal = ANONYMOUS
+    visitor_id = services.visitors.verify(cookies.get(VISITOR_COOKIE))
+    return replace(principal, visitor_id=visitor_id) if visitor_id else principal

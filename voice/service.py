@@ -475,7 +475,7 @@ class VoiceService:
     ) -> Iterator[VoiceEvent]:
         """The agent's reply to ``text`` (what the user said): text deltas and, as each
         sentence completes, its audio; a final ``done`` event carries the stored message."""
-        conversation = self.chat.get_conversation(conversation_id)
+        conversation = self.chat.get_conversation(conversation_id, principal=principal)
         agent_id = conversation.agent_id
         voiced = self.has_profile(agent_id)
         reply = self.chat.send(conversation_id, text, principal=principal)

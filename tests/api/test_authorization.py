@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 import tests.core.jobs_kinds  # noqa: F401  (registers the slow test job kind)
 from agents.llm.pool import LLMPool
-from api.deps import OPEN_CONVERSATION_READS, PUBLIC_ROUTES, Caller, caller
+from api.deps import PUBLIC_ROUTES, Caller, caller
 from container import Services, build_services
 from core.jobs import JobView
 from core.principal import SYSTEM
@@ -94,24 +94,19 @@ def authz_app(authz_services: Services) -> FastAPI:
 # ----- the route walk --------------------------------------------------------------------------
 
 
-_OPEN_READS = frozenset(OPEN_CONVERSATION_READS)
-
-
 def test_every_route_takes_the_caller_unless_it_is_listed_as_public(authz_app: FastAPI) -> None:
     keys = _route_keys(authz_app)
     assert len(keys) >= 70, f"the route walk no longer finds the app's routes: {len(keys)}"
     assert "POST /api/jobs/{job_id}/cancel" in keys and "GET /v1/models" in keys
 
-    unguarded = _without_caller(authz_app, set(PUBLIC_ROUTES) | _OPEN_READS)
+    unguarded = _without_caller(authz_app, set(PUBLIC_ROUTES))
     assert unguarded == [], (
         "routes that neither take the caller (principal: Caller, or AgentOwner) nor are listed "
         f"in api.deps.PUBLIC_ROUTES: {unguarded}"
     )
-    listed = [*PUBLIC_ROUTES, *_OPEN_READS]
-    assert [key for key in listed if key not in keys] == [], "listed routes that do not exist"
-    assert not set(PUBLIC_ROUTES) & _OPEN_READS
-    closed = sorted(key for key in _OPEN_READS if caller in _dependencies(keys[key]))
-    assert closed == [], f"these take the caller now; remove them from _OPEN_READS: {closed}"
+    assert [key for key in PUBLIC_ROUTES if key not in keys] == [], (
+        "listed routes that do not exist"
+    )
     assert all(reason.strip() for reason in PUBLIC_ROUTES.values())
 
 

@@ -179,7 +179,7 @@ def test_client_that_leaves_mid_stream_frees_the_model(
         },
         principal=SYSTEM,
     )
-    conv = services.chat.create_conversation(agent.id)
+    conv = services.chat.create_conversation(agent.id, principal=SYSTEM)
     with httpx.Client(timeout=120) as http:
         with http.stream(
             "POST",
@@ -202,7 +202,11 @@ def test_client_that_leaves_mid_stream_frees_the_model(
     # 1500 tokens would take far longer than this; the abandoned reply was stopped.
     assert time.monotonic() - started < 30
     stored = wait_until(
-        lambda: m if len(m := services.chat.get_conversation(conv.id).messages) >= 2 else None,
+        lambda: (
+            m
+            if len(m := services.chat.get_conversation(conv.id, principal=SYSTEM).messages) >= 2
+            else None
+        ),
         timeout=10,
         interval=0.1,
         message="the partial reply to be stored",

@@ -41,7 +41,8 @@ def _conversation(services: Services, **generation: Any) -> str:
         {"name": "Ode", "description": "A terse poet.", "generation": generation or TINY},
         principal=SYSTEM,
     )
-    return services.chat.create_conversation(agent.id).id  # no greeting: starts empty
+    conv = services.chat.create_conversation(agent.id, principal=SYSTEM)
+    return conv.id  # no greeting: starts empty
 
 
 class _EchoModel(ScriptedBackend):

@@ -298,31 +298,30 @@ def test_a_delete_or_edit_while_a_reply_streams_ends_it_cleanly(
 ) -> None:
     held = _HeldModel()
     monkeypatch.setattr(services.chat.llm, "get", lambda *a, **k: held)
-    agent = httpx.post(
-        f"{live_server}/api/agents", json={"name": "Ode", "description": "A poet."}
-    ).json()
-    cid = httpx.post(f"{live_server}/api/agents/{agent['id']}/conversations").json()["id"]
+    # One client for the whole test: its visitor cookie makes the chat its own.
+    http = httpx.Client(base_url=live_server, timeout=60)
+    agent = http.post("/api/agents", json={"name": "Ode", "description": "A poet."}).json()
+    cid = http.post(f"/api/agents/{agent['id']}/conversations").json()["id"]
     result: dict[str, httpx.Response] = {}
 
     def send() -> None:
-        result["resp"] = httpx.post(
-            f"{live_server}/api/conversations/{cid}/messages",
-            json={"content": "Still there?"},
-            timeout=60,
+        result["resp"] = http.post(
+            f"/api/conversations/{cid}/messages", json={"content": "Still there?"}
         )
 
     thread = threading.Thread(target=send)
     thread.start()
     assert held.started.wait(timeout=30)
-    user = httpx.get(f"{live_server}/api/conversations/{cid}/messages").json()[-1]
+    user = http.get(f"/api/conversations/{cid}/messages").json()[-1]
     assert user["role"] == "user"
-    url = f"{live_server}/api/conversations/{cid}/messages/{user['id']}"
+    url = f"/api/conversations/{cid}/messages/{user['id']}"
     if change == "delete":
-        assert httpx.delete(url).status_code == 204
+        assert http.delete(url).status_code == 204
     else:
-        assert httpx.patch(url, json={"content": "Changed my mind."}).status_code == 200
+        assert http.patch(url, json={"content": "Changed my mind."}).status_code == 200
     held.release.set()
     thread.join(timeout=60)
+    http.close()
     resp = result["resp"]
     assert resp.status_code == 409, resp.text
     assert "edited" in resp.json()["error"]["message"]

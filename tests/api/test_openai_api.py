@@ -61,7 +61,7 @@ def test_models_list_and_streamed_completion(live_server: str, services: Service
     assert whole.choices[0].message.content.strip()
     assert whole.usage.prompt_tokens > 0
     # Stateless: nothing was stored as a conversation.
-    assert services.chat.list_conversations(one.id) == []
+    assert services.chat.list_conversations(one.id, principal=SYSTEM) == []
 
 
 def test_unknown_model_and_bad_request(live_server: str) -> None:

@@ -69,9 +69,11 @@ class _Seeds:
             self.ids["agent_id"] = self.ids["model_id"] = agent.id
             self.ids.pop("conversation_id", None)
         try:
-            self.services.chat.get_conversation(self.ids.get("conversation_id", "-"))
+            self.services.chat.get_conversation(
+                self.ids.get("conversation_id", "-"), principal=SYSTEM
+            )
         except Exception:
-            conv = self.services.chat.create_conversation(self.ids["agent_id"])
+            conv = self.services.chat.create_conversation(self.ids["agent_id"], principal=SYSTEM)
             self.ids["conversation_id"] = conv.id
 
 

@@ -48,7 +48,7 @@ def test_agents_cards_and_chats_work_on_postgres(
         agent = services.agents.import_card("pg.png", blob, principal=SYSTEM)
         back, _ = cards.read_png_card(services.agents.export_card(agent.id, "png").content)
         assert back.data.dump() == cards.card_to_json(card, "v3")["data"]  # complete V3
-        conv = services.chat.create_conversation(agent.id, "Ana")
+        conv = services.chat.create_conversation(agent.id, "Ana", principal=SYSTEM)
         assert conv.messages[0].content == "Hello Ana"
         services.agents.delete_agent(agent.id, principal=SYSTEM)
         assert services.agents.list_agents() == []

@@ -70,7 +70,7 @@ def test_upload_query_and_cited_reply_in_the_studio(
     expect(chat).to_contain_text("lighthouse.txt", timeout=TIMEOUT_MS)
 
     # Reopening the stored chat shows the same sources (from the message's trace).
-    conv = services.chat.list_conversations(agent.id)[0]
+    conv = services.chat.list_conversations(agent.id, principal=SYSTEM)[0]
     page.reload()
     page.get_by_role("tab", name="Chat").click()
     _pick(page, "chat-agent", label)

@@ -34,7 +34,7 @@ def _conversation(services: Services, sends: int = 1) -> tuple[str, str]:
         },
         principal=SYSTEM,
     )
-    conv = services.chat.create_conversation(agent.id, "Ned")
+    conv = services.chat.create_conversation(agent.id, "Ned", principal=SYSTEM)
     for text in ["Is the lamp lit?", "And the fog?"][:sends]:
         services.chat.send(conv.id, text, principal=SYSTEM).collect()
     return agent.id, conv.id
@@ -58,7 +58,7 @@ def _users(page: Page) -> Locator:
 
 
 def _messages(services: Services, conv_id: str) -> list:
-    return services.chat.get_conversation(conv_id).messages
+    return services.chat.get_conversation(conv_id, principal=SYSTEM).messages
 
 
 def test_swipes_continue_and_impersonate(page: Page, live_server: str, services: Services) -> None:
@@ -141,7 +141,11 @@ def test_edit_delete_and_branch(page: Page, live_server: str, services: Services
         re.compile("^↳ branch of Is the lamp lit")
     )
     expect(_bots(page)).to_have_count(1)
-    branches = [c for c in services.chat.list_conversations(agent_id) if c.parent_id == conv_id]
+    branches = [
+        c
+        for c in services.chat.list_conversations(agent_id, principal=SYSTEM)
+        if c.parent_id == conv_id
+    ]
     assert len(branches) == 1
     branch = branches[0]
     assert [m.content for m in _messages(services, branch.id)] == [

@@ -117,19 +117,19 @@ def test_create_agent_then_chat_with_streaming(
     expect(_field(page, "chat-input")).to_have_value("")
 
     # Wait until the reply is stored (the stream has ended), then compare with the page.
-    conversations = services.chat.list_conversations(agent.id)
+    conversations = services.chat.list_conversations(agent.id, principal=SYSTEM)
     assert len(conversations) == 1
     conv_id = conversations[0].id
 
     def stored_reply() -> str | None:
-        msgs = services.chat.get_conversation(conv_id).messages
+        msgs = services.chat.get_conversation(conv_id, principal=SYSTEM).messages
         return msgs[-1].content if len(msgs) == 3 and msgs[-1].role == "assistant" else None
 
     reply = wait_until(
         stored_reply, timeout=MODEL_TIMEOUT_MS / 1000, interval=0.2, message="the stored reply"
     )
     assert reply.strip(), "the stored reply is blank"
-    messages = services.chat.get_conversation(conv_id).messages
+    messages = services.chat.get_conversation(conv_id, principal=SYSTEM).messages
     assert [m.role for m in messages] == ["assistant", "user", "assistant"]
     assert messages[0].content == GREETING
     assert messages[1].content == "Hello Bram! What is on the menu tonight?"
@@ -153,13 +153,13 @@ def test_create_agent_then_chat_with_streaming(
     # --- Regenerate: a new version streams in, the old one is kept as an alternative ---
     page.locator("#chat-regenerate").click()
     alternatives = wait_until(
-        lambda: services.chat.get_conversation(conv_id).messages[-1].alternatives,
+        lambda: services.chat.get_conversation(conv_id, principal=SYSTEM).messages[-1].alternatives,
         timeout=MODEL_TIMEOUT_MS / 1000,
         interval=0.2,
         message="the regenerated reply",
     )
     assert alternatives == [reply]
-    last = services.chat.get_conversation(conv_id).messages[-1]
+    last = services.chat.get_conversation(conv_id, principal=SYSTEM).messages[-1]
     assert last.content.strip()
     expect(bots).to_have_count(2)
     expect(bots.nth(1)).to_contain_text(last.content.split()[0])

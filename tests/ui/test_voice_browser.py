@@ -100,9 +100,13 @@ def test_microphone_turn_is_answered_in_text_and_voice(
     expect(page.locator("#chat-voice-reply audio, #chat-voice-reply video").first).to_be_attached(
         timeout=SLOW_MS
     )
-    conv = services.chat.list_conversations(agent.id)[0]
+    conv = services.chat.list_conversations(agent.id, principal=SYSTEM)[0]
     messages = wait_until(
-        lambda: m if len(m := services.chat.get_conversation(conv.id).messages) >= 3 else None,
+        lambda: (
+            m
+            if len(m := services.chat.get_conversation(conv.id, principal=SYSTEM).messages) >= 3
+            else None
+        ),
         timeout=SLOW_MS / 1000,
         interval=0.5,
         message="the voice turn to be stored",

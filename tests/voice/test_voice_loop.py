@@ -50,7 +50,7 @@ def test_reply_audio_starts_before_the_reply_ends(services: Services) -> None:
         },
         principal=SYSTEM,
     )
-    conv = services.chat.create_conversation(agent.id)
+    conv = services.chat.create_conversation(agent.id, principal=SYSTEM)
     events = list(services.voice.reply(conv.id, QUESTION, principal=SYSTEM))
 
     kinds = [e.kind for e in events]
@@ -65,6 +65,6 @@ def test_reply_audio_starts_before_the_reply_ends(services: Services) -> None:
     assert all(e.audio is not None and e.audio.duration > 0.2 for e in pieces)
     full = events[-1].text
     assert " ".join(e.text for e in pieces) == speakable(full)
-    stored = services.chat.get_conversation(conv.id).messages
+    stored = services.chat.get_conversation(conv.id, principal=SYSTEM).messages
     assert [m.role for m in stored][-2:] == ["user", "assistant"]
     assert stored[-2].content == QUESTION and stored[-1].content == full

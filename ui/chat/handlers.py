@@ -6,7 +6,7 @@ conversation with the reply as far as the model has written it, so the bubble gr
 token; ``impersonate`` streams its draft into the message box instead. The stored
 conversation (not the widget) is the source of truth: every turn starts from what the service
 holds. Handlers pass the ``principal`` chatting on to the chat service, which decides what they
-may do; conversations themselves have no owner yet, so today they are open to every visitor.
+may do: each browser lists and opens only its own chats (its wallet's, or its visitor cookie's).
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def conversation_label(conv: ConversationView, titles: dict[str, str] | None = N
     if conv.parent_id is not None:
         parent = (titles or {}).get(conv.parent_id) or "a deleted chat"
         title = f"↳ branch of {parent}"
-    return f"{title} · {conv.updated_at:%Y-%m-%d %H:%M}"
+    # Started before chats had owners: everyone sees it, and the picker says so.
+    shared = " · shared" if conv.shared else ""
+    return f"{title} · {conv.updated_at:%Y-%m-%d %H:%M}{shared}"
 
 
 def chat_rows(
@@ -79,15 +81,18 @@ def stream_into(
         yield [*base, {"role": "assistant", "content": text}]
 
 
-def conversation_choices(services: Services, agent_id: str) -> list[tuple[str, str]]:
-    chats = services.chat.list_conversations(agent_id)
+def conversation_choices(
+    services: Services, agent_id: str, *, principal: Principal
+) -> list[tuple[str, str]]:
+    chats = services.chat.list_conversations(agent_id, principal=principal)
     titles = {c.id: c.title or "New chat" for c in chats}
     return [(conversation_label(c, titles), c.id) for c in chats]
 
 
-def conversation_update(services: Services, conv: ConversationView) -> Any:
+def conversation_update(services: Services, conv: ConversationView, *, principal: Principal) -> Any:
     """The conversation picker listing the agent's chats, ``conv`` picked."""
-    return gr.update(choices=conversation_choices(services, conv.agent_id), value=conv.id)
+    choices = conversation_choices(services, conv.agent_id, principal=principal)
+    return gr.update(choices=choices, value=conv.id)
 
 
 def pick_agent(services: Services, agent_id: str | None, *, principal: Principal) -> Updates:
@@ -96,7 +101,7 @@ def pick_agent(services: Services, agent_id: str | None, *, principal: Principal
     if not agent_id:
         return cleared
     try:
-        choices = conversation_choices(services, agent_id)
+        choices = conversation_choices(services, agent_id, principal=principal)
     except AnimaError as exc:
         return {**cleared, "status": show_error(exc)}
     return {**cleared, "conversation": gr.update(choices=choices, value=None)}
@@ -106,7 +111,7 @@ def open_conversation(services: Services, conv_id: str | None, *, principal: Pri
     if not conv_id:
         return {"chatbot": [], "status": ""}
     try:
-        conv = services.chat.get_conversation(conv_id)
+        conv = services.chat.get_conversation(conv_id, principal=principal)
     except AnimaError as exc:
         return {"status": show_error(exc)}
     messages = chat_messages(conv, trace_sources(services, conv))
@@ -119,8 +124,8 @@ def new_chat(
     try:
         if not agent_id:
             raise ValidationError("pick an agent first")
-        conv = services.chat.create_conversation(agent_id, user_name)
-        choices = conversation_choices(services, agent_id)
+        conv = services.chat.create_conversation(agent_id, user_name, principal=principal)
+        choices = conversation_choices(services, agent_id, principal=principal)
     except AnimaError as exc:
         return {"status": show_error(exc)}
     return {
@@ -146,8 +151,8 @@ def send(
         if not conv_id:
             if not agent_id:
                 raise ValidationError("pick an agent first")
-            conv_id = services.chat.create_conversation(agent_id, user_name).id
-        conv = services.chat.get_conversation(conv_id)
+            conv_id = services.chat.create_conversation(agent_id, user_name, principal=principal).id
+        conv = services.chat.get_conversation(conv_id, principal=principal)
         base = chat_messages(conv, trace_sources(services, conv))
     except AnimaError as exc:
         yield {"status": show_error(exc)}
@@ -158,20 +163,26 @@ def send(
     try:
         reply = services.chat.send(conv_id, content, principal=principal)
     except AnimaError as exc:
-        yield _refused(services, conv_id, content, show_error(exc))
+        yield _refused(services, conv_id, content, show_error(exc), principal=principal)
         return
     # Relist: the first message gives a chat its title.
-    conv = services.chat.get_conversation(conv_id)
-    yield {"conversation": conversation_update(services, conv), "chatbot": shown}
+    conv = services.chat.get_conversation(conv_id, principal=principal)
+    yield {
+        "conversation": conversation_update(services, conv, principal=principal),
+        "chatbot": shown,
+    }
     yield from stream_reply(shown, reply)
 
 
-def _refused(services: Services, conv_id: str, content: str, note: str) -> Updates:
+def _refused(
+    services: Services, conv_id: str, content: str, note: str, *, principal: Principal
+) -> Updates:
     """The stored chat after a refused message; the text comes back unless it was kept."""
-    conv = services.chat.get_conversation(conv_id)
+    conv = services.chat.get_conversation(conv_id, principal=principal)
     stored = chat_messages(conv)
     kept = bool(stored) and stored[-1] == {"role": "user", "content": content}
-    updates = {"conversation": conversation_update(services, conv), "chatbot": stored}
+    conversation = conversation_update(services, conv, principal=principal)
+    updates = {"conversation": conversation, "chatbot": stored}
     return {**updates, "status": note} if kept else {**updates, "text": content, "status": note}
 
 
@@ -183,7 +194,7 @@ def regenerate(
         if not conv_id:
             raise ValidationError("open or start a conversation first")
         reply = services.chat.regenerate(conv_id, principal=principal)
-        conv = services.chat.get_conversation(conv_id)
+        conv = services.chat.get_conversation(conv_id, principal=principal)
         earlier = conv.model_copy(update={"messages": conv.messages[:-1]})
         base = chat_messages(earlier, trace_sources(services, conv))
     except AnimaError as exc:
@@ -201,7 +212,7 @@ def continue_reply(
         if not conv_id:
             raise ValidationError("open or start a conversation first")
         reply = services.chat.continue_reply(conv_id, principal=principal)
-        conv = services.chat.get_conversation(conv_id)
+        conv = services.chat.get_conversation(conv_id, principal=principal)
         earlier = conv.model_copy(update={"messages": conv.messages[:-1]})
         base = chat_messages(earlier, trace_sources(services, conv))
         partial = conv.messages[-1].content if conv.messages else ""
@@ -248,7 +259,7 @@ def restore(
     if agent_id is None:
         return {}
     try:
-        choices = conversation_choices(services, agent_id)
+        choices = conversation_choices(services, agent_id, principal=principal)
     except AnimaError:
         return {}
     conv_id = keep_choice(conv_id, choices)
@@ -267,7 +278,7 @@ def swipe_controls(services: Services, conv_id: str | None, *, principal: Princi
     if not conv_id:
         return NO_SWIPES
     try:
-        conv = services.chat.get_conversation(conv_id)
+        conv = services.chat.get_conversation(conv_id, principal=principal)
     except AnimaError:
         return NO_SWIPES
     last = conv.messages[-1] if conv.messages else None

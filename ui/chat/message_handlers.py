@@ -61,7 +61,7 @@ def pick_message(
     try:
         if not conv_id:
             raise ValidationError("open or start a conversation first")
-        conv = services.chat.get_conversation(conv_id)
+        conv = services.chat.get_conversation(conv_id, principal=principal)
         message_id = _message_at(services, conv, index)
     except AnimaError as exc:
         return {"picked": None, "picked_note": NOTHING_PICKED, "status": show_error(exc)}
@@ -74,7 +74,7 @@ def _swipe(
     try:
         if not conv_id:
             raise ValidationError("open or start a conversation first")
-        conv = services.chat.get_conversation(conv_id)
+        conv = services.chat.get_conversation(conv_id, principal=principal)
         last = conv.messages[-1] if conv.messages else None
         if last is None or last.role != "assistant":
             raise ValidationError("the last message is not a reply: nothing to swipe")
@@ -83,7 +83,7 @@ def _swipe(
             yield from regenerate(services, conv_id, principal=principal)
             return
         services.chat.select_version(conv_id, last.id, max(index, 0), principal=principal)
-        conv = services.chat.get_conversation(conv_id)
+        conv = services.chat.get_conversation(conv_id, principal=principal)
     except AnimaError as exc:
         yield {"status": show_error(exc)}
         return
@@ -111,13 +111,13 @@ def edit_message(
     if not conv_id:
         return {"status": show_error("open or start a conversation first")}
     try:
-        conv = services.chat.get_conversation(conv_id)
+        conv = services.chat.get_conversation(conv_id, principal=principal)
         message_id = _message_at(services, conv, index)
         services.chat.edit_message(conv_id, message_id, text or "", principal=principal)
         note = ""
     except AnimaError as exc:
         note = show_error(exc)
-    conv = services.chat.get_conversation(conv_id)
+    conv = services.chat.get_conversation(conv_id, principal=principal)
     return {"chatbot": _shown(services, conv), "status": note}
 
 
@@ -132,7 +132,7 @@ def _delete(
         if not conv_id or not picked:
             raise ValidationError(NOTHING_PICKED)
         services.chat.delete_message(conv_id, picked, and_after=and_after, principal=principal)
-        conv = services.chat.get_conversation(conv_id)
+        conv = services.chat.get_conversation(conv_id, principal=principal)
     except AnimaError as exc:
         return {"status": show_error(exc)}
     return {
@@ -168,7 +168,7 @@ def branch(
     except AnimaError as exc:
         return {"status": show_error(exc)}
     return {
-        "conversation": conversation_update(services, new),
+        "conversation": conversation_update(services, new, principal=principal),
         "chatbot": _shown(services, new),
         "picked": None,
         "picked_note": NOTHING_PICKED,

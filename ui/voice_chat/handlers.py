@@ -90,14 +90,14 @@ def respond(
         if not conv_id:
             if not agent_id:
                 raise ValidationError("pick an agent first, then talk")
-            conv_id = services.chat.create_conversation(agent_id, user_name).id
-        conv = services.chat.get_conversation(conv_id)
+            conv_id = services.chat.create_conversation(agent_id, user_name, principal=principal).id
+        conv = services.chat.get_conversation(conv_id, principal=principal)
     except AnimaError as exc:
         yield {"player": None, "status": show_error(exc)}
         return
     base = [{"role": m.role, "content": m.content} for m in conv.messages]
     shown = [*base, {"role": "user", "content": text}]
-    listing = _conversations(services, conv.agent_id, conv_id)
+    listing = _conversations(services, conv.agent_id, conv_id, principal=principal)
     yield {"conversation": listing, "chatbot": shown, "player": None, "status": ""}
     reply = ""
     try:
@@ -110,8 +110,12 @@ def respond(
     except AnimaError as exc:
         yield {"player": None, "status": show_error(exc)}
         return
-    yield {"conversation": _conversations(services, conv.agent_id, conv_id), "player": None}
+    yield {
+        "conversation": _conversations(services, conv.agent_id, conv_id, principal=principal),
+        "player": None,
+    }
 
 
-def _conversations(services: Services, agent_id: str, conv_id: str) -> Any:
-    return gr.update(choices=conversation_choices(services, agent_id), value=conv_id)
+def _conversations(services: Services, agent_id: str, conv_id: str, *, principal: Principal) -> Any:
+    choices = conversation_choices(services, agent_id, principal=principal)
+    return gr.update(choices=choices, value=conv_id)
