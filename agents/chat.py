@@ -53,6 +53,7 @@ from agents.conversations import (
 from agents.grounding import Grounder, Grounding
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.pool import LLMPool
+from agents.llm.scheduler import tenant_scope
 from agents.lorebook import scan_depth_needed
 from agents.prompt import build_prompt, char_name, greetings
 from agents.records import ConversationRecord, MessageRecord
@@ -196,9 +197,10 @@ class ChatService:
             if not conv.title:
                 conv.title = content[:60]
             agent_id, revision = conv.agent_id, message_edits.revision_of(s, conv.id)
-        return self._reply(
-            conversation_id, agent_id, generation, revision=revision, slot=position + 1
-        )
+        with tenant_scope(principal):  # queued in the caller's own lane (fair scheduling)
+            return self._reply(
+                conversation_id, agent_id, generation, revision=revision, slot=position + 1
+            )
 
     def regenerate(
         self,
@@ -209,7 +211,10 @@ class ChatService:
     ) -> ReplyStream:
         """A new version of the last reply, shown; the earlier ones stay as its versions."""
         agent_id, revision, target = self._last_reply(conversation_id, principal)
-        return self._reply(conversation_id, agent_id, generation, revision=revision, replace=target)
+        with tenant_scope(principal):
+            return self._reply(
+                conversation_id, agent_id, generation, revision=revision, replace=target
+            )
 
     def regenerate_versions(
         self,
@@ -226,10 +231,13 @@ class ChatService:
         if not 1 <= n <= MAX_VERSIONS_PER_CALL:
             raise ValidationError(f"n must be between 1 and {MAX_VERSIONS_PER_CALL}")
         agent_id, revision, target = self._last_reply(conversation_id, principal)
-        replies = [
-            self._reply(conversation_id, agent_id, generation, revision=revision, replace=target)
-            for _ in range(n)
-        ]
+        with tenant_scope(principal):
+            replies = [
+                self._reply(
+                    conversation_id, agent_id, generation, revision=revision, replace=target
+                )
+                for _ in range(n)
+            ]
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="versions") as pool:
             list(pool.map(ReplyStream.collect, replies))
         stored = [r.message for r in replies if r.message is not None]
@@ -261,18 +269,19 @@ class ChatService:
         turn = self._turn(agent_id, generation)
         user_name, history = self._history(conversation_id, turn, position)
         save = reply_modes.continuation_saver(self.db, conversation_id, target, index, revision)
-        return self._stream(
-            turn.backend,
-            turn.card.data,
-            history,
-            turn.params,
-            user_name,
-            None,
-            save,
-            count_tokens=turn.count,
-            tail=lambda messages: reply_modes.continued(messages, partial),
-            reserve=turn.count(partial),
-        )
+        with tenant_scope(principal):
+            return self._stream(
+                turn.backend,
+                turn.card.data,
+                history,
+                turn.params,
+                user_name,
+                None,
+                save,
+                count_tokens=turn.count,
+                tail=lambda messages: reply_modes.continued(messages, partial),
+                reserve=turn.count(partial),
+            )
 
     def impersonate(
         self,
@@ -287,18 +296,19 @@ class ChatService:
         turn = self._turn(agent_id, generation)
         user_name, history = self._history(conversation_id, turn, None)
         char = char_name(turn.card.data)
-        return self._stream(
-            turn.backend,
-            turn.card.data,
-            history,
-            turn.params,
-            user_name,
-            None,
-            lambda _: None,
-            count_tokens=turn.count,
-            tail=lambda messages: reply_modes.impersonating(messages, char, user_name),
-            stop_as=char,
-        )
+        with tenant_scope(principal):
+            return self._stream(
+                turn.backend,
+                turn.card.data,
+                history,
+                turn.params,
+                user_name,
+                None,
+                lambda _: None,
+                count_tokens=turn.count,
+                tail=lambda messages: reply_modes.impersonating(messages, char, user_name),
+                stop_as=char,
+            )
 
     # ----- changing stored messages (agents.message_edits) ---------------------------
     def select_version(

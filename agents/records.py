@@ -45,6 +45,10 @@ class AgentRecord(Base):
     model: Mapped[str | None] = mapped_column(String(500), nullable=True)
     adapter: Mapped[str | None] = mapped_column(String(500), nullable=True)
     owner_address: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
+    # public (listed to all) | unlisted (usable by id, not listed) | private (its owner only).
+    visibility: Mapped[str] = mapped_column(
+        String(16), default="public", server_default="public", index=True
+    )
     # On-chain identity. The token id is uint256(keccak256(agent id)), kept as a
     # decimal string (it does not fit a 64-bit column); set when the mint is requested.
     # mint_state: None (never minted) | pending | minted | failed. The chain_* columns are the

@@ -4,7 +4,7 @@ without pulling in the service itself."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -12,6 +12,11 @@ from pydantic import ValidationError as PydanticValidationError
 from agents.schema import GenerationSettings
 from core.db import UTCDateTime
 from core.errors import ValidationError, describe_validation_error
+
+# Who sees an agent: ``public`` is listed to everyone; ``unlisted`` works for anyone who has
+# its id but is not listed; ``private`` exists only for its owner (and the owner's API keys).
+Visibility = Literal["public", "unlisted", "private"]
+VISIBILITIES: tuple[str, ...] = ("public", "unlisted", "private")
 
 
 class AgentView(BaseModel):
@@ -25,6 +30,7 @@ class AgentView(BaseModel):
     model: str | None
     adapter: str | None
     owner_address: str | None
+    visibility: Visibility = "public"
     # On-chain identity: see chain/service.py. token_id is a decimal string
     # (uint256); mint_state is None (never minted), pending, minted or failed.
     token_id: str | None

@@ -34,15 +34,17 @@ AGENT_EXAMPLE = {
 @router.get("", response_model=list[AgentView])
 def list_agents(
     svc: Svc,
+    principal: Caller,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 100,
     offset: Annotated[
         int, Query(ge=0, le=2**31 - 1, description="Agents to skip (oldest first).")
     ] = 0,
 ) -> list[AgentView]:
-    """Oldest first, one page at a time; ``X-Total-Count`` says how many there are."""
-    response.headers["X-Total-Count"] = str(svc.agents.count_agents())
-    return svc.agents.list_agents(limit=limit, offset=offset)
+    """Public agents and your own (any visibility), oldest first, one page at a time;
+    ``X-Total-Count`` says how many there are."""
+    response.headers["X-Total-Count"] = str(svc.agents.count_visible(principal=principal))
+    return svc.agents.list_visible(principal=principal, limit=limit, offset=offset)
 
 
 @router.post("", response_model=AgentView, status_code=status.HTTP_201_CREATED)
@@ -53,7 +55,8 @@ def create_agent(
         dict[str, Any],
         Body(
             description="Card fields (Character Card V2/V3 `data` keys) plus Anima's own "
-            "`generation`, `model`, `adapter`.",
+            "`generation`, `model`, `adapter`, `visibility` (`public`, `unlisted`: usable by "
+            "id but not listed, `private`: yours only; signed in only).",
             examples=[AGENT_EXAMPLE],
         ),
     ],
@@ -78,8 +81,9 @@ async def import_card(
 
 
 @router.get("/{agent_id}", response_model=AgentView)
-def get_agent(svc: Svc, agent_id: str) -> AgentView:
-    return svc.agents.get_agent(agent_id)
+def get_agent(svc: Svc, agent_id: str, principal: Caller) -> AgentView:
+    """404 for someone else's private agent, as for an id that does not exist."""
+    return svc.agents.get_visible(agent_id, principal=principal)
 
 
 @router.patch("/{agent_id}", response_model=AgentView)
@@ -112,10 +116,12 @@ def delete_agent(svc: Svc, agent_id: str, principal: AgentOwner) -> Response:
 def export_card(
     svc: Svc,
     agent_id: str,
+    principal: Caller,
     format: Annotated[Literal["png", "json", "charx"], Query()] = "png",
     spec: Annotated[Literal["v2", "v3"], Query()] = "v3",
 ) -> Response:
     """The agent as a character card file (PNG carries both `chara` and `ccv3` chunks)."""
+    svc.agents.require_visible(agent_id, principal=principal)
     card = svc.agents.export_card(agent_id, format, spec)
     disposition = f"attachment; filename*=UTF-8''{quote(card.filename)}"
     return Response(
@@ -124,7 +130,8 @@ def export_card(
 
 
 @router.get("/{agent_id}/avatar", responses={200: {"content": {"image/png": {}}}})
-def get_avatar(svc: Svc, agent_id: str) -> Response:
+def get_avatar(svc: Svc, agent_id: str, principal: Caller) -> Response:
+    svc.agents.require_visible(agent_id, principal=principal)
     image = svc.agents.avatar(agent_id)
     if image is None:
         raise NotFoundError("this agent has no avatar")

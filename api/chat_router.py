@@ -115,6 +115,7 @@ def create_conversation(
 ) -> ConversationView:
     """A new chat, private to the caller: its wallet, or this browser's visitor cookie."""
     body = body or NewConversation()
+    svc.agents.require_visible(agent_id, principal=principal)  # 404: someone else's private
     return svc.chat.create_conversation(
         agent_id, body.user_name, body.greeting, principal=principal
     )

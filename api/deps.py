@@ -49,11 +49,9 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
 PUBLIC_ROUTES: dict[str, str] = {
     "GET /": "redirects to the studio UI",
     "GET /api/health": "liveness and queue depth, for monitors",
-    # Agents are public: anyone may list them, read their cards and chat with them.
-    "GET /api/agents": "agents are public",
-    "GET /api/agents/{agent_id}": "agents are public",
-    "GET /api/agents/{agent_id}/card": "an agent's card is public (its hash is on chain)",
-    "GET /api/agents/{agent_id}/avatar": "an agent's picture is public (token metadata)",
+    # Listing agents, reading one, its card and avatar, chatting with it and starting a chat
+    # take the caller: private agents exist only for their owner. What is left here belongs
+    # to an agent anyone may use.
     "GET /api/agents/{agent_id}/voice": "an agent's voice settings are part of the agent",
     "GET /api/agents/{agent_id}/voice/sample": "the agent speaks with this voice to everyone",
     "GET /api/agents/{agent_id}/adapters": "which adapter an agent answers with travels with it",
@@ -72,9 +70,6 @@ PUBLIC_ROUTES: dict[str, str] = {
     "GET /api/agents/{agent_id}/chain/anchor": "the message the holder signs; signing is checked",
     "GET /api/nft/{token_id}": "token metadata that marketplaces read",
     # Stateless: an answer computed from the request, nothing stored or read but public agents.
-    "GET /v1/models": "the agents as OpenAI models (agents are public)",
-    "GET /v1/models/{model_id}": "one agent as an OpenAI model (agents are public)",
-    "POST /v1/chat/completions": "the client holds the history; nothing is stored",
     "POST /v1/audio/speech": "speech from text; nothing is stored",
     "POST /v1/audio/transcriptions": "text from speech; nothing is stored",
     "POST /api/voice/check": "checks an uploaded sample; nothing is stored",

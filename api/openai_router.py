@@ -13,8 +13,9 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 
 from agents.chat import ReplyStream
+from agents.llm.scheduler import tenant_scope
 from agents.service import AgentView
-from api.deps import services
+from api.deps import Caller, services
 from api.errors import GUARD_ERRORS, error_body, error_responses
 from api.openai_models import (
     ChatCompletion,
@@ -46,13 +47,14 @@ def _model_card(agent: AgentView) -> ModelCard:
 
 
 @router.get("/models", response_model=ModelList)
-def list_models(svc: Svc) -> ModelList:
-    return ModelList(data=[_model_card(a) for a in svc.agents.list_agents()])
+def list_models(svc: Svc, principal: Caller) -> ModelList:
+    """Public agents and the caller's own (unlisted and private ones included)."""
+    return ModelList(data=[_model_card(a) for a in svc.agents.list_visible(principal=principal)])
 
 
 @router.get("/models/{model_id}", response_model=ModelCard)
-def get_model(svc: Svc, model_id: str) -> ModelCard:
-    return _model_card(svc.agents.get_agent(model_id))
+def get_model(svc: Svc, model_id: str, principal: Caller) -> ModelCard:
+    return _model_card(svc.agents.get_visible(model_id, principal=principal))
 
 
 @router.post(
@@ -60,7 +62,9 @@ def get_model(svc: Svc, model_id: str) -> ModelCard:
     response_model=ChatCompletion,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def chat_completions(svc: Svc, body: ChatCompletionRequest, request: Request) -> Any:
+async def chat_completions(
+    svc: Svc, body: ChatCompletionRequest, request: Request, principal: Caller
+) -> Any:
     """Chat with agent ``model``; the client holds the history (nothing is stored).
 
     Async so that a request waiting for the model holds no thread; 429 (queue full) and 503
@@ -74,7 +78,10 @@ async def chat_completions(svc: Svc, body: ChatCompletionRequest, request: Reque
         body.generation_overrides(),
         user_name=body.user or "User",
     )
-    reply = await anyio.to_thread.run_sync(start)
+    # The tenant travels into the worker thread with the context: the scheduler queues the
+    # request in the caller's own lane (fair scheduling).
+    with tenant_scope(principal):
+        reply = await anyio.to_thread.run_sync(_visible_then(svc, body.model, principal, start))
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
@@ -91,6 +98,16 @@ async def chat_completions(svc: Svc, body: ChatCompletionRequest, request: Reque
         usage=_usage(reply),
         sources=reply.sources,
     )
+
+
+def _visible_then(svc: Services, model: str, principal: Any, start: Any) -> Any:
+    """``start``, after the 404 a private agent of someone else answers (in the same thread)."""
+
+    def run() -> Any:
+        svc.agents.require_visible(model, principal=principal)
+        return start()
+
+    return run
 
 
 def _usage(reply: ReplyStream) -> CompletionUsage:

@@ -11,6 +11,13 @@ finish within ``--timeout`` is reported as hung and the server is restarted for 
     .venv/bin/python bench/load.py --levels 48 --tokens 16 --timeout 240
     .venv/bin/python bench/load.py --app-dir /tmp/anima-main   # another checkout (before/after)
     .venv/bin/python bench/load.py --engine transformers       # ANIMA_LLM_ENGINE for the app
+    .venv/bin/python bench/load.py --fairness --tokens 16      # one tenant floods, one waits
+
+The fairness run serves two tenants (two API keys, each of its own local wallet): one keeps
+``--flood`` streams open without pause while the other sends one request a second. It reports
+the second tenant's time to first token alone and under the flood, once with
+``ANIMA_LLM_SCHEDULING=fair`` and once with ``fifo``, in one table: fair scheduling keeps the
+second tenant's p95 near its unloaded value, FIFO makes it wait behind the whole flood.
 
 Every stream asks a different question, so replies are not served from a cache. The machine's
 load moves absolute numbers a lot on 2 shared cores: the load average is printed beside them.
@@ -159,7 +166,12 @@ def _warm_up(base: str, agent: str, timeout: float = 300) -> None:
 
 
 async def _one_stream(
-    client: httpx.AsyncClient, base: str, agent: str, index: int, tokens: int
+    client: httpx.AsyncClient,
+    base: str,
+    agent: str,
+    index: int,
+    tokens: int,
+    headers: dict[str, str] | None = None,
 ) -> StreamOutcome:
     body = {
         "model": agent,
@@ -176,7 +188,9 @@ async def _one_stream(
     usage_tokens = 0
     pieces = 0
     try:
-        async with client.stream("POST", f"{base}/v1/chat/completions", json=body) as resp:
+        async with client.stream(
+            "POST", f"{base}/v1/chat/completions", json=body, headers=headers
+        ) as resp:
             if resp.status_code == 429:
                 await resp.aread()
                 return StreamOutcome("429", detail=resp.headers.get("retry-after", ""))
@@ -239,6 +253,152 @@ async def _run_level(base: str, agent: str, n: int, tokens: int, timeout: float)
     return result
 
 
+# ----- the fairness run ---------------------------------------------------------------------
+
+
+def _tenant_key(base: str, name: str) -> str:
+    """A new local wallet signs in (its session cookie) and makes an API key: one tenant."""
+    with httpx.Client(base_url=base, timeout=60) as client:
+        client.post("/api/auth/local-wallets", json={"password": f"pw-{name}"}).raise_for_status()
+        made = client.post("/api/auth/keys", json={"name": name})
+        made.raise_for_status()
+        return made.json()["key"]
+
+
+async def _paced(
+    base: str, agent: str, key: str, tokens: int, count: int, first: int
+) -> list[StreamOutcome]:
+    """``count`` streams, one a second, each on its own (questions ``first``...)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(timeout=httpx.Timeout(300)) as client:
+        tasks = []
+        for i in range(count):
+            tasks.append(
+                asyncio.create_task(_one_stream(client, base, agent, first + i, tokens, headers))
+            )
+            await asyncio.sleep(1.0)
+        return list(await asyncio.gather(*tasks))
+
+
+async def _flood(
+    base: str, agent: str, key: str, tokens: int, streams: int, stop: asyncio.Event
+) -> dict[str, int]:
+    """``streams`` clients that each ask again as soon as a reply ends; refused (429), they
+    wait as the server's ``Retry-After`` says (at most 10 s), as the ``openai`` package does."""
+    headers = {"Authorization": f"Bearer {key}"}
+    counts = {"ok": 0, "429": 0, "failed": 0}
+    limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=streams + 4)
+
+    async def client_loop(client: httpx.AsyncClient, worker: int) -> None:
+        i = 0
+        while not stop.is_set():
+            outcome = await _one_stream(
+                client, base, agent, 10_000 + worker * 1000 + i, tokens, headers
+            )
+            counts[outcome.status] += 1
+            i += 1
+            if outcome.status != "ok":
+                pause = float(outcome.detail) if outcome.detail.isdigit() else 1.0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=min(10.0, max(1.0, pause)))
+
+    async with httpx.AsyncClient(timeout=httpx.Timeout(300), limits=limits) as client:
+        workers = [asyncio.create_task(client_loop(client, w)) for w in range(streams)]
+        await stop.wait()
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    return counts
+
+
+@dataclass
+class FairnessResult:
+    scheduling: str
+    alone: list[StreamOutcome]
+    flooded: list[StreamOutcome]
+    flood: dict[str, int]
+    load: str
+
+
+async def _fairness_phases(
+    base: str, agent: str, keys: tuple[str, str], args: argparse.Namespace
+) -> tuple[list[StreamOutcome], list[StreamOutcome], dict[str, int]]:
+    flooder, light = keys
+    alone = await _paced(base, agent, light, args.tokens, args.requests, 0)
+    stop = asyncio.Event()
+    flood = asyncio.create_task(_flood(base, agent, flooder, args.tokens, args.flood, stop))
+    await asyncio.sleep(args.flood_warmup)  # the flood fills every slot and the queue first
+    flooded = await _paced(base, agent, light, args.tokens, args.requests, 100)
+    stop.set()
+    return alone, flooded, await flood
+
+
+def _fairness(args: argparse.Namespace, env: dict[str, str]) -> list[FairnessResult]:
+    results = []
+    for scheduling in ("fair", "fifo"):
+        app = AppProcess(
+            args.app_dir.resolve(),
+            {**env, "ANIMA_LLM_SCHEDULING": scheduling, "ANIMA_KEYSTORE_SCRYPT_N": "16"},
+        )
+        try:
+            app.start()
+            agent = _create_agent(app.base, args.tokens)
+            keys = (_tenant_key(app.base, "flood"), _tenant_key(app.base, "light"))
+            _warm_up(app.base, agent)
+            load = _load()
+            alone, flooded, flood = asyncio.run(_fairness_phases(app.base, agent, keys, args))
+            results.append(FairnessResult(scheduling, alone, flooded, flood, load))
+            print(f"  {scheduling}: done (flood {flood})", file=sys.stderr, flush=True)
+        finally:
+            app.stop()
+            app.log.close()
+            os.unlink(app.log_path)
+    return results
+
+
+def _ttfts(outcomes: list[StreamOutcome]) -> list[float]:
+    return [o.ttft_s for o in outcomes if o.status == "ok" and o.ttft_s is not None]
+
+
+def _print_fairness(results: list[FairnessResult], args: argparse.Namespace) -> None:
+    print(
+        f"fairness: one key floods with {args.flood} streams, another sends one request a "
+        f"second ({args.requests} alone, {args.requests} under the flood); "
+        f"{args.tokens}-token replies, {os.cpu_count()} CPUs"
+    )
+    print()
+    print(
+        "| scheduling | alone TTFT p50 / p95 s | flooded TTFT p50 / p95 s | p95 flooded / alone "
+        "| light ok / failed | flood replies / 429 | load (1/5/15 min) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    p95: dict[str, float] = {}
+    for r in results:
+        alone, flooded = _ttfts(r.alone), _ttfts(r.flooded)
+        p95[r.scheduling] = _percentile(flooded, 95)
+        light_failed = sum(1 for o in r.alone + r.flooded if o.status != "ok")
+        print(
+            f"| {r.scheduling} | {statistics.median(alone) if alone else float('nan'):.2f} / "
+            f"{_percentile(alone, 95):.2f} | "
+            f"{statistics.median(flooded) if flooded else float('nan'):.2f} / "
+            f"{_percentile(flooded, 95):.2f} | "
+            f"{_percentile(flooded, 95) / _percentile(alone, 95):.1f}x | "
+            f"{len(alone) + len(flooded)} / {light_failed} | "
+            f"{r.flood['ok']} / {r.flood['429']} | {r.load} |"
+        )
+    if "fair" in p95 and "fifo" in p95 and p95["fair"] > 0:
+        print()
+        print(f"flooded p95, fifo / fair: {p95['fifo'] / p95['fair']:.1f}x")
+    failures = {
+        f"{r.scheduling}: {o.status} {o.detail}"
+        for r in results
+        for o in r.alone + r.flooded
+        if o.status != "ok"
+    }
+    if failures:
+        print("light tenant failures: " + "; ".join(sorted(failures)[:5]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,8,32,64", help="comma-separated stream counts")
@@ -252,6 +412,14 @@ def main() -> None:
         type=Path,
         default=ROOT / "data" / "models",
         help="converted-model cache shared between runs (ANIMA_MODEL_CACHE_DIR)",
+    )
+    parser.add_argument("--fairness", action="store_true", help="the two-tenant fairness run")
+    parser.add_argument("--flood", type=int, default=64, help="fairness: the flood's streams")
+    parser.add_argument(
+        "--requests", type=int, default=15, help="fairness: light requests alone, then flooded"
+    )
+    parser.add_argument(
+        "--flood-warmup", type=float, default=5.0, help="fairness: seconds of flood first"
     )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
@@ -269,6 +437,9 @@ def main() -> None:
             env["ANIMA_LLM_ENGINE"] = args.engine
         if args.threads:
             env["ANIMA_LLM_THREADS"] = str(args.threads)
+        if args.fairness:
+            _print_fairness(_fairness(args, env), args)
+            return
         app = AppProcess(args.app_dir.resolve(), env)
         results: list[LevelResult] = []
         loads: list[str] = []

@@ -156,6 +156,17 @@ class LLMSettings(_Section):
         ge=1,
         description="Text pieces buffered for a slow reader before its generation is stopped.",
     )
+    scheduling: Literal["fair", "fifo"] = Field(
+        default="fair",
+        description="'fair': waiting requests are queued per tenant (API key, wallet, browser) "
+        "and served round robin; 'fifo': one queue in arrival order.",
+    )
+    tenant_queue_size: int = Field(
+        default=32,
+        ge=0,
+        description="Waiting requests one tenant may hold (fair scheduling); beyond: HTTP 429. "
+        "0: no cap below queue_size.",
+    )
     adapter_budget_mb: float = Field(
         default=512.0,
         gt=0,
@@ -439,6 +450,8 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "llm_queue_size": ("llm", "queue_size"),
     "llm_request_timeout_s": ("llm", "request_timeout_s"),
     "llm_stream_buffer": ("llm", "stream_buffer"),
+    "llm_scheduling": ("llm", "scheduling"),
+    "llm_tenant_queue_size": ("llm", "tenant_queue_size"),
     "llm_adapter_budget_mb": ("llm", "adapter_budget_mb"),
     "llm_max_models": ("llm", "max_models"),
     # jobs

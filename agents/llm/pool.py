@@ -66,6 +66,8 @@ class LLMPool:
             max_queue=settings.llm.queue_size,
             request_timeout_s=settings.llm.request_timeout_s,
             stream_buffer=settings.llm.stream_buffer,
+            scheduling=settings.llm.scheduling,
+            tenant_queue=settings.llm.tenant_queue_size,
         )
         self._backends: dict[tuple[str | None, str | None], ScheduledBackend] = {}
         self._engines: dict[Any, Any] = {}

@@ -20,6 +20,23 @@ everyone. Here instead:
 - The worker never waits for the reader: deltas go into a bounded buffer
   (``llm_stream_buffer``); a reader that falls that far behind is cut off
   (``ReaderTooSlowError``) and the model moves on. So a stalled client never holds the model.
+- Waiting is per tenant (``llm_scheduling = "fair"``): one client that opens 64 streams
+  must not make everyone else wait behind them. A request's tenant is its API key, else the
+  signed-in wallet, else the browser's anonymous identity, else one shared anonymous lane
+  (``tenant_of``); it reaches the scheduler through the ``TENANT`` context variable, set with
+  ``tenant_scope`` by whoever knows the caller (the chat service, the ``/v1`` router), and read
+  once, in the thread that submits the request. When a place frees, the tenant with the fewest
+  running requests goes first, among equals the one served least recently (round robin), and
+  one tenant may hold at most ``llm_tenant_queue_size`` of the waiting places, so a flood hits
+  its own cap before the whole queue fills. ``llm_scheduling = "fifo"`` keeps the single queue
+  (one tenant for everybody, no per-tenant cap), for comparison.
+
+Round robin counts running requests, not tokens: how long a reply will run is unknown when it is
+admitted (``max_new_tokens`` is only a bound and most replies stop early), and what is scarce
+is a running place, which each start takes one of. Grouping by adapter fits the same pick:
+``_pick`` chooses within the chosen tenant's queue (today the oldest ticket whose lane has
+room) and may prefer one whose adapter already runs; among tenants, it may serve as a
+tie-break only, so no tenant waits longer than one round.
 """
 
 from __future__ import annotations
@@ -27,12 +44,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import logging
 import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from agents.llm.base import Completion, SchedulableBackend, StreamResult, complete_from_stream
 from agents.schema import ChatMessage, GenerationSettings
@@ -45,10 +63,42 @@ from core.errors import (
     ReaderTooSlowError,
     ServerBusyError,
 )
+from core.principal import Principal
 
 log = logging.getLogger(__name__)
 
 _END = object()
+
+Scheduling = Literal["fair", "fifo"]
+ANONYMOUS_TENANT = "anonymous"
+# Who the request being submitted is for. A context variable so that it travels through the
+# seam every backend shares (``stream(messages, params, result)``) without a parameter:
+# ``anyio.to_thread.run_sync`` and ``asyncio`` tasks copy the context, and the scheduler reads
+# it in ``submit``, in the caller's thread, before any worker thread of its own starts.
+TENANT: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "anima_llm_tenant", default=ANONYMOUS_TENANT
+)
+
+
+def tenant_of(principal: Principal) -> str:
+    """The fairness unit of a caller: API key, else wallet, else browser, else shared."""
+    if principal.key_id:
+        return f"key:{principal.key_id}"
+    if principal.address:
+        return f"wallet:{principal.address.lower()}"
+    if principal.visitor_id:
+        return f"visitor:{principal.visitor_id}"
+    return ANONYMOUS_TENANT
+
+
+@contextlib.contextmanager
+def tenant_scope(principal: Principal) -> Iterator[str]:
+    """Requests submitted inside this block wait in ``principal``'s own queue."""
+    token = TENANT.set(tenant_of(principal))
+    try:
+        yield TENANT.get()
+    finally:
+        TENANT.reset(token)
 
 
 class Lane:
@@ -80,9 +130,11 @@ class Ticket:
         work: Callable[[], Iterator[str]],
         deadline: float,
         buffer_limit: int,
+        tenant: str = ANONYMOUS_TENANT,
     ) -> None:
         self._scheduler = scheduler
         self.lane = lane
+        self.tenant = tenant
         self._work = work
         self.deadline = deadline
         self._limit = max(1, buffer_limit)
@@ -221,12 +273,28 @@ class Scheduler:
         max_queue: int = 64,
         request_timeout_s: float = 300.0,
         stream_buffer: int = 512,
+        scheduling: Scheduling = "fair",
+        tenant_queue: int = 32,
     ) -> None:
         self.max_queue = max(0, max_queue)
         self.request_timeout_s = request_timeout_s
         self.stream_buffer = stream_buffer
+        if scheduling not in ("fair", "fifo"):
+            raise ValueError(f"unknown scheduling {scheduling!r}: use fair or fifo")
+        self.scheduling = scheduling
+        # Waiting places one tenant may hold (fair only); below max_queue, a flood is refused
+        # while others still find room. 0: no cap of its own.
+        self.tenant_queue = max(0, tenant_queue)
         self._lock = threading.Lock()
-        self._queue: collections.deque[Ticket] = collections.deque()
+        # The waiting tickets by tenant (FIFO mode: everyone is one tenant), how many of each
+        # tenant's requests run, and each active tenant's turn: (0, when it became active)
+        # until one of its requests starts, then (1, when one started last). A tenant is
+        # active while it has requests waiting or running, and forgotten after.
+        self._waiting: dict[str, collections.deque[Ticket]] = {}
+        self._running: collections.Counter[str] = collections.Counter()
+        self._turn: dict[str, tuple[int, int]] = {}
+        self._clock = 0
+        self._queued = 0
         self._lanes: dict[Hashable, Lane] = {}
 
     # ----- public ------------------------------------------------------------------------
@@ -238,10 +306,14 @@ class Scheduler:
             lane.capacity = max(1, capacity)
             return lane
 
-    def submit(self, lane: Lane, work: Callable[[], Iterator[str]]) -> Ticket:
+    def submit(
+        self, lane: Lane, work: Callable[[], Iterator[str]], tenant: str | None = None
+    ) -> Ticket:
         """Queue ``work`` (a function returning the backend's delta iterator) on ``lane``.
 
-        Raises ``QueueFullError`` at once when ``max_queue`` requests already wait.
+        ``tenant``: whose queue it waits in (default: the ``TENANT`` context variable).
+        Raises ``QueueFullError`` at once when ``max_queue`` requests already wait, or (fair
+        scheduling) when this tenant already holds its share of the waiting places.
         """
         ticket = Ticket(
             self,
@@ -249,16 +321,31 @@ class Scheduler:
             work,
             time.monotonic() + self.request_timeout_s,
             self.stream_buffer,
+            tenant if tenant is not None else TENANT.get(),
         )
+        key = self._queue_key(ticket)
         with self._lock:
-            waiting = len(self._queue)
-            if waiting >= self.max_queue and lane.running >= lane.capacity:
-                raise QueueFullError(
-                    f"the server is busy: {waiting} requests are already waiting "
-                    "(ANIMA_LLM_QUEUE_SIZE); try again later",
-                    retry_after=self._retry_after_locked(lane, waiting),
-                )
-            self._queue.append(ticket)
+            waiting = self._queued
+            if lane.running >= lane.capacity:
+                if waiting >= self.max_queue:
+                    raise QueueFullError(
+                        f"the server is busy: {waiting} requests are already waiting "
+                        "(ANIMA_LLM_QUEUE_SIZE); try again later",
+                        retry_after=self._retry_after_locked(lane, waiting),
+                    )
+                mine = len(self._waiting.get(key, ()))
+                if self.scheduling == "fair" and 0 < self.tenant_queue <= mine:
+                    raise QueueFullError(
+                        f"too many requests of yours are waiting ({mine}, "
+                        "ANIMA_LLM_TENANT_QUEUE_SIZE); try again later",
+                        retry_after=self._retry_after_locked(lane, mine),
+                    )
+            queue = self._waiting.get(key)
+            if queue is None:
+                queue = self._waiting[key] = collections.deque()
+            self._turn.setdefault(key, (0, self._tick()))
+            queue.append(ticket)
+            self._queued += 1
             starts = self._dispatch_locked()
         self._start(starts)
         return ticket
@@ -267,37 +354,70 @@ class Scheduler:
         """Queued and running requests (cheap: for ``/api/health``)."""
         with self._lock:
             return {
-                "queued": len(self._queue),
+                "queued": self._queued,
                 "running": sum(lane.running for lane in self._lanes.values()),
             }
 
     def retry_after(self, lane: Lane) -> int:
         with self._lock:
-            return self._retry_after_locked(lane, len(self._queue))
+            return self._retry_after_locked(lane, self._queued)
 
     # ----- internals ---------------------------------------------------------------------
     def _retry_after_locked(self, lane: Lane, waiting: int) -> int:
         """Seconds until a place is likely free: the queue ahead times the average run."""
         return max(1, min(60, math.ceil(lane.avg_run_s * (waiting + 1) / lane.capacity)))
 
+    def _queue_key(self, ticket: Ticket) -> str:
+        return ticket.tenant if self.scheduling == "fair" else ""
+
+    def _tick(self) -> int:
+        self._clock += 1
+        return self._clock
+
     def _dispatch_locked(self) -> list[Ticket]:
-        """FIFO, skipping tickets whose lane is full (they keep their place)."""
+        """Start what fits; the tenant with the fewest running requests goes first, and among
+        equals the one that became active or was served longest ago (round robin).
+
+        A ticket whose lane is full keeps its place and its tenant its turn, so the next
+        tenant with a ticket for a free lane goes meanwhile.
+        """
         starts: list[Ticket] = []
-        if not self._queue:
-            return starts
-        kept: collections.deque[Ticket] = collections.deque()
-        while self._queue:
-            ticket = self._queue.popleft()
-            if ticket.lane.running < ticket.lane.capacity:
-                ticket.lane.running += 1
-                ticket.lane.peak = max(ticket.lane.peak, ticket.lane.running)
-                ticket.state = "running"
-                ticket.started_at = time.monotonic()
-                starts.append(ticket)
+        while self._queued:
+            for key in sorted(self._waiting, key=self._order):
+                queue = self._waiting[key]
+                ticket = self._pick(queue)
+                if ticket is not None:
+                    break
             else:
-                kept.append(ticket)
-        self._queue = kept
+                return starts  # every waiting ticket's lane is full
+            queue.remove(ticket)
+            self._queued -= 1
+            if not queue:
+                del self._waiting[key]
+            self._running[key] += 1
+            self._turn[key] = (1, self._tick())  # served: to the back of the round
+            ticket.lane.running += 1
+            ticket.lane.peak = max(ticket.lane.peak, ticket.lane.running)
+            ticket.state = "running"
+            ticket.started_at = time.monotonic()
+            starts.append(ticket)
         return starts
+
+    def _order(self, key: str) -> tuple[int, int, int]:
+        return (self._running[key], *self._turn[key])
+
+    def _forget_if_idle_locked(self, key: str) -> None:
+        if key not in self._waiting and self._running[key] <= 0:
+            self._running.pop(key, None)
+            self._turn.pop(key, None)
+
+    @staticmethod
+    def _pick(queue: collections.deque[Ticket]) -> Ticket | None:
+        """Within one tenant: its oldest ticket whose lane has room."""
+        for ticket in queue:
+            if ticket.lane.running < ticket.lane.capacity:
+                return ticket
+        return None
 
     def _start(self, tickets: list[Ticket]) -> None:
         for ticket in tickets:
@@ -328,6 +448,9 @@ class Scheduler:
             ticket._finish(error)
             with self._lock:
                 ticket.lane.running -= 1
+                key = self._queue_key(ticket)
+                self._running[key] -= 1
+                self._forget_if_idle_locked(key)
                 if ticket.started_at is not None:
                     ticket.lane.record(time.monotonic() - ticket.started_at)
                 starts = self._dispatch_locked()
@@ -340,10 +463,20 @@ class Scheduler:
                 return
             ticket.cancelled = True
             if ticket.state == "queued":
-                with contextlib.suppress(ValueError):
-                    self._queue.remove(ticket)
+                self._unqueue_locked(ticket)
                 ticket.state = "cancelled"
         ticket._wake()
+
+    def _unqueue_locked(self, ticket: Ticket) -> None:
+        key = self._queue_key(ticket)
+        queue = self._waiting.get(key)
+        if queue is None or ticket not in queue:
+            return
+        queue.remove(ticket)
+        self._queued -= 1
+        if not queue:
+            del self._waiting[key]
+            self._forget_if_idle_locked(key)
 
 
 class ScheduledBackend:

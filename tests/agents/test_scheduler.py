@@ -8,6 +8,7 @@ so every case is deterministic and fast; ``tests/agents/test_llamacpp.py`` and
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,15 @@ from collections.abc import Iterator
 import pytest
 
 from agents.llm.base import SchedulingDefaults, StreamResult
-from agents.llm.scheduler import ScheduledBackend, Scheduler
+from agents.llm.scheduler import (
+    ANONYMOUS_TENANT,
+    TENANT,
+    ScheduledBackend,
+    Scheduler,
+    Ticket,
+    tenant_of,
+    tenant_scope,
+)
 from agents.schema import ChatMessage, GenerationSettings
 from core.errors import (
     DeadlineExceededError,
@@ -24,6 +33,7 @@ from core.errors import (
     ReaderTooSlowError,
     ServerBusyError,
 )
+from core.principal import ANONYMOUS, Principal
 from tests.waiting import wait_until
 
 MESSAGES = [ChatMessage(role="user", content="hi")]
@@ -201,3 +211,144 @@ def test_requests_while_the_model_loads_get_503() -> None:
     backend.load_gate.set()
     loader.join(timeout=10)
     assert "".join(model.stream(MESSAGES, PARAMS)) == "t0 t1 t2 t3 t4 "
+
+
+# ----- fairness between tenants ------------------------------------------------------------
+
+
+def _flood_and_one(sched: Scheduler, backend: GatedBackend) -> tuple[Ticket, list[Ticket], Ticket]:
+    """One request of ``flood`` runs, 10 more of it wait, then ``light`` sends one."""
+    model = ScheduledBackend(backend, sched)
+    with tenant_scope(Principal(address=None, key_id="flood")):
+        running = model.stream(MESSAGES, PARAMS)
+        wait_until(lambda: backend.started == 1)
+        flood = [model.stream(MESSAGES, PARAMS) for _ in range(10)]
+    with tenant_scope(Principal(address=None, key_id="light")):
+        light = model.stream(MESSAGES, PARAMS)
+    assert [running.tenant, flood[0].tenant, light.tenant] == [
+        "key:flood",
+        "key:flood",
+        "key:light",
+    ]
+    return running, flood, light
+
+
+def _start_order(tickets: list[Ticket]) -> list[str]:
+    assert tickets and all(t.started_at is not None for t in tickets)
+    return [t.tenant for t in sorted(tickets, key=lambda t: t.started_at or 0.0)]
+
+
+def test_a_flooding_tenant_does_not_starve_another() -> None:
+    backend = GatedBackend(tokens=2)
+    sched = Scheduler(max_queue=64)
+    running, flood, light = _flood_and_one(sched, backend)
+    backend.release(2)  # the running flood request ends: the light tenant goes next
+    assert "".join(running) == "t0 t1 "
+    wait_until(lambda: light.state == "running")
+    assert [t.state for t in flood] == ["queued"] * 10
+    backend.release(2)
+    assert "".join(light) == "t0 t1 "
+    backend.free_running = True
+    backend.release(100)
+    assert ["".join(t) for t in flood] == ["t0 t1 "] * 10  # the flood is served too, in order
+    assert [t.started_at for t in flood] == sorted(t.started_at or 0.0 for t in flood)
+
+
+def test_tenants_take_turns() -> None:
+    backend = GatedBackend(tokens=1)
+    sched = Scheduler(max_queue=64)
+    model = ScheduledBackend(backend, sched)
+    blocker = _stream_as(model, "z")
+    wait_until(lambda: backend.started == 1)
+    tickets = [_stream_as(model, "a") for _ in range(3)]
+    tickets += [_stream_as(model, "b") for _ in range(3)]
+    backend.free_running = True
+    backend.release(10)
+    assert "".join(blocker) == "t0 "
+    for ticket in tickets:
+        assert "".join(ticket) == "t0 "
+    assert _start_order(tickets) == ["a", "b", "a", "b", "a", "b"]
+
+
+def test_fifo_scheduling_keeps_arrival_order_and_has_no_tenant_cap() -> None:
+    backend = GatedBackend(tokens=1)
+    sched = Scheduler(max_queue=64, scheduling="fifo", tenant_queue=1)
+    model = ScheduledBackend(backend, sched)
+    blocker = _stream_as(model, "z")
+    wait_until(lambda: backend.started == 1)
+    tickets = [_stream_as(model, "a") for _ in range(3)]
+    tickets += [_stream_as(model, "b") for _ in range(3)]
+    assert sched.stats() == {"queued": 6, "running": 1}  # tenant_queue=1 does not apply
+    backend.free_running = True
+    backend.release(10)
+    assert "".join(blocker) == "t0 "
+    for ticket in tickets:
+        assert "".join(ticket) == "t0 "
+    assert _start_order(tickets) == ["a", "a", "a", "b", "b", "b"]
+
+
+def test_a_tenant_is_refused_at_its_own_cap_while_others_still_get_in() -> None:
+    backend = GatedBackend(tokens=1)
+    sched = Scheduler(max_queue=8, tenant_queue=2)
+    model = ScheduledBackend(backend, sched)
+    blocker = _stream_as(model, "flood")
+    wait_until(lambda: backend.started == 1)
+    waiting = [_stream_as(model, "flood") for _ in range(2)]
+    with pytest.raises(QueueFullError) as info:
+        _stream_as(model, "flood")
+    assert info.value.status == 429 and info.value.retry_after >= 1
+    assert "ANIMA_LLM_TENANT_QUEUE_SIZE" in info.value.message
+    other = _stream_as(model, "other")
+    assert sched.stats() == {"queued": 3, "running": 1}
+    waiting[0].close()  # a place of its own freed: the flood may queue one more
+    again = _stream_as(model, "flood")
+    backend.free_running = True
+    backend.release(10)
+    for ticket in [blocker, waiting[1], other, again]:
+        assert "".join(ticket) == "t0 "
+    assert sched.stats() == {"queued": 0, "running": 0}
+
+
+def test_the_tenant_is_the_key_then_the_wallet_then_the_browser() -> None:
+    wallet = "0xAbC0000000000000000000000000000000000001"
+    assert tenant_of(Principal(address=wallet, via="api_key", key_id="k1")) == "key:k1"
+    assert tenant_of(Principal(address=wallet, via="session")) == f"wallet:{wallet.lower()}"
+    assert tenant_of(Principal(address=None, visitor_id="v1")) == "visitor:v1"
+    assert tenant_of(ANONYMOUS) == ANONYMOUS_TENANT
+
+
+def test_the_tenant_reaches_the_scheduler_through_worker_threads_and_tasks() -> None:
+    import anyio.to_thread
+
+    backend = GatedBackend(tokens=1, free_running=True)
+    model = ScheduledBackend(backend, Scheduler())
+
+    async def scenario() -> list[str]:
+        with tenant_scope(Principal(address=None, key_id="k9")):
+            in_thread = await anyio.to_thread.run_sync(lambda: model.stream(MESSAGES, PARAMS))
+            in_task = await asyncio.create_task(_submit_async(model))
+        outside = model.stream(MESSAGES, PARAMS)
+        return [in_thread.tenant, in_task.tenant, outside.tenant]
+
+    assert asyncio.run(scenario()) == ["key:k9", "key:k9", ANONYMOUS_TENANT]
+    assert TENANT.get() == ANONYMOUS_TENANT
+    copied = contextvars.copy_context()
+    with tenant_scope(Principal(address=None, visitor_id="v")):
+        seen: list[str] = []
+        worker = threading.Thread(target=lambda: seen.append(TENANT.get()))
+        worker.start()
+        worker.join()
+    # A bare thread starts from an empty context: why the tenant is read at submit time.
+    assert seen == [ANONYMOUS_TENANT] and copied.run(TENANT.get) == ANONYMOUS_TENANT
+
+
+async def _submit_async(model: ScheduledBackend) -> Ticket:
+    return model.stream(MESSAGES, PARAMS)
+
+
+def _stream_as(model: ScheduledBackend, tenant: str) -> Ticket:
+    token = TENANT.set(tenant)
+    try:
+        return model.stream(MESSAGES, PARAMS)
+    finally:
+        TENANT.reset(token)

@@ -35,7 +35,14 @@ CARD_KEYS = (
     "character_version",
 )
 GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
-FORM_KEYS = CARD_KEYS + GENERATION_KEYS
+# Anima's own settings shown in the form (not card fields, not sampling).
+SETTING_KEYS = ("visibility",)
+FORM_KEYS = CARD_KEYS + GENERATION_KEYS + SETTING_KEYS
+VISIBILITY_CHOICES = [
+    ("Public: listed to everyone", "public"),
+    ("Unlisted: anyone with its id, not listed", "unlisted"),
+    ("Private: only you and your API keys", "private"),
+]
 INT_KEYS = {"max_new_tokens", "top_k"}
 
 # A line holding only this separates alternate greetings. Blank lines cannot: a greeting is
@@ -76,6 +83,7 @@ def form_values(agent: AgentView | None) -> dict[str, Any]:
             values[key] = raw or ""
     for key in GENERATION_KEYS:
         values[key] = getattr(generation, key)
+    values["visibility"] = agent.visibility if agent else "public"
     return values
 
 
@@ -110,6 +118,7 @@ def create_payload(values: dict[str, Any]) -> dict[str, Any]:
             payload[key] = value
     generation = {k: generation_value(k, values[k]) for k in GENERATION_KEYS}
     payload["generation"] = {k: v for k, v in generation.items() if v is not None}
+    payload["visibility"] = values.get("visibility") or "public"
     return payload
 
 
@@ -128,6 +137,8 @@ def update_patch(agent: AgentView, values: dict[str, Any]) -> dict[str, Any]:
             generation[key] = new
     if generation:
         patch["generation"] = generation
+    if values.get("visibility") and values["visibility"] != agent.visibility:
+        patch["visibility"] = values["visibility"]
     return patch
 
 

@@ -18,7 +18,7 @@ from container import Services
 from core.principal import Principal
 from ui import widgets
 from ui.agents import handlers
-from ui.agents.form import FORM_KEYS, GREETING_SEPARATOR
+from ui.agents.form import FORM_KEYS, GREETING_SEPARATOR, VISIBILITY_CHOICES
 from ui.context import StudioContext
 from ui.panels.chain.layout import build_chain_panel
 from ui.panels.finetune.layout import build_finetune_panel
@@ -75,6 +75,13 @@ def _side_column(ctx: StudioContext, c: Components) -> None:
         elem_id="agent-avatar",
     )
     c["avatar_changed"] = gr.State(False)
+    c["visibility"] = gr.Dropdown(
+        VISIBILITY_CHOICES,
+        value="public",
+        label="Visibility",
+        info="Who sees this agent in lists, /v1/models and chat. Private needs a signed-in owner.",
+        elem_id="agent-visibility",
+    )
     c["save"] = gr.Button("Save", variant="primary", elem_id="agent-save")
     c["status"] = gr.Markdown("", elem_id="agent-status")
     with gr.Accordion("Export card", open=False):
