@@ -355,3 +355,25 @@ def test_the_engine_leaves_a_trailing_reply_open(services: Services) -> None:
     assert reply.endswith("Aye, the lamp"), reply[-60:]
     fresh = tokenizer.decode(engine.encode_chat(history))
     assert fresh.rstrip().endswith("assistant"), fresh[-60:]
+
+
+def test_another_browser_cannot_change_or_branch_the_chat(client: TestClient) -> None:
+    agent = client.post("/api/agents", json={"name": "Mira", "first_mes": "Evening."}).json()
+    cid = client.post(f"/api/agents/{agent['id']}/conversations").json()["id"]
+    greeting = _messages(client, cid)[0]
+    url = f"/api/conversations/{cid}/messages/{greeting['id']}"
+    with TestClient(client.app) as other:  # its own visitor cookie
+        changes = [
+            other.put(f"{url}/selected", json={"index": 0}),
+            other.patch(url, json={"content": "Mine now."}),
+            other.delete(url),
+            other.post(f"/api/conversations/{cid}/continue"),
+            other.post(f"/api/conversations/{cid}/impersonate"),
+            other.post(f"/api/conversations/{cid}/regenerate", json={"n": 2}),
+        ]
+        assert [r.status_code for r in changes] == [403] * len(changes), [r.text for r in changes]
+        assert other.post(f"{url}/branch").status_code == 404  # it cannot even read it
+    assert _messages(client, cid) == [greeting]
+    mine = client.post(f"{url}/branch")
+    assert mine.status_code == 201, mine.text
+    assert client.get(f"/api/conversations/{mine.json()['id']}").status_code == 200
