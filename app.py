@@ -33,7 +33,9 @@ from api.finetune_router import router as finetune_router
 from api.guards import MULTIPART_OVERHEAD, install_guards
 from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
+from api.limits import install_limits
 from api.openai_router import router as openai_router
+from api.usage_router import router as usage_router
 from api.visitor import install_visitor_cookie
 from api.voice_router import router as voice_router
 from container import Services, build_services
@@ -51,6 +53,7 @@ ROUTERS = (
     chain_router,
     voice_router,
     finetune_router,
+    usage_router,
 )
 
 
@@ -90,6 +93,7 @@ def create_app(
     limits = install_guards(app, settings)  # Host allow-list, cross-site check, body caps
     for pattern, cap in upload_caps(settings).items():
         limits.allow(pattern, cap + MULTIPART_OVERHEAD)
+    install_limits(app)  # API keys: scopes, agents, rates, budgets (before the routers)
     for router in ROUTERS:
         app.include_router(router)
     _add_meta_routes(app, svc)

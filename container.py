@@ -20,12 +20,14 @@ from chain.jobs import ChainJobDeps
 from chain.service import ChainService
 from core.db import Database
 from core.jobs import JobService
+from core.principal import Principal
 from core.settings import Settings
 from core.visitor import VisitorIds
 from knowledge.base import Embedder
 from knowledge.jobs import IngestDeps
 from knowledge.service import TARGET_TYPE as KNOWLEDGE_BASE
 from knowledge.service import KnowledgeService
+from usage.service import UsageService
 from voice.pool import VoicePool
 from voice.service import VoiceService
 
@@ -46,8 +48,11 @@ class Services:
     finetune: FinetuneService
     # Anonymous browsers' signed identities (the visitor cookie), for private conversations.
     visitors: VisitorIds
+    # Per-key limits and usage records (written in batches, flushed on close).
+    usage: UsageService
 
     def close(self) -> None:
+        self.usage.close()
         self.chain.close()
         self.jobs.close()
         self.knowledge.close()
@@ -85,6 +90,8 @@ def build_services(
     finetune = FinetuneService(settings, db, agents, jobs, chain_service)
     agents.attachments.append(finetune)  # the active adapter travels with the CHARX
     _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
+    usage = _usage_service(settings, db, agents, chain_service)
+    chat.meter = usage.track
     return Services(
         settings=settings,
         db=db,
@@ -98,7 +105,17 @@ def build_services(
         auth=chain_service.auth,
         finetune=finetune,
         visitors=VisitorIds(settings.data_dir),
+        usage=usage,
     )
+
+
+def _usage_service(
+    settings: Settings, db: Database, agents: AgentService, chain: ChainService
+) -> UsageService:
+    def owned_agents(principal: Principal) -> list[str]:
+        return [a.id for a in agents.list_agents() if principal.is_address(a.owner_address)]
+
+    return UsageService(settings, db, owned_agents, chain.auth.keys.policy)
 
 
 def _wire_jobs(

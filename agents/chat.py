@@ -99,6 +99,9 @@ class ChatService:
         self.llm = llm
         self.knowledge = knowledge
         self.access = access or ConversationAccess()
+        # Usage metering (``UsageService.track``), set by container.py: every send and
+        # regenerate is recorded, whether the API or the studio asked for it.
+        self.meter: Callable[..., None] | None = None
 
     # ----- conversations -------------------------------------------------------------
     def create_conversation(
@@ -198,9 +201,10 @@ class ChatService:
                 conv.title = content[:60]
             agent_id, revision = conv.agent_id, message_edits.revision_of(s, conv.id)
         with tenant_scope(principal):  # queued in the caller's own lane (fair scheduling)
-            return self._reply(
+            reply = self._reply(
                 conversation_id, agent_id, generation, revision=revision, slot=position + 1
             )
+        return self._metered(reply, principal, agent_id, "chat.send")
 
     def regenerate(
         self,
@@ -212,9 +216,10 @@ class ChatService:
         """A new version of the last reply, shown; the earlier ones stay as its versions."""
         agent_id, revision, target = self._last_reply(conversation_id, principal)
         with tenant_scope(principal):
-            return self._reply(
+            reply = self._reply(
                 conversation_id, agent_id, generation, revision=revision, replace=target
             )
+        return self._metered(reply, principal, agent_id, "chat.regenerate")
 
     def regenerate_versions(
         self,
@@ -238,6 +243,8 @@ class ChatService:
                 )
                 for _ in range(n)
             ]
+        for reply in replies:
+            self._metered(reply, principal, agent_id, "chat.regenerate")
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="versions") as pool:
             list(pool.map(ReplyStream.collect, replies))
         stored = [r.message for r in replies if r.message is not None]
@@ -270,7 +277,7 @@ class ChatService:
         user_name, history = self._history(conversation_id, turn, position)
         save = reply_modes.continuation_saver(self.db, conversation_id, target, index, revision)
         with tenant_scope(principal):
-            return self._stream(
+            reply = self._stream(
                 turn.backend,
                 turn.card.data,
                 history,
@@ -282,6 +289,7 @@ class ChatService:
                 tail=lambda messages: reply_modes.continued(messages, partial),
                 reserve=turn.count(partial),
             )
+        return self._metered(reply, principal, agent_id, "chat.continue")
 
     def impersonate(
         self,
@@ -297,7 +305,7 @@ class ChatService:
         user_name, history = self._history(conversation_id, turn, None)
         char = char_name(turn.card.data)
         with tenant_scope(principal):
-            return self._stream(
+            reply = self._stream(
                 turn.backend,
                 turn.card.data,
                 history,
@@ -309,6 +317,7 @@ class ChatService:
                 tail=lambda messages: reply_modes.impersonating(messages, char, user_name),
                 stop_as=char,
             )
+        return self._metered(reply, principal, agent_id, "chat.impersonate")
 
     # ----- changing stored messages (agents.message_edits) ---------------------------
     def select_version(
@@ -420,6 +429,13 @@ class ChatService:
     ) -> message_edits.Loader:
         """Loads the conversation's row for ``agents.message_edits``, checked like ``_row``."""
         return lambda session: self._row(session, conversation_id, principal, write=write)
+
+    def _metered(
+        self, reply: ReplyStream, principal: Principal, agent_id: str, route: str
+    ) -> ReplyStream:
+        if self.meter is not None:
+            self.meter(reply, principal=principal, agent_id=agent_id, route=route)
+        return reply
 
     def _reply(
         self,

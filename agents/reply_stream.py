@@ -9,6 +9,7 @@ on ``message``. ``agents.chat`` builds them; ``agents.chat`` also re-exports bot
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
@@ -45,6 +46,10 @@ class ReplyStream:
         self.usage = Usage()
         self.text = ""
         self.sources: list[Source] = []  # the knowledge this reply was grounded on
+        # Called with (reply, outcome) once it ends: "ok", "cancelled" or "error:<status>".
+        # Usage metering listens here, so it sees every reply however it is consumed.
+        self.on_finish: list[Callable[[ReplyStream, str], None]] = []
+        self.outcome = "ok"
 
     def __iter__(self) -> Iterator[str]:
         parts: list[str] = []
@@ -59,6 +64,7 @@ class ReplyStream:
             close = getattr(self._deltas, "close", None)
             if close is not None:
                 close()
+            self.outcome = _outcome(finished, sys.exc_info()[1])
             self._finish(parts, finished)
 
     async def __aiter__(self) -> AsyncIterator[str]:
@@ -81,10 +87,21 @@ class ReplyStream:
             close = getattr(self._deltas, "close", None)
             if close is not None:
                 close()
+            self.outcome = _outcome(finished, sys.exc_info()[1])
             with anyio.CancelScope(shield=True):  # store what arrived, even when cancelled
                 await anyio.to_thread.run_sync(self._finish, parts, finished)
 
     def _finish(self, parts: list[str], finished: bool) -> None:
+        try:
+            self._store(parts, finished)
+        finally:
+            for listener in self.on_finish:
+                try:
+                    listener(self, self.outcome)
+                except Exception:  # a listener's bug must not lose the reply
+                    log.exception("reply listener failed")
+
+    def _store(self, parts: list[str], finished: bool) -> None:
         self.text = "".join(parts)
         r = self._result
         self.usage = Usage(
@@ -113,3 +130,13 @@ class ReplyStream:
         async for _ in self:
             pass
         return self.text
+
+
+def _outcome(finished: bool, error: BaseException | None) -> str:
+    if finished:
+        return "ok"
+    if isinstance(error, AnimaError):
+        return f"error:{error.status}"
+    if error is None or isinstance(error, GeneratorExit | anyio.get_cancelled_exc_class()):
+        return "cancelled"  # the reader stopped reading (or went away)
+    return "error:500"

@@ -18,8 +18,10 @@ from pydantic import BaseModel, Field
 
 from api.deps import Caller, services, visitor_of
 from api.errors import GUARD_ERRORS, error_responses
+from chain.api_keys import KeyLimits
 from chain.auth import SESSION_COOKIE, ApiKeyView, NewApiKey, NonceView, SessionGrant, SessionView
 from container import Services
+from usage.service import KeyUsage
 
 router = APIRouter(
     prefix="/api/auth", tags=["auth"], responses=error_responses(*GUARD_ERRORS, 401, 404, 409, 503)
@@ -49,8 +51,30 @@ class SignedIn(SessionView):
     )
 
 
-class KeyRequest(BaseModel):
+class KeyRequest(KeyLimits):
+    """A new key: a name, and its scopes and limits (default: every scope, no limit)."""
+
     name: str = Field(default="", max_length=100)
+
+
+class KeyChange(BaseModel):
+    """The limits to change; a field left out stays, ``null`` lifts that limit."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str | None = Field(default=None, max_length=100)
+    scopes: list[str] | None = None
+    allowed_agents: list[str] | None = None
+    expires_at: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_streams: int | None = None
+    budget_tokens: int | None = None
+    budget_period: str | None = None
+
+
+class KeyDetail(ApiKeyView):
+    usage: KeyUsage
 
 
 def _site(request: Request) -> tuple[str, str]:
@@ -149,12 +173,28 @@ def local_login(
 @router.post("/keys", response_model=NewApiKey, status_code=status.HTTP_201_CREATED)
 def create_key(svc: Svc, principal: Caller, body: KeyRequest | None = None) -> NewApiKey:
     """An API key acting for your address. The key is in this answer only: store it."""
-    return svc.auth.create_api_key(body.name if body else "", principal=principal)
+    body = body or KeyRequest()
+    limits = KeyLimits.model_validate(body.model_dump(exclude={"name"}))
+    return svc.auth.create_api_key(body.name, limits, principal=principal)
 
 
 @router.get("/keys", response_model=list[ApiKeyView])
 def list_keys(svc: Svc, principal: Caller) -> list[ApiKeyView]:
     return svc.auth.list_api_keys(principal=principal)
+
+
+@router.get("/keys/{key_id}", response_model=KeyDetail)
+def get_key(svc: Svc, principal: Caller, key_id: str) -> KeyDetail:
+    """A key's limits, its use this minute and period, and what is left of each."""
+    view = svc.auth.keys.get(key_id, principal=principal)
+    return KeyDetail(**view.model_dump(), usage=svc.usage.key_usage(key_id, principal=principal))
+
+
+@router.patch("/keys/{key_id}", response_model=ApiKeyView)
+def update_key(svc: Svc, principal: Caller, key_id: str, body: KeyChange) -> ApiKeyView:
+    """Change a key's name, scopes or limits (only the fields sent)."""
+    changes = body.model_dump(exclude_unset=True)
+    return svc.auth.keys.update(key_id, changes, principal=principal)
 
 
 @router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -70,8 +70,8 @@ PUBLIC_ROUTES: dict[str, str] = {
     "GET /api/agents/{agent_id}/chain/anchor": "the message the holder signs; signing is checked",
     "GET /api/nft/{token_id}": "token metadata that marketplaces read",
     # Stateless: an answer computed from the request, nothing stored or read but public agents.
-    "POST /v1/audio/speech": "speech from text; nothing is stored",
-    "POST /v1/audio/transcriptions": "text from speech; nothing is stored",
+    "POST /v1/audio/speech": "speech from text; only usage is recorded",
+    "POST /v1/audio/transcriptions": "text from speech; only usage is recorded",
     "POST /api/voice/check": "checks an uploaded sample; nothing is stored",
     "GET /api/voice": "which speech engines are loaded",
     # Signing in: the caller is who these routes establish.

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def error_body(message: str, kind: str, status: int) -> dict[str, object]:
-    return {"error": {"message": message, "type": kind, "code": status}}
+    return {"error": {"message": message, "type": kind, "code": status, "param": None}}
 
 
 def retry_after_header(exc: Exception) -> dict[str, str] | None:
@@ -30,15 +30,17 @@ def retry_after_header(exc: Exception) -> dict[str, str] | None:
     A full queue or a loading model is temporary; the header lets clients back off for the
     right time instead of retrying at once or giving up.
     """
+    headers = dict(getattr(exc, "headers", None) or {})  # a key's x-ratelimit-* state
     if isinstance(exc, ServingError) and exc.retry_after is not None:
-        return {"Retry-After": str(exc.retry_after)}
-    return None
+        headers["Retry-After"] = str(exc.retry_after)
+    return headers or None
 
 
 class ErrorDetail(BaseModel):
     message: str
     type: str
     code: int
+    param: str | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -48,6 +50,7 @@ class ErrorResponse(BaseModel):
 
 
 _MEANING = {
+    402: "The API key's token budget for this day or month is spent",
     400: "Host not served here (ANIMA_ALLOWED_HOSTS) or a malformed request",
     401: "Sign in first (a wallet session or an API key), or the sign-in failed",
     403: "Cross-site request from a browser (ANIMA_ALLOWED_ORIGINS), or not the agent's owner",
@@ -59,7 +62,8 @@ _MEANING = {
     502: "A backend failed (the language model, or the chain refused a transaction)",
     # The model scheduler's refusals (ServingError): temporary, so 429 and 503 name Retry-After
     408: "The client read the streamed reply too slowly; generation was stopped",
-    429: "Too many requests wait for the model (ANIMA_LLM_QUEUE_SIZE); see Retry-After",
+    429: "Too many requests wait for the model (ANIMA_LLM_QUEUE_SIZE), or the API key's "
+    "requests, tokens a minute or concurrent replies are used up; see Retry-After",
     503: "Not available right now: the model is loading or busy past the request's deadline, "
     "the chain node or a speech engine is down; see Retry-After",
     504: "The reply ran past the request deadline (ANIMA_LLM_REQUEST_TIMEOUT_S)",

@@ -82,6 +82,7 @@ async def chat_completions(
     # request in the caller's own lane (fair scheduling).
     with tenant_scope(principal):
         reply = await anyio.to_thread.run_sync(_visible_then(svc, body.model, principal, start))
+    svc.usage.track(reply, principal=principal, agent_id=body.model, route="v1.chat")
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:

@@ -7,6 +7,7 @@ pool, never on the event loop; uploads are read through the size-capped ``read_u
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from functools import partial
 from typing import Annotated, Any, Literal
@@ -16,7 +17,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AgentOwner, read_upload, services
+from api.deps import AgentOwner, Caller, read_upload, services
 from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
 from container import Services
 from voice.audio import MEDIA_TYPES, PCM_RATE, SpeechFormat, encode
@@ -49,26 +50,38 @@ class SpeechRequest(BaseModel):
     response_class=Response,
     responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
 )
-async def create_speech(svc: Svc, body: SpeechRequest) -> Response:
+async def create_speech(svc: Svc, body: SpeechRequest, principal: Caller) -> Response:
     """Speech in the agent's voice. ``pcm`` (24 kHz s16le) streams sentence by sentence;
     other formats arrive whole."""
+    started = time.monotonic()
     agent_id = None if body.voice == DEFAULT_VOICE else body.voice
+    meter = partial(
+        svc.usage.record, principal=principal, agent_id=agent_id, route="v1.audio.speech"
+    )
     media = MEDIA_TYPES[body.response_format]
     if body.response_format == "pcm":
         pieces = svc.voice.speak_stream(agent_id, body.input, body.speed)
         first = await run_in_threadpool(next, pieces, None)  # errors become 4xx before 200
 
         def stream() -> Iterator[bytes]:
-            if first is not None:
-                yield encode(first, "pcm")
-            for piece in pieces:
-                yield encode(piece, "pcm")
+            seconds, outcome = 0.0, "cancelled"
+            try:
+                if first is not None:
+                    seconds += first.duration
+                    yield encode(first, "pcm")
+                for piece in pieces:
+                    seconds += piece.duration
+                    yield encode(piece, "pcm")
+                outcome = "ok"
+            finally:
+                meter(audio_seconds=seconds, latency_s=time.monotonic() - started, outcome=outcome)
 
         return StreamingResponse(
             stream(), media_type=media, headers={"X-Sample-Rate": str(PCM_RATE)}
         )
     audio = await run_in_threadpool(svc.voice.speak, agent_id, body.input, body.speed)
     content = await run_in_threadpool(encode, audio, body.response_format)
+    meter(audio_seconds=audio.duration, latency_s=time.monotonic() - started)
     return Response(content, media_type=media)
 
 
@@ -78,6 +91,7 @@ TranscriptionFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
 @router.post("/v1/audio/transcriptions")
 async def create_transcription(
     svc: Svc,
+    principal: Caller,
     file: Annotated[UploadFile, File()],
     model: Annotated[str, Form()] = "whisper-1",
     language: Annotated[str | None, Form()] = None,
@@ -88,7 +102,15 @@ async def create_transcription(
     """Text of an uploaded recording (WAV, FLAC, OGG, MP3, M4A, WebM). ``model`` is accepted
     for compatibility; the server's configured STT model is used."""
     content = await read_upload(file, svc.settings.voice.max_upload_bytes)
+    started = time.monotonic()
     result: Transcript = await run_in_threadpool(svc.voice.transcribe, content, language)
+    svc.usage.record(
+        principal=principal,
+        agent_id=None,
+        route="v1.audio.transcriptions",
+        audio_seconds=result.duration_s,
+        latency_s=time.monotonic() - started,
+    )
     if response_format == "text":
         return PlainTextResponse(result.text)
     if response_format in ("srt", "vtt"):

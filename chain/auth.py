@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,12 +27,13 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 
-from chain.records import ApiKeyRecord, NonceRecord, SessionRecord, utcnow
+from chain.api_keys import API_KEY_PREFIX, ApiKeys, ApiKeyView, KeyLimits, NewApiKey
+from chain.records import NonceRecord, SessionRecord, utcnow
 from chain.wallets import LocalWallets, Signers
 from core.db import Database, UTCDateTime
-from core.errors import AuthError, NotFoundError, ValidationError
+from core.errors import AuthError, ValidationError
 from core.principal import ANONYMOUS, Principal
 from core.settings import Settings
 
@@ -44,7 +44,6 @@ with warnings.catch_warnings():  # abnf 2.8 warns about redefined core rules on 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "anima_session"
-API_KEY_PREFIX = "anima_"
 STATEMENT = "Sign in to Anima. This costs nothing and sends no transaction."
 
 
@@ -78,20 +77,6 @@ class SessionView(BaseModel):
     expires_at: UTCDateTime | None = None
 
 
-class ApiKeyView(BaseModel):
-    id: str
-    prefix: str
-    name: str
-    address: str
-    created_at: UTCDateTime
-    last_used_at: UTCDateTime | None
-    revoked_at: UTCDateTime | None
-
-
-class NewApiKey(ApiKeyView):
-    key: str  # shown once; only its hash is kept
-
-
 @dataclass(frozen=True)
 class SessionGrant:
     """A new session: ``token`` goes into the cookie and nowhere else."""
@@ -116,6 +101,7 @@ class AuthService:
         self._chain_id = chain_id
         self.wallets = wallets
         self.signers = signers
+        self.keys = ApiKeys(db, sha256_hex)  # scoped keys with limits (chain/api_keys.py)
 
     @property
     def chain_id(self) -> int:
@@ -308,63 +294,21 @@ class AuthService:
         with self.db.session() as s:
             s.execute(delete(SessionRecord).where(SessionRecord.id == session_id))
 
-    def create_api_key(self, name: str = "", *, principal: Principal) -> NewApiKey:
+    # The key methods other code has called since keys existed; ``self.keys`` has the rest.
+    def create_api_key(
+        self, name: str = "", limits: KeyLimits | None = None, *, principal: Principal
+    ) -> NewApiKey:
         """A key acting for the signed-in address; the plain key is returned only here."""
-        if principal.address is None or principal.via != "session":
-            raise AuthError("sign in with your wallet to create an API key")
-        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-        record = ApiKeyRecord(
-            id=uuid.uuid4().hex,
-            key_hash=sha256_hex(key),
-            prefix=key[:12],
-            address=principal.address,
-            name=name.strip()[:100],
-            created_at=utcnow(),
-        )
-        with self.db.session() as s:
-            s.add(record)
-        return NewApiKey(**_key_view(record).model_dump(), key=key)
+        return self.keys.create(name, limits, principal=principal)
 
     def list_api_keys(self, *, principal: Principal) -> list[ApiKeyView]:
-        if principal.address is None:
-            raise AuthError("sign in to see your API keys")
-        with self.db.session() as s:
-            rows = s.scalars(
-                select(ApiKeyRecord)
-                .where(ApiKeyRecord.address == principal.address)
-                .order_by(ApiKeyRecord.created_at)
-            ).all()
-            return [_key_view(r) for r in rows]
+        return self.keys.list(principal=principal)
 
     def revoke_api_key(self, key_id: str, *, principal: Principal) -> None:
-        if principal.address is None:
-            raise AuthError("sign in to revoke an API key")
-        with self.db.session() as s:
-            row = s.get(ApiKeyRecord, key_id)
-            if row is None or row.address.lower() != principal.address.lower():
-                raise NotFoundError(f"no API key {key_id!r} of yours")
-            row.revoked_at = row.revoked_at or utcnow()
+        self.keys.revoke(key_id, principal=principal)
 
     def _principal_for_key(self, key: str) -> Principal:
-        with self.db.session() as s:
-            row = s.scalars(
-                select(ApiKeyRecord).where(ApiKeyRecord.key_hash == sha256_hex(key))
-            ).first()
-            if row is None or row.revoked_at is not None:
-                raise AuthError("unknown or revoked API key")
-            now = utcnow()
-            if row.last_used_at is None or (now - _aware(row.last_used_at)).total_seconds() > 60:
-                row.last_used_at = now  # at most one write a minute per key
-            return Principal(address=row.address, via="api_key")
+        return self.keys.principal_for(key)
 
 
-def _key_view(row: ApiKeyRecord) -> ApiKeyView:
-    return ApiKeyView(
-        id=row.id,
-        prefix=row.prefix,
-        name=row.name,
-        address=row.address,
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
+__all__ = ["API_KEY_PREFIX", "SESSION_COOKIE", "ApiKeyView", "AuthService", "NewApiKey"]

@@ -187,3 +187,34 @@ class ChatFileError(ValidationError):
 
 class AdapterMismatchError(ValidationError):
     """A LoRA adapter was trained on another base model than the one the agent uses."""
+
+
+# ----- API keys: scopes, rates and budgets ---------------------------------------------------
+class ScopeError(AnimaError):
+    """An API key used outside what it may do: a scope it lacks, or an agent not in its list."""
+
+    status = 403
+
+
+class RateLimitError(ServingError):
+    """A key's requests, tokens a minute or concurrent replies are used up for now.
+
+    ``headers`` carries the ``x-ratelimit-*`` state, so clients can pace themselves."""
+
+    status = 429
+
+    def __init__(
+        self, message: str, retry_after: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, retry_after)
+        self.headers = dict(headers or {})
+
+
+class BudgetExceededError(AnimaError):
+    """A key spent its token budget for the day or month (402: more needs a bigger budget)."""
+
+    status = 402
+
+    def __init__(self, message: str, used: int, limit: int) -> None:
+        super().__init__(message)
+        self.used, self.limit = used, limit

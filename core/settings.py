@@ -398,6 +398,14 @@ class AuthSettings(_Section):
     keystore_scrypt_n: int = Field(
         default=2**18, ge=2, description="scrypt work factor of keystores the app writes."
     )
+    usage_metering: bool = Field(
+        default=True,
+        description="Record every request's usage. Off only to measure what metering costs "
+        "(bench/metering.py); with it off, budgets and tokens/minute limits see no usage.",
+    )
+    usage_flush_s: float = Field(
+        default=0.5, gt=0, le=1.0, description="How often usage records are written (seconds)."
+    )
 
 
 class FinetuneLimits(_Section):
@@ -516,6 +524,8 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "local_wallets": ("auth", "local_wallets"),
     "conversations": ("auth", "conversations"),
     "keystore_scrypt_n": ("auth", "keystore_scrypt_n"),
+    "usage_metering": ("auth", "usage_metering"),
+    "usage_flush_s": ("auth", "usage_flush_s"),
     # finetune
     "finetune_min_examples": ("finetune", "min_examples"),
     "finetune_max_chat_files": ("finetune", "max_chat_files"),

@@ -12,6 +12,7 @@ import agents.records  # noqa: F401  (agents, conversations, messages)
 import chain.records  # noqa: F401  (sessions, API keys, transactions, follower cursor)
 import core.job_records  # noqa: F401
 import knowledge.records  # noqa: F401
+import usage.records  # noqa: F401  (metered requests)
 import voice.records  # noqa: F401  (voice profiles)
 from core.db import Base
 

@@ -24,9 +24,10 @@ def agent_label(agent: AgentView) -> str:
     return f"{agent.name} · {agent.id[:8]}"
 
 
-def agent_choices(services: Services) -> list[tuple[str, str]]:
-    """``(label, agent id)`` pairs for a dropdown, oldest agent first."""
-    return [(agent_label(a), a.id) for a in services.agents.list_agents()]
+def agent_choices(services: Services, principal: Principal) -> list[tuple[str, str]]:
+    """``(label, agent id)`` pairs for a dropdown, oldest agent first: the agents ``principal``
+    may see (public ones and its own; someone else's private agent is not even named)."""
+    return [(agent_label(a), a.id) for a in services.agents.list_visible(principal=principal)]
 
 
 def keep_choice(value: Any, choices: list[tuple[str, str]]) -> str | None:

@@ -18,7 +18,8 @@ import gradio as gr
 from gradio.events import Dependency
 
 from container import Services
-from ui.common import agent_choices, keep_choice
+from core.principal import ANONYMOUS
+from ui.common import agent_choices, keep_choice, principal_of
 
 
 @dataclass
@@ -42,12 +43,14 @@ class StudioContext:
 
     def agent_picker(self, **options: Any) -> gr.Dropdown:
         """An agent dropdown that refreshes its choices whenever the agents change."""
-        picker = gr.Dropdown(choices=agent_choices(self.services), value=None, **options)
+        # Built once for every browser: only public agents. Each page load refreshes the
+        # choices for its own caller (their private agents too).
+        picker = gr.Dropdown(choices=agent_choices(self.services, ANONYMOUS), value=None, **options)
 
-        def refresh(current: Any) -> Any:
+        def refresh(current: Any, request: gr.Request) -> Any:
             # Only the choices, unless the picked agent is gone: a refresh that was asked for
             # before an event picked a new agent must not undo that pick when it lands late.
-            choices = agent_choices(self.services)
+            choices = agent_choices(self.services, principal_of(self.services, request))
             if current is not None and keep_choice(current, choices) is None:
                 return gr.update(choices=choices, value=None)
             return gr.update(choices=choices)

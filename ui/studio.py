@@ -19,6 +19,7 @@ from container import Services
 from ui.agents.layout import build_agents_screen
 from ui.chat.layout import build_chat_screen
 from ui.context import StudioContext
+from ui.developer.layout import build_developer_screen
 from ui.importer.layout import build_import_screen
 from ui.jobs.layout import build_jobs_screen
 from ui.wallet.layout import build_wallet_bar
@@ -43,17 +44,17 @@ SCREENS: tuple[Screen, ...] = (
     Screen("chat", "Chat", build_chat_screen),
     Screen("import", "Import", build_import_screen),
     Screen("jobs", "Jobs", build_jobs_screen),
+    Screen("developer", "Developer", build_developer_screen),
 )
 
 # Screens planned next, each to get a ui/<id>/ folder and a Screen entry above: a gallery of
-# agents, the lorebook editor, the prompt inspector (what a reply was built from), the local
-# models, and a developer screen (API keys, raw requests).
+# agents, the lorebook editor, the prompt inspector (what a reply was built from) and the
+# local models.
 PLANNED_SCREENS: tuple[str, ...] = (
     "gallery",
     "lorebook",
     "prompt_inspector",
     "models",
-    "developer",
 )
 
 

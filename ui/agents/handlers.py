@@ -81,7 +81,7 @@ def save(
             message = f"Created **{agent.name}**."
     except AnimaError as exc:
         return {"status": show_error(exc)}
-    picker = gr.update(choices=agent_choices(services), value=agent.id)
+    picker = gr.update(choices=agent_choices(services, principal), value=agent.id)
     return {"picker": picker, **show(services, agent, message)}
 
 
@@ -106,7 +106,7 @@ def delete(services: Services, agent_id: str | None, *, principal: Principal) ->
         services.agents.delete_agent(agent_id, principal=principal)
     except AnimaError as exc:
         return {"status": show_error(exc), "confirm_row": HIDE}
-    picker = gr.update(choices=agent_choices(services), value=None)
+    picker = gr.update(choices=agent_choices(services, principal), value=None)
     return {"picker": picker, **show(services, None, f"Deleted **{name}**."), "confirm_row": HIDE}
 
 

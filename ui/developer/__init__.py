@@ -1,0 +1,1 @@
+"""The Developer screen: API keys with scopes and limits, and usage plots."""

@@ -1,0 +1,1 @@
+"""Usage metering and per-key limits: records, the batched writer, aggregation."""
