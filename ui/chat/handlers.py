@@ -254,7 +254,7 @@ def restore(
 ) -> Updates:
     """On page load: reopen the agent and conversation named in the page's address (the
     chat keeps them there), if they still exist."""
-    agents = agent_choices(services)
+    agents = agent_choices(services, principal)
     agent_id = keep_choice(agent_id, agents)
     if agent_id is None:
         return {}
