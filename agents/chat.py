@@ -1,4 +1,5 @@
-"""Conversations with an agent: persisted chats, streamed replies, regenerate.
+"""Conversations with an agent: persisted chats, streamed replies, regenerate, swipes, edits,
+branches, continue and impersonate.
 
 A reply is a ``ReplyStream``: iterate it for text deltas (the API turns them into SSE, the UI
 into a growing chat bubble); when iteration ends, normally or because the client went away,
@@ -9,7 +10,13 @@ Order is the order of sends (positions and history are stored by ``agents.conver
 A send takes two positions at once: its own and its reply's, so a reply lands right after the
 message it answers even when other messages arrive while it streams. A conversation deleted
 while its reply streams ends that reply with a 409 (an ``error`` frame when streaming); the
-reply is not stored.
+reply is not stored. So does an edit or a delete: a reply stores itself only if the
+conversation's ``revision`` is still the one it started from (``agents.message_edits``).
+
+Changing stored messages (swipes, edits, deletes, branches) lives in ``agents.message_edits``,
+how generated text is stored and the prompt tails of continue and impersonate in
+``agents.reply_modes``, the stream itself in ``agents.reply_stream``. ``ChatService`` is the
+one front door to all of them, so the API and the UI call the same methods.
 
 Grounding (knowledge bases): when the agent uses knowledge bases, the newest user
 message is the query; the chunks found go into the prompt with numbered markers, the reply
@@ -24,166 +31,56 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-import anyio
-from pydantic import BaseModel
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
+from agents import message_edits, reply_modes
 from agents.conversation_access import ConversationAccess
 from agents.conversations import (
-    DELETED_MID_REPLY,
     ConversationView,
     MessageView,
-    add_version,
     conversation_row,
     conversation_view,
-    insert_reply,
-    message_view,
     new_message,
     recent_history,
     take_positions,
-    touch,
 )
-from agents.grounding import Grounder, Grounding, Source
+from agents.grounding import Grounder, Grounding
 from agents.group_turns import GroupTurn, next_speaker, turn_for
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.options import with_options
 from agents.llm.pool import LLMPool
 from agents.llm.scheduler import tenant_scope
 from agents.lorebook import scan_depth_needed
-from agents.prompt import build_prompt, greetings
+from agents.prompt import build_prompt, char_name, greetings
 from agents.records import ConversationRecord, MessageRecord
+from agents.reply_stream import ReplyStream, Usage
 from agents.schema import ChatMessage, GenerationSettings
 from agents.service import AgentService, AgentView, merge_generation
 from core.db import Database
-from core.errors import AnimaError, ConflictError, NotFoundError, ValidationError
+from core.errors import NotFoundError, ValidationError
 from core.principal import Principal
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 32_000
+# Versions one regenerate may ask for at once (each is its own request to the engine).
+MAX_VERSIONS_PER_CALL = 8
 
 
-class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    finish_reason: str = "stop"
+@dataclass(frozen=True)
+class _Turn:
+    """What one generation for an agent needs: its card, settings, model and token counter."""
 
-
-class ReplyStream:
-    """Text deltas of one reply; ``message`` and ``usage`` are set once iteration ends."""
-
-    def __init__(
-        self,
-        deltas: Iterator[str],
-        result: StreamResult,
-        on_done: Callable[[str], MessageView | None],
-    ) -> None:
-        self._deltas = deltas
-        self._result = result
-        self._on_done = on_done
-        self.message: MessageView | None = None
-        self.usage = Usage()
-        self.text = ""
-        self.sources: list[Source] = []  # the knowledge this reply was grounded on
-        # Called with (reply, outcome) once it ends: "ok", "cancelled" or "error:<status>".
-        # Usage metering listens here, so it sees every reply however it is consumed.
-        self.on_finish: list[Callable[[ReplyStream, str], None]] = []
-        self.outcome = "ok"
-
-    @property
-    def result(self) -> StreamResult:
-        """What the backend reports while it streams (log-probabilities) and when done."""
-        return self._result
-        self.name: str | None = None  # the speaking member and its id, in a group chat
-        self.speaker_id: str | None = None
-        self.waiting = False  # a group chat that replies only when asked: nothing comes
-
-    def __iter__(self) -> Iterator[str]:
-        parts: list[str] = []
-        finished = False
-        try:
-            for delta in self._deltas:
-                parts.append(delta)
-                yield delta
-            finished = True
-        finally:
-            # Closing the backend's stream stops generation and frees the model at once.
-            close = getattr(self._deltas, "close", None)
-            if close is not None:
-                close()
-            self.outcome = _outcome(finished, sys.exc_info()[1])
-            self._finish(parts, finished)
-
-    async def __aiter__(self) -> AsyncIterator[str]:
-        """The same deltas for async callers (the API): waiting for the model holds no
-        thread, and a cancelled task (a client disconnect) cancels the request."""
-        parts: list[str] = []
-        finished = False
-        try:
-            if hasattr(self._deltas, "__anext__"):
-                async for delta in self._deltas:  # type: ignore[attr-defined]
-                    parts.append(delta)
-                    yield delta
-            else:  # a plain iterator: step it in a worker thread
-                step = anyio.to_thread.run_sync
-                while (delta := await step(next, self._deltas, None)) is not None:
-                    parts.append(delta)
-                    yield delta
-            finished = True
-        finally:
-            close = getattr(self._deltas, "close", None)
-            if close is not None:
-                close()
-            self.outcome = _outcome(finished, sys.exc_info()[1])
-            with anyio.CancelScope(shield=True):  # store what arrived, even when cancelled
-                await anyio.to_thread.run_sync(self._finish, parts, finished)
-
-    def _finish(self, parts: list[str], finished: bool) -> None:
-        try:
-            self._store(parts, finished)
-        finally:
-            for listener in self.on_finish:
-                try:
-                    listener(self, self.outcome)
-                except Exception:  # a listener's bug must not lose the reply
-                    log.exception("reply listener failed")
-
-    def _store(self, parts: list[str], finished: bool) -> None:
-        self.text = "".join(parts)
-        r = self._result
-        self.usage = Usage(
-            prompt_tokens=r.prompt_tokens,
-            completion_tokens=r.completion_tokens,
-            total_tokens=r.prompt_tokens + r.completion_tokens,
-            finish_reason=r.finish_reason,
-        )
-        if self.text.strip():
-            try:
-                self.message = self._on_done(self.text)
-            except AnimaError as exc:
-                if finished:
-                    raise  # the reader is still there: tell it (409, an SSE error frame)
-                # The model failed or the reader left: that is what they will see.
-                log.warning("reply not stored: %s", exc.message)
-
-    def collect(self) -> str:
-        """Run the whole reply and return its text."""
-        for _ in self:
-            pass
-        return self.text
-
-    async def acollect(self) -> str:
-        """``collect`` for async callers."""
-        async for _ in self:
-            pass
-        return self.text
+    card: Any
+    params: GenerationSettings
+    backend: LLMBackend
+    count: Callable[[str], int]
 
 
 class ChatService:
@@ -307,7 +204,8 @@ class ChatService:
             s.add(new_message(conv.id, position, "user", [content]))
             if not conv.title:
                 conv.title = content[:60]
-            agent_id = conv.agent_id
+            agent_id = speaker or conv.agent_id
+            revision = message_edits.revision_of(s, conv.id)
             group = turn_for(s, conv, speaker) if speaker else None
         if silent:
             waiting = ReplyStream(iter(()), StreamResult(), lambda _: None)
@@ -315,9 +213,14 @@ class ChatService:
             return waiting
         with tenant_scope(principal):  # queued in the caller's own lane (fair scheduling)
             reply = self._reply(
-                conversation_id, speaker or agent_id, generation, slot=position + 1, group=group
+                conversation_id,
+                agent_id,
+                generation,
+                revision=revision,
+                slot=position + 1,
+                group=group,
             )
-        return self._metered(reply, principal, speaker or agent_id, "chat.send")
+        return self._metered(reply, principal, agent_id, "chat.send")
 
     def regenerate(
         self,
@@ -327,30 +230,156 @@ class ChatService:
         principal: Principal,
     ) -> ReplyStream:
         """A new version of the last reply, shown; the earlier ones stay as its versions."""
-        with self.db.session() as s:
-            conv = self._row(s, conversation_id, principal, write=True)
-            last_two = s.scalars(
-                select(MessageRecord)
-                .where(MessageRecord.conversation_id == conv.id)
-                .order_by(MessageRecord.position.desc())
-                .limit(2)
-            ).all()
-            if len(last_two) < 2 or last_two[0].role != "assistant":
-                raise ValidationError("nothing to regenerate: the last message is not a reply")
-            agent_id, target = conv.agent_id, last_two[0]
-            target_id, target_position = target.id, target.position
-            # In a group chat the agent who spoke the reply writes its new version.
-            speaker = target.speaker_id if conv.members else None
-            group = turn_for(s, conv, speaker) if speaker else None
+        agent_id, revision, target, group = self._last_reply(conversation_id, principal)
         with tenant_scope(principal):
             reply = self._reply(
                 conversation_id,
-                speaker or agent_id,
+                agent_id,
                 generation,
-                replace=(target_id, target_position),
+                revision=revision,
+                replace=target,
                 group=group,
             )
-        return self._metered(reply, principal, speaker or agent_id, "chat.regenerate")
+        return self._metered(reply, principal, agent_id, "chat.regenerate")
+
+    def regenerate_versions(
+        self,
+        conversation_id: str,
+        n: int,
+        generation: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
+    ) -> tuple[MessageView, Usage]:
+        """``n`` new versions of the last reply in one call; the last one stored is shown.
+
+        Each version is its own request to the engine, all started at once, so an engine
+        that batches (llama.cpp) writes them together."""
+        if not 1 <= n <= MAX_VERSIONS_PER_CALL:
+            raise ValidationError(f"n must be between 1 and {MAX_VERSIONS_PER_CALL}")
+        agent_id, revision, target, group = self._last_reply(conversation_id, principal)
+        with tenant_scope(principal):
+            replies = [
+                self._reply(
+                    conversation_id,
+                    agent_id,
+                    generation,
+                    revision=revision,
+                    replace=target,
+                    group=group,
+                )
+                for _ in range(n)
+            ]
+        for reply in replies:
+            self._metered(reply, principal, agent_id, "chat.regenerate")
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="versions") as pool:
+            list(pool.map(ReplyStream.collect, replies))
+        stored = [r.message for r in replies if r.message is not None]
+        if not stored:
+            raise ValidationError("the model returned only empty replies: try again")
+        usage = Usage(finish_reason=replies[-1].usage.finish_reason)
+        for r in replies:
+            usage.prompt_tokens += r.usage.prompt_tokens
+            usage.completion_tokens += r.usage.completion_tokens
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        return max(stored, key=lambda m: len(m.versions)), usage
+
+    def continue_reply(
+        self,
+        conversation_id: str,
+        generation: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
+    ) -> ReplyStream:
+        """More of the last reply's shown version, streamed and appended to it in place."""
+        with self.db.session() as s:
+            conv = self._row(s, conversation_id, principal, write=True)
+            last = reply_modes.last_message(s, conv.id)
+            if last is None or last.role != "assistant":
+                raise ValidationError("nothing to continue: the last message is not a reply")
+            agent_id, revision = conv.agent_id, conv.revision
+            target, position, partial = last.id, last.position, last.content
+            index = min(last.selected or 0, len(last.versions or [partial]) - 1)
+        turn = self._turn(agent_id, generation)
+        user_name, history = self._history(conversation_id, turn, position)
+        save = reply_modes.continuation_saver(self.db, conversation_id, target, index, revision)
+        with tenant_scope(principal):
+            reply = self._stream(
+                turn.backend,
+                turn.card.data,
+                history,
+                turn.params,
+                user_name,
+                None,
+                save,
+                count_tokens=turn.count,
+                tail=lambda messages: reply_modes.continued(messages, partial),
+                reserve=turn.count(partial),
+            )
+        return self._metered(reply, principal, agent_id, "chat.continue")
+
+    def impersonate(
+        self,
+        conversation_id: str,
+        generation: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
+    ) -> ReplyStream:
+        """A draft of the user's next message, streamed and never stored."""
+        with self.db.session() as s:
+            agent_id = self._row(s, conversation_id, principal, write=True).agent_id
+        turn = self._turn(agent_id, generation)
+        user_name, history = self._history(conversation_id, turn, None)
+        char = char_name(turn.card.data)
+        with tenant_scope(principal):
+            reply = self._stream(
+                turn.backend,
+                turn.card.data,
+                history,
+                turn.params,
+                user_name,
+                None,
+                lambda _: None,
+                count_tokens=turn.count,
+                tail=lambda messages: reply_modes.impersonating(messages, char, user_name),
+                stop_as=char,
+            )
+        return self._metered(reply, principal, agent_id, "chat.impersonate")
+
+    # ----- changing stored messages (agents.message_edits) ---------------------------
+    def select_version(
+        self, conversation_id: str, message_id: str, index: int, *, principal: Principal
+    ) -> MessageView:
+        """Show version ``index`` of a message (a swipe); the next reply reads that one."""
+        load = self._loader(conversation_id, principal)
+        return message_edits.pick_version(self.db, load, message_id, index)
+
+    def edit_message(
+        self, conversation_id: str, message_id: str, content: str, *, principal: Principal
+    ) -> MessageView:
+        """The edited text becomes the message's newest version, shown; the old ones stay."""
+        content = _check_text(content)
+        load = self._loader(conversation_id, principal)
+        return message_edits.edit_message(self.db, load, message_id, content)
+
+    def delete_message(
+        self,
+        conversation_id: str,
+        message_id: str,
+        *,
+        and_after: bool = False,
+        principal: Principal,
+    ) -> int:
+        """Delete a message, or it and every later one; returns how many were deleted."""
+        load = self._loader(conversation_id, principal)
+        return message_edits.delete_messages(self.db, load, message_id, and_after=and_after)
+
+    def branch(
+        self, conversation_id: str, message_id: str, *, principal: Principal
+    ) -> ConversationView:
+        """A new conversation with the history up to and including ``message_id``."""
+        owner = self.access.owner_of_new(principal)
+        load = self._loader(conversation_id, principal, write=False)
+        return message_edits.branch_conversation(self.db, load, message_id, owner)
 
     def complete(
         self,
@@ -394,6 +423,56 @@ class ChatService:
         self.access.require(row, principal, write=write)
         return row
 
+    def _turn(self, agent_id: str, generation: dict[str, Any] | None) -> _Turn:
+        agent, card = self.agents.get_with_card(agent_id)
+        backend = self.llm.get(agent.model, agent.adapter)
+        count = functools.lru_cache(maxsize=4096)(backend.count_tokens)
+        return _Turn(card, self._params(agent, generation), backend, count)
+
+    def _history(
+        self,
+        conversation_id: str,
+        turn: _Turn,
+        before: int | None,
+        group: GroupTurn | None = None,
+    ) -> tuple[str, list[ChatMessage]]:
+        return recent_history(
+            self.db,
+            conversation_id,
+            before,
+            budget=turn.backend.context_window,
+            count=turn.count,
+            at_least=scan_depth_needed(turn.card.data.character_book),
+            render=group.render if group else None,
+        )
+
+    def _last_reply(
+        self, conversation_id: str, principal: Principal
+    ) -> tuple[str, int, tuple[str, int], GroupTurn | None]:
+        """The agent, revision, (id, position) of the reply regenerate replaces, and in a
+        group chat the turn of the agent who spoke it (that agent writes its new version)."""
+        with self.db.session() as s:
+            conv = self._row(s, conversation_id, principal, write=True)
+            last_two = s.scalars(
+                select(MessageRecord)
+                .where(MessageRecord.conversation_id == conv.id)
+                .order_by(MessageRecord.position.desc())
+                .limit(2)
+            ).all()
+            if len(last_two) < 2 or last_two[0].role != "assistant":
+                raise ValidationError("nothing to regenerate: the last message is not a reply")
+            last = last_two[0]
+            speaker = last.speaker_id if conv.members else None
+            group = turn_for(s, conv, speaker) if speaker else None
+            target = (last.id, last.position)
+            return speaker or conv.agent_id, conv.revision, target, group
+
+    def _loader(
+        self, conversation_id: str, principal: Principal, *, write: bool = True
+    ) -> message_edits.Loader:
+        """Loads the conversation's row for ``agents.message_edits``, checked like ``_row``."""
+        return lambda session: self._row(session, conversation_id, principal, write=write)
+
     def _metered(
         self, reply: ReplyStream, principal: Principal, agent_id: str, route: str
     ) -> ReplyStream:
@@ -407,61 +486,36 @@ class ChatService:
         agent_id: str,
         generation: dict[str, Any] | None,
         *,
+        revision: int,
         slot: int | None = None,
         replace: tuple[str, int] | None = None,
         group: GroupTurn | None = None,
     ) -> ReplyStream:
-        """The reply stored at the reserved ``slot``, or replacing message ``replace``;
-        ``group``: a group chat's turn (how the speaker sees the others, and its name)."""
-        agent, card = self.agents.get_with_card(agent_id)
-        params = self._params(agent, generation)
-        backend = self.llm.get(agent.model, agent.adapter)
-        count = functools.lru_cache(maxsize=4096)(backend.count_tokens)
+        """The reply stored at the reserved ``slot``, or replacing message ``replace``; not
+        stored if the conversation changed from ``revision`` meanwhile. ``group``: a group
+        chat's turn (how the speaker sees the others, and its name)."""
+        turn = self._turn(agent_id, generation)
         before = replace[1] if replace is not None else slot
-        user_name, history = recent_history(
+        user_name, history = self._history(conversation_id, turn, before, group)
+        save = reply_modes.reply_saver(
             self.db,
             conversation_id,
-            before,
-            budget=backend.context_window,
-            count=count,
-            at_least=scan_depth_needed(card.data.character_book),
-            render=group.render if group else None,
+            revision,
+            slot=slot,
+            target=replace[0] if replace is not None else None,
+            group=group,
         )
-        target = replace[0] if replace is not None else None
-
-        def save(text: str) -> MessageView:
-            text = group.clean(text) if group else text
-            try:
-                with self.db.session() as s:
-                    if target is not None:
-                        row = s.get(MessageRecord, target)
-                        if row is not None:
-                            add_version(row, text)
-                            s.flush()
-                            return message_view(row)
-                        # Deleted meanwhile: store it as a new reply at the end.
-                        position = take_positions(s, conversation_id, 1)
-                    else:
-                        assert slot is not None
-                        position = slot
-                        touch(s, conversation_id)
-                    return insert_reply(
-                        s, conversation_id, position, text, **(group.stored() if group else {})
-                    )
-            except IntegrityError as exc:  # the conversation went away between the checks
-                raise ConflictError(DELETED_MID_REPLY) from exc
-
         grounding = self._ground(agent_id, history)
         reply = self._stream(
-            backend,
-            card.data,
+            turn.backend,
+            turn.card.data,
             history,
-            params,
+            turn.params,
             user_name,
             None,
             save,
             grounding,
-            count_tokens=count,
+            count_tokens=turn.count,
             stops=group.stops() if group else (),
         )
         if group is not None:
@@ -479,26 +533,34 @@ class ChatService:
         save: Callable[[str], MessageView | None],
         grounding: Grounding | None = None,
         count_tokens: Callable[[str], int] | None = None,
+        *,
+        tail: Callable[[list[ChatMessage]], list[ChatMessage]] | None = None,
+        reserve: int = 0,
+        stop_as: str | None = None,
         stops: Sequence[str] = (),
     ) -> ReplyStream:
+        """Build the prompt and start generating. ``tail`` finishes the prompt (continue,
+        impersonate) and ``reserve`` is the room it needs beyond the reply; generation
+        stops where the model starts a line as ``stop_as`` (the user, unless given)."""
         build = build_prompt(
             card,
             history,
             user_name=user_name,
             count_tokens=count_tokens or backend.count_tokens,
             context_window=backend.context_window,
-            max_new_tokens=params.max_new_tokens,
+            max_new_tokens=params.max_new_tokens + reserve,
             extra_system=extra_system,
             knowledge=grounding.prompt_blocks() if grounding else (),
         )
+        messages = tail(build.messages) if tail is not None else build.messages
         # Anima's own stop first: a backend that can send only a few (OpenAI's API takes
         # four) must never drop the one that keeps the model from speaking for the user.
-        stop = list(dict.fromkeys([f"\n{user_name}:", *stops, *params.stop]))
+        stop = list(dict.fromkeys([f"\n{stop_as or user_name}:", *stops, *params.stop]))
         params = params.model_copy(update={"stop": stop})
         result = StreamResult()
         if grounding is not None and self.knowledge is not None:
             save = _saving_trace(save, self.knowledge, grounding, build.knowledge_used)
-        reply = ReplyStream(backend.stream(build.messages, params, result), result, save)
+        reply = ReplyStream(backend.stream(messages, params, result), result, save)
         if grounding is not None:
             reply.sources = grounding.sources(build.knowledge_used)
         return reply
@@ -531,16 +593,6 @@ def _saving_trace(
         return view
 
     return save_with_trace
-
-
-def _outcome(finished: bool, error: BaseException | None) -> str:
-    if finished:
-        return "ok"
-    if isinstance(error, AnimaError):
-        return f"error:{error.status}"
-    if error is None or isinstance(error, GeneratorExit | anyio.get_cancelled_exc_class()):
-        return "cancelled"  # the reader stopped reading (or went away)
-    return "error:500"
 
 
 def _check_text(content: str) -> str:

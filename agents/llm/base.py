@@ -125,3 +125,11 @@ def complete_from_stream(
         completion_tokens=result.completion_tokens,
         finish_reason=result.finish_reason,
     )
+
+
+def chat_template_options(messages: list[ChatMessage]) -> dict[str, bool]:
+    """How to apply a chat template to ``messages``: a list that ends with the assistant is a
+    reply to continue (its turn stays open, no new turn is started); any other list asks for
+    a new assistant turn."""
+    open_turn = bool(messages) and messages[-1].role == "assistant"
+    return {"add_generation_prompt": not open_turn, "continue_final_message": open_turn}

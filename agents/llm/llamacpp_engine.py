@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.llm.base import StreamResult
+from agents.llm.base import StreamResult, chat_template_options
 from agents.llm.engine_source import EngineModel, adapter_gguf, resolve_engine_model
 from agents.llm.gguf_convert import UnsupportedByEngine
 from agents.llm.model_source import display_name
@@ -265,7 +265,7 @@ class LlamaCppEngine:
             with self._tokenizer_lock:
                 encoded = self._tokenizer.apply_chat_template(
                     [{"role": m.role, "content": m.content} for m in messages],
-                    add_generation_prompt=True,
+                    **chat_template_options(messages),
                     tokenize=True,
                     return_dict=True,
                 )

@@ -18,7 +18,12 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.llm.base import Completion, StreamResult, complete_from_stream
+from agents.llm.base import (
+    Completion,
+    StreamResult,
+    chat_template_options,
+    complete_from_stream,
+)
 from agents.llm.model_source import ModelSource, display_name, resolve_model
 from agents.llm.stop_cutter import StopCutter as _StopCutter
 from agents.schema import ChatMessage, GenerationSettings
@@ -211,7 +216,7 @@ class TransformersBackend:
             with self._tokenizer_lock:
                 encoded = tokenizer.apply_chat_template(
                     [{"role": m.role, "content": m.content} for m in messages],
-                    add_generation_prompt=True,
+                    **chat_template_options(messages),
                     return_tensors="pt",
                     return_dict=True,
                 )

@@ -21,7 +21,7 @@ import numpy as np
 from container import Services
 from core.errors import AnimaError, ValidationError
 from core.principal import Principal
-from ui.chat.handlers import conversation_label
+from ui.chat.handlers import conversation_choices
 from ui.common import show_error
 from ui.wiring import Updates
 from voice.audio import Audio, encode_wav
@@ -117,5 +117,5 @@ def respond(
 
 
 def _conversations(services: Services, agent_id: str, conv_id: str, *, principal: Principal) -> Any:
-    chats = services.chat.list_conversations(agent_id, principal=principal)
-    return gr.update(choices=[(conversation_label(c), c.id) for c in chats], value=conv_id)
+    choices = conversation_choices(services, agent_id, principal=principal)
+    return gr.update(choices=choices, value=conv_id)

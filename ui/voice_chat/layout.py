@@ -53,7 +53,8 @@ def build_voice_chat(ctx: StudioContext, chat: dict[str, Any]) -> None:
         time_limit=600,
     )
     wire(mic.stop_recording, handlers.stop, services, inputs=[listener], outputs=heard)
-    wire(
+    # Kept on ``chat`` so the chat screen can follow a voice turn (its swipe counter).
+    chat["voice_reply"] = wire(
         turn.change,
         handlers.respond,
         services,
