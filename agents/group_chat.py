@@ -32,6 +32,7 @@ from agents.conversations import (
 )
 from agents.group_turns import REPLY_ORDERS, round_robin, turn_for
 from agents.llm.scheduler import tenant_scope
+from agents.message_edits import revision_of
 from agents.prompt import greetings
 from agents.records import AgentRecord, ConversationMemberRecord, ConversationRecord
 from agents.service import AgentService
@@ -154,8 +155,11 @@ class GroupChatService:
                     raise ValidationError(f"agent {agent_id!r} is not in this chat")
                 speaker, group = conv.agent_id, None
             slot = take_positions(s, conv.id, 1)
+            revision = revision_of(s, conv.id)
         with tenant_scope(principal):  # queued in the caller's own lane (fair scheduling)
-            reply = self.chat._reply(conversation_id, speaker, generation, slot=slot, group=group)
+            reply = self.chat._reply(
+                conversation_id, speaker, generation, revision=revision, slot=slot, group=group
+            )
         return self.chat._metered(reply, principal, speaker, "chat.reply")
 
     def _check_members(self, agent_ids: Sequence[str]) -> list[str]:
