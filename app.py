@@ -33,7 +33,9 @@ from api.finetune_router import router as finetune_router
 from api.guards import MULTIPART_OVERHEAD, install_guards
 from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
+from api.memory_router import router as memory_router
 from api.openai_router import router as openai_router
+from api.personas_router import router as personas_router
 from api.voice_router import router as voice_router
 from container import Services, build_services
 from core.settings import Settings
@@ -50,6 +52,8 @@ ROUTERS = (
     chain_router,
     voice_router,
     finetune_router,
+    personas_router,
+    memory_router,
 )
 
 

@@ -12,6 +12,8 @@ from agents.chat import ChatService
 from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
 from agents.llm.pool import LLMPool
+from agents.memory import MemoryDeps, MemoryService
+from agents.personas import PersonaService
 from agents.service import AgentService
 from chain.auth import AuthService
 from chain.base import Chain
@@ -42,6 +44,9 @@ class Services:
     chain: ChainService
     auth: AuthService
     finetune: FinetuneService
+    # Who the user is in a chat, and each chat's author's note, summary and pins.
+    personas: PersonaService
+    memory: MemoryService
 
     def close(self) -> None:
         self.chain.close()
@@ -73,13 +78,16 @@ def build_services(
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)
     agents.owner_check = chain_service  # built after the agents service: it reads agents
     knowledge = KnowledgeService(settings, db, agents, jobs, chain_service, embedder=embedder)
-    chat = ChatService(db, agents, pool, knowledge=knowledge)
+    personas = PersonaService(db, settings.server.max_image_pixels)
+    memory = MemoryService(db, agents, pool, jobs, personas)
+    chat = ChatService(db, agents, pool, knowledge=knowledge, memory=memory)
     voice = VoiceService(
         settings, db, agents, chat, voice_pool or VoicePool(settings), chain_service
     )
     finetune = FinetuneService(settings, db, agents, jobs, chain_service)
     agents.attachments.append(finetune)  # the active adapter travels with the CHARX
     _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
+    jobs.provide(MemoryDeps(memory=memory))
     return Services(
         settings=settings,
         db=db,
@@ -92,6 +100,8 @@ def build_services(
         chain=chain_service,
         auth=chain_service.auth,
         finetune=finetune,
+        personas=personas,
+        memory=memory,
     )
 
 

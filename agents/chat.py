@@ -48,7 +48,10 @@ from agents.grounding import Grounder, Grounding, Source
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.pool import LLMPool
 from agents.lorebook import scan_depth_needed
+from agents.memory import MemoryService
+from agents.personas import PersonaView
 from agents.prompt import build_prompt, greetings
+from agents.prompt_parts import ChatExtras
 from agents.records import ConversationRecord, MessageRecord
 from agents.schema import ChatMessage, GenerationSettings
 from agents.service import AgentService, AgentView, merge_generation
@@ -165,25 +168,33 @@ class ChatService:
         agents: AgentService,
         llm: LLMPool,
         knowledge: Grounder | None = None,
+        memory: MemoryService | None = None,
     ) -> None:
         self.db = db
         self.agents = agents
         self.llm = llm
         self.knowledge = knowledge
+        self.memory = memory  # persona, author's note, summary and pins in the prompt
 
     # ----- conversations -------------------------------------------------------------
     def create_conversation(
-        self, agent_id: str, user_name: str = "User", greeting: int = 0
+        self,
+        agent_id: str,
+        user_name: str = "User",
+        greeting: int = 0,
+        persona: PersonaView | None = None,
     ) -> ConversationView:
-        """A new chat that opens with the agent's greeting (the others become swipes)."""
+        """A new chat that opens with the agent's greeting (the others become swipes).
+        With a ``persona`` (``PersonaService.for_new_chat``), ``{{user}}`` is its name."""
         card = self.agents.get_card(agent_id)
         user_name = (user_name or "User").strip()[:100] or "User"
-        options = greetings(card.data, user_name)
+        options = greetings(card.data, persona.name if persona else user_name)
         conv = ConversationRecord(
             id=uuid.uuid4().hex,
             agent_id=agent_id,
             user_name=user_name,
             next_position=1 if options else 0,
+            persona_id=persona.id if persona else None,
         )
         with self.db.session() as s:
             s.add(conv)
@@ -304,6 +315,11 @@ class ChatService:
             count=count,
             at_least=scan_depth_needed(card.data.character_book),
         )
+        extras = None
+        if self.memory is not None:
+            user_name, history, extras = self.memory.prompt_context(
+                conversation_id, before, user_name, history
+            )
         target = replace[0] if replace is not None else None
 
         def save(text: str) -> MessageView:
@@ -333,9 +349,10 @@ class ChatService:
             params,
             user_name,
             None,
-            save,
+            _then_check_memory(save, self.memory, conversation_id),
             grounding,
             count_tokens=count,
+            extras=extras,
         )
 
     def _stream(
@@ -349,6 +366,7 @@ class ChatService:
         save: Callable[[str], MessageView | None],
         grounding: Grounding | None = None,
         count_tokens: Callable[[str], int] | None = None,
+        extras: ChatExtras | None = None,
     ) -> ReplyStream:
         build = build_prompt(
             card,
@@ -359,6 +377,7 @@ class ChatService:
             max_new_tokens=params.max_new_tokens,
             extra_system=extra_system,
             knowledge=grounding.prompt_blocks() if grounding else (),
+            extras=extras,
         )
         # Anima's own stop first: a backend that can send only a few (OpenAI's API takes
         # four) must never drop the one that keeps the model from speaking for the user.
@@ -400,6 +419,22 @@ def _saving_trace(
         return view
 
     return save_with_trace
+
+
+def _then_check_memory(
+    save: Callable[[str], MessageView | None], memory: MemoryService | None, conversation_id: str
+) -> Callable[[str], MessageView | None]:
+    """``save``, then a check whether the chat needs a summary (queued as a job, never
+    written here: the reply is already complete when this runs)."""
+    if memory is None:
+        return save
+
+    def save_then_check(text: str) -> MessageView | None:
+        view = save(text)
+        memory.after_reply(conversation_id)
+        return view
+
+    return save_then_check
 
 
 def _check_text(content: str) -> str:

@@ -36,6 +36,9 @@ Svc = Annotated[Services, Depends(services)]
 class NewConversation(BaseModel):
     user_name: str = Field(default="User", max_length=100)
     greeting: int = Field(default=0, ge=0, description="Which greeting opens the chat.")
+    persona_id: str | None = Field(
+        default=None, max_length=36, description="Chat as this persona (default: your default)."
+    )
 
 
 class SendMessage(BaseModel):
@@ -70,10 +73,11 @@ def list_conversations(svc: Svc, agent_id: str) -> list[ConversationView]:
     status_code=status.HTTP_201_CREATED,
 )
 def create_conversation(
-    svc: Svc, agent_id: str, body: NewConversation | None = None
+    svc: Svc, agent_id: str, principal: Caller, body: NewConversation | None = None
 ) -> ConversationView:
     body = body or NewConversation()
-    return svc.chat.create_conversation(agent_id, body.user_name, body.greeting)
+    persona = svc.personas.for_new_chat(body.persona_id, principal=principal)
+    return svc.chat.create_conversation(agent_id, body.user_name, body.greeting, persona=persona)
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationView)
