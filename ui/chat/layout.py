@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ui.chat import handlers
+from ui.chat.side_panel_layout import build_side_panel
 from ui.context import StudioContext
 from ui.voice_chat.layout import build_voice_chat
 from ui.wiring import wire
@@ -58,6 +59,7 @@ def build_chat_screen(ctx: StudioContext) -> None:
         c["regenerate"] = gr.Button("Regenerate", elem_id="chat-regenerate", scale=1)
     c["status"] = gr.Markdown("", elem_id="chat-status")
     build_voice_chat(ctx, c)
+    build_side_panel(ctx, c)
     _wire(ctx, c)
 
 
