@@ -62,6 +62,7 @@ def test_pick_a_persona_and_an_authors_note_and_see_them_used(
     page.locator("#chat-send").click()
     expect(page.locator('#chatbot [data-testid="bot"]')).to_have_count(2, timeout=MODEL_TIMEOUT_MS)
 
+    page.get_by_text("The prompt the agent reads next").click()
     page.locator("#chat-show-prompt").click()
     prompt = _field(page, "chat-prompt")
     expect(prompt).to_have_value(

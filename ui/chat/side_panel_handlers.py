@@ -152,6 +152,7 @@ def save_persona(
     return {
         "persona": gr.update(choices=choices, value=saved.id),
         "persona_avatar": None,
+        "persona_default": saved.is_default,
         "panel_status": f"✅ Saved persona {saved.name}.",
     }
 

@@ -17,6 +17,8 @@ from ui.context import StudioContext
 from ui.wiring import runner, wire
 
 COLUMN_MIN_WIDTH = 300
+BUTTON_MIN_WIDTH = 80
+NUMBER_MIN_WIDTH = 100
 
 
 def build_side_panel(ctx: StudioContext, chat: dict[str, Any]) -> None:
@@ -63,11 +65,19 @@ def _persona_column(p: dict[str, Any]) -> None:
     p["persona_default"] = gr.Checkbox(
         label="Default for new chats", elem_id="chat-persona-default"
     )
-    with gr.Row():
-        p["persona_save"] = gr.Button("Save", size="sm", elem_id="chat-persona-save")
-        p["persona_new"] = gr.Button("Save as new", size="sm", elem_id="chat-persona-new")
+    with gr.Row():  # narrow enough to stay one row on a phone
+        p["persona_save"] = gr.Button(
+            "Save", size="sm", min_width=BUTTON_MIN_WIDTH, elem_id="chat-persona-save"
+        )
+        p["persona_new"] = gr.Button(
+            "Save as new", size="sm", min_width=BUTTON_MIN_WIDTH, elem_id="chat-persona-new"
+        )
         p["persona_delete"] = gr.Button(
-            "Delete", size="sm", variant="stop", elem_id="chat-persona-delete"
+            "Delete",
+            size="sm",
+            variant="stop",
+            min_width=BUTTON_MIN_WIDTH,
+            elem_id="chat-persona-delete",
         )
 
 
@@ -89,6 +99,7 @@ def _note_column(p: dict[str, Any]) -> None:
             minimum=0,
             maximum=MAX_NOTE_DEPTH,
             precision=0,
+            min_width=NUMBER_MIN_WIDTH,
             elem_id="chat-note-depth",
         )
         p["note_frequency"] = gr.Number(
@@ -98,6 +109,7 @@ def _note_column(p: dict[str, Any]) -> None:
             minimum=0,
             maximum=MAX_NOTE_FREQUENCY,
             precision=0,
+            min_width=NUMBER_MIN_WIDTH,
             elem_id="chat-note-frequency",
         )
     p["note_save"] = gr.Button("Save note", size="sm", elem_id="chat-note-save")
@@ -117,16 +129,12 @@ def _memory_column(p: dict[str, Any]) -> None:
         label="Pin the summary (the agent stops rewriting it)", elem_id="chat-summary-pinned"
     )
     p["summary_save"] = gr.Button("Save summary", size="sm", elem_id="chat-summary-save")
-    with gr.Row(equal_height=True):
-        p["pin_choice"] = gr.Dropdown(
-            choices=[], label="Pin a message", scale=3, elem_id="chat-pin-choice"
-        )
-        p["pin"] = gr.Button("Pin", size="sm", scale=1, min_width=60, elem_id="chat-pin")
-    with gr.Row(equal_height=True):
-        p["pinned"] = gr.Dropdown(
-            choices=[], label="Pinned (always in the prompt)", scale=3, elem_id="chat-pinned"
-        )
-        p["unpin"] = gr.Button("Unpin", size="sm", scale=1, min_width=60, elem_id="chat-unpin")
+    p["pin_choice"] = gr.Dropdown(choices=[], label="Pin a message", elem_id="chat-pin-choice")
+    p["pin"] = gr.Button("Pin", size="sm", elem_id="chat-pin")
+    p["pinned"] = gr.Dropdown(
+        choices=[], label="Pinned (always in the prompt)", elem_id="chat-pinned"
+    )
+    p["unpin"] = gr.Button("Unpin", size="sm", elem_id="chat-unpin")
 
 
 def _wire(ctx: StudioContext, chat: dict[str, Any], p: dict[str, Any]) -> None:
@@ -175,7 +183,7 @@ def _wire(ctx: StudioContext, chat: dict[str, Any], p: dict[str, Any]) -> None:
         p["persona_avatar"],
         p["persona_default"],
     ]
-    saved = out("persona", "persona_avatar", "panel_status")
+    saved = out("persona", "persona_avatar", "persona_default", "panel_status")
     for button, as_new in ((p["persona_save"], False), (p["persona_new"], True)):
         wire(
             button.click,
