@@ -301,17 +301,9 @@ def build_prompt(
         )
         history_budget -= cost(system_text) + (cost(post) if post else 0) - fixed
 
-    kept, truncated = fit_with_pins(
-        to_langchain(history),
-        extras.pinned,
-        history_budget,
-        list_cost,
-        lambda messages, budget: _fit_history(messages, budget, list_cost),
-    )
-    remaining = history_budget - list_cost(kept)
-    dropped = len(history) - len(kept)
-    if note:
-        kept = insert_note(kept, note, extras.authors_note.depth if extras.authors_note else 0)
+    kept, truncated = _fit_chat(history, extras, note, history_budget, list_cost)
+    remaining = history_budget - list_cost(kept) + (cost(note) if note else 0)
+    dropped = len(history) - len(kept) + (1 if note else 0)
 
     dialogues = parse_examples(card.mes_example, char, user)
     examples = _fit_examples(system_text, dialogues, char, user, remaining, cost)
@@ -353,6 +345,26 @@ def _card_text(
     system_text = _system_text(card, char, user, lore, extra_system, extras)
     post = render_macros(card.post_history_instructions, char, user).strip()
     return hits, system_text, post
+
+
+def _fit_chat(
+    history: Sequence[ChatMessage],
+    extras: ChatExtras,
+    note: str,
+    budget: int,
+    list_cost: Callable[[list[BaseMessage]], int],
+) -> tuple[list[BaseMessage], bool]:
+    """The history that fits ``budget`` (pinned messages always kept), with the author's
+    note put in at its depth; True if the newest turn had to be cut."""
+    kept, truncated = fit_with_pins(
+        to_langchain(history),
+        extras.pinned,
+        budget,
+        list_cost,
+        lambda messages, room: _fit_history(messages, room, list_cost),
+    )
+    depth = extras.authors_note.depth if extras.authors_note else 0
+    return insert_note(kept, note, depth), truncated
 
 
 def _fixed_cost(
