@@ -126,6 +126,8 @@ class MemoryService:
             for key, value in given.items():
                 if key in ("authors_note", "summary"):
                     value = (value or "").strip()
+                elif key == "persona_id":
+                    value = value or None  # "" as well as null: the chat's own user name
                 elif value is None and key != "persona_id":  # None clears the persona only
                     raise ValidationError(f"{key} cannot be null")
                 setattr(conv, key, value)
