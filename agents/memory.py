@@ -66,7 +66,10 @@ MIN_MESSAGES_TO_SUMMARISE = 4
 # After a summary, the newest turns fill this share of the history's room (see the docstring).
 KEEP_SHARE = 0.5
 SUMMARY_TOKENS = 160
-MAX_CHUNKS = 20  # one job never runs more generations than this
+# Turns read per generation: a short prompt keeps each step well inside the request deadline
+# on a busy CPU, and a step that fails re-runs only its own chunk.
+CHUNK_PROMPT_TOKENS = 1536
+MAX_CHUNKS = 64  # one job never runs more generations than this
 SUMMARY_INSTRUCTIONS = (
     "You keep the memory of a role-play chat between {{char}} and {{user}}. Write a short "
     "summary in the past tense of everything important so far: facts, names, places, what "
@@ -263,12 +266,24 @@ class MemoryService:
             return None
         user = persona.name if persona else user_name
         text, reached = self._generate_summary(agent_id, user, summary, lines, upto)
+        stored = self.store_summary(conversation_id, text, reached, start, principal=SYSTEM)
+        return reached if stored else None
+
+    def store_summary(
+        self, conversation_id: str, text: str, upto: int, start: int, *, principal: Principal
+    ) -> bool:
+        """Store ``text`` as the summary of the messages before ``upto``, unless the summary
+        was pinned or moved past ``start`` meanwhile (then False: nothing is written)."""
         with self.db.session() as s:
             conv = conversation_row(s, conversation_id)
             if conv.summary_pinned or (conv.summary_upto or 0) != start:
-                return None  # the user took it over, or another run moved on
-            conv.summary, conv.summary_upto = text[:MAX_SUMMARY_CHARS], reached
-        return reached
+                return False  # the user took it over, or another run moved on
+            conv.summary, conv.summary_upto = text[:MAX_SUMMARY_CHARS], upto
+        return True
+
+    def summary_target(self, conversation_id: str, *, principal: Principal) -> int | None:
+        """Where the summary should reach now, or ``None`` while the history fits."""
+        return self._summary_target(conversation_id)
 
     # ----- internals -------------------------------------------------------------------
     def _generate_summary(
@@ -285,7 +300,8 @@ class MemoryService:
         char = char_name(card.data)
         instructions = SUMMARY_INSTRUCTIONS.replace("{{char}}", char).replace("{{user}}", user)
         head = f"Summary so far: {summary or '(nothing yet)'}\n\nWhat happened next:\n"
-        room = backend.context_window - SUMMARY_TOKENS - PROMPT_OVERHEAD_TOKENS
+        window = min(backend.context_window, CHUNK_PROMPT_TOKENS + SUMMARY_TOKENS)
+        room = window - SUMMARY_TOKENS - PROMPT_OVERHEAD_TOKENS
         room -= backend.count_tokens(instructions + head) + 3 * MESSAGE_OVERHEAD_TOKENS
         taken: list[str] = []
         reached = lines[0][0]
@@ -402,7 +418,9 @@ def summarise(ctx: JobContext[MemoryDeps], *, conversation_id: str, upto: int) -
     for n in range(MAX_CHUNKS):
         ctx.raise_if_cancelled()
         ctx.progress(n, 0, "summarising")
-        step = ctx.step(f"chunk-{n}", ctx.deps.memory.summarise_chunk, conversation_id, upto)
+        step = ctx.step(
+            f"chunk-{n}", ctx.deps.memory.summarise_chunk, conversation_id, upto, retries=2
+        )
         if step is None:
             break
         reached = step

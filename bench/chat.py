@@ -85,6 +85,23 @@ def timed_send(services: Services, cid: str, text: str) -> dict[str, float]:
     }
 
 
+def precompute_summary(services: Services, cid: str, how: str) -> float:
+    """Memory on: the turns that no longer fit are summarised before timing starts, by the
+    real job (``job``) or, where the job would take too long on a busy machine, by storing a
+    summary of the same reach directly (``given``): replies read it either way."""
+    started = time.perf_counter()
+    if how == "job":
+        job = services.memory.queue_summary(cid, principal=SYSTEM)
+        if job is not None:
+            services.jobs.wait(job, timeout=3600, principal=SYSTEM)
+    else:
+        upto = services.memory.summary_target(cid, principal=SYSTEM)
+        assert upto is not None, "the long chat fits the window: nothing to summarise"
+        text = f"Mira and User talked about the tides at docks 0 to {upto // 2 - 1}; all flooded."
+        services.memory.store_summary(cid, text, upto, 0, principal=SYSTEM)
+    return time.perf_counter() - started
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     data = Path(tempfile.mkdtemp(prefix="bench-chat-"))
     settings = Settings(data_dir=data, llm_preload=False)
@@ -105,12 +122,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             seed(services, cid, turns)
             chats[label] = cid
         long_id = chats[f"{args.turns}-turn chat"]
-        # Memory on: the summary of the turns that no longer fit is precomputed.
-        started = time.perf_counter()
-        job = services.memory.queue_summary(long_id, principal=SYSTEM)
-        if job is not None:
-            services.jobs.wait(job, timeout=900, principal=SYSTEM)
-        summary_s = time.perf_counter() - started
+        summary_s = precompute_summary(services, long_id, args.summary)
         samples: dict[str, list[dict[str, float]]] = {label: [] for label in chats}
         for cid in chats.values():
             timed_send(services, cid, "Good evening.")  # warm-up: loads and caches
@@ -140,6 +152,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--turns", type=int, default=500)
     parser.add_argument("--tokens", type=int, default=8)
+    parser.add_argument(
+        "--summary",
+        choices=["job", "given"],
+        default="job",
+        help="precompute the summary with the real job, or store one of the same reach",
+    )
     args = parser.parse_args()
     *rows, extra = run(args)
     print(f"load average: {os.getloadavg()[0]:.2f}; median of {args.runs} sends each")
@@ -151,7 +169,8 @@ def main() -> None:
         )
     short, long = rows[0]["ttft_ms"], rows[1]["ttft_ms"]
     print(f"long / short TTFT: {long / short:.2f} (target: at most 1.10)")
-    print(f"precomputed summary job: {extra['summary_job_s']:.1f} s (not on the reply path)")
+    how = "job" if args.summary == "job" else "stored directly"
+    print(f"summary precomputed ({how}): {extra['summary_job_s']:.1f} s, not on the reply path")
 
 
 if __name__ == "__main__":
