@@ -39,6 +39,8 @@ from api.limits import install_limits
 from api.openai_router import router as openai_router
 from api.usage_router import router as usage_router
 from api.visitor import install_visitor_cookie
+from api.memory_router import router as memory_router
+from api.personas_router import router as personas_router
 from api.voice_router import router as voice_router
 from container import Services, build_services
 from core.settings import Settings
@@ -58,6 +60,8 @@ ROUTERS = (
     voice_router,
     finetune_router,
     usage_router,
+    personas_router,
+    memory_router,
 )
 
 

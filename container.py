@@ -15,6 +15,8 @@ from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
 from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
+from agents.memory import MemoryDeps, MemoryService
+from agents.personas import PersonaService
 from agents.service import AgentService
 from chain.auth import AuthService
 from chain.base import Chain
@@ -54,6 +56,9 @@ class Services:
     usage: UsageService
     group_chat: GroupChatService
     chat_transfer: ChatTransferService
+    # Who the user is in a chat, and each chat's author's note, summary and pins.
+    personas: PersonaService
+    memory: MemoryService
 
     def close(self) -> None:
         self.usage.close()
@@ -87,7 +92,9 @@ def build_services(
     agents.owner_check = chain_service  # built after the agents service: it reads agents
     knowledge = KnowledgeService(settings, db, agents, jobs, chain_service, embedder=embedder)
     access = ConversationAccess(settings.auth.conversations)
-    chat = ChatService(db, agents, pool, knowledge=knowledge, access=access)
+    personas = PersonaService(db, settings.server.max_image_pixels)
+    memory = MemoryService(db, agents, pool, jobs, personas, access)
+    chat = ChatService(db, agents, pool, knowledge=knowledge, access=access, memory=memory)
     voice = VoiceService(
         settings, db, agents, chat, voice_pool or VoicePool(settings), chain_service
     )
@@ -96,6 +103,7 @@ def build_services(
     _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
     usage = _usage_service(settings, db, agents, chain_service)
     chat.meter = usage.track
+    jobs.provide(MemoryDeps(memory=memory))
     return Services(
         settings=settings,
         db=db,
@@ -112,6 +120,8 @@ def build_services(
         usage=usage,
         group_chat=GroupChatService(db, agents, chat),
         chat_transfer=ChatTransferService(db, agents, access),
+        personas=personas,
+        memory=memory,
     )
 
 

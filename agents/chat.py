@@ -57,7 +57,10 @@ from agents.llm.options import with_options
 from agents.llm.pool import LLMPool
 from agents.llm.scheduler import tenant_scope
 from agents.lorebook import scan_depth_needed
+from agents.memory import MemoryService
+from agents.personas import PersonaView
 from agents.prompt import build_prompt, char_name, greetings
+from agents.prompt_parts import ChatExtras
 from agents.records import ConversationRecord, MessageRecord
 from agents.reply_stream import ReplyStream, Usage
 from agents.schema import ChatMessage, GenerationSettings
@@ -95,32 +98,42 @@ class ChatService:
         llm: LLMPool,
         knowledge: Grounder | None = None,
         access: ConversationAccess | None = None,
+        memory: MemoryService | None = None,
     ) -> None:
         self.db = db
         self.agents = agents
         self.llm = llm
         self.knowledge = knowledge
         self.access = access or ConversationAccess()
+        self.memory = memory  # persona, author's note, summary and pins in the prompt
         # Usage metering (``UsageService.track``), set by container.py: every send and
         # regenerate is recorded, whether the API or the studio asked for it.
         self.meter: Callable[..., None] | None = None
 
     # ----- conversations -------------------------------------------------------------
     def create_conversation(
-        self, agent_id: str, user_name: str = "User", greeting: int = 0, *, principal: Principal
+        self,
+        agent_id: str,
+        user_name: str = "User",
+        greeting: int = 0,
+        persona: PersonaView | None = None,
+        *,
+        principal: Principal,
     ) -> ConversationView:
         """A new chat that opens with the agent's greeting (the others become swipes); it
-        belongs to ``principal`` (its wallet, or its browser's visitor id)."""
+        belongs to ``principal`` (its wallet, or its browser's visitor id). With a
+        ``persona`` (``PersonaService.for_new_chat``), ``{{user}}`` is its name."""
         owner = self.access.owner_of_new(principal)
         card = self.agents.get_card(agent_id)
         user_name = (user_name or "User").strip()[:100] or "User"
-        options = greetings(card.data, user_name)
+        options = greetings(card.data, persona.name if persona else user_name)
         conv = ConversationRecord(
             id=uuid.uuid4().hex,
             agent_id=agent_id,
             user_name=user_name,
             next_position=1 if options else 0,
             **owner,
+            persona_id=persona.id if persona else None,
         )
         with self.db.session() as s:
             s.add(conv)
@@ -296,11 +309,13 @@ class ChatService:
             last = reply_modes.last_message(s, conv.id)
             if last is None or last.role != "assistant":
                 raise ValidationError("nothing to continue: the last message is not a reply")
-            agent_id, revision = conv.agent_id, conv.revision
+            # In a group chat the agent who wrote the reply goes on with it.
+            agent_id = (last.speaker_id if conv.members else None) or conv.agent_id
+            revision = conv.revision
             target, position, partial = last.id, last.position, last.content
             index = min(last.selected or 0, len(last.versions or [partial]) - 1)
         turn = self._turn(agent_id, generation)
-        user_name, history = self._history(conversation_id, turn, position)
+        user_name, history, extras = self._history(conversation_id, turn, position)
         save = reply_modes.continuation_saver(self.db, conversation_id, target, index, revision)
         with tenant_scope(principal):
             reply = self._stream(
@@ -314,6 +329,7 @@ class ChatService:
                 count_tokens=turn.count,
                 tail=lambda messages: reply_modes.continued(messages, partial),
                 reserve=turn.count(partial),
+                extras=extras,
             )
         return self._metered(reply, principal, agent_id, "chat.continue")
 
@@ -328,7 +344,8 @@ class ChatService:
         with self.db.session() as s:
             agent_id = self._row(s, conversation_id, principal, write=True).agent_id
         turn = self._turn(agent_id, generation)
-        user_name, history = self._history(conversation_id, turn, None)
+        # The persona (when the chat has one) is who the draft is written as.
+        user_name, history, extras = self._history(conversation_id, turn, None)
         char = char_name(turn.card.data)
         with tenant_scope(principal):
             reply = self._stream(
@@ -342,6 +359,7 @@ class ChatService:
                 count_tokens=turn.count,
                 tail=lambda messages: reply_modes.impersonating(messages, char, user_name),
                 stop_as=char,
+                extras=extras,
             )
         return self._metered(reply, principal, agent_id, "chat.impersonate")
 
@@ -435,8 +453,10 @@ class ChatService:
         turn: _Turn,
         before: int | None,
         group: GroupTurn | None = None,
-    ) -> tuple[str, list[ChatMessage]]:
-        return recent_history(
+    ) -> tuple[str, list[ChatMessage], ChatExtras | None]:
+        """The user's name, the history before ``before`` and, with memory, the chat's
+        persona, author's note, summary and pinned messages for the prompt."""
+        user_name, history = recent_history(
             self.db,
             conversation_id,
             before,
@@ -445,6 +465,9 @@ class ChatService:
             at_least=scan_depth_needed(turn.card.data.character_book),
             render=group.render if group else None,
         )
+        if self.memory is None:
+            return user_name, history, None
+        return self.memory.prompt_context(conversation_id, before, user_name, history)
 
     def _last_reply(
         self, conversation_id: str, principal: Principal
@@ -496,7 +519,7 @@ class ChatService:
         chat's turn (how the speaker sees the others, and its name)."""
         turn = self._turn(agent_id, generation)
         before = replace[1] if replace is not None else slot
-        user_name, history = self._history(conversation_id, turn, before, group)
+        user_name, history, extras = self._history(conversation_id, turn, before, group)
         save = reply_modes.reply_saver(
             self.db,
             conversation_id,
@@ -513,10 +536,11 @@ class ChatService:
             turn.params,
             user_name,
             None,
-            save,
+            _then_check_memory(save, self.memory, conversation_id),
             grounding,
             count_tokens=turn.count,
             stops=group.stops() if group else (),
+            extras=extras,
         )
         if group is not None:
             reply.name, reply.speaker_id = group.name, group.speaker_id
@@ -538,6 +562,7 @@ class ChatService:
         reserve: int = 0,
         stop_as: str | None = None,
         stops: Sequence[str] = (),
+        extras: ChatExtras | None = None,
     ) -> ReplyStream:
         """Build the prompt and start generating. ``tail`` finishes the prompt (continue,
         impersonate) and ``reserve`` is the room it needs beyond the reply; generation
@@ -551,6 +576,7 @@ class ChatService:
             max_new_tokens=params.max_new_tokens + reserve,
             extra_system=extra_system,
             knowledge=grounding.prompt_blocks() if grounding else (),
+            extras=extras,
         )
         messages = tail(build.messages) if tail is not None else build.messages
         # Anima's own stop first: a backend that can send only a few (OpenAI's API takes
@@ -593,6 +619,22 @@ def _saving_trace(
         return view
 
     return save_with_trace
+
+
+def _then_check_memory(
+    save: Callable[[str], MessageView | None], memory: MemoryService | None, conversation_id: str
+) -> Callable[[str], MessageView | None]:
+    """``save``, then a check whether the chat needs a summary (queued as a job, never
+    written here: the reply is already complete when this runs)."""
+    if memory is None:
+        return save
+
+    def save_then_check(text: str) -> MessageView | None:
+        view = save(text)
+        memory.after_reply(conversation_id)
+        return view
+
+    return save_then_check
 
 
 def _check_text(content: str) -> str:

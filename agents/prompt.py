@@ -17,6 +17,11 @@ way their authors meant:
    of the history; the caller puts it there (``greetings`` gives the candidates).
 3. ``post_history_instructions`` as a final system message, when the card has one.
 
+A conversation adds its own parts (``ChatExtras``, see ``agents.prompt_parts``): the persona
+description closes the story string (after the ``after_char`` entries), the running summary
+follows it, the author's note goes into the history at its depth, and pinned messages are
+never trimmed.
+
 Token budget: the whole prompt plus ``max_new_tokens`` must fit ``context_window``. The
 system text (without examples), the post-history message and the newest user turn are
 fixed; the history is filled from the newest turn backwards with what remains (via
@@ -54,6 +59,7 @@ from langchain_core.messages import (
 )
 
 from agents.lorebook import LoreHit, activate, split_by_position
+from agents.prompt_parts import ChatExtras, fit_with_pins, insert_note, summary_block
 from agents.schema import CardData, ChatMessage
 from core.errors import ValidationError
 
@@ -220,6 +226,7 @@ def _system_text(
     user: str,
     lore: dict[str, list[LoreHit]],
     extra_system: str | None,
+    extras: ChatExtras,
 ) -> str:
     def render(text: str) -> str:
         return render_macros(text, char, user).strip()
@@ -233,6 +240,8 @@ def _system_text(
     if scenario := render(card.scenario):
         parts.append(f"Scenario: {scenario}")
     parts += [hit.content for hit in lore["after_char"]]
+    parts.append(render(extras.persona))
+    parts.append(summary_block(extras.summary))
     if extra_system:
         parts.append(extra_system.strip())
     return "\n\n".join(p for p in parts if p)
@@ -254,6 +263,7 @@ def build_prompt(
     max_new_tokens: int,
     extra_system: str | None = None,
     knowledge: Sequence[str] = (),
+    extras: ChatExtras | None = None,
 ) -> PromptBuild:
     """Assemble the prompt for the character's next reply (see the module docstring).
 
@@ -262,7 +272,8 @@ def build_prompt(
     as many as fit in half of what the history could use; ``knowledge_used`` says how many.
 
     ``history`` is the chat so far, oldest first, usually ending with the user's newest
-    turn. Raises ``ValidationError`` when the window cannot hold even the card's fixed
+    turn. ``extras``: the conversation's persona, summary, author's note and pins.
+    Raises ``ValidationError`` when the window cannot hold even the card's fixed
     text, the newest turn's last words and the reply.
     """
     available = _prompt_room(context_window, max_new_tokens)
@@ -276,8 +287,11 @@ def build_prompt(
     def list_cost(messages: list[BaseMessage]) -> int:
         return sum(cost(m.text) for m in messages)
 
-    hits, system_text, post = _card_text(card, history, char, user, count, extra_system)
-    history_budget = available - _fixed_cost(system_text, post, cost, context_window, available)
+    extras = extras or ChatExtras()
+    hits, system_text, post = _card_text(card, history, char, user, count, extra_system, extras)
+    note = render_macros(extras.note_text(), char, user).strip()
+    fixed = _fixed_cost(system_text, post, cost, context_window, available)
+    history_budget = available - fixed - (cost(note) if note else 0)
 
     knowledge_used = 0
     if knowledge:
@@ -285,10 +299,11 @@ def build_prompt(
         system_text, knowledge_used = _add_knowledge(
             system_text, header, knowledge, history_budget // 2, cost
         )
-        history_budget = available - cost(system_text) - (cost(post) if post else 0)
+        history_budget -= cost(system_text) + (cost(post) if post else 0) - fixed
 
-    kept, truncated = _fit_history(to_langchain(history), history_budget, list_cost)
-    remaining = history_budget - list_cost(kept)
+    kept, truncated = _fit_chat(history, extras, note, history_budget, list_cost)
+    remaining = history_budget - list_cost(kept) + (cost(note) if note else 0)
+    dropped = len(history) - len(kept) + (1 if note else 0)
 
     dialogues = parse_examples(card.mes_example, char, user)
     examples = _fit_examples(system_text, dialogues, char, user, remaining, cost)
@@ -301,7 +316,7 @@ def build_prompt(
     return PromptBuild(
         messages=messages,
         lore_hits=hits,
-        dropped_history=len(history) - len(kept),
+        dropped_history=dropped,
         prompt_tokens=sum(cost(m.content) for m in messages) + PROMPT_OVERHEAD_TOKENS,
         examples_used=len(examples),
         examples_total=len(dialogues),
@@ -317,6 +332,7 @@ def _card_text(
     user: str,
     count: Callable[[str], int],
     extra_system: str | None,
+    extras: ChatExtras,
 ) -> tuple[list[LoreHit], str, str]:
     """The lorebook entries the chat fires, the system text and the post-history text."""
     hits = activate(
@@ -325,9 +341,30 @@ def _card_text(
         count,
         render=lambda text: render_macros(text, char, user),
     )
-    system_text = _system_text(card, char, user, split_by_position(hits), extra_system)
+    lore = split_by_position(hits)
+    system_text = _system_text(card, char, user, lore, extra_system, extras)
     post = render_macros(card.post_history_instructions, char, user).strip()
     return hits, system_text, post
+
+
+def _fit_chat(
+    history: Sequence[ChatMessage],
+    extras: ChatExtras,
+    note: str,
+    budget: int,
+    list_cost: Callable[[list[BaseMessage]], int],
+) -> tuple[list[BaseMessage], bool]:
+    """The history that fits ``budget`` (pinned messages always kept), with the author's
+    note put in at its depth; True if the newest turn had to be cut."""
+    kept, truncated = fit_with_pins(
+        to_langchain(history),
+        extras.pinned,
+        budget,
+        list_cost,
+        lambda messages, room: _fit_history(messages, room, list_cost),
+    )
+    depth = extras.authors_note.depth if extras.authors_note else 0
+    return insert_note(kept, note, depth), truncated
 
 
 def _fixed_cost(

@@ -43,6 +43,9 @@ Svc = Annotated[Services, Depends(services)]
 class NewConversation(BaseModel):
     user_name: str = Field(default="User", max_length=100)
     greeting: int = Field(default=0, ge=0, description="Which greeting opens the chat.")
+    persona_id: str | None = Field(
+        default=None, max_length=36, description="Chat as this persona (default: your default)."
+    )
 
 
 class SendMessage(BaseModel):
@@ -116,8 +119,9 @@ def create_conversation(
     """A new chat, private to the caller: its wallet, or this browser's visitor cookie."""
     body = body or NewConversation()
     svc.agents.require_visible(agent_id, principal=principal)  # 404: someone else's private
+    persona = svc.personas.for_new_chat(body.persona_id, principal=principal)
     return svc.chat.create_conversation(
-        agent_id, body.user_name, body.greeting, principal=principal
+        agent_id, body.user_name, body.greeting, persona=persona, principal=principal
     )
 
 

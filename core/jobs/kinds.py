@@ -16,7 +16,12 @@ from typing import Any
 from core.settings import Settings
 
 # Modules whose import registers ``@job_kind`` functions, so separate workers import them too.
-JOB_MODULES: tuple[str, ...] = ("knowledge.jobs", "chain.jobs", "agents.finetune.jobs")
+JOB_MODULES: tuple[str, ...] = (
+    "knowledge.jobs",
+    "chain.jobs",
+    "agents.finetune.jobs",
+    "agents.memory",
+)
 
 JobFunction = Callable[..., dict[str, Any] | None]
 

@@ -18,6 +18,7 @@ import gradio as gr
 from ui.chat import handlers, message_handlers
 from ui.chat.group_layout import build_group_panel
 from ui.common import principal_of
+from ui.chat.side_panel_layout import build_side_panel
 from ui.context import StudioContext
 from ui.voice_chat.layout import build_voice_chat
 from ui.wiring import pack, wire
@@ -81,6 +82,7 @@ def build_chat_screen(ctx: StudioContext) -> None:
     c["status"] = gr.Markdown("", elem_id="chat-status")
     build_group_panel(ctx, c)  # "let X reply", group setup, chat files
     build_voice_chat(ctx, c)
+    build_side_panel(ctx, c)
     shown = _wire(ctx, c)
     shown += _wire_tools(ctx, c)
     _follow_swipes(ctx, c, [*shown, c["voice_reply"]])
