@@ -36,11 +36,11 @@ from api.guards import MULTIPART_OVERHEAD, install_guards
 from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
 from api.limits import install_limits
+from api.memory_router import router as memory_router
 from api.openai_router import router as openai_router
+from api.personas_router import router as personas_router
 from api.usage_router import router as usage_router
 from api.visitor import install_visitor_cookie
-from api.memory_router import router as memory_router
-from api.personas_router import router as personas_router
 from api.voice_router import router as voice_router
 from container import Services, build_services
 from core.settings import Settings

@@ -17,8 +17,8 @@ import gradio as gr
 
 from ui.chat import handlers, message_handlers
 from ui.chat.group_layout import build_group_panel
-from ui.common import principal_of
 from ui.chat.side_panel_layout import build_side_panel
+from ui.common import principal_of
 from ui.context import StudioContext
 from ui.voice_chat.layout import build_voice_chat
 from ui.wiring import pack, wire
