@@ -15,7 +15,7 @@ from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
 from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
-from agents.memory import MemoryDeps, MemoryService
+from agents.memory import CONVERSATION_TARGET, MemoryDeps, MemoryService
 from agents.personas import PersonaService
 from agents.service import AgentService
 from chain.auth import AuthService
@@ -104,6 +104,8 @@ def build_services(
     usage = _usage_service(settings, db, agents, chain_service)
     chat.meter = usage.track
     jobs.provide(MemoryDeps(memory=memory))
+    # A summary job is its conversation's: only who may change the chat sees or cancels it.
+    jobs.access.target_checks[CONVERSATION_TARGET] = memory.require_changeable
     return Services(
         settings=settings,
         db=db,

@@ -120,6 +120,12 @@ class MemoryService:
         self.personas = personas
         self.access = access or ConversationAccess()
 
+    def require_changeable(self, principal: Principal, conversation_id: str) -> None:
+        """Allow ``principal`` to change the conversation (who may see or cancel its summary
+        job), or raise 403 (404 when it is gone)."""
+        with self.db.session() as s:
+            self._load(s, conversation_id, principal, write=True)
+
     def _load(
         self, session: Any, conversation_id: str, principal: Principal, *, write: bool
     ) -> Any:

@@ -15,13 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.errors import AnimaError, AuthError, NotFoundError, NotOwnerError
+from core.errors import (
+    AnimaError,
+    AuthError,
+    ConversationAccessError,
+    NotFoundError,
+    NotOwnerError,
+)
 from core.jobs.view import JobView
 from core.principal import OwnerCheck, Principal
 
 # A target id -> the wallet that owns it (``None``: an anonymous draft); raises
 # ``NotFoundError`` when the target is gone.
 AddressOwner = Callable[[str], str | None]
+# For targets owned otherwise (a conversation may belong to a browser, not a wallet): allow
+# ``principal`` to change target ``id``, or raise (``NotFoundError`` when it is gone).
+TargetCheck = Callable[[Principal, str], None]
 
 AGENT_TARGET = "agent"
 
@@ -32,6 +41,7 @@ class JobAccess:
     def __init__(self) -> None:
         self.owners: OwnerCheck | None = None
         self.address_owners: dict[str, AddressOwner] = {}
+        self.target_checks: dict[str, TargetCheck] = {}
 
     def require(self, principal: Principal, view: JobView) -> None:
         """Allow ``principal`` to see and cancel the job, or raise 401/403 (503 when the
@@ -42,7 +52,7 @@ class JobAccess:
         try:
             if self._target_allows(owners, principal, view):
                 return
-        except (AuthError, NotOwnerError) as exc:
+        except (AuthError, NotOwnerError, ConversationAccessError) as exc:
             submitted = f", submitted by {view.owner}," if view.owner else ""
             raise type(exc)(f"{_name(view)}{submitted} is not yours: {exc}") from exc
         # No target to ask about (none, or deleted since): the job is its submitter's.
@@ -70,6 +80,10 @@ class JobAccess:
         try:
             if view.target_type == AGENT_TARGET:
                 owners.require_owner(principal, view.target_id)
+                return True
+            check = self.target_checks.get(view.target_type)
+            if check is not None:
+                check(principal, view.target_id)
                 return True
             lookup = self.address_owners.get(view.target_type)
             if lookup is None:

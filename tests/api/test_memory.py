@@ -125,6 +125,12 @@ def test_summary_job_covers_dropped_turns_and_reaches_the_next_prompt(
         kind=SUMMARISE_KIND, target_type="conversation", target_id=cid, principal=SYSTEM
     )
     assert len(jobs) == 1
+    # The job is the chat's: another browser neither lists, reads nor cancels it.
+    stranger = TestClient(client.app)
+    assert jobs[0].id not in [j["id"] for j in stranger.get("/api/jobs").json()]
+    assert stranger.get(f"/api/jobs/{jobs[0].id}").status_code == 403
+    assert stranger.post(f"/api/jobs/{jobs[0].id}/cancel").status_code == 403
+    assert client.get(f"/api/jobs/{jobs[0].id}").status_code == 200
     again = client.post(f"/api/conversations/{cid}/summarise").json()["job_id"]
     assert again == jobs[0].id or services.jobs.get(jobs[0].id, principal=SYSTEM).finished
     done = services.jobs.wait(jobs[0].id, timeout=300, principal=SYSTEM)
