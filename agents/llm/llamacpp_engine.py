@@ -13,10 +13,13 @@ of llama.cpp are handled here rather than trusted:
   another adapter gets the KV computed under the first one back (verified: the reply
   changes). So that cache is off (``cache_ram_mib = 0``). llama.cpp does clear a slot's own
   cache when the adapter changes, which would waste a warm persona; so this module picks the
-  slot itself (``id_slot``): the one with the longest cached prefix *under the same adapter*,
-  else the least recently used, and sends ``cache_prompt: false`` when the slot's KV came from
-  another adapter. A persona prefix is thus reused across turns and users of the same agent
-  and never across adapters.
+  slot itself (``id_slot``, ``_slot_value``): the one whose cache this prompt reuses most
+  *under the same adapter*, less what it would destroy of another conversation's cache, else
+  an empty or the least recently used slot; and it sends ``cache_prompt: false`` when the
+  slot's KV came from another adapter. A conversation thus keeps its own slot from turn to
+  turn (two chats that share only a system prompt no longer evict each other every turn), a
+  persona prefix is reused where that costs no other chat its cache, and nothing is reused
+  across adapters.
 
 llama.cpp loads adapters when its server starts. A new adapter therefore starts a second
 server with the new set (least recently used adapters beyond ``llm_adapter_budget_mb``
@@ -291,13 +294,7 @@ class LlamaCppEngine:
             free = [s for s in gen.slots if not s.busy]
             if not free:  # the scheduler admits at most llm_parallel; be safe anyway
                 raise BackendError("no free llama.cpp slot")
-            same = [s for s in free if s.adapter == adapter]
-            best = max(
-                same, key=lambda s: (_common_prefix(s.tokens, prompt), -s.used_at), default=None
-            )
-            if best is None or _common_prefix(best.tokens, prompt) == 0:
-                # nothing to reuse: take the least recently used slot, keeping warm ones
-                best = min(free, key=lambda s: s.used_at)
+            best = max(free, key=lambda s: (_slot_value(s, adapter, prompt), -s.used_at))
             reuse = best.adapter == adapter
             best.busy = True
             best.adapter = adapter
@@ -416,6 +413,16 @@ class _Outcome:
         result.cached_tokens = int(details.get("cached_tokens") or 0)
         hit_length = self.finish == "length" or result.completion_tokens >= max_new
         result.finish_reason = "length" if hit_length and not self.stopped else "stop"
+
+
+def _slot_value(slot: _Slot, adapter: str | None, prompt: list[int]) -> int:
+    """What putting ``prompt`` in ``slot`` is worth, in prompt tokens: those its cache saves
+    computing, minus the cached tokens of another conversation it throws away. An empty slot
+    is worth 0; a slot holding this conversation's previous turn is worth about its length."""
+    if slot.adapter != adapter:
+        return -len(slot.tokens)  # its KV is another adapter's: nothing reusable, all lost
+    shared = _common_prefix(slot.tokens, prompt)
+    return shared - (len(slot.tokens) - shared)
 
 
 def _start_request(

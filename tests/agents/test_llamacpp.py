@@ -10,6 +10,7 @@ visibly differently.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -163,6 +164,42 @@ def test_prefix_cache_is_reused_within_an_adapter_and_never_across(
         "".join(pool.get(None, None).stream(other, GREEDY32))
         text, _ = run(None)
         assert text == references[None]
+    finally:
+        for engine in pool._engines.values():
+            engine.unload()
+
+
+def test_two_chats_sharing_a_system_prompt_keep_their_own_slots(
+    hf_dir: Path, data_dir: Path, model_cache_dir: Path
+) -> None:
+    """Chats that share only the system prompt used to evict each other every turn (the
+    other chat's slot looked like the best prefix match): each re-read its whole history."""
+    from agents.llm.base import StreamResult
+
+    pool = LLMPool(engine_settings(data_dir, model_cache_dir, str(hf_dir), llm_parallel=2))
+    system = STORY[0]
+    chats: dict[str, list[ChatMessage]] = {
+        "short": [system],
+        "long": [
+            system,
+            *[ChatMessage(role="user", content=f"Line {i} of the log.") for i in range(40)],
+        ],
+    }
+    try:
+        cached: dict[str, list[tuple[int, int]]] = {"short": [], "long": []}
+        for turn in range(3):
+            for name, history in chats.items():
+                history.append(ChatMessage(role="user", content=f"Question {turn}?"))
+                result = StreamResult()
+                text = "".join(pool.get().stream(history, GREEDY32, result))
+                history.append(ChatMessage(role="assistant", content=text or "..."))
+                cached[name].append((result.prompt_tokens, result.cached_tokens))
+        # The long chat keeps its slot from its first turn on; the short one may lose its
+        # few cached tokens once (cheap to recompute), then keeps its own slot too.
+        long, short = cached["long"], cached["short"]
+        pairs = list(itertools.pairwise(long))
+        assert pairs and all(now[1] >= before[0] - 2 for before, now in pairs), long
+        assert short[2][1] >= short[1][0] - 2, short
     finally:
         for engine in pool._engines.values():
             engine.unload()
