@@ -3,7 +3,9 @@ document's own schema.
 
 Every operation gets a bounded number of generated requests (``FUZZ_EXAMPLES`` each; raise it
 with ``ANIMA_FUZZ_EXAMPLES`` for a deeper run). Path ids are swapped for a real agent,
-conversation and job about half of the time, so the handlers behind the 404s are fuzzed too.
+conversation and job about half of the time, so the handlers behind the 404s are fuzzed too;
+a third of the requests carry an API key of the wallet that owns the seeded agent, so the
+handlers behind the key checks and the owner checks are fuzzed as well.
 Replies come from a scripted model (the model is not what is under test; its cost would only
 bound the number of cases); everything else is the real app on a temporary data directory.
 """
@@ -28,7 +30,7 @@ from agents.llm.base import StreamResult
 from agents.llm.pool import LLMPool
 from agents.schema import ChatMessage, GenerationSettings
 from container import Services, build_services
-from core.principal import SYSTEM
+from core.principal import SYSTEM, Principal
 from core.settings import Settings
 from tests.fake_backends import ScriptedBackend
 
@@ -52,19 +54,25 @@ class _ScriptedModel(ScriptedBackend):
         yield " thanks."
 
 
+OWNER = Principal(address="0x00000000000000000000000000000000000F0220", via="session")
+
+
 class _Seeds:
-    """Real ids to put in paths; re-created when a fuzzed DELETE removed them."""
+    """Real ids to put in paths; re-created when a fuzzed DELETE removed them. ``key``: an
+    API key of the wallet that owns the seeded agent."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self.ids: dict[str, str] = {}
+        self.key = services.auth.create_api_key("fuzz", principal=OWNER).key
+        self.calls = 0
         self.refresh()
 
     def refresh(self) -> None:
         agents = self.services.agents
         if "agent_id" not in self.ids or not agents._exists(self.ids["agent_id"]):
             agent = agents.create_agent(
-                {"name": "Fuzz", "first_mes": "Hi {{user}}"}, principal=SYSTEM
+                {"name": "Fuzz", "first_mes": "Hi {{user}}"}, principal=OWNER, owner=OWNER.address
             )
             self.ids["agent_id"] = self.ids["model_id"] = agent.id
             self.ids.pop("conversation_id", None)
@@ -73,7 +81,7 @@ class _Seeds:
                 self.ids.get("conversation_id", "-"), principal=SYSTEM
             )
         except Exception:
-            conv = self.services.chat.create_conversation(self.ids["agent_id"], principal=SYSTEM)
+            conv = self.services.chat.create_conversation(self.ids["agent_id"], principal=OWNER)
             self.ids["conversation_id"] = conv.id
 
 
@@ -121,6 +129,9 @@ def test_no_input_gets_a_5xx_or_an_answer_outside_the_schema(
                 for name in params:
                     if name in seeds.ids:
                         params[name] = seeds.ids[name]
+            seeds.calls += 1
+            if seeds.calls % 3 == 0:
+                case.headers = {**(case.headers or {}), "Authorization": f"Bearer {seeds.key}"}
             case.call_and_validate(checks=CHECKS)
 
         try:
