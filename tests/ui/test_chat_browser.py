@@ -168,6 +168,8 @@ def test_a_reload_keeps_the_conversation_open(
     agent_id, _ = _conversation(services)
     _open(page, live_server, agent_id, "Is the lamp lit?")
     expect(_bots(page)).to_have_count(2)
+    # The page's address carries the open chat (set by the browser once the pick lands).
+    page.wait_for_url(re.compile(r"[?&]chat=[0-9a-f]+"))
     page.reload()
     page.get_by_role("tab", name="Chat").click()
     expect(page.locator("#chat-conversation input").first).to_have_value(
