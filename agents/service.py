@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import ColumnElement, false, func, or_, select
+from sqlalchemy import func, select
 
 from agents import cards
 from agents.attachments import AgentAttachment
@@ -33,6 +33,7 @@ from agents.prompt import char_name, render_macros
 from agents.records import AgentRecord, utcnow
 from agents.schema import SPEC_V2, SPEC_V3, Card, CardData, GenerationSettings
 from agents.views import VISIBILITIES, AgentListener, AgentView, CardFile, merge_generation
+from agents.visibility import AgentVisibility
 from core.db import Database
 from core.errors import (
     CardFormatError,
@@ -65,12 +66,13 @@ class _Unwired:
     require_owner = require_address = require_creator = _refuse
 
 
-class AgentService(ChainColumns):
+class AgentService(ChainColumns, AgentVisibility):
     """Every method that changes an agent takes the caller (``principal``) and asks
     ``owner_check`` first. What a caller may read depends on the agent's visibility: the
-    ``*_visible`` methods take the caller and answer as if a private agent of someone else
-    did not exist (404, never 403: its existence is not told). The plain reads are the app's
-    own (replies, jobs, the chain), for code that already holds an id it may use."""
+    ``*_visible`` methods (``agents.visibility``) take the caller and answer as if a private
+    agent of someone else did not exist (404, never 403: its existence is not told). The
+    plain reads are the app's own (replies, jobs, the chain), for code that already holds an
+    id it may use."""
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
@@ -106,51 +108,6 @@ class AgentService(ChainColumns):
     def get_agent(self, agent_id: str) -> AgentView:
         with self.db.session() as s:
             return self._view(self._row(s, agent_id))
-
-    # ----- reading as a caller: visibility ---------------------------------------------
-    def list_visible(
-        self, *, principal: Principal, limit: int | None = None, offset: int = 0
-    ) -> list[AgentView]:
-        """Public agents and the caller's own (any visibility), oldest first."""
-        query = (
-            select(AgentRecord)
-            .where(self._listed(principal))
-            .order_by(AgentRecord.created_at, AgentRecord.id)
-        )
-        if offset:
-            query = query.offset(offset)
-        if limit is not None:
-            query = query.limit(limit)
-        with self.db.session() as s:
-            return [self._view(r) for r in s.scalars(query).all()]
-
-    def count_visible(self, *, principal: Principal) -> int:
-        query = select(func.count()).select_from(AgentRecord).where(self._listed(principal))
-        with self.db.session() as s:
-            return int(s.scalar(query) or 0)
-
-    def get_visible(self, agent_id: str, *, principal: Principal) -> AgentView:
-        """The agent, unless it is private and not the caller's: then 404 like a wrong id."""
-        view = self.get_agent(agent_id)
-        if not _may_see(principal, view.visibility, view.owner_address):
-            raise NotFoundError(f"no agent with id {agent_id!r}")
-        return view
-
-    def require_visible(self, agent_id: str, *, principal: Principal) -> None:
-        """Allow using agent ``agent_id`` by id (chat, card, avatar), or 404 as in
-        ``get_visible``."""
-        self.get_visible(agent_id, principal=principal)
-
-    @staticmethod
-    def _listed(principal: Principal) -> ColumnElement[bool]:
-        if principal.is_system:
-            return AgentRecord.visibility.in_(VISIBILITIES)
-        mine = (
-            func.lower(AgentRecord.owner_address) == principal.address.lower()
-            if principal.address
-            else false()
-        )
-        return or_(AgentRecord.visibility == "public", mine)
 
     def get_card(self, agent_id: str) -> Card:
         with self.db.session() as s:
@@ -553,12 +510,6 @@ def _check_visibility(value: Any, owner: str | None) -> str:
             "it, or make it unlisted"
         )
     return str(value)
-
-
-def _may_see(principal: Principal, visibility: str, owner: str | None) -> bool:
-    """Public and unlisted agents work for anyone by id; private ones for their owner only
-    (a signed-in session or one of the owner's API keys: both carry the owner's address)."""
-    return visibility != "private" or principal.is_system or principal.is_address(owner)
 
 
 def _file_stem(name: str, fallback: str) -> str:
