@@ -24,6 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import func, select
 
 from agents import cards
+from agents.anima_extension import anima_from_extensions, with_anima_extension
 from agents.attachments import AgentAttachment
 from agents.avatar import normalise_avatar
 from agents.chain_columns import ChainColumns
@@ -247,7 +248,7 @@ class AgentService(ChainColumns, AgentVisibility):
         )
         card, avatar, assets = imported.card, imported.avatar, imported.assets
         _check_lorebook(card.data)
-        anima = _anima_from_extensions(card.data)
+        anima = anima_from_extensions(card.data)
         if anima.get("visibility") == "private" and owner is None:
             anima["visibility"] = "unlisted"  # nobody could see it: the closest it can be
         staged = [(a, a.take_import(assets)) for a in self.attachments]  # checked before storing
@@ -268,7 +269,7 @@ class AgentService(ChainColumns, AgentVisibility):
     ) -> CardFile:
         with self.db.session() as s:
             row = self._row(s, agent_id)
-            card = _with_anima_extension(self._card(row), row)
+            card = with_anima_extension(self._card(row), row)
             folder = self._agent_dir(row.id)
             avatar = (
                 self._avatar_path(row.id, row.avatar_file).read_bytes() if row.avatar_file else None
@@ -461,44 +462,6 @@ def _avatar_name(png: bytes) -> str:
 
 def _spec_version(spec: str) -> str:
     return "2.0" if spec == SPEC_V2 else "3.0"
-
-
-def _anima_from_extensions(data: CardData) -> dict[str, Any]:
-    """A card exported by Anima carries its generation settings and visibility in
-    ``extensions.anima``; what does not validate is left out."""
-    ext = data.extensions.get("anima")
-    found: dict[str, Any] = {}
-    if not isinstance(ext, dict):
-        return found
-    if isinstance(ext.get("generation"), dict):
-        try:
-            gen = GenerationSettings.model_validate(ext["generation"])
-            found["generation"] = gen.model_dump(mode="json")
-        except PydanticValidationError:
-            pass
-    if ext.get("visibility") in VISIBILITIES:
-        found["visibility"] = ext["visibility"]
-    return found
-
-
-def _with_anima_extension(card: Card, row: AgentRecord) -> Card:
-    """Carry non-default generation settings and visibility in ``extensions.anima`` so they
-    survive export."""
-    generation = row.generation or {}
-    visibility = row.visibility or "public"
-    ext = card.data.extensions.get("anima")
-    default = generation == GenerationSettings().model_dump(mode="json")
-    if default and visibility == "public" and ext is None:
-        return card
-    data = card.data.model_copy(deep=True)
-    anima = dict(ext) if isinstance(ext, dict) else {}
-    anima["generation"] = generation
-    if visibility != "public":
-        anima["visibility"] = visibility
-    else:
-        anima.pop("visibility", None)
-    data.extensions = {**data.extensions, "anima": anima}
-    return card.model_copy(update={"data": data})
 
 
 def _check_visibility(value: Any, owner: str | None) -> str:
