@@ -148,9 +148,7 @@ class ChatTransferService:
         agent_name = self.agents.get_agent(agent_id).name
         name = filename or "the file"
         header, lines = parse_jsonl(name, content)
-        user_name = str(header.get("user_name") or "").strip()[:100]
-        if not user_name:
-            user_name = next((x.name for x in lines if x.role == "user" and x.name), "User")
+        user_name = _user_name(header, lines)
         meta = header.get("chat_metadata") if isinstance(header.get("chat_metadata"), dict) else {}
         anima = meta.get("anima") if isinstance(meta.get("anima"), dict) else {}
         title = str(anima.get("title") or "") or next(
@@ -181,17 +179,7 @@ class ChatTransferService:
                         )
                     )
             for position, line in enumerate(lines):
-                extra: dict[str, Any] = {}
-                if line.role == "assistant":
-                    extra["name"] = line.name or agent_name
-                    if extra["name"] in speakers:
-                        extra["speaker_id"] = speakers[extra["name"]]
-                elif line.name and line.name != user_name:
-                    extra["name"] = line.name  # a user line under another persona's name
-                if line.sent is not None:
-                    extra["created_at"] = line.sent
-                if line.pinned:
-                    extra["pinned"] = True
+                extra = _message_fields(line, agent_name, user_name, speakers)
                 s.add(
                     new_message(conv.id, position, line.role, line.versions, line.selected, **extra)
                 )
@@ -271,6 +259,32 @@ def _message(name: str, number: int, item: dict[str, Any]) -> _Line:
     pinned = isinstance(anima, dict) and anima.get("pinned") is True
     speaker = (speaker or "").strip()[:200] or None
     return _Line(role, versions, selected, speaker, _date(item), pinned)
+
+
+def _user_name(header: dict[str, Any], lines: list[_Line]) -> str:
+    """The file's user name, else the name on its first user line that has one."""
+    user_name = str(header.get("user_name") or "").strip()[:100]
+    if not user_name:
+        user_name = next((x.name for x in lines if x.role == "user" and x.name), "User")
+    return user_name
+
+
+def _message_fields(
+    line: _Line, agent_name: str, user_name: str, speakers: dict[str, str]
+) -> dict[str, Any]:
+    """A line's name, speaker, date and pin, as ``new_message`` takes them."""
+    extra: dict[str, Any] = {}
+    if line.role == "assistant":
+        extra["name"] = line.name or agent_name
+        if extra["name"] in speakers:
+            extra["speaker_id"] = speakers[extra["name"]]
+    elif line.name and line.name != user_name:
+        extra["name"] = line.name  # a user line under another persona's name
+    if line.sent is not None:
+        extra["created_at"] = line.sent
+    if line.pinned:
+        extra["pinned"] = True
+    return extra
 
 
 def _date(item: dict[str, Any]) -> datetime | None:

@@ -313,28 +313,14 @@ def activate(
         if (c := _candidate(i, e, max(0, scan_depth), render_fn)) is not None
     ]
 
-    chat_text_by_depth: dict[int, str] = {}
-
-    def chat_text(depth: int) -> str:
-        if depth not in chat_text_by_depth:
-            chat_text_by_depth[depth] = "\n".join(history[-depth:]) if depth > 0 else ""
-        return chat_text_by_depth[depth]
-
+    chat_text = _chat_text_reader(history)
     admitted: list[_Candidate] = []
     tokens: dict[int, int] = {}
     used = 0
     recursion_text = ""
     for scan_pass in range(MAX_SCAN_PASSES):
         waiting = [c for c in candidates if c.index not in tokens]
-        if scan_pass == 0:
-            new = [c for c in waiting if c.constant or c.matches(chat_text(c.scan_depth))]
-        else:
-            new = [
-                c
-                for c in waiting
-                if not c.exclude_recursion
-                and c.matches(chat_text(c.scan_depth) + "\n" + recursion_text)
-            ]
+        new = _matching(waiting, scan_pass, chat_text, recursion_text)
         admitted_now, overflowed = _admit(new, count_tokens, budget - used, tokens)
         used += sum(tokens[c.index] for c in admitted_now)
         admitted.extend(admitted_now)
@@ -347,6 +333,36 @@ def activate(
 
     admitted.sort(key=lambda c: (c.entry.insertion_order, c.index))
     return [LoreHit(c.entry, c.content, c.position, tokens[c.index]) for c in admitted]
+
+
+def _chat_text_reader(history: Sequence[str]) -> Callable[[int], str]:
+    """The newest ``depth`` messages as one text, joined once per depth (many entries share
+    a scan depth, and every pass reads it again)."""
+    by_depth: dict[int, str] = {}
+
+    def chat_text(depth: int) -> str:
+        if depth not in by_depth:
+            by_depth[depth] = "\n".join(history[-depth:]) if depth > 0 else ""
+        return by_depth[depth]
+
+    return chat_text
+
+
+def _matching(
+    waiting: list[_Candidate],
+    scan_pass: int,
+    chat_text: Callable[[int], str],
+    recursion_text: str,
+) -> list[_Candidate]:
+    """The waiting entries this pass activates: the first pass reads the chat (constant
+    entries always fire); later passes also read the entries admitted so far."""
+    if scan_pass == 0:
+        return [c for c in waiting if c.constant or c.matches(chat_text(c.scan_depth))]
+    return [
+        c
+        for c in waiting
+        if not c.exclude_recursion and c.matches(chat_text(c.scan_depth) + "\n" + recursion_text)
+    ]
 
 
 def _admit(

@@ -279,27 +279,16 @@ def build_prompt(
     available = _prompt_room(context_window, max_new_tokens)
     char, user = char_name(card), user_name or DEFAULT_USER_NAME
 
-    count = lru_cache(maxsize=4096)(count_tokens)
-
-    def cost(text: str) -> int:
-        return count(text) + MESSAGE_OVERHEAD_TOKENS
-
-    def list_cost(messages: list[BaseMessage]) -> int:
-        return sum(cost(m.text) for m in messages)
-
+    count, cost, list_cost = _token_costs(count_tokens)
     extras = extras or ChatExtras()
     hits, system_text, post = _card_text(card, history, char, user, count, extra_system, extras)
     note = render_macros(extras.note_text(), char, user).strip()
     fixed = _fixed_cost(system_text, post, cost, context_window, available)
     history_budget = available - fixed - (cost(note) if note else 0)
 
-    knowledge_used = 0
-    if knowledge:
-        header = render_macros(KNOWLEDGE_HEADER, char, user)
-        system_text, knowledge_used = _add_knowledge(
-            system_text, header, knowledge, history_budget // 2, cost
-        )
-        history_budget -= cost(system_text) + (cost(post) if post else 0) - fixed
+    system_text, knowledge_used, history_budget = _with_knowledge(
+        system_text, post, knowledge, (char, user), history_budget, fixed, cost
+    )
 
     kept, truncated = _fit_chat(history, extras, note, history_budget, list_cost)
     remaining = history_budget - list_cost(kept) + (cost(note) if note else 0)
@@ -310,9 +299,7 @@ def build_prompt(
     if examples:
         system_text = "\n\n".join([system_text, *examples])
 
-    messages = [ChatMessage(role="system", content=system_text), *from_langchain(kept)]
-    if post:
-        messages.append(ChatMessage(role="system", content=post))
+    messages = _assembled(system_text, kept, post)
     return PromptBuild(
         messages=messages,
         lore_hits=hits,
@@ -323,6 +310,49 @@ def build_prompt(
         truncated_last_turn=truncated,
         knowledge_used=knowledge_used,
     )
+
+
+def _token_costs(
+    count_tokens: Callable[[str], int],
+) -> tuple[Callable[[str], int], Callable[[str], int], Callable[[list[BaseMessage]], int]]:
+    """Token counts, cached (a prompt is measured many times while it is fitted): of a text,
+    of a text as one message, and of a list of messages."""
+    count = lru_cache(maxsize=4096)(count_tokens)
+
+    def cost(text: str) -> int:
+        return count(text) + MESSAGE_OVERHEAD_TOKENS
+
+    def list_cost(messages: list[BaseMessage]) -> int:
+        return sum(cost(m.text) for m in messages)
+
+    return count, cost, list_cost
+
+
+def _with_knowledge(
+    system_text: str,
+    post: str,
+    knowledge: Sequence[str],
+    names: tuple[str, str],
+    history_budget: int,
+    fixed: int,
+    cost: Callable[[str], int],
+) -> tuple[str, int, int]:
+    """The system text with the excerpts that fit in half of the history's room, how many
+    joined it, and the room left for the history (``names``: the character's and user's)."""
+    if not knowledge:
+        return system_text, 0, history_budget
+    header = render_macros(KNOWLEDGE_HEADER, *names)
+    system_text, used = _add_knowledge(system_text, header, knowledge, history_budget // 2, cost)
+    history_budget -= cost(system_text) + (cost(post) if post else 0) - fixed
+    return system_text, used, history_budget
+
+
+def _assembled(system_text: str, kept: list[BaseMessage], post: str) -> list[ChatMessage]:
+    """The system text, the history that fits, then the post-history text (when any)."""
+    messages = [ChatMessage(role="system", content=system_text), *from_langchain(kept)]
+    if post:
+        messages.append(ChatMessage(role="system", content=post))
+    return messages
 
 
 def _card_text(

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import ColumnElement, false, func, or_, select
+from sqlalchemy import func, select
 
 from agents import cards
+from agents.anima_extension import anima_from_extensions, with_anima_extension
 from agents.attachments import AgentAttachment
 from agents.avatar import normalise_avatar
 from agents.chain_columns import ChainColumns
@@ -33,6 +34,7 @@ from agents.prompt import char_name, render_macros
 from agents.records import AgentRecord, utcnow
 from agents.schema import SPEC_V2, SPEC_V3, Card, CardData, GenerationSettings
 from agents.views import VISIBILITIES, AgentListener, AgentView, CardFile, merge_generation
+from agents.visibility import AgentVisibility
 from core.db import Database
 from core.errors import (
     CardFormatError,
@@ -65,12 +67,13 @@ class _Unwired:
     require_owner = require_address = require_creator = _refuse
 
 
-class AgentService(ChainColumns):
+class AgentService(ChainColumns, AgentVisibility):
     """Every method that changes an agent takes the caller (``principal``) and asks
     ``owner_check`` first. What a caller may read depends on the agent's visibility: the
-    ``*_visible`` methods take the caller and answer as if a private agent of someone else
-    did not exist (404, never 403: its existence is not told). The plain reads are the app's
-    own (replies, jobs, the chain), for code that already holds an id it may use."""
+    ``*_visible`` methods (``agents.visibility``) take the caller and answer as if a private
+    agent of someone else did not exist (404, never 403: its existence is not told). The
+    plain reads are the app's own (replies, jobs, the chain), for code that already holds an
+    id it may use."""
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
@@ -106,51 +109,6 @@ class AgentService(ChainColumns):
     def get_agent(self, agent_id: str) -> AgentView:
         with self.db.session() as s:
             return self._view(self._row(s, agent_id))
-
-    # ----- reading as a caller: visibility ---------------------------------------------
-    def list_visible(
-        self, *, principal: Principal, limit: int | None = None, offset: int = 0
-    ) -> list[AgentView]:
-        """Public agents and the caller's own (any visibility), oldest first."""
-        query = (
-            select(AgentRecord)
-            .where(self._listed(principal))
-            .order_by(AgentRecord.created_at, AgentRecord.id)
-        )
-        if offset:
-            query = query.offset(offset)
-        if limit is not None:
-            query = query.limit(limit)
-        with self.db.session() as s:
-            return [self._view(r) for r in s.scalars(query).all()]
-
-    def count_visible(self, *, principal: Principal) -> int:
-        query = select(func.count()).select_from(AgentRecord).where(self._listed(principal))
-        with self.db.session() as s:
-            return int(s.scalar(query) or 0)
-
-    def get_visible(self, agent_id: str, *, principal: Principal) -> AgentView:
-        """The agent, unless it is private and not the caller's: then 404 like a wrong id."""
-        view = self.get_agent(agent_id)
-        if not _may_see(principal, view.visibility, view.owner_address):
-            raise NotFoundError(f"no agent with id {agent_id!r}")
-        return view
-
-    def require_visible(self, agent_id: str, *, principal: Principal) -> None:
-        """Allow using agent ``agent_id`` by id (chat, card, avatar), or 404 as in
-        ``get_visible``."""
-        self.get_visible(agent_id, principal=principal)
-
-    @staticmethod
-    def _listed(principal: Principal) -> ColumnElement[bool]:
-        if principal.is_system:
-            return AgentRecord.visibility.in_(VISIBILITIES)
-        mine = (
-            func.lower(AgentRecord.owner_address) == principal.address.lower()
-            if principal.address
-            else false()
-        )
-        return or_(AgentRecord.visibility == "public", mine)
 
     def get_card(self, agent_id: str) -> Card:
         with self.db.session() as s:
@@ -290,7 +248,7 @@ class AgentService(ChainColumns):
         )
         card, avatar, assets = imported.card, imported.avatar, imported.assets
         _check_lorebook(card.data)
-        anima = _anima_from_extensions(card.data)
+        anima = anima_from_extensions(card.data)
         if anima.get("visibility") == "private" and owner is None:
             anima["visibility"] = "unlisted"  # nobody could see it: the closest it can be
         staged = [(a, a.take_import(assets)) for a in self.attachments]  # checked before storing
@@ -311,7 +269,7 @@ class AgentService(ChainColumns):
     ) -> CardFile:
         with self.db.session() as s:
             row = self._row(s, agent_id)
-            card = _with_anima_extension(self._card(row), row)
+            card = with_anima_extension(self._card(row), row)
             folder = self._agent_dir(row.id)
             avatar = (
                 self._avatar_path(row.id, row.avatar_file).read_bytes() if row.avatar_file else None
@@ -506,44 +464,6 @@ def _spec_version(spec: str) -> str:
     return "2.0" if spec == SPEC_V2 else "3.0"
 
 
-def _anima_from_extensions(data: CardData) -> dict[str, Any]:
-    """A card exported by Anima carries its generation settings and visibility in
-    ``extensions.anima``; what does not validate is left out."""
-    ext = data.extensions.get("anima")
-    found: dict[str, Any] = {}
-    if not isinstance(ext, dict):
-        return found
-    if isinstance(ext.get("generation"), dict):
-        try:
-            gen = GenerationSettings.model_validate(ext["generation"])
-            found["generation"] = gen.model_dump(mode="json")
-        except PydanticValidationError:
-            pass
-    if ext.get("visibility") in VISIBILITIES:
-        found["visibility"] = ext["visibility"]
-    return found
-
-
-def _with_anima_extension(card: Card, row: AgentRecord) -> Card:
-    """Carry non-default generation settings and visibility in ``extensions.anima`` so they
-    survive export."""
-    generation = row.generation or {}
-    visibility = row.visibility or "public"
-    ext = card.data.extensions.get("anima")
-    default = generation == GenerationSettings().model_dump(mode="json")
-    if default and visibility == "public" and ext is None:
-        return card
-    data = card.data.model_copy(deep=True)
-    anima = dict(ext) if isinstance(ext, dict) else {}
-    anima["generation"] = generation
-    if visibility != "public":
-        anima["visibility"] = visibility
-    else:
-        anima.pop("visibility", None)
-    data.extensions = {**data.extensions, "anima": anima}
-    return card.model_copy(update={"data": data})
-
-
 def _check_visibility(value: Any, owner: str | None) -> str:
     if value not in VISIBILITIES:
         raise ValidationError(f"visibility must be one of {', '.join(VISIBILITIES)}, not {value!r}")
@@ -553,12 +473,6 @@ def _check_visibility(value: Any, owner: str | None) -> str:
             "it, or make it unlisted"
         )
     return str(value)
-
-
-def _may_see(principal: Principal, visibility: str, owner: str | None) -> bool:
-    """Public and unlisted agents work for anyone by id; private ones for their owner only
-    (a signed-in session or one of the owner's API keys: both carry the owner's address)."""
-    return visibility != "private" or principal.is_system or principal.is_address(owner)
 
 
 def _file_stem(name: str, fallback: str) -> str:

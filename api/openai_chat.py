@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import anyio
@@ -176,6 +176,10 @@ def _choice(
     )
 
 
+# Each choice's deltas, tagged with its index; ``None`` ends the choice, an exception fails it.
+_DeltaQueue = asyncio.Queue[tuple[int, str | None, BaseException | None]]
+
+
 async def _chunks(
     replies: list[ReplyStream],
     completion_id: str,
@@ -190,41 +194,14 @@ async def _chunks(
         "created": created,
         "model": body.model,
     }
-
-    def chunk(
-        index: int,
-        delta: dict[str, Any],
-        finish: str | None = None,
-        logprobs: Any = None,
-        frame: bool = False,
-    ) -> Any:
-        choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": finish}
-        if body.logprobs:
-            choice["logprobs"] = {"content": logprobs} if logprobs is not None else None
-        out: dict[str, Any] = {**base, "choices": [choice]}
-        if include_usage:
-            out["usage"] = None
-        return out if frame else sse_event(out)
-
+    chunk = _chunk_builder(base, body, include_usage)
     for index, reply in enumerate(replies):
         first = chunk(index, {"role": "assistant", "content": ""}, frame=True)
         if reply.sources:  # known before the first token: clients can show them meanwhile
             first["sources"] = [s.model_dump(mode="json") for s in reply.sources]
         yield sse_event(first)
-    queue: asyncio.Queue[tuple[int, str | None, BaseException | None]] = asyncio.Queue()
-
-    async def pump(index: int, reply: ReplyStream) -> None:
-        try:
-            async for delta in reply:
-                await queue.put((index, delta, None))
-        except BaseException as exc:  # reported on the stream; a cancellation is re-raised
-            await queue.put((index, None, exc))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        await queue.put((index, None, None))
-
-    tasks = [asyncio.create_task(pump(i, r)) for i, r in enumerate(replies)]
+    queue: _DeltaQueue = asyncio.Queue()
+    tasks = [asyncio.create_task(_pump(queue, i, r)) for i, r in enumerate(replies)]
     states = [_ChoiceState() for _ in replies]
     try:
         left = len(replies)
@@ -232,13 +209,7 @@ async def _chunks(
             index, delta, error = await queue.get()
             state, reply = states[index], replies[index]
             if error is not None:
-                if isinstance(error, AnimaError):
-                    yield sse_event(error_body(error.message, type(error).__name__, error.status))
-                else:
-                    log.error("completion failed", exc_info=error)
-                    yield sse_event(
-                        error_body("internal error while writing the reply", "server_error", 500)
-                    )
+                yield _error_event(error)
                 yield sse_event("[DONE]")
                 return
             if delta is not None:
@@ -256,6 +227,50 @@ async def _chunks(
             task.cancel()
         with anyio.CancelScope(shield=True):
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _chunk_builder(
+    base: dict[str, Any], body: ChatCompletionRequest, include_usage: bool
+) -> Callable[..., Any]:
+    """Builds one choice's chunk: an SSE event, or (``frame``) the dict to add fields to."""
+
+    def chunk(
+        index: int,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        logprobs: Any = None,
+        frame: bool = False,
+    ) -> Any:
+        choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": finish}
+        if body.logprobs:
+            choice["logprobs"] = {"content": logprobs} if logprobs is not None else None
+        out: dict[str, Any] = {**base, "choices": [choice]}
+        if include_usage:
+            out["usage"] = None
+        return out if frame else sse_event(out)
+
+    return chunk
+
+
+async def _pump(queue: _DeltaQueue, index: int, reply: ReplyStream) -> None:
+    """Moves one choice's deltas onto the shared queue, so choices stream side by side."""
+    try:
+        async for delta in reply:
+            await queue.put((index, delta, None))
+    except BaseException as exc:  # reported on the stream; a cancellation is re-raised
+        await queue.put((index, None, exc))
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return
+    await queue.put((index, None, None))
+
+
+def _error_event(error: BaseException) -> str:
+    """A failed choice as an ``error`` event: a domain error's own message, else a generic one."""
+    if isinstance(error, AnimaError):
+        return sse_event(error_body(error.message, type(error).__name__, error.status))
+    log.error("completion failed", exc_info=error)
+    return sse_event(error_body("internal error while writing the reply", "server_error", 500))
 
 
 class _ChoiceState:

@@ -34,9 +34,9 @@ everyone. Here instead:
 Round robin counts running requests, not tokens: how long a reply will run is unknown when it is
 admitted (``max_new_tokens`` is only a bound and most replies stop early), and what is scarce
 is a running place, which each start takes one of. Grouping by adapter fits the same pick:
-``_pick`` chooses within the chosen tenant's queue (today the oldest ticket whose lane has
-room) and may prefer one whose adapter already runs; among tenants, it may serve as a
-tie-break only, so no tenant waits longer than one round.
+``_pick`` (``agents.llm.fair_queue``) chooses within the chosen tenant's queue (today the
+oldest ticket whose lane has room) and may prefer one whose adapter already runs; among
+tenants, it may serve as a tie-break only, so no tenant waits longer than one round.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from typing import Any, Literal
 
 from agents.llm.base import Completion, SchedulableBackend, StreamResult, complete_from_stream
+from agents.llm.fair_queue import FairQueue
 from agents.schema import ChatMessage, GenerationSettings
 from core.errors import (
     AnimaError,
@@ -286,15 +287,9 @@ class Scheduler:
         # while others still find room. 0: no cap of its own.
         self.tenant_queue = max(0, tenant_queue)
         self._lock = threading.Lock()
-        # The waiting tickets by tenant (FIFO mode: everyone is one tenant), how many of each
-        # tenant's requests run, and each active tenant's turn: (0, when it became active)
-        # until one of its requests starts, then (1, when one started last). A tenant is
-        # active while it has requests waiting or running, and forgotten after.
-        self._waiting: dict[str, collections.deque[Ticket]] = {}
-        self._running: collections.Counter[str] = collections.Counter()
-        self._turn: dict[str, tuple[int, int]] = {}
-        self._clock = 0
-        self._queued = 0
+        # The waiting tickets by tenant (FIFO mode: everyone is one tenant) and whose turn is
+        # next (``agents.llm.fair_queue``).
+        self._queue = FairQueue()
         self._lanes: dict[Hashable, Lane] = {}
 
     # ----- public ------------------------------------------------------------------------
@@ -325,7 +320,7 @@ class Scheduler:
         )
         key = self._queue_key(ticket)
         with self._lock:
-            waiting = self._queued
+            waiting = self._queue.queued
             if lane.running >= lane.capacity:
                 if waiting >= self.max_queue:
                     raise QueueFullError(
@@ -333,19 +328,14 @@ class Scheduler:
                         "(ANIMA_LLM_QUEUE_SIZE); try again later",
                         retry_after=self._retry_after_locked(lane, waiting),
                     )
-                mine = len(self._waiting.get(key, ()))
+                mine = self._queue.waiting_of(key)
                 if self.scheduling == "fair" and 0 < self.tenant_queue <= mine:
                     raise QueueFullError(
                         f"too many requests of yours are waiting ({mine}, "
                         "ANIMA_LLM_TENANT_QUEUE_SIZE); try again later",
                         retry_after=self._retry_after_locked(lane, mine),
                     )
-            queue = self._waiting.get(key)
-            if queue is None:
-                queue = self._waiting[key] = collections.deque()
-            self._turn.setdefault(key, (0, self._tick()))
-            queue.append(ticket)
-            self._queued += 1
+            self._queue.push(key, ticket)
             starts = self._dispatch_locked()
         self._start(starts)
         return ticket
@@ -354,13 +344,13 @@ class Scheduler:
         """Queued and running requests (cheap: for ``/api/health``)."""
         with self._lock:
             return {
-                "queued": self._queued,
+                "queued": self._queue.queued,
                 "running": sum(lane.running for lane in self._lanes.values()),
             }
 
     def retry_after(self, lane: Lane) -> int:
         with self._lock:
-            return self._retry_after_locked(lane, self._queued)
+            return self._retry_after_locked(lane, self._queue.queued)
 
     # ----- internals ---------------------------------------------------------------------
     def _retry_after_locked(self, lane: Lane, waiting: int) -> int:
@@ -370,54 +360,19 @@ class Scheduler:
     def _queue_key(self, ticket: Ticket) -> str:
         return ticket.tenant if self.scheduling == "fair" else ""
 
-    def _tick(self) -> int:
-        self._clock += 1
-        return self._clock
-
     def _dispatch_locked(self) -> list[Ticket]:
-        """Start what fits; the tenant with the fewest running requests goes first, and among
-        equals the one that became active or was served longest ago (round robin).
-
-        A ticket whose lane is full keeps its place and its tenant its turn, so the next
-        tenant with a ticket for a free lane goes meanwhile.
-        """
+        """Start what fits, in the fair queue's order (``agents.llm.fair_queue``)."""
         starts: list[Ticket] = []
-        while self._queued:
-            for key in sorted(self._waiting, key=self._order):
-                queue = self._waiting[key]
-                ticket = self._pick(queue)
-                if ticket is not None:
-                    break
-            else:
+        while self._queue.queued:
+            ticket = self._queue.pop_next()
+            if ticket is None:
                 return starts  # every waiting ticket's lane is full
-            queue.remove(ticket)
-            self._queued -= 1
-            if not queue:
-                del self._waiting[key]
-            self._running[key] += 1
-            self._turn[key] = (1, self._tick())  # served: to the back of the round
             ticket.lane.running += 1
             ticket.lane.peak = max(ticket.lane.peak, ticket.lane.running)
             ticket.state = "running"
             ticket.started_at = time.monotonic()
             starts.append(ticket)
         return starts
-
-    def _order(self, key: str) -> tuple[int, int, int]:
-        return (self._running[key], *self._turn[key])
-
-    def _forget_if_idle_locked(self, key: str) -> None:
-        if key not in self._waiting and self._running[key] <= 0:
-            self._running.pop(key, None)
-            self._turn.pop(key, None)
-
-    @staticmethod
-    def _pick(queue: collections.deque[Ticket]) -> Ticket | None:
-        """Within one tenant: its oldest ticket whose lane has room."""
-        for ticket in queue:
-            if ticket.lane.running < ticket.lane.capacity:
-                return ticket
-        return None
 
     def _start(self, tickets: list[Ticket]) -> None:
         for ticket in tickets:
@@ -448,9 +403,7 @@ class Scheduler:
             ticket._finish(error)
             with self._lock:
                 ticket.lane.running -= 1
-                key = self._queue_key(ticket)
-                self._running[key] -= 1
-                self._forget_if_idle_locked(key)
+                self._queue.finished(self._queue_key(ticket))
                 if ticket.started_at is not None:
                     ticket.lane.record(time.monotonic() - ticket.started_at)
                 starts = self._dispatch_locked()
@@ -463,20 +416,9 @@ class Scheduler:
                 return
             ticket.cancelled = True
             if ticket.state == "queued":
-                self._unqueue_locked(ticket)
+                self._queue.remove(self._queue_key(ticket), ticket)
                 ticket.state = "cancelled"
         ticket._wake()
-
-    def _unqueue_locked(self, ticket: Ticket) -> None:
-        key = self._queue_key(ticket)
-        queue = self._waiting.get(key)
-        if queue is None or ticket not in queue:
-            return
-        queue.remove(ticket)
-        self._queued -= 1
-        if not queue:
-            del self._waiting[key]
-            self._forget_if_idle_locked(key)
 
 
 class ScheduledBackend:

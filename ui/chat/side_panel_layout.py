@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from agents.memory import MAX_NOTE_DEPTH, MAX_NOTE_FREQUENCY
+from container import Services
 from ui.chat import side_panel_handlers as handlers
 from ui.context import StudioContext
 from ui.wiring import runner, wire
@@ -138,13 +139,30 @@ def _memory_column(p: dict[str, Any]) -> None:
 
 
 def _wire(ctx: StudioContext, chat: dict[str, Any], p: dict[str, Any]) -> None:
-    services = ctx.services
-
-    def out(*names: str) -> dict[str, Any]:
-        return {name: p[name] for name in names}
-
     conversation = chat["conversation"]
-    loaded = out(
+    _wire_loading(ctx, conversation, p)
+    _wire_persona(ctx.services, conversation, p)
+    _wire_note_and_summary(ctx.services, conversation, p)
+    _wire_pins(ctx.services, conversation, p)
+    wire(
+        p["show_prompt"].click,
+        handlers.preview_prompt,
+        ctx.services,
+        inputs=[conversation],
+        outputs=_named(p, "prompt", "panel_status"),
+        as_user=True,
+    )
+
+
+def _named(p: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The panel's components ``names``, as a handler's named outputs."""
+    return {name: p[name] for name in names}
+
+
+def _wire_loading(ctx: StudioContext, conversation: Any, p: dict[str, Any]) -> None:
+    """Opening or starting a chat, or opening the page, loads the chat's panel."""
+    loaded = _named(
+        p,
         "persona",
         "note",
         "note_depth",
@@ -158,15 +176,18 @@ def _wire(ctx: StudioContext, chat: dict[str, Any], p: dict[str, Any]) -> None:
     wire(
         conversation.change,
         handlers.load_panel,
-        services,
+        ctx.services,
         inputs=[conversation, p["persona"]],
         outputs=loaded,
         as_user=True,
     )
     # Personas made in another tab or browser show up whenever a page opens.
-    load = runner(handlers.load_panel, services, list(loaded), as_user=True)
+    load = runner(handlers.load_panel, ctx.services, list(loaded), as_user=True)
     ctx.on_load(load, [conversation, p["persona"]], list(loaded.values()))
-    editor = out("persona_name", "persona_description", "persona_default", "panel_status")
+
+
+def _wire_persona(services: Services, conversation: Any, p: dict[str, Any]) -> None:
+    editor = _named(p, "persona_name", "persona_description", "persona_default", "panel_status")
     wire(
         p["persona"].input,
         handlers.pick_persona,
@@ -183,7 +204,7 @@ def _wire(ctx: StudioContext, chat: dict[str, Any], p: dict[str, Any]) -> None:
         p["persona_avatar"],
         p["persona_default"],
     ]
-    saved = out("persona", "persona_avatar", "persona_default", "panel_status")
+    saved = _named(p, "persona", "persona_avatar", "persona_default", "panel_status")
     for button, as_new in ((p["persona_save"], False), (p["persona_new"], True)):
         wire(
             button.click,
@@ -201,12 +222,15 @@ def _wire(ctx: StudioContext, chat: dict[str, Any], p: dict[str, Any]) -> None:
         outputs={**editor, "persona": p["persona"]},
         as_user=True,
     )
+
+
+def _wire_note_and_summary(services: Services, conversation: Any, p: dict[str, Any]) -> None:
     wire(
         p["note_save"].click,
         handlers.save_note,
         services,
         inputs=[conversation, p["note"], p["note_depth"], p["note_frequency"]],
-        outputs=out("panel_status"),
+        outputs=_named(p, "panel_status"),
         as_user=True,
     )
     wire(
@@ -214,10 +238,13 @@ def _wire(ctx: StudioContext, chat: dict[str, Any], p: dict[str, Any]) -> None:
         handlers.save_summary,
         services,
         inputs=[conversation, p["summary"], p["summary_pinned"]],
-        outputs=out("panel_status"),
+        outputs=_named(p, "panel_status"),
         as_user=True,
     )
-    pins = out("pin_choice", "pinned", "panel_status")
+
+
+def _wire_pins(services: Services, conversation: Any, p: dict[str, Any]) -> None:
+    pins = _named(p, "pin_choice", "pinned", "panel_status")
     for button, choice, pinned in ((p["pin"], "pin_choice", True), (p["unpin"], "pinned", False)):
         wire(
             button.click,
@@ -233,13 +260,5 @@ def _wire(ctx: StudioContext, chat: dict[str, Any], p: dict[str, Any]) -> None:
         services,
         inputs=[conversation],
         outputs=pins,
-        as_user=True,
-    )
-    wire(
-        p["show_prompt"].click,
-        handlers.preview_prompt,
-        services,
-        inputs=[conversation],
-        outputs=out("prompt", "panel_status"),
         as_user=True,
     )
