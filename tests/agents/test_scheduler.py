@@ -352,3 +352,40 @@ def _stream_as(model: ScheduledBackend, tenant: str) -> Ticket:
         return model.stream(MESSAGES, PARAMS)
     finally:
         TENANT.reset(token)
+
+
+def test_a_light_tenant_finds_a_place_free_while_another_floods() -> None:
+    """A tenant that asked lately and runs nothing keeps one place of the lane free: the
+    flood cannot take them all, so the light tenant's next request starts at once. Once
+    it has been quiet for ``RECENT_S`` the flood may use every place again."""
+    from types import SimpleNamespace
+
+    from agents.llm.fair_queue import RECENT_S, FairQueue
+
+    now = [0.0]
+    queue = FairQueue(clock=lambda: now[0])
+    lane = SimpleNamespace(running=0, capacity=4)
+
+    def start_all(key: str) -> int:
+        started = 0
+        while (ticket := queue.pop_next()) is not None:
+            assert ticket.key == key
+            lane.running += 1
+            started += 1
+        return started
+
+    light = SimpleNamespace(lane=lane, key="light")
+    queue.push("light", light)
+    assert queue.pop_next() is light  # the light tenant asked once, and was served
+    queue.finished("light")
+    for _ in range(10):
+        queue.push("flood", SimpleNamespace(lane=lane, key="flood"))
+    assert start_all("flood") == 3  # one place stays free for the light tenant
+    queue.push("light", light)
+    assert queue.pop_next() is light  # and its next request starts at once
+    lane.running += 1
+    queue.finished("light")
+    lane.running -= 1
+    now[0] += RECENT_S + 1  # quiet for a while: the flood may take every place
+    assert start_all("flood") == 1
+    assert lane.running == lane.capacity
