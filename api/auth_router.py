@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import Caller, services, visitor_of
 from api.errors import GUARD_ERRORS, error_responses
-from chain.api_keys import KeyLimits
+from chain.api_keys import INT32, INT64, KeyLimits
 from chain.auth import SESSION_COOKIE, ApiKeyView, NewApiKey, NonceView, SessionGrant, SessionView
 from container import Services
 from usage.service import KeyUsage
@@ -66,10 +66,10 @@ class KeyChange(BaseModel):
     scopes: list[str] | None = None
     allowed_agents: list[str] | None = None
     expires_at: str | None = None
-    rpm: int | None = None
-    tpm: int | None = None
-    max_streams: int | None = None
-    budget_tokens: int | None = None
+    rpm: int | None = Field(default=None, ge=1, le=INT32)
+    tpm: int | None = Field(default=None, ge=1, le=INT32)
+    max_streams: int | None = Field(default=None, ge=1, le=INT32)
+    budget_tokens: int | None = Field(default=None, ge=1, le=INT64)
     budget_period: str | None = None
 
 

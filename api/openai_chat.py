@@ -253,15 +253,23 @@ def _chunk_builder(
 
 
 async def _pump(queue: _DeltaQueue, index: int, reply: ReplyStream) -> None:
-    """Moves one choice's deltas onto the shared queue, so choices stream side by side."""
+    """Moves one choice's deltas onto the shared queue, so choices stream side by side.
+
+    The reply's stream is closed here, also when the client went away and this task is
+    cancelled: closing it stops generation and stores and meters what was written. Left to
+    the garbage collector, a cancelled reply was metered late or not at all."""
+    deltas = reply.__aiter__()
     try:
-        async for delta in reply:
+        async for delta in deltas:
             await queue.put((index, delta, None))
     except BaseException as exc:  # reported on the stream; a cancellation is re-raised
         await queue.put((index, None, exc))
         if isinstance(exc, asyncio.CancelledError):
             raise
         return
+    finally:
+        with anyio.CancelScope(shield=True):
+            await deltas.aclose()  # type: ignore[attr-defined]
     await queue.put((index, None, None))
 
 

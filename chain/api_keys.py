@@ -39,6 +39,10 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+INT32 = 2**31 - 1
+INT64 = 2**63 - 1
+
+
 class KeyLimits(BaseModel):
     """What a key may do and how much; ``None`` is "no limit" (agents: every agent)."""
 
@@ -47,10 +51,14 @@ class KeyLimits(BaseModel):
         default=None, max_length=1000, description="Agent ids the key may use; null: all."
     )
     expires_at: UTCDateTime | None = None
-    rpm: int | None = Field(default=None, ge=1, description="Requests per minute.")
-    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute.")
-    max_streams: int | None = Field(default=None, ge=1, description="Concurrent replies.")
-    budget_tokens: int | None = Field(default=None, ge=1, description="Tokens per period.")
+    # Bounded by their columns (32-bit, the budget 64-bit): a larger number is a 422, not a
+    # database error.
+    rpm: int | None = Field(default=None, ge=1, le=INT32, description="Requests per minute.")
+    tpm: int | None = Field(default=None, ge=1, le=INT32, description="Tokens per minute.")
+    max_streams: int | None = Field(default=None, ge=1, le=INT32, description="Concurrent replies.")
+    budget_tokens: int | None = Field(
+        default=None, ge=1, le=INT64, description="Tokens per period."
+    )
     budget_period: Period = "month"
 
     @field_validator("scopes")

@@ -13,6 +13,7 @@ bound the number of cases); everything else is the real app on a temporary data 
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,7 +66,6 @@ class _Seeds:
         self.services = services
         self.ids: dict[str, str] = {}
         self.key = services.auth.create_api_key("fuzz", principal=OWNER).key
-        self.calls = 0
         self.refresh()
 
     def refresh(self) -> None:
@@ -129,8 +129,8 @@ def test_no_input_gets_a_5xx_or_an_answer_outside_the_schema(
                 for name in params:
                     if name in seeds.ids:
                         params[name] = seeds.ids[name]
-            seeds.calls += 1
-            if seeds.calls % 3 == 0:
+            # Decided by the case itself, so a failing case replays the same way.
+            if zlib.crc32(repr((case.body, case.query, params)).encode()) % 3 == 0:
                 case.headers = {**(case.headers or {}), "Authorization": f"Bearer {seeds.key}"}
             case.call_and_validate(checks=CHECKS)
 
