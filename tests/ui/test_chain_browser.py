@@ -149,7 +149,11 @@ def test_browser_wallet_signs_in_mints_anchors_and_gates_edits(
     expect(page.locator("#wallet-status")).to_contain_text("Not signed in")
     page.locator("#agent-select input").first.click()
     page.get_by_role("option", name=f"Orla · {agent.id[:8]}").click()
+    # The reloaded page's form is empty until the pick loads it; typing before that load
+    # lands would be overwritten by it.
+    expect(_field(page, "agent-name")).to_have_value("Orla")
     _field(page, "agent-name").fill("Stolen")
+    expect(_field(page, "agent-name")).to_have_value("Stolen")
     page.locator("#agent-save").click()
     expect(page.locator("#agent-status")).to_contain_text("sign in with that wallet")
     assert services.agents.get_agent(agent.id).name == "Orla"
