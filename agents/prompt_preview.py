@@ -236,6 +236,13 @@ class PromptInspector:
             )
         return self.chat._metered(reply, principal, agent_id, "chat.test")
 
+    def test_opening(
+        self, agent_id: str, *, draft: dict[str, Any] | None = None, principal: Principal
+    ) -> list[ChatMessage]:
+        """How a test chat of the (draft) card opens: its default greeting, as a new chat."""
+        _agent, card = self._card(agent_id, draft, principal)
+        return _opening(card, DEFAULT_USER_NAME)
+
     # ----- gathering what a reply gathers -------------------------------------------------
     def _card(
         self, agent_id: str, draft: dict[str, Any] | None, principal: Principal
