@@ -57,7 +57,8 @@ def render_part(part: PreviewPart, window: int) -> str:
         badges += ' <span class="insp-key">pinned</span>'
     return (
         f'<details class="insp-part insp-{html.escape(part.kind)}">'
-        f'<summary><span class="insp-label">{html.escape(part.label)}</span>{badges}'
+        f'<summary class="insp-row"><span class="insp-arrow"></span>'
+        f'<span class="insp-label">{html.escape(part.label)}{badges}</span>'
         f'<span class="insp-tokens">{part.tokens} tokens</span>{_bar(part.tokens, window)}'
         f"</summary><pre>{html.escape(part.text)}</pre></details>"
     )
@@ -88,8 +89,12 @@ def render_summary(view: PromptPreview) -> str:
 
 def render_parts(view: PromptPreview) -> str:
     rows = [render_part(p, view.context_window) for p in view.parts]
-    bar = _bar(view.prompt_tokens + view.max_new_tokens, view.context_window)
-    total = f'<div class="insp-total">Whole prompt and reply {bar}</div>'
+    used = view.prompt_tokens + view.max_new_tokens
+    total = (
+        '<div class="insp-row insp-total"><span></span><span>Prompt and reply</span>'
+        f'<span class="insp-tokens">{used} / {view.context_window}</span>'
+        f"{_bar(used, view.context_window)}</div>"
+    )
     return f'<div class="insp-parts">{total}{"".join(rows)}</div>'
 
 

@@ -24,20 +24,32 @@ from ui.wiring import wire
 STYLE = """
 <style>
 .insp-parts { display: flex; flex-direction: column; gap: 4px; }
-.insp-total { font-weight: 600; display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }
+.insp-parts .insp-row { display: grid !important; align-items: center; gap: 4px 10px;
+  grid-template-columns: 1em minmax(0, 1fr) 6.5em minmax(80px, 200px); }
+.insp-total { font-weight: 600; padding: 0 9px; }
 .insp-part { border: 1px solid var(--border-color-primary); border-radius: 6px;
   padding: 4px 8px; }
-.insp-part summary { cursor: pointer; display: flex; flex-wrap: wrap; align-items: center;
-  gap: 4px 10px; list-style-position: inside; }
+.insp-part summary { cursor: pointer; list-style: none; margin: 0; }
+.insp-part summary::-webkit-details-marker { display: none; }
+.insp-arrow::before { content: "\\25B6"; font-size: 0.7em;
+  color: var(--body-text-color-subdued); }
+.insp-part[open] .insp-arrow::before { content: "\\25BC"; }
 .insp-label { font-weight: 600; overflow-wrap: anywhere; }
-.insp-tokens { color: var(--body-text-color-subdued); font-size: 0.9em; white-space: nowrap; }
+.insp-tokens { color: var(--body-text-color-subdued); font-size: 0.9em; white-space: nowrap;
+  text-align: right; }
 .insp-key { background: var(--color-accent-soft); border-radius: 4px; padding: 0 6px;
-  font-size: 0.85em; overflow-wrap: anywhere; }
-.insp-bar { display: inline-block; flex: 1 1 80px; min-width: 60px; max-width: 240px;
-  height: 8px; border-radius: 4px; background: var(--neutral-200); overflow: hidden; }
-.insp-bar > span { display: block; height: 100%; background: var(--color-accent); }
+  font-size: 0.8em; font-weight: 400; overflow-wrap: anywhere; margin-left: 4px;
+  display: inline-block; max-width: 100%; }
+.insp-bar { display: block; height: 8px; border-radius: 4px; background: var(--neutral-200);
+  overflow: hidden; }
+.insp-bar > span { display: block; height: 100%; min-width: 2px;
+  background: var(--color-accent); }
 .insp-part pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 6px 0 2px;
   font-size: 0.85em; max-height: 320px; overflow-y: auto; }
+@media (max-width: 600px) {
+  .insp-parts .insp-row { grid-template-columns: 1em minmax(0, 1fr) auto; }
+  .insp-parts .insp-row .insp-bar { grid-column: 2 / 4; }
+}
 </style>
 """
 
