@@ -300,3 +300,21 @@ def test_the_preview_is_what_the_bundled_model_reads(
     assert "<|im_start|>system" in view.rendered
     assert view.prompt_tokens == results[-1].prompt_tokens
     assert view.context_window == backend.context_window
+
+
+@pytest.mark.model
+def test_the_transformers_backend_renders_what_it_tokenizes(llm_pool: LLMPool) -> None:
+    """Where the engine falls back to transformers, its rendered prompt is the token ids it
+    generates from, too."""
+    from agents.llm.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(llm_pool.settings)
+    messages = [
+        ChatMessage(role="system", content="You are Mira."),
+        ChatMessage(role="assistant", content="Evening."),
+        ChatMessage(role="user", content="Is the lamp lit?"),
+    ]
+    rendered = backend.render_chat(messages)
+    ids = backend._encode_prompt(messages)["input_ids"][0].tolist()
+    assert backend._tokenizer.encode(rendered, add_special_tokens=False) == ids
+    assert rendered.endswith("<|im_start|>assistant\n")
