@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from agents.prompt_preview import KnowledgeItem, LoreItem, PreviewPart, PromptPreview
-from core.principal import ANONYMOUS
+from container import Services
+from core.principal import ANONYMOUS, SYSTEM
 from ui.panels.inspector import handlers
 
 
@@ -74,3 +75,17 @@ def test_without_an_agent_the_panel_asks_for_one() -> None:
     assert "Pick a saved agent first" in shown["status"]
     sent = list(handlers.send_test(None, None, [], "hi", principal=ANONYMOUS))  # type: ignore[arg-type]
     assert "Pick a saved agent first" in sent[0]["test_status"]
+
+
+def test_the_conversation_list_is_the_callers_own_chats(services: Services) -> None:
+    from core.principal import Principal
+
+    olga = Principal(address=None, visitor_id="olga-browser")
+    ivan = Principal(address=None, visitor_id="ivan-browser")
+    agent = services.agents.create_agent({"name": "Mira"}, principal=SYSTEM)
+    conv = services.chat.create_conversation(agent.id, principal=olga)
+
+    mine = handlers.conversations(services, agent.id, conv.id, principal=olga)["conversation"]
+    assert [v for _, v in mine["choices"]] == ["", conv.id] and mine["value"] == conv.id
+    theirs = handlers.conversations(services, agent.id, conv.id, principal=ivan)["conversation"]
+    assert theirs["choices"] == [handlers.NO_CONVERSATION] and theirs["value"] == ""

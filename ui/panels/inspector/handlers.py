@@ -21,7 +21,7 @@ from container import Services
 from core.errors import AnimaError
 from core.principal import Principal
 from ui.agents.form import CARD_KEYS, FORM_KEYS, update_patch
-from ui.common import show_error
+from ui.common import keep_choice, show_error
 from ui.wiring import Updates
 
 Message = dict[str, Any]
@@ -127,8 +127,11 @@ def render_lore(view: PromptPreview) -> str:
 
 
 # ----- handlers ----------------------------------------------------------------------------
-def conversations(services: Services, agent_id: str | None, *, principal: Principal) -> Updates:
-    """The caller's own chats with the agent, to preview the next reply in one of them."""
+def conversations(
+    services: Services, agent_id: str | None, current: str | None = None, *, principal: Principal
+) -> Updates:
+    """The caller's own chats with the agent, to preview the next reply in one of them (the
+    one picked stays picked while it exists)."""
     choices = [NO_CONVERSATION]
     if agent_id:
         try:
@@ -136,7 +139,7 @@ def conversations(services: Services, agent_id: str | None, *, principal: Princi
         except AnimaError:
             chats = []
         choices += [((c.title or "Untitled chat")[:60] + f" · {c.id[:6]}", c.id) for c in chats]
-    return {"conversation": gr.update(choices=choices, value="")}
+    return {"conversation": gr.update(choices=choices, value=keep_choice(current, choices) or "")}
 
 
 def preview(

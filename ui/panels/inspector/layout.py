@@ -139,11 +139,12 @@ def _wire(
 ) -> None:
     services = ctx.services
     form = [draft_components[k] for k in FORM_KEYS]
+    # Chats started since the agent was picked appear when the list is opened.
     wire(
-        picker.change,
+        [picker.change, c["conversation"].focus],
         handlers.conversations,
         services,
-        inputs=[picker],
+        inputs=[picker, c["conversation"]],
         outputs={"conversation": c["conversation"]},
     )
     shown = {k: c[k] for k in ("status", "summary", "parts", "lore", "rendered")}
