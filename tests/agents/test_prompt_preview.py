@@ -318,3 +318,28 @@ def test_the_transformers_backend_renders_what_it_tokenizes(llm_pool: LLMPool) -
     ids = backend._encode_prompt(messages)["input_ids"][0].tolist()
     assert backend._tokenizer.encode(rendered, add_special_tokens=False) == ids
     assert rendered.endswith("<|im_start|>assistant\n")
+
+
+def test_test_chat_waits_in_the_callers_lane_of_the_scheduler(tmp_path: Path) -> None:
+    from agents.llm.scheduler import Lane, Scheduler, Ticket, tenant_of
+
+    class Recording(Scheduler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tenants: list[str] = []
+
+        def submit(self, lane: Lane, work: Any, tenant: str | None = None) -> Ticket:
+            ticket = super().submit(lane, work, tenant)
+            self.tenants.append(ticket.tenant)
+            return ticket
+
+    scheduler = Recording()
+    settings = fast_settings(tmp_path / "data", chain_mint_on_create=False)
+    pool = LLMPool(settings, default=_Recorder(), scheduler=scheduler)
+    svc = build_services(settings, llm=pool)
+    try:
+        agent_id = _agent(svc)
+        assert "".join(svc.inspector.test_chat(agent_id, [], "Hi", principal=OWNER)) == "Hello."
+        assert scheduler.tenants == [tenant_of(OWNER)]
+    finally:
+        svc.close()
