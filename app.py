@@ -33,6 +33,7 @@ from api.errors import install_error_handlers
 from api.finetune_router import router as finetune_router
 from api.group_router import router as group_router
 from api.guards import MULTIPART_OVERHEAD, install_guards
+from api.inspector_router import router as inspector_router
 from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
 from api.limits import install_limits
@@ -62,6 +63,7 @@ ROUTERS = (
     usage_router,
     personas_router,
     memory_router,
+    inspector_router,
 )
 
 

@@ -17,6 +17,7 @@ from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
 from agents.memory import CONVERSATION_TARGET, MemoryDeps, MemoryService
 from agents.personas import PersonaService
+from agents.prompt_preview import PromptInspector
 from agents.service import AgentService
 from chain.auth import AuthService
 from chain.base import Chain
@@ -59,6 +60,8 @@ class Services:
     # Who the user is in a chat, and each chat's author's note, summary and pins.
     personas: PersonaService
     memory: MemoryService
+    # The prompt inspector and the draft test chat, over the chat's own reply path.
+    inspector: PromptInspector
 
     def close(self) -> None:
         self.usage.close()
@@ -124,6 +127,7 @@ def build_services(
         chat_transfer=ChatTransferService(db, agents, access),
         personas=personas,
         memory=memory,
+        inspector=PromptInspector(agents, chat),
     )
 
 

@@ -22,6 +22,7 @@ from ui.agents.form import FORM_KEYS, GREETING_SEPARATOR, VISIBILITY_CHOICES
 from ui.context import StudioContext
 from ui.panels.chain.layout import build_chain_panel
 from ui.panels.finetune.layout import build_finetune_panel
+from ui.panels.inspector.layout import build_inspector_panel
 from ui.panels.knowledge.layout import build_knowledge_panel
 from ui.panels.voice.layout import build_voice_panel
 from ui.wiring import Updates, wire
@@ -61,6 +62,8 @@ def build_agents_screen(ctx: StudioContext) -> AgentsScreen:
     build_voice_panel(ctx)
     with gr.Accordion("Fine-tune (LoRA adapter)", open=False, elem_id="agent-finetune"):
         build_finetune_panel(ctx)
+    with gr.Accordion("Prompt inspector and test chat", open=False, elem_id="agent-inspector"):
+        build_inspector_panel(ctx, c["picker"], {k: c[k] for k in FORM_KEYS})
     return _wire(ctx, c)
 
 
