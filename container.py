@@ -16,6 +16,7 @@ from agents.finetune.service import FinetuneService
 from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
 from agents.memory import CONVERSATION_TARGET, MemoryDeps, MemoryService
+from agents.model_connections import ModelConnections
 from agents.personas import PersonaService
 from agents.service import AgentService
 from chain.auth import AuthService
@@ -59,8 +60,12 @@ class Services:
     # Who the user is in a chat, and each chat's author's note, summary and pins.
     personas: PersonaService
     memory: MemoryService
+    # Model connections (local files, OpenAI-compatible servers) and the run-time default.
+    models: ModelConnections
 
     def close(self) -> None:
+        if self.llm.connections is self.models:
+            self.llm.connections = None  # a pool shared beyond this app (tests) forgets our DB
         self.usage.close()
         self.chain.close()
         self.jobs.close()
@@ -86,6 +91,9 @@ def build_services(
     db = Database(settings.resolved_database_url)
     db.migrate()
     pool = llm or LLMPool(settings)
+    models = ModelConnections(settings, db)
+    pool.connections = models  # agents' ``conn:`` models and the default chosen at run time
+    models.listeners.append(pool.forget)
     agents = AgentService(settings, db)
     jobs = JobService(settings, db)
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)
@@ -124,6 +132,7 @@ def build_services(
         chat_transfer=ChatTransferService(db, agents, access),
         personas=personas,
         memory=memory,
+        models=models,
     )
 
 
