@@ -63,7 +63,7 @@ TOY_NOTE = (
 class NewConnection(BaseModel):
     """What a person types to add a connection (the API's body and the screen's form)."""
 
-    name: str = Field(min_length=1, max_length=64, description="lower-case, digits, - and _")
+    name: str = Field(max_length=64, description="lower-case letters, digits, - and _")
     kind: Literal["local", "openai"]
     path: str | None = Field(
         default=None,
