@@ -190,6 +190,8 @@ class ModelConnections:
     def test(self, spec: NewConnection, *, principal: Principal) -> TestResult:
         """Try ``spec`` without saving it (a failure raises with the server's answer)."""
         self.require_operator(principal)
+        if spec.name.strip():  # a name is needed only to save, but a bad one is said now
+            check_name(spec.name)
         probe, _ = self._probe(spec)
         return TestResult(ok=True, models=probe.models, details=probe.details)
 
