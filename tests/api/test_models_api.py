@@ -23,6 +23,7 @@ from agents.llm.pool import LLMPool
 from container import Services, build_services
 from tests.chain.helpers import fast_settings, new_wallet, sign_in
 from tests.fake_backends import ScriptedBackend
+from tests.llama_server import serve_bundled_model
 
 pytestmark = pytest.mark.model
 
@@ -40,22 +41,8 @@ class DefaultBackend(ScriptedBackend):
 
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
-    """A real OpenAI-compatible llama.cpp server serving the bundled GGUF as ``smollm2``."""
-    import xllamacpp as xlc
-
-    params = xlc.CommonParams()
-    params.model.path = str(bundled_gguf_path())
-    params.model_alias = ["smollm2"]
-    params.api_keys = [SERVER_KEY]
-    params.hostnames = ["127.0.0.1"]
-    params.port = 0
-    params.n_parallel = 1
-    params.n_ctx = 2048
-    params.cpuparams.n_threads = 1
-    params.verbosity = -1
-    server = xlc.Server(params)
-    yield f"{server.listening_address}/v1"
-    del server
+    with serve_bundled_model(SERVER_KEY) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
