@@ -22,7 +22,7 @@ from ui.wiring import Updates
 CONNECTION_COLUMNS = ["name", "kind", "points to", "API key", "models", "details"]
 SETTINGS_DEFAULT = ""  # the default picker's value for "the settings' default"
 HOW_TO = """\
-**How to get a real model.** Either:
+Either of these:
 - **a GGUF file on this machine**: download one (for example a Q4_K_M of Qwen2.5-7B-Instruct
   or Llama-3.1-8B-Instruct) into `{models_dir}` and add it below by its file name;
 - **a model server** that speaks the OpenAI API, added below by its base URL:
@@ -88,7 +88,7 @@ def _spec(kind: str, name: str, where: str, key: str | None = None) -> NewConnec
 def _found(models: list[str], details: dict[str, Any]) -> str:
     facts = ", ".join(f"{k}: {v}" for k, v in details.items() if v not in (None, ""))
     listed = ", ".join(models[:10]) + (" …" if len(models) > 10 else "")
-    return f"✅ It answered. Models: {listed}" + (f" ({facts})" if facts else "")
+    return f"It answered. Models: {listed}" + (f" ({facts})" if facts else "")
 
 
 def test_local(
@@ -153,9 +153,7 @@ def _add(
     except AnimaError as exc:
         return {status: show_error(exc)}
     updates = refresh(services, principal=principal)
-    updates[status] = f"✅ Added {view.name}: " + _found(view.models, view.details).removeprefix(
-        "✅ "
-    )
+    updates[status] = f"Added {view.name}. " + _found(view.models, view.details)
     return updates
 
 
@@ -189,7 +187,7 @@ def set_default(services: Services, ref: str | None, *, principal: Principal) ->
     except AnimaError as exc:
         return {"status": show_error(exc)}
     updates = refresh(services, principal=principal)
-    updates["status"] = "✅ Default model set: agents without their own model use it now."
+    updates["status"] = "Default model set: agents without a model of their own use it now."
     return updates
 
 
@@ -227,4 +225,5 @@ def save_agent_model(
         view = services.agents.update_agent(agent_id, {"model": ref or None}, principal=principal)
     except AnimaError as exc:
         return {"agent_model_status": show_error(exc)}
-    return {"agent_model_status": f"✅ {view.name} now answers with {view.model or 'the default'}."}
+    model = view.model or "the default model"
+    return {"agent_model_status": f"Saved: {view.name} now answers with {model}."}

@@ -23,13 +23,15 @@ def build_models_screen(ctx: StudioContext) -> None:
     """Lay out the screen inside the caller's ``gr.Tab`` and wire its events."""
     c: dict[str, Any] = {}
     c["summary"] = gr.Markdown("", elem_id="models-summary")
-    with gr.Row(equal_height=True):
+    with gr.Accordion("How to get a real model", open=True):
+        c["how_to"] = gr.Markdown("", elem_id="models-how-to")
+    with gr.Row():
         c["default"] = gr.Dropdown(
             [], label="Default model", elem_id="models-default", scale=4, min_width=200
         )
-        c["set_default"] = gr.Button(
-            "Make default", variant="primary", elem_id="models-set-default", scale=1, min_width=120
-        )
+    c["set_default"] = gr.Button(
+        "Make default", variant="primary", elem_id="models-set-default", size="md"
+    )
     c["status"] = gr.Markdown("", elem_id="models-status")
     _local_form(c)
     _server_form(c)
@@ -40,14 +42,10 @@ def build_models_screen(ctx: StudioContext) -> None:
     c["table"] = gr.Dataframe(
         headers=CONNECTION_COLUMNS, value=[], interactive=False, wrap=True, elem_id="models-table"
     )
-    with gr.Row(equal_height=True):
-        c["picked"] = gr.Dropdown([], label="Connection", elem_id="models-picked", scale=3)
-        c["retest"] = gr.Button("Test again", elem_id="models-retest", scale=1, min_width=100)
-        c["delete"] = gr.Button(
-            "Delete", variant="stop", elem_id="models-delete", scale=1, min_width=100
-        )
-    with gr.Accordion("How to get a real model", open=True):
-        c["how_to"] = gr.Markdown("", elem_id="models-how-to")
+    c["picked"] = gr.Dropdown([], label="Connection", elem_id="models-picked")
+    with gr.Row():
+        c["retest"] = gr.Button("Test again", elem_id="models-retest", size="md")
+        c["delete"] = gr.Button("Delete", variant="stop", elem_id="models-delete", size="md")
     _wire(ctx, c)
 
 
@@ -148,17 +146,15 @@ def build_agent_model_panel(ctx: StudioContext, picker: gr.Dropdown) -> gr.Dropd
     """The model of the agent picked in ``picker``: any model of the connections, or the
     default. Picking one saves it at once (the rest of the form is saved with Save)."""
     services = ctx.services
-    with gr.Row(equal_height=True):
-        model = gr.Dropdown(
-            handlers.agent_model_choices(services),
-            value=handlers.SETTINGS_DEFAULT,
-            label="Model",
-            info="Add more on the Models screen.",
-            interactive=False,
-            elem_id="agent-model",
-            scale=3,
-        )
-        status = gr.Markdown("", elem_id="agent-model-status")
+    model = gr.Dropdown(
+        handlers.agent_model_choices(services),
+        value=handlers.SETTINGS_DEFAULT,
+        label="Model",
+        info="Saved when picked. Add models on the Models screen.",
+        interactive=False,
+        elem_id="agent-model",
+    )
+    status = gr.Markdown("", elem_id="agent-model-status")
     outputs = {"agent_model": model, "agent_model_status": status}
     wire(picker.change, handlers.load_agent_model, services, inputs=[picker], outputs=outputs)
     wire(
