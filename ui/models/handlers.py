@@ -196,7 +196,7 @@ def agent_model_choices(services: Services) -> list[tuple[str, str]]:
     return [("Default model", SETTINGS_DEFAULT), *services.models.model_choices()]
 
 
-def load_agent_model(services: Services, agent_id: str | None) -> Updates:
+def load_agent_model(services: Services, agent_id: str | None, *, principal: Principal) -> Updates:
     """The picked agent's model, and the choices as they are now."""
     choices = agent_model_choices(services)
     if not agent_id:
@@ -205,7 +205,8 @@ def load_agent_model(services: Services, agent_id: str | None) -> Updates:
             "agent_model_status": "Save the agent first, then pick its model.",
         }
     try:
-        current = services.agents.get_agent(agent_id).model or SETTINGS_DEFAULT
+        agent = services.agents.get_visible(agent_id, principal=principal)
+        current = agent.model or SETTINGS_DEFAULT
     except AnimaError as exc:
         return {"agent_model_status": show_error(exc)}
     if current not in {ref for _, ref in choices}:

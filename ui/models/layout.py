@@ -156,12 +156,20 @@ def build_agent_model_panel(ctx: StudioContext, picker: gr.Dropdown) -> gr.Dropd
     )
     status = gr.Markdown("", elem_id="agent-model-status")
     outputs = {"agent_model": model, "agent_model_status": status}
-    wire(picker.change, handlers.load_agent_model, services, inputs=[picker], outputs=outputs)
+    wire(
+        picker.change,
+        handlers.load_agent_model,
+        services,
+        inputs=[picker],
+        outputs=outputs,
+        as_user=True,
+    )
     wire(
         model.input,
         handlers.save_agent_model,
         services,
         inputs=[picker, model],
         outputs={"agent_model_status": status},
+        as_user=True,
     )
     return model
