@@ -187,19 +187,21 @@ def check_local_path(settings: Settings, raw: str) -> Path:
     """The model file or folder ``raw`` names, refused unless it lies in an allowed folder."""
     raw = (raw or "").strip()
     hint = PLACE_A_MODEL.format(models=settings.models_dir)
-    if not raw:
+    if not raw or any(ord(ch) < 32 for ch in raw):
         raise ValidationError(f"give the model's file or folder name. {hint}")
-    if raw.startswith(("/", "~")):
-        path = Path(raw).expanduser().resolve()
-        if not any(path.is_relative_to(folder) for folder in allowed_dirs(settings)):
-            raise ValidationError(f"{raw} is outside the folders models may be loaded from. {hint}")
-    else:
-        try:
+    try:
+        if raw.startswith(("/", "~")):
+            path = Path(raw).expanduser().resolve()
+            if not any(path.is_relative_to(folder) for folder in allowed_dirs(settings)):
+                message = f"{raw} is outside the folders models may be loaded from. {hint}"
+                raise ValidationError(message)
+        else:
             path = safe_join(settings.models_dir, raw)
-        except UnsafePathError as exc:
-            message = f"{raw!r} is not a name inside the models folder. {hint}"
-            raise ValidationError(message) from exc
-    if not path.exists():
+        exists = path.exists()
+    except (UnsafePathError, OSError, RuntimeError) as exc:  # RuntimeError: "~nobody"
+        message = f"{raw!r} is not a file or folder models may be loaded from. {hint}"
+        raise ValidationError(message) from exc
+    if not exists:
         raise ValidationError(f"{path} does not exist. {hint}")
     return path
 
@@ -265,7 +267,10 @@ def _gguf_facts(gguf: Path) -> dict[str, Any]:
 
 def check_base_url(url: str) -> str:
     url = (url or "").strip().rstrip("/")
-    parsed = httpx.URL(url) if url else None
+    try:
+        parsed = httpx.URL(url) if url and url.isprintable() and " " not in url else None
+    except (httpx.InvalidURL, ValueError, TypeError):
+        parsed = None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValidationError(
             f"server URL {url!r}: give the OpenAI-compatible base URL, such as "
@@ -281,7 +286,7 @@ def probe_openai(base_url: str, api_key: str | None, client: httpx.Client | None
     client = client or httpx.Client(timeout=PROBE_TIMEOUT_S, follow_redirects=False)
     try:
         response = client.get(f"{base_url}/models", headers=headers)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         raise ConnectionTestError(
             f"{base_url} did not answer ({type(exc).__name__}: {exc}). Is the server running, "
             "and is the URL the one it prints (often ending in /v1)?"

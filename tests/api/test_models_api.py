@@ -111,7 +111,9 @@ def test_bad_input_gets_a_4xx_and_a_failed_test_saves_nothing(
         ({**body, "api_key": "sk-wrong"}, "HTTP 401"),  # the server's own answer, shown
         ({**body, "base_url": llama_server.replace("/v1", "/nothing")}, "HTTP 404"),
         ({"name": "disk", "kind": "local", "path": "/etc/passwd"}, "ANIMA_MODEL_DIRS"),
-        ({"name": "disk", "kind": "local", "path": "../../etc"}, "models folder"),
+        ({"name": "disk", "kind": "local", "path": "../../etc"}, "may be loaded from"),
+        ({"name": "disk", "kind": "local", "path": "a\u0000b"}, "file or folder name"),
+        ({**body, "base_url": "https://127.0.0.1:99999/v1"}, "did not answer"),
     ]
     for payload, said in refused:
         answer = operator.post("/api/models/connections", json=payload)
