@@ -94,6 +94,7 @@ def build_services(
     models = ModelConnections(settings, db)
     pool.connections = models  # agents' ``conn:`` models and the default chosen at run time
     models.listeners.append(pool.forget)
+    models.loader = lambda ref: pool.get(ref).load()
     agents = AgentService(settings, db)
     jobs = JobService(settings, db)
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)

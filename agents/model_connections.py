@@ -128,6 +128,8 @@ class ModelConnections:
         self._client_factory = client_factory
         # Called with a connection's name after it changed or went (the pool's ``forget``).
         self.listeners: list[Callable[[str], None]] = []
+        # Loads a model ref into memory now (the pool's), so the first reply does not wait.
+        self.loader: Callable[[str], None] | None = None
         self._default: tuple[float, str | None] | None = None
         self._lock = threading.Lock()
 
@@ -265,6 +267,19 @@ class ModelConnections:
                 row.value, row.updated_at = ref, utcnow()
         self._forget_default()
         return self.overview(principal=principal)
+
+    def load(self, ref: str, *, principal: Principal) -> float:
+        """Load ``ref``'s model now (a local one takes seconds to minutes); the seconds taken.
+
+        Operators only: loading holds memory every agent shares.
+        """
+        self.require_operator(principal)
+        self.resolve(ref)  # unknown refs are refused before anything loads
+        if self.loader is None:
+            raise ValidationError("models cannot be loaded from here in this process")
+        started = time.monotonic()
+        self.loader(ref)
+        return time.monotonic() - started
 
     # ----- what the model pool asks ----------------------------------------------------
     def default_model(self) -> str | None:

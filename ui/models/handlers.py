@@ -191,6 +191,24 @@ def set_default(services: Services, ref: str | None, *, principal: Principal) ->
     return updates
 
 
+def load(
+    services: Services, ref: str | None, progress: Any = None, *, principal: Principal
+) -> Updates:
+    """Load the picked model now, with progress, so the first reply does not wait for it."""
+    if not ref:
+        return {
+            "status": "The settings' default model loads at start-up (ANIMA_LLM_PRELOAD); "
+            "pick a connection's model to load it now."
+        }
+    if progress is not None:
+        progress(0.2, desc=f"Loading {ref}… a large model takes a minute or more")
+    try:
+        seconds = services.models.load(ref, principal=principal)
+    except AnimaError as exc:
+        return {"status": show_error(exc)}
+    return {"status": f"{ref} is ready ({seconds:.1f} s)."}
+
+
 # ----- an agent's own model (a panel of the agent editor) ----------------------------------
 def agent_model_choices(services: Services) -> list[tuple[str, str]]:
     return [("Default model", SETTINGS_DEFAULT), *services.models.model_choices()]

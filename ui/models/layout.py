@@ -29,9 +29,11 @@ def build_models_screen(ctx: StudioContext) -> None:
         c["default"] = gr.Dropdown(
             [], label="Default model", elem_id="models-default", scale=4, min_width=200
         )
-    c["set_default"] = gr.Button(
-        "Make default", variant="primary", elem_id="models-set-default", size="md"
-    )
+    with gr.Row():
+        c["set_default"] = gr.Button(
+            "Make default", variant="primary", elem_id="models-set-default", size="md"
+        )
+        c["load"] = gr.Button("Load now", elem_id="models-load", size="md")
     c["status"] = gr.Markdown("", elem_id="models-status")
     _local_form(c)
     _server_form(c)
@@ -133,6 +135,14 @@ def _wire(ctx: StudioContext, c: dict[str, Any]) -> None:
         services,
         inputs=[c["default"]],
         outputs=with_status,
+    )
+    wire(
+        c["load"].click,
+        handlers.load,
+        services,
+        inputs=[c["default"]],
+        outputs={"status": c["status"]},
+        progress=True,
     )
     # Connections are read afresh whenever a page opens.
     ctx.on_load(
