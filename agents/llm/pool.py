@@ -135,7 +135,8 @@ class LLMPool:
     def _evict_locked(self, current: str | None) -> None:
         """Unload idle base models beyond ``llm_max_models``, least recently used first."""
         loaded = {k[0] for k, b in self._backends.items() if b.is_loaded and self._in_process(k[0])}
-        loaded.add(current)
+        if self._in_process(current):  # a remote model holds no memory here
+            loaded.add(current)
         stats = self.scheduler.stats()
         if len(loaded) <= self.settings.llm.max_models or stats["running"] + stats["queued"] > 0:
             return  # never pull a model from under a request
