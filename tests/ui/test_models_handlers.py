@@ -36,7 +36,8 @@ def test_a_visitor_sees_the_default_and_the_way_to_a_real_model(services: Servic
     assert "toy" in shown["summary"] and "Sign in as the operator" in shown["summary"]
     assert "http://127.0.0.1:11434/v1" in shown["how_to"]
     assert "<data_dir>/models" in shown["how_to"]  # the real folder is for operators
-    assert shown["table"] == [] and shown["empty"]["visible"] is True
+    assert shown["table"]["value"] == [] and shown["table"]["visible"] is False
+    assert shown["empty"]["visible"] is True
     refused = handlers.add_local(services, "x", "/etc", principal=ANONYMOUS)
     assert refused == {
         "local_status": "⚠️ sign in to change model connections (they serve every agent)"
@@ -52,11 +53,13 @@ def test_the_operator_adds_a_model_makes_it_default_and_gives_it_to_an_agent(
 
     tested = handlers.test_local(services, "mine", hf_folder, principal=OPERATOR)
     assert tested["local_status"].startswith("It answered. Models: " + hf_folder)
-    assert handlers.refresh(services, principal=OPERATOR)["table"] == []  # a test saves nothing
+    assert (
+        handlers.refresh(services, principal=OPERATOR)["table"]["value"] == []
+    )  # a test saves nothing
     added = handlers.add_local(services, "mine", hf_folder, principal=OPERATOR)
     assert added["local_status"].startswith("Added mine.")
-    assert added["table"][0][:2] == ["mine", "local"]
-    assert "LlamaForCausalLM" in added["table"][0][5]
+    assert added["table"]["value"][0][:2] == ["mine", "local"]
+    assert "LlamaForCausalLM" in added["table"]["value"][0][5]
     ref = f"conn:mine/{hf_folder}"
     assert (f"mine: {hf_folder}", ref) in added["default"]["choices"]
 
@@ -76,7 +79,7 @@ def test_the_operator_adds_a_model_makes_it_default_and_gives_it_to_an_agent(
     assert unsaved["agent_model"]["interactive"] is False
 
     gone = handlers.delete(services, "mine", principal=OPERATOR)
-    assert gone["table"] == [] and "fall back to the default" in gone["status"]
+    assert gone["table"]["value"] == [] and "fall back to the default" in gone["status"]
     assert "SmolLM2-135M-Instruct (bundled)" in gone["summary"]
     assert handlers.delete(services, None, principal=OPERATOR)["status"].startswith("⚠️")
 

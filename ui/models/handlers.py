@@ -70,7 +70,7 @@ def refresh(services: Services, *, principal: Principal) -> Updates:
     return {
         "summary": _summary(overview),
         "how_to": HOW_TO.format(models_dir=overview.models_dir),
-        "table": _rows(overview.connections),
+        "table": gr.update(value=_rows(overview.connections), visible=bool(names)),
         "default": gr.update(
             choices=_default_choices(overview), value=overview.default or SETTINGS_DEFAULT
         ),
