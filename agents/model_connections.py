@@ -25,6 +25,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from agents.llm.connections import (
     CONN_PREFIX,
@@ -216,10 +217,13 @@ class ModelConnections:
             models=probe.models,
             details=probe.details,
         )
-        with self.db.session() as s:
-            s.add(row)
-            s.flush()
-            return self._view(row, operator=True)
+        try:
+            with self.db.session() as s:
+                s.add(row)
+                s.flush()
+                return self._view(row, operator=True)
+        except IntegrityError as exc:  # the same name added at the same moment
+            raise ConflictError(f"a connection named {name!r} exists: pick another name") from exc
 
     def retest(self, name: str, *, principal: Principal) -> ConnectionView:
         """Test a saved connection again and refresh its list of models."""

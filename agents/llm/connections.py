@@ -276,6 +276,11 @@ def check_base_url(url: str) -> str:
             f"server URL {url!r}: give the OpenAI-compatible base URL, such as "
             "http://127.0.0.1:8080/v1 (llama.cpp server) or http://127.0.0.1:11434/v1 (Ollama)"
         )
+    if parsed.userinfo or parsed.query:  # a URL is shown and logged; a key is not
+        raise ValidationError(
+            "server URL: put no password, key or query in the URL; give the key in the API "
+            "key field, where it is stored encrypted"
+        )
     return url
 
 
@@ -325,8 +330,8 @@ class ResolvedModel:
     so the pool never serves a backend built from an old version of it."""
 
     key: str
-    settings: Settings
-    in_process: bool
+    settings: Settings = field(repr=False)  # holds the decrypted API key: never in a log line
+    in_process: bool = True
 
 
 def connection_settings(

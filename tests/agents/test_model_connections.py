@@ -113,6 +113,7 @@ def test_the_api_key_is_encrypted_at_rest_and_never_shown(
     assert resolved.settings.llm.openai_api_key == KEY
     assert resolved.settings.llm.openai_model == "qwen2.5:7b"
     assert not resolved.in_process
+    assert KEY not in repr(resolved)  # a logged resolution never shows the key
 
 
 def test_a_connection_that_fails_its_test_is_not_saved(
@@ -137,8 +138,8 @@ def test_an_unreachable_server_is_named_with_what_to_check(tmp_path: Path, db: D
     with pytest.raises(ConnectionTestError, match=r"did not answer.*Is the server running"):
         real.add(spec, principal=SYSTEM)
     assert real.overview(principal=SYSTEM).connections == []
-    for bad in ("file:///etc/passwd", "gpu-box:8080", ""):
-        with pytest.raises(ValidationError, match="base URL"):
+    for bad in ("file:///etc/passwd", "gpu-box:8080", "", "http://u:sk-1@h/v1", "http://h/v1?k=1"):
+        with pytest.raises(ValidationError, match="server URL"):
             real.test(NewConnection(name="x", kind="openai", base_url=bad), principal=SYSTEM)
 
 
