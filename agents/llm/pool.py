@@ -198,7 +198,8 @@ class LLMPool:
         check_adapter_ref(adapter)
         path = safe_join(self.settings.adapters_dir, adapter)
         if self._in_process(model):
-            ref = model_ref(self.settings, model)
+            stable = model.split("#", 1)[0] if model else model  # a connection's key: its ref
+            ref = model_ref(self.settings, stable)
             check_adapter_base(path, ref, self._settings_for(model))
         return str(path)
 
