@@ -239,3 +239,16 @@ def test_names_and_refs_are_checked(svc: ModelConnections) -> None:
     with pytest.raises(ValidationError, match="does not list"):
         svc.set_default("conn:ollama/not-served", principal=SYSTEM)
     assert json.loads(svc.overview(principal=SYSTEM).model_dump_json())["default"] is None
+
+
+def test_load_now_loads_a_known_model_for_an_operator_only(svc: ModelConnections) -> None:
+    loaded: list[str] = []
+    svc.loader = loaded.append
+    svc.add(server_spec(), principal=SYSTEM)
+    with pytest.raises(AuthError):
+        svc.load("conn:ollama/qwen2.5:7b", principal=ANONYMOUS)
+    with pytest.raises(ValidationError, match="does not list"):
+        svc.load("conn:ollama/unknown", principal=SYSTEM)
+    assert loaded == []  # nothing was loaded for a refused call
+    assert svc.load("conn:ollama/qwen2.5:7b", principal=WALLET) >= 0
+    assert loaded == ["conn:ollama/qwen2.5:7b"]
