@@ -38,6 +38,7 @@ from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
 from api.limits import install_limits
 from api.memory_router import router as memory_router
+from api.models_router import router as models_router
 from api.openai_router import router as openai_router
 from api.personas_router import router as personas_router
 from api.usage_router import router as usage_router
@@ -64,6 +65,7 @@ ROUTERS = (
     personas_router,
     memory_router,
     inspector_router,
+    models_router,
 )
 
 

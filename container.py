@@ -16,6 +16,7 @@ from agents.finetune.service import FinetuneService
 from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
 from agents.memory import CONVERSATION_TARGET, MemoryDeps, MemoryService
+from agents.model_connections import ModelConnections
 from agents.personas import PersonaService
 from agents.prompt_preview import PromptInspector
 from agents.service import AgentService
@@ -62,8 +63,12 @@ class Services:
     memory: MemoryService
     # The prompt inspector and the draft test chat, over the chat's own reply path.
     inspector: PromptInspector
+    # Model connections (local files, OpenAI-compatible servers) and the run-time default.
+    models: ModelConnections
 
     def close(self) -> None:
+        if self.llm.connections is self.models:
+            self.llm.connections = None  # a pool shared beyond this app (tests) forgets our DB
         self.usage.close()
         self.chain.close()
         self.jobs.close()
@@ -89,6 +94,10 @@ def build_services(
     db = Database(settings.resolved_database_url)
     db.migrate()
     pool = llm or LLMPool(settings)
+    models = ModelConnections(settings, db)
+    pool.connections = models  # agents' ``conn:`` models and the default chosen at run time
+    models.listeners.append(pool.forget)
+    models.loader = lambda ref: pool.get(ref).load()
     agents = AgentService(settings, db)
     jobs = JobService(settings, db)
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)
@@ -128,6 +137,7 @@ def build_services(
         personas=personas,
         memory=memory,
         inspector=PromptInspector(agents, chat),
+        models=models,
     )
 
 

@@ -22,6 +22,7 @@ from ui.context import StudioContext
 from ui.developer.layout import build_developer_screen
 from ui.importer.layout import build_import_screen
 from ui.jobs.layout import build_jobs_screen
+from ui.models.layout import build_models_screen
 from ui.wallet.layout import build_wallet_bar
 
 TITLE = "Anima studio"
@@ -45,16 +46,15 @@ SCREENS: tuple[Screen, ...] = (
     Screen("import", "Import", build_import_screen),
     Screen("jobs", "Jobs", build_jobs_screen),
     Screen("developer", "Developer", build_developer_screen),
+    Screen("models", "Models", build_models_screen),
 )
 
 # Screens planned next, each to get a ui/<id>/ folder and a Screen entry above: a gallery of
-# agents, the lorebook editor, the prompt inspector (what a reply was built from) and the
-# local models.
+# agents, the lorebook editor and the prompt inspector (what a reply was built from).
 PLANNED_SCREENS: tuple[str, ...] = (
     "gallery",
     "lorebook",
     "prompt_inspector",
-    "models",
 )
 
 

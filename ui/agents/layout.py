@@ -20,6 +20,7 @@ from ui import widgets
 from ui.agents import handlers
 from ui.agents.form import FORM_KEYS, GREETING_SEPARATOR, VISIBILITY_CHOICES
 from ui.context import StudioContext
+from ui.models.layout import build_agent_model_panel
 from ui.panels.chain.layout import build_chain_panel
 from ui.panels.finetune.layout import build_finetune_panel
 from ui.panels.inspector.layout import build_inspector_panel
@@ -57,6 +58,7 @@ def build_agents_screen(ctx: StudioContext) -> AgentsScreen:
         with gr.Column(scale=3):
             _card_fields(c)
             _generation_fields(c)
+            build_agent_model_panel(ctx, c["picker"])  # the agent's model, from the connections
     with gr.Accordion("Knowledge", open=False, elem_id="agent-knowledge"):
         build_knowledge_panel(ctx)
     build_voice_panel(ctx)
