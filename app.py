@@ -39,6 +39,7 @@ from api.limits import install_limits
 from api.memory_router import router as memory_router
 from api.openai_router import router as openai_router
 from api.personas_router import router as personas_router
+from api.shares_router import router as shares_router
 from api.usage_router import router as usage_router
 from api.visitor import install_visitor_cookie
 from api.voice_router import router as voice_router
@@ -62,6 +63,7 @@ ROUTERS = (
     usage_router,
     personas_router,
     memory_router,
+    shares_router,
 )
 
 

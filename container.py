@@ -27,6 +27,7 @@ from core.jobs import JobService
 from core.principal import Principal
 from core.settings import Settings
 from core.visitor import VisitorIds
+from economy.shares_service import SharesService
 from knowledge.base import Embedder
 from knowledge.jobs import IngestDeps
 from knowledge.service import TARGET_TYPE as KNOWLEDGE_BASE
@@ -59,6 +60,8 @@ class Services:
     # Who the user is in a chat, and each chat's author's note, summary and pins.
     personas: PersonaService
     memory: MemoryService
+    # Revenue-share tokens (ERC-7641) of agents: issue, holders, snapshots, claims.
+    shares: SharesService
 
     def close(self) -> None:
         self.usage.close()
@@ -106,6 +109,8 @@ def build_services(
     jobs.provide(MemoryDeps(memory=memory))
     # A summary job is its conversation's: only who may change the chat sees or cancels it.
     jobs.access.target_checks[CONVERSATION_TARGET] = memory.require_changeable
+    shares = SharesService(db, chain_service)
+    chain_service.tokens.revenue_share_bps = shares.revenue_bps_of  # token metadata shows it
     return Services(
         settings=settings,
         db=db,
@@ -124,6 +129,7 @@ def build_services(
         chat_transfer=ChatTransferService(db, agents, access),
         personas=personas,
         memory=memory,
+        shares=shares,
     )
 
 

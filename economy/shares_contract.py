@@ -116,6 +116,10 @@ class AgentSharesContract:
         ]
 
     # ----- writes (unsent) ----------------------------------------------------------------
+    def encode(self, function: str, *args: Any) -> str:
+        """Calldata of ``function(*args)``, for a wallet that sends the transaction itself."""
+        return self.contract.encode_abi(function, args=list(args))
+
     def snapshot_call(self) -> ContractFunction:
         return self.contract.functions.snapshot()
 
