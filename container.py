@@ -111,6 +111,7 @@ def build_services(
     jobs.access.target_checks[CONVERSATION_TARGET] = memory.require_changeable
     shares = SharesService(db, chain_service)
     chain_service.tokens.revenue_share_bps = shares.revenue_bps_of  # token metadata shows it
+    chain_service.tokens.price_label = shares.price_label
     return Services(
         settings=settings,
         db=db,

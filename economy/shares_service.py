@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -138,6 +139,20 @@ def coins(wei: int | str | None, symbol: str = "ETH") -> str:
     return f"{text} {symbol}"
 
 
+class PaymentsReadout(Protocol):
+    """What the Revenue panel and the Wallet screen show from the payments side (prices,
+    prepaid balances, spend). Filled where the payments service exists; without it the
+    screens say payments are not set up on this node."""
+
+    def price_label(self, agent_id: str) -> str | None:
+        """The agent's price for people (``None``: free)."""
+        ...
+
+    def wallet_summary(self, *, principal: Principal) -> dict[str, str] | None:
+        """The caller's balance, deposits and spend per agent, as label -> value."""
+        ...
+
+
 @dataclass
 class _Deployed:
     record: AgentSharesRecord
@@ -148,6 +163,18 @@ class SharesService:
     def __init__(self, db: Database, chain: ChainService) -> None:
         self.db = db
         self.chain = chain
+        # Set where payments run (prices, balances); None: not set up on this node.
+        self.payments: PaymentsReadout | None = None
+
+    def price_label(self, agent_id: str) -> str | None:
+        """The agent's price (``None``: free, or no payments on this node)."""
+        return self.payments.price_label(agent_id) if self.payments else None
+
+    def payments_summary(self, *, principal: Principal) -> dict[str, str] | None:
+        """The caller's prepaid balance and spend; ``None`` when payments are not set up."""
+        if self.payments is None:
+            return None
+        return self.payments.wallet_summary(principal=principal)
 
     # ----- issuing ----------------------------------------------------------------------
     def issue(self, agent_id: str, request: IssueRequest, *, principal: Principal) -> SharesView:

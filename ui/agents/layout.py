@@ -23,6 +23,7 @@ from ui.context import StudioContext
 from ui.panels.chain.layout import build_chain_panel
 from ui.panels.finetune.layout import build_finetune_panel
 from ui.panels.knowledge.layout import build_knowledge_panel
+from ui.panels.revenue.layout import build_revenue_panel
 from ui.panels.voice.layout import build_voice_panel
 from ui.wiring import Updates, wire
 
@@ -61,6 +62,7 @@ def build_agents_screen(ctx: StudioContext) -> AgentsScreen:
     build_voice_panel(ctx)
     with gr.Accordion("Fine-tune (LoRA adapter)", open=False, elem_id="agent-finetune"):
         build_finetune_panel(ctx)
+    build_revenue_panel(ctx, c["picker"])  # an Accordion "Revenue"
     return _wire(ctx, c)
 
 
