@@ -42,7 +42,7 @@ def build_revenue_panel(ctx: StudioContext, picker: gr.Dropdown) -> None:
             label="Holders",
             elem_id="revenue-holders",
         )
-        with gr.Group(visible=False, elem_id="revenue-issue") as issue_box:
+        with gr.Column(visible=False, elem_id="revenue-issue") as issue_box:
             gr.Markdown(
                 "**Issue revenue shares** (once): the whole supply goes to your wallet; "
                 "keep some and transfer the rest to backers. The revenue share cannot change."
