@@ -63,6 +63,7 @@ class SharesView(BaseModel):
     issuer: str
     tx_hash: str
     block: int
+    issued_at: datetime | None = None
     current_snapshot: int | None = None
     pending_revenue_wei: str | None = None
     total_received_wei: str | None = None
@@ -490,4 +491,5 @@ def _view(row: AgentSharesRecord) -> SharesView:
         issuer=row.issuer,
         tx_hash=row.tx_hash,
         block=row.block,
+        issued_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),
     )

@@ -59,15 +59,25 @@ def render_summary(view: RevenueView | None, price: str | None) -> str:
             ("Snapshots", str(shares.current_snapshot or 0), "revenue-snapshots"),
         ]
     items = "".join(
-        f'<dt>{html.escape(label)}</dt><dd id="{key}" title="{html.escape(value)}">'
+        f'<dt style="font-weight: 600; font-size: inherit; margin: 0">{html.escape(label)}</dt>'
+        f'<dd id="{key}" title="{html.escape(value)}" style="margin: 0">'
         f"{html.escape(value)}</dd>"
         for label, value, key in rows
     )
     issued = "true" if shares else "false"
-    return (
-        f'<div class="anima-revenue" data-issued="{issued}">'
-        f'<dl style="word-break: break-all">{items}</dl></div>'
+    # Label and value side by side (two columns), addresses break anywhere on narrow screens.
+    grid = (
+        "display: grid; grid-template-columns: fit-content(45%) 1fr; "
+        "gap: 4px 16px; overflow-wrap: anywhere; margin: 0"
     )
+    return (
+        f'<div class="anima-revenue" data-issued="{issued}"><dl style="{grid}">{items}</dl></div>'
+    )
+
+
+def short_address(address: str) -> str:
+    """``0xdd2258…f77A5b``: the table stays readable on a phone; the ends identify it."""
+    return f"{address[:8]}…{address[-6:]}" if len(address) > 16 else address
 
 
 def income_frame(view: RevenueView | None) -> pd.DataFrame:
@@ -75,8 +85,8 @@ def income_frame(view: RevenueView | None) -> pd.DataFrame:
     if view is None or view.shares is None:
         return empty_income()
     total = 0
-    times: list[datetime] = []
-    values: list[float] = []
+    times: list[datetime] = [view.shares.issued_at] if view.shares.issued_at else []
+    values: list[float] = [0.0] if view.shares.issued_at else []
     for point in view.income:
         total += int(point.revenue_wei)
         times.append(point.time or datetime.now(UTC))
@@ -101,7 +111,9 @@ def refresh(services: Services, agent_id: str | None, *, principal: Principal) -
         return {"summary": error, "mine": "", **blank}
     return {
         "summary": render_summary(view, price),
-        "holders": [[h.address, h.balance_tokens, f"{h.percent:g}"] for h in holders],
+        "holders": [
+            [short_address(h.address), h.balance_tokens, f"{h.percent:g}"] for h in holders
+        ],
         "income": income_frame(view),
         "issue_box": gr.update(
             visible=view.shares is None and _owns(services, agent_id, principal)
