@@ -128,6 +128,7 @@ def test_owner_issues_shares_and_the_browser_wallet_snapshots_and_claims(
     expect(page.locator("#revenue-issue")).to_be_visible()
     _field(page, "revenue-name").fill("Orla shares")
     _field(page, "revenue-symbol").fill("orla")
+    _shoot(page, "issue", "#revenue-issue")
     page.locator("#revenue-issue-button").click()
     expect(page.locator("#revenue-message")).to_contain_text("Issued 1000 ORLA")
     expect(page.locator("#revenue-shares")).to_contain_text("1000 ORLA")

@@ -24,6 +24,8 @@ from ui.common import show_error
 from ui.wiring import Updates
 
 HOLDER_COLUMNS = ["Holder", "Shares", "%"]
+# Labels and values in the body text's size (the page's prose styles enlarge <dt>).
+_TEXT = "font-size: var(--text-md) !important; line-height: 1.4; margin: 0"
 INCOME_COLUMNS = ["time", "ETH"]
 
 
@@ -59,8 +61,8 @@ def render_summary(view: RevenueView | None, price: str | None) -> str:
             ("Snapshots", str(shares.current_snapshot or 0), "revenue-snapshots"),
         ]
     items = "".join(
-        f'<dt style="font-weight: 600; font-size: inherit; margin: 0">{html.escape(label)}</dt>'
-        f'<dd id="{key}" title="{html.escape(value)}" style="margin: 0">'
+        f'<dt style="font-weight: 600; {_TEXT}">{html.escape(label)}</dt>'
+        f'<dd id="{key}" title="{html.escape(value)}" style="{_TEXT}">'
         f"{html.escape(value)}</dd>"
         for label, value, key in rows
     )
@@ -99,7 +101,11 @@ def income_frame(view: RevenueView | None) -> pd.DataFrame:
 
 def refresh(services: Services, agent_id: str | None, *, principal: Principal) -> Updates:
     """The whole panel for ``agent_id``, and the issue form only for its owner."""
-    blank = {"holders": [], "income": empty_income(), "issue_box": gr.update(visible=False)}
+    blank = {
+        "holders": gr.update(value=[], visible=False),
+        "income": gr.update(value=empty_income(), visible=False),
+        "issue_box": gr.update(visible=False),
+    }
     if not agent_id:
         return {"summary": render_summary(None, None), "mine": "", **blank}
     try:
@@ -111,10 +117,12 @@ def refresh(services: Services, agent_id: str | None, *, principal: Principal) -
         return {"summary": error, "mine": "", **blank}
     return {
         "summary": render_summary(view, price),
-        "holders": [
-            [short_address(h.address), h.balance_tokens, f"{h.percent:g}"] for h in holders
-        ],
-        "income": income_frame(view),
+        # Before shares are issued an empty plot and table would only be noise.
+        "holders": gr.update(
+            value=[[short_address(h.address), h.balance_tokens, f"{h.percent:g}"] for h in holders],
+            visible=view.shares is not None,
+        ),
+        "income": gr.update(value=income_frame(view), visible=view.shares is not None),
         "issue_box": gr.update(
             visible=view.shares is None and _owns(services, agent_id, principal)
         ),

@@ -32,6 +32,7 @@ def build_revenue_panel(ctx: StudioContext, picker: gr.Dropdown) -> None:
             y="ETH",
             title="Income received by the shares",
             height=220,
+            visible=False,
             elem_id="revenue-income",
         )
         holders = gr.Dataframe(
@@ -40,6 +41,7 @@ def build_revenue_panel(ctx: StudioContext, picker: gr.Dropdown) -> None:
             interactive=False,
             wrap=True,
             label="Holders",
+            visible=False,
             elem_id="revenue-holders",
         )
         with gr.Column(visible=False, elem_id="revenue-issue") as issue_box:
