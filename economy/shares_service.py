@@ -246,6 +246,12 @@ class SharesService:
         row = self._row(agent_id)
         return _view(row) if row else None
 
+    def share_contract_of(self, agent_id: str) -> tuple[str, int] | None:
+        """Where the shares' part of the agent's income goes, and how much (basis points):
+        what the payment contract's ``setRevenueShare`` takes. ``None``: no shares."""
+        row = self._row(agent_id)
+        return (row.address, row.revenue_bps) if row else None
+
     def revenue_bps_of(self, agent_id: str) -> int | None:
         """The revenue share fixed at issue (token metadata shows it)."""
         row = self._row(agent_id)

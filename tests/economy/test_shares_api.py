@@ -75,6 +75,7 @@ def test_issue_holders_snapshot_and_claim(chain_app: FastAPI, chain_services: Se
         shares = issued.json()
         assert shares["supply_tokens"] == "1000" and shares["revenue_bps"] == 2500
         assert shares["issuer"] == owner.address
+        assert services.shares.share_contract_of(agent_id) == (shares["address"], 2500)
         again = client.post(f"/api/agents/{agent_id}/shares", json=ISSUE)
         assert again.status_code == 409, again.text
 
