@@ -41,6 +41,7 @@ from api.memory_router import router as memory_router
 from api.models_router import router as models_router
 from api.openai_router import router as openai_router
 from api.personas_router import router as personas_router
+from api.shares_router import router as shares_router
 from api.usage_router import router as usage_router
 from api.visitor import install_visitor_cookie
 from api.voice_router import router as voice_router
@@ -66,6 +67,7 @@ ROUTERS = (
     memory_router,
     inspector_router,
     models_router,
+    shares_router,
 )
 
 

@@ -29,6 +29,7 @@ from core.jobs import JobService
 from core.principal import Principal
 from core.settings import Settings
 from core.visitor import VisitorIds
+from economy.shares_service import SharesService
 from knowledge.base import Embedder
 from knowledge.jobs import IngestDeps
 from knowledge.service import TARGET_TYPE as KNOWLEDGE_BASE
@@ -65,6 +66,8 @@ class Services:
     inspector: PromptInspector
     # Model connections (local files, OpenAI-compatible servers) and the run-time default.
     models: ModelConnections
+    # Revenue-share tokens (ERC-7641) of agents: issue, holders, snapshots, claims.
+    shares: SharesService
 
     def close(self) -> None:
         if self.llm.connections is self.models:
@@ -118,6 +121,9 @@ def build_services(
     jobs.provide(MemoryDeps(memory=memory))
     # A summary job is its conversation's: only who may change the chat sees or cancels it.
     jobs.access.target_checks[CONVERSATION_TARGET] = memory.require_changeable
+    shares = SharesService(db, chain_service)
+    chain_service.tokens.revenue_share_bps = shares.revenue_bps_of  # token metadata shows it
+    chain_service.tokens.price_label = shares.price_label
     return Services(
         settings=settings,
         db=db,
@@ -138,6 +144,7 @@ def build_services(
         memory=memory,
         inspector=PromptInspector(agents, chat),
         models=models,
+        shares=shares,
     )
 
 

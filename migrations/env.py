@@ -12,6 +12,7 @@ import agents.llm.connections  # model connections and the run-time default mode
 import agents.records  # noqa: F401  (agents, conversations, messages)
 import chain.records  # noqa: F401  (sessions, API keys, transactions, follower cursor)
 import core.job_records  # noqa: F401
+import economy.shares_records  # noqa: F401  (revenue-share tokens)
 import knowledge.records  # noqa: F401
 import usage.records  # noqa: F401  (metered requests)
 import voice.records  # noqa: F401  (voice profiles)

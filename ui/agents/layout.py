@@ -25,6 +25,7 @@ from ui.panels.chain.layout import build_chain_panel
 from ui.panels.finetune.layout import build_finetune_panel
 from ui.panels.inspector.layout import build_inspector_panel
 from ui.panels.knowledge.layout import build_knowledge_panel
+from ui.panels.revenue.layout import build_revenue_panel
 from ui.panels.voice.layout import build_voice_panel
 from ui.wiring import Updates, wire
 
@@ -66,6 +67,7 @@ def build_agents_screen(ctx: StudioContext) -> AgentsScreen:
         build_finetune_panel(ctx)
     with gr.Accordion("Prompt inspector and test chat", open=False, elem_id="agent-inspector"):
         build_inspector_panel(ctx, c["picker"], {k: c[k] for k in FORM_KEYS})
+    build_revenue_panel(ctx, c["picker"])  # an Accordion "Revenue"
     return _wire(ctx, c)
 
 
