@@ -5,7 +5,7 @@ symbol, the revenue share and the claimable part in basis points). Balances, sna
 claims are read from the chain.
 
 Revision ID: 0011_shares
-Revises: 0010_persona
+Revises: 0011_models
 Create Date: 2026-12-07 23:20:00
 
 """
