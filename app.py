@@ -36,6 +36,7 @@ from api.guards import MULTIPART_OVERHEAD, install_guards
 from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
 from api.limits import install_limits
+from api.lorebook_router import router as lorebook_router
 from api.memory_router import router as memory_router
 from api.openai_router import router as openai_router
 from api.personas_router import router as personas_router
@@ -62,6 +63,7 @@ ROUTERS = (
     usage_router,
     personas_router,
     memory_router,
+    lorebook_router,
 )
 
 

@@ -15,6 +15,7 @@ from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
 from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
+from agents.lorebooks import LorebookService
 from agents.memory import CONVERSATION_TARGET, MemoryDeps, MemoryService
 from agents.personas import PersonaService
 from agents.service import AgentService
@@ -59,6 +60,8 @@ class Services:
     # Who the user is in a chat, and each chat's author's note, summary and pins.
     personas: PersonaService
     memory: MemoryService
+    # Lorebook editing and standalone world-info books attached to agents.
+    lorebooks: LorebookService
 
     def close(self) -> None:
         self.usage.close()
@@ -103,6 +106,8 @@ def build_services(
     _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
     usage = _usage_service(settings, db, agents, chain_service)
     chat.meter = usage.track
+    lorebooks = LorebookService(db, agents)
+    chat.lore = memory.lore = lorebooks  # attached books' entries join every reply's lorebook
     jobs.provide(MemoryDeps(memory=memory))
     # A summary job is its conversation's: only who may change the chat sees or cancels it.
     jobs.access.target_checks[CONVERSATION_TARGET] = memory.require_changeable
@@ -124,6 +129,7 @@ def build_services(
         chat_transfer=ChatTransferService(db, agents, access),
         personas=personas,
         memory=memory,
+        lorebooks=lorebooks,
     )
 
 
