@@ -23,6 +23,7 @@ from ui.context import StudioContext
 from ui.panels.chain.layout import build_chain_panel
 from ui.panels.finetune.layout import build_finetune_panel
 from ui.panels.knowledge.layout import build_knowledge_panel
+from ui.panels.lorebook.layout import build_lorebook_panel
 from ui.panels.voice.layout import build_voice_panel
 from ui.wiring import Updates, wire
 
@@ -61,6 +62,8 @@ def build_agents_screen(ctx: StudioContext) -> AgentsScreen:
     build_voice_panel(ctx)
     with gr.Accordion("Fine-tune (LoRA adapter)", open=False, elem_id="agent-finetune"):
         build_finetune_panel(ctx)
+    with gr.Accordion("Lorebook", open=False, elem_id="agent-lorebook"):
+        build_lorebook_panel(ctx, c["picker"])
     return _wire(ctx, c)
 
 
