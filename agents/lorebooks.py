@@ -228,9 +228,11 @@ def _next_id(book: CharacterBook) -> int:
     return max(ids, default=-1) + 1
 
 
-def _matches(view: EntryView, needle: str) -> bool:
+def matches(view: EntryView, query: str) -> bool:
+    """Whether the entry's keys, comment or content contain ``query`` (case-insensitive)."""
+    needle = query.strip().lower()
     hay = [*view.keys, *view.secondary_keys, view.comment, view.content]
-    return any(needle in text.lower() for text in hay)
+    return not needle or any(needle in text.lower() for text in hay)
 
 
 class LorebookService:
@@ -249,8 +251,7 @@ class LorebookService:
         self.agents.require_visible(agent_id, principal=principal)
         book = self._book(agent_id)
         views = [entry_view(i, e) for i, e in enumerate(book.entries)]
-        needle = query.strip().lower()
-        return [v for v in views if _matches(v, needle)] if needle else views
+        return [v for v in views if matches(v, query)]
 
     def entry(self, agent_id: str, index: int, *, principal: Principal) -> EntryView:
         self.agents.require_visible(agent_id, principal=principal)

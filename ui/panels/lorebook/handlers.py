@@ -15,7 +15,14 @@ from typing import Any
 
 import gradio as gr
 
-from agents.lorebooks import CONTENT_PREVIEW_CHARS, LOGIC_NAMES, BookView, EntryPatch, EntryView
+from agents.lorebooks import (
+    CONTENT_PREVIEW_CHARS,
+    LOGIC_NAMES,
+    BookView,
+    EntryPatch,
+    EntryView,
+    matches,
+)
 from container import Services
 from core.errors import AnimaError, ValidationError
 from core.principal import Principal
@@ -127,16 +134,12 @@ def _bulk_choices(entries: Sequence[EntryView]) -> list[tuple[str, int]]:
 
 
 def _table(services: Services, agent_id: str, query: str | None, principal: Principal) -> Updates:
-    entries = services.lorebooks.entries(agent_id, principal=principal, query=query or "")
-    everything = (
-        entries
-        if not (query or "").strip()
-        else services.lorebooks.entries(agent_id, principal=principal)
-    )
+    everything = services.lorebooks.entries(agent_id, principal=principal)
+    shown = [e for e in everything if matches(e, query or "")]
     return {
-        "table": entry_rows(entries),
+        "table": entry_rows(shown),
         "bulk": gr.update(choices=_bulk_choices(everything), value=[]),
-        "count": _count_line(len(everything), len(entries), query),
+        "count": _count_line(len(everything), len(shown), query),
     }
 
 
