@@ -287,3 +287,35 @@ def test_only_the_owner_edits(wallet_app: FastAPI) -> None:
     entries = alice.get(f"{base}/entries").json()
     assert [(e["keys"], e["content"], e["enabled"]) for e in entries] == [(["a"], "x", True)]
     assert [b["id"] for b in alice.get("/api/lorebooks").json()] == [book["id"]]
+
+
+def test_an_edit_keeps_every_field_it_does_not_change(client: TestClient) -> None:
+    imported = {
+        "keys": ["forest"],
+        "content": "The forest is ancient.",
+        "extensions": {"position": 4, "depth": 4, "weird": [1], "sticky": 2},
+        "enabled": True,
+        "insertion_order": 100,
+        "case_sensitive": False,
+        "name": "Forest",
+        "priority": 10,
+        "id": 0,
+        "selective": True,
+        "secondary_keys": ["trees"],
+        "entry_level_unknown": {"keep": "me"},
+    }
+    resp = client.post(
+        "/api/agents", json={"name": "Sera", "character_book": {"entries": [imported]}}
+    )
+    aid = resp.json()["id"]
+    # The full editor sends every field; only the content really changed.
+    shown = client.get(f"/api/agents/{aid}/lorebook/entries/0").json()
+    shown.pop("index")
+    patched = client.patch(
+        f"/api/agents/{aid}/lorebook/entries/0", json={**shown, "content": "It is young."}
+    )
+    assert patched.status_code == 200, patched.text
+    card = client.get(f"/api/agents/{aid}/card", params={"format": "json"}).json()
+    exported = card["data"]["character_book"]["entries"][0]
+    # V3 export fills the spec's ``use_regex`` default; everything else is as imported.
+    assert exported == {**imported, "content": "It is young.", "use_regex": False}
