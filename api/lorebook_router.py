@@ -16,11 +16,11 @@ from pydantic import BaseModel, Field
 
 from agents.lorebooks import MAX_ENTRIES, BookView, EntryPatch, EntryView
 from api.deps import Caller, services
-from api.errors import GUARD_ERRORS, error_responses
+from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
 from api.uploads import process_upload
 from container import Services
 
-router = APIRouter(tags=["lorebooks"], responses=error_responses(*GUARD_ERRORS, 404))
+router = APIRouter(tags=["lorebooks"], responses=error_responses(*GUARD_ERRORS, *OWNER_ERRORS, 404))
 Svc = Annotated[Services, Depends(services)]
 AGENT = "/api/agents/{agent_id}"
 

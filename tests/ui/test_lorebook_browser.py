@@ -23,6 +23,14 @@ def _pick(page: Page, elem_id: str, option: str) -> None:
     page.get_by_role("option", name=option).click()
 
 
+def _close_toasts(page: Page) -> None:
+    """Close the warning toasts (the refused key's), so the screenshots show the panel."""
+    close = page.locator('[data-testid="toast-close"]')
+    for number in reversed(range(close.count())):
+        close.nth(number).click()
+    expect(close).to_have_count(0)
+
+
 def _entry(services: Services, agent_id: str) -> dict:
     book = services.agents.get_agent(agent_id).data["character_book"]
     assert book is not None and len(book["entries"]) == 1
@@ -93,6 +101,7 @@ def test_edit_a_lorebook_entry(page: Page, live_server: str, services: Services)
     page.locator('#lore-table [data-testid="cell-0-5"]').click()
     expect(_field(page, "lore-content")).to_have_value("The harbour is frozen solid.")
 
+    _close_toasts(page)
     page.locator("#agent-lorebook").scroll_into_view_if_needed()
     page.locator("#agent-lorebook").screenshot(path=str(SHOTS / "lorebook-1280.png"))
     page.set_viewport_size({"width": 390, "height": 844})
