@@ -3,6 +3,7 @@ disable and enable it, and look at the panel at laptop and phone widths."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,9 @@ def _entry(services: Services, agent_id: str) -> dict:
 
 
 @pytest.mark.browser
-def test_edit_a_lorebook_entry(page: Page, live_server: str, services: Services) -> None:
+def test_edit_a_lorebook_entry(
+    page: Page, live_server: str, services: Services, tmp_path: Path
+) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     agent = services.agents.create_agent(
         {"name": "Mira", "description": "{{char}} keeps the lighthouse."}, principal=SYSTEM
@@ -107,4 +110,16 @@ def test_edit_a_lorebook_entry(page: Page, live_server: str, services: Services)
     page.set_viewport_size({"width": 390, "height": 844})
     page.locator("#lore-books").get_by_text("World-info books").first.click()
     expect(page.locator("#lore-attached-note")).to_contain_text("No world-info book attached")
+    page.locator("#lore-export").click()
+    expect(page.locator("#lore-book-status")).to_contain_text("Exported 1 entries")
+    expect(page.locator("#lore-export-file")).to_be_visible()
+    world = tmp_path / "coast.json"
+    world.write_text(
+        json.dumps({"entries": {"0": {"uid": 0, "key": ["reef"], "content": "Rocks."}}})
+    )
+    page.locator("#lore-import input[type=file]").set_input_files(str(world))
+    expect(page.locator("#lore-book-status")).to_contain_text("Imported coast")
+    expect(page.locator("#lore-attached-note")).to_contain_text("Replies also read: coast")
+    assert [b.name for b in services.lorebooks.attached(agent.id, principal=SYSTEM)] == ["coast"]
+    _close_toasts(page)
     page.locator("#agent-lorebook").screenshot(path=str(SHOTS / "lorebook-390.png"))

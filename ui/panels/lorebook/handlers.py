@@ -423,11 +423,14 @@ def export_world_info(services: Services, agent_id: str | None, *, principal: Pr
         body = services.lorebooks.export_world_info(agent_id, principal=principal)
         name = services.agents.get_agent(agent_id).name
     except AnimaError as exc:
-        return {"book_file": None, "book_status": show_error(exc)}
+        return {"book_file": gr.update(value=None, visible=False), "book_status": show_error(exc)}
     path = export_path(f"{name} lorebook.json")
     path.write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
     count = len(body["entries"])
-    return {"book_file": str(path), "book_status": f"Exported {count} entries."}
+    return {
+        "book_file": gr.update(value=str(path), visible=True),
+        "book_status": f"Exported {count} entries.",
+    }
 
 
 def import_world_info(

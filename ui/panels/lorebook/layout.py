@@ -105,12 +105,8 @@ def _editor(c: Components) -> None:
         c["enabled"] = gr.Checkbox(
             label="Enabled", value=True, elem_id="lore-enabled", min_width=150
         )
-        c["constant"] = gr.Checkbox(
-            label="Always on (constant)", elem_id="lore-constant", min_width=150
-        )
-        c["use_regex"] = gr.Checkbox(
-            label="Every key is a regex", elem_id="lore-regex", min_width=150
-        )
+        c["constant"] = gr.Checkbox(label="Always on", elem_id="lore-constant", min_width=150)
+        c["use_regex"] = gr.Checkbox(label="Regex keys", elem_id="lore-regex", min_width=150)
     with gr.Row():
         c["selective_logic"] = gr.Dropdown(
             LOGIC_CHOICES,
@@ -167,7 +163,11 @@ def _books(c: Components) -> None:
             with gr.Column(min_width=200):
                 c["export"] = gr.Button("Export this card's entries", elem_id="lore-export")
                 c["book_file"] = gr.File(
-                    label="Download", interactive=False, height=80, elem_id="lore-export-file"
+                    label="Download",
+                    interactive=False,
+                    visible=False,
+                    height=80,
+                    elem_id="lore-export-file",
                 )
         with gr.Row(equal_height=True):
             c["book"] = gr.Dropdown(
