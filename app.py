@@ -37,6 +37,7 @@ from api.inspector_router import router as inspector_router
 from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
 from api.limits import install_limits
+from api.lorebook_router import router as lorebook_router
 from api.memory_router import router as memory_router
 from api.models_router import router as models_router
 from api.openai_router import router as openai_router
@@ -68,6 +69,7 @@ ROUTERS = (
     inspector_router,
     models_router,
     shares_router,
+    lorebook_router,
 )
 
 

@@ -15,6 +15,7 @@ from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
 from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
+from agents.lorebooks import LorebookService
 from agents.memory import CONVERSATION_TARGET, MemoryDeps, MemoryService
 from agents.model_connections import ModelConnections
 from agents.personas import PersonaService
@@ -68,6 +69,8 @@ class Services:
     models: ModelConnections
     # Revenue-share tokens (ERC-7641) of agents: issue, holders, snapshots, claims.
     shares: SharesService
+    # Lorebook editing and standalone world-info books attached to agents.
+    lorebooks: LorebookService
 
     def close(self) -> None:
         if self.llm.connections is self.models:
@@ -118,6 +121,8 @@ def build_services(
     _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
     usage = _usage_service(settings, db, agents, chain_service)
     chat.meter = usage.track
+    lorebooks = LorebookService(db, agents)
+    chat.lore = memory.lore = lorebooks  # attached books' entries join every reply's lorebook
     jobs.provide(MemoryDeps(memory=memory))
     # A summary job is its conversation's: only who may change the chat sees or cancels it.
     jobs.access.target_checks[CONVERSATION_TARGET] = memory.require_changeable
@@ -145,6 +150,7 @@ def build_services(
         inspector=PromptInspector(agents, chat),
         models=models,
         shares=shares,
+        lorebooks=lorebooks,
     )
 
 
