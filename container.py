@@ -27,6 +27,8 @@ from core.jobs import JobService
 from core.principal import Principal
 from core.settings import Settings
 from core.visitor import VisitorIds
+from economy.jobs import SettlementDeps
+from economy.service import EconomyService
 from knowledge.base import Embedder
 from knowledge.jobs import IngestDeps
 from knowledge.service import TARGET_TYPE as KNOWLEDGE_BASE
@@ -59,8 +61,11 @@ class Services:
     # Who the user is in a chat, and each chat's author's note, summary and pins.
     personas: PersonaService
     memory: MemoryService
+    # Prices of agents, prepaid balances, the 402 gate and batched settlement on chain.
+    economy: EconomyService
 
     def close(self) -> None:
+        self.economy.close()
         self.usage.close()
         self.chain.close()
         self.jobs.close()
@@ -103,6 +108,7 @@ def build_services(
     _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
     usage = _usage_service(settings, db, agents, chain_service)
     chat.meter = usage.track
+    economy = _economy_service(settings, db, agents, chain_service, jobs, pool)
     jobs.provide(MemoryDeps(memory=memory))
     # A summary job is its conversation's: only who may change the chat sees or cancels it.
     jobs.access.target_checks[CONVERSATION_TARGET] = memory.require_changeable
@@ -124,6 +130,7 @@ def build_services(
         chat_transfer=ChatTransferService(db, agents, access),
         personas=personas,
         memory=memory,
+        economy=economy,
     )
 
 
@@ -134,6 +141,25 @@ def _usage_service(
         return [a.id for a in agents.list_agents() if principal.is_address(a.owner_address)]
 
     return UsageService(settings, db, owned_agents, chain.auth.keys.policy)
+
+
+def _economy_service(
+    settings: Settings,
+    db: Database,
+    agents: AgentService,
+    chain: ChainService,
+    jobs: JobService,
+    pool: LLMPool,
+) -> EconomyService:
+    def context_window(agent_id: str) -> int:
+        agent = agents.get_agent(agent_id)
+        return pool.get(agent.model, agent.adapter).context_window
+
+    economy = EconomyService(settings, db, chain, agents, jobs, context_window)
+    jobs.provide(
+        SettlementDeps(settlement=economy.settlement, tx_retries=settings.chain.tx_retries)
+    )
+    return economy
 
 
 def _wire_jobs(
