@@ -16,6 +16,7 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
+from web3.logs import DISCARD
 
 from chain.contract import ZERO_ADDRESS, load_artifact
 from chain.deploy import deploy_contract
@@ -158,7 +159,10 @@ class Payments:
 
     def shortfalls(self, tx_hash: str) -> list[dict[str, Any]]:
         receipt = self.w3.eth.get_transaction_receipt(tx_hash)
-        return [dict(e["args"]) for e in self.contract.events.Shortfall().process_receipt(receipt)]
+        return [
+            dict(e["args"])
+            for e in self.contract.events.Shortfall().process_receipt(receipt, errors=DISCARD)
+        ]
 
 
 @dataclass(frozen=True, order=True)
