@@ -134,7 +134,7 @@ class Payments:
         batch_id = "0x" + bytes(args["batchId"]).hex()
         lines = [
             SettleLine(
-                payer=payer,
+                payer=payer.lower(),  # as charges store it
                 token_id=int(token_id),
                 currency=NATIVE if token == ZERO_ADDRESS else to_checksum_address(token),
                 amount=int(amount),

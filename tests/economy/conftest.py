@@ -19,6 +19,22 @@ from economy.contract import Payments, deploy_payments
 from tests.chain.helpers import new_wallet
 
 
+def send_tx(w3: Web3, account: LocalAccount, call: Any, value: int = 0) -> Any:
+    """Sign and send ``call`` from ``account``; the receipt (status 0 on a revert)."""
+    params = {
+        "from": account.address,
+        "value": value,
+        "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+        "chainId": w3.eth.chain_id,
+        "gas": 3_000_000,
+        "maxFeePerGas": 2 * w3.eth.get_block("latest")["baseFeePerGas"] + 10**9,
+        "maxPriorityFeePerGas": 10**9,
+    }
+    signed = account.sign_transaction(call.build_transaction(params))
+    tx = w3.eth.send_raw_transaction(signed.raw_transaction)
+    return w3.eth.wait_for_transaction_receipt(tx)
+
+
 @dataclass
 class Market:
     w3: Web3
@@ -30,19 +46,7 @@ class Market:
     stable: Contract
 
     def send(self, account: LocalAccount, call: Any, value: int = 0) -> Any:
-        """Sign and send ``call`` from ``account``; the receipt (status 0 on a revert)."""
-        params = {
-            "from": account.address,
-            "value": value,
-            "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
-            "chainId": self.w3.eth.chain_id,
-            "gas": 3_000_000,
-            "maxFeePerGas": 2 * self.w3.eth.get_block("latest")["baseFeePerGas"] + 10**9,
-            "maxPriorityFeePerGas": 10**9,
-        }
-        signed = account.sign_transaction(call.build_transaction(params))
-        tx = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        return self.w3.eth.wait_for_transaction_receipt(tx)
+        return send_tx(self.w3, account, call, value)
 
     def wallet(self, wei: int = 10**20) -> LocalAccount:
         account = new_wallet()
