@@ -116,10 +116,9 @@ class EconomyService:
         return self.payments(), self.chain.node.sender
 
     def _deployment(self, nft: Any) -> PaymentsDeployment:
-        cfg = self.settings.chain
         w3 = nft.w3
-        if cfg.payments_contract:
-            return read_payments(w3, cfg.payments_contract)
+        if self.settings.chain.payments_contract:
+            return read_payments(w3, self.settings.chain.payments_contract)
         path = self.settings.chain_dir / "payments.json"
         if path.is_file():
             saved = PaymentsDeployment.from_json(path.read_text())
@@ -140,8 +139,8 @@ class EconomyService:
             minter,
             agents=nft.address,
             settler=minter.address,
-            fee_recipient=cfg.payments_fee_recipient,
-            fee_bps=cfg.payments_fee_bps,
+            fee_recipient=self.settings.chain.payments_fee_recipient,
+            fee_bps=self.settings.chain.payments_fee_bps,
             stablecoin=True,
         )
         self.settings.chain_dir.mkdir(parents=True, exist_ok=True)
