@@ -230,6 +230,19 @@ class EconomyService:
             held.append(r)
         return held
 
+    def require_unpriced(self, agent_id: str, *, principal: Principal) -> None:
+        """402 when ``principal`` would use a priced agent outside the paid ``/v1`` routes."""
+        price = self.price(agent_id)
+        if price.free or principal.is_system:
+            return
+        if principal.is_address(self.agents.get_agent(agent_id).owner_address):
+            return
+        raise PaymentRequiredError(
+            f"agent {agent_id!r} is priced: call it through /v1/chat/completions, which is paid "
+            "from your wallet's prepaid balance",
+            details={"price": price.model_dump(mode="json")},
+        )
+
     def hold_speech(
         self, agent_id: str, *, principal: Principal, seconds: float
     ) -> list[Reservation]:

@@ -164,6 +164,20 @@ def test_two_developers_pay_a_priced_agent_and_a_restart_mid_batch_loses_nothing
         assert error["price"]["prompt_per_1k"] == 1000
         assert gate.waiting == 0
 
+        # The conversation routes cannot reach a priced agent for free with a key.
+        auth = {"Authorization": f"Bearer {alice_key}"}
+        chat = httpx.post(f"{server}/api/agents/{agent}/conversations", json={}, headers=auth)
+        assert chat.status_code == 201, chat.text
+        sent = httpx.post(
+            f"{server}/api/conversations/{chat.json()['id']}/messages",
+            json={"content": "Hi"},
+            headers=auth,
+            timeout=60,
+        )
+        assert sent.status_code == 402, sent.text
+        assert "/v1/chat/completions" in sent.json()["error"]["message"]
+        assert gate.waiting == 0
+
         # Alice opens two streams and holds them; a third request cannot overspend.
         gate.open.clear()
         with ThreadPoolExecutor(max_workers=8) as pool:
