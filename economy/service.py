@@ -16,12 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 
 from chain.contract import token_id_of
 from chain.transactions import TxSender, reaching_node
 from core.db import Database
-from core.errors import AuthError, ChainError, PaymentRequiredError, ValidationError
+from core.errors import (
+    AuthError,
+    ChainError,
+    PaymentRequiredError,
+    ValidationError,
+    describe_validation_error,
+)
 from core.files import atomic_write
 from core.principal import Principal
 from core.settings import Settings
@@ -356,7 +363,10 @@ class EconomyService:
         """The caller's wallet: on chain (read now), reserved, unsettled, available."""
         if principal.address is None:
             raise AuthError("sign in (or use an API key) to see your balance")
-        currency = Price(currency=currency).currency
+        try:
+            currency = Price(currency=currency).currency
+        except PydanticValidationError as exc:
+            raise ValidationError(describe_validation_error(exc)) from exc
         state = self.ledger.state(principal.address, currency, fresh=True)
         return BalanceView(
             address=principal.address,
