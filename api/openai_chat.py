@@ -135,7 +135,7 @@ async def _start(
                     svc.economy.attach(held[i], reply, request_id)
                 replies.append(reply)
     except BaseException:
-        svc.economy.release(held[len(replies) :])
+        svc.economy.release(held)  # no reply started: none of them is charged
         raise
     return replies
 

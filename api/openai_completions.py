@@ -94,7 +94,7 @@ async def completions(
                         svc.economy.attach(held[len(replies)], reply, request_id)
                     replies.append(reply)
     except BaseException:
-        svc.economy.release(held[len(replies) :])
+        svc.economy.release(held)  # no reply started: none of them is charged
         raise
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
