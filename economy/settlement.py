@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -69,6 +70,7 @@ class Settlement:
         self.contracts = contracts
         self.ledger = ledger
         self.batch_size = batch_size
+        self._tick_lock = threading.Lock()  # the loop and `settle_now` batch one at a time
 
     # ----- batches ------------------------------------------------------------------------
     def open_batch(self) -> str | None:
@@ -136,6 +138,10 @@ class Settlement:
 
     def tick(self) -> list[str]:
         """Restart batches whose job gave up, then batch what waits; the batch ids sent."""
+        with self._tick_lock:
+            return self._tick()
+
+    def _tick(self) -> list[str]:
         sent: list[str] = []
         for batch in self.open_batches():
             job = self.jobs.store.by_key(f"{SETTLE_JOB}:{batch.id}:{batch.attempt}")
