@@ -8,7 +8,9 @@ Checks, each difference printed as one line:
    read back from the chain, are exactly the sums of its charges, less what the chain
    recorded as a shortfall;
 3. no charge is left in a batch that the chain does not know after it was marked settled, and
-   no batch the chain settled is missing here.
+   no batch the chain settled is missing here;
+4. no paid route's usage record of a priced agent is without a charge: every request another
+   wallet started after the agent's current price was set, and that used something.
 
 Exit code 0 with "OK", else 1.
 """
@@ -17,13 +19,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import select
 
-from core.db import Database
+from core.db import Database, as_utc
 from economy.contract import Payments
 from economy.prices import Price
-from economy.records import ChargeRecord, SettlementBatchRecord
+from economy.records import AgentPriceRecord, ChargeRecord, SettlementBatchRecord
+from economy.service import price_of
 from economy.settlement import aggregate
 from usage.records import UsageRecord
 
@@ -49,7 +53,13 @@ class AuditReport:
         return "\n".join([f"DIFFERENCES: {head}", *(f"- {d}" for d in self.differences)])
 
 
-def audit(db: Database, payments: Payments) -> AuditReport:
+PAID_ROUTES = ("v1.chat", "v1.completions", "v1.audio.speech")
+
+
+def audit(
+    db: Database, payments: Payments, owners: dict[str, str | None] | None = None
+) -> AuditReport:
+    """``owners``: each agent's owner address (their own use is free), for check 4."""
     report = AuditReport()
     with db.session() as s:
         charges = list(s.scalars(select(ChargeRecord)).all())
@@ -61,6 +71,8 @@ def audit(db: Database, payments: Payments) -> AuditReport:
         s.expunge_all()
     report.charges = len(charges)
     _check_charges(charges, usage, report)
+    if owners is not None:
+        _check_uncharged(db, {c.id for c in charges}, owners, report)
     by_batch: dict[str, list[ChargeRecord]] = defaultdict(list)
     for c in charges:
         if c.batch_id:
@@ -106,6 +118,32 @@ def _check_charges(
             report.differences.append(f"charge {c.id}: amount {c.amount}, price makes {expected}")
         if c.status == "settled" and not c.batch_id:
             report.differences.append(f"charge {c.id} is settled without a batch")
+
+
+def _check_uncharged(
+    db: Database, charged: set[str], owners: dict[str, str | None], report: AuditReport
+) -> None:
+    with db.session() as s:
+        prices = [r for r in s.scalars(select(AgentPriceRecord)).all() if not price_of(r).free]
+        for row in prices:
+            price, since = price_of(row), as_utc(row.updated_at)
+            owner = (owners.get(row.agent_id) or "").lower()
+            records = s.scalars(
+                select(UsageRecord).where(
+                    UsageRecord.agent_id == row.agent_id,
+                    UsageRecord.route.in_(PAID_ROUTES),
+                    UsageRecord.address.is_not(None),
+                    UsageRecord.created_at >= since,
+                )
+            ).all()
+            for u in records:
+                started = as_utc(u.created_at) - timedelta(milliseconds=u.latency_ms)
+                used = price.cost(u.prompt_tokens, u.completion_tokens, u.audio_seconds)
+                payer = (u.address or "").lower()
+                if u.id not in charged and payer != owner and started >= since and used > 0:
+                    report.differences.append(
+                        f"usage record {u.id} ({u.route}, agent {row.agent_id}) has no charge"
+                    )
 
 
 def _check_batch(

@@ -32,7 +32,7 @@ def main(argv: list[str], settings: Settings) -> int:
                 print(batch_id, services.economy.settlement.batch(batch_id).status)  # type: ignore[union-attr]
             return 0
         services.usage.flush()
-        report = audit(services.db, services.economy.payments())
+        report = audit(services.db, services.economy.payments(), services.economy.owners())
         print(report.text())
         return 0 if report.ok else 1
     finally:

@@ -166,7 +166,7 @@ class EconomyService:
         if prices is None:
             with self.db.session() as s:
                 rows = s.scalars(select(AgentPriceRecord)).all()
-                prices = {r.agent_id: _price_of(r) for r in rows}
+                prices = {r.agent_id: price_of(r) for r in rows}
             self._prices = prices
         return prices.get(agent_id, FREE)
 
@@ -401,6 +401,10 @@ class EconomyService:
             revenue_share={"shares": shares, "bps": bps} if int(shares, 16) else None,
         )
 
+    def owners(self) -> dict[str, str | None]:
+        """Every agent's owner address (for the audit: their own use is free)."""
+        return {a.id: a.owner_address for a in self.agents.list_agents()}
+
     # ----- development chains -----------------------------------------------------------------
     def fund_test_wallet(self, address: str, *, native_wei: int, stable_units: int) -> dict:
         """Give a wallet coins and test dollars (development chains only; no deposit)."""
@@ -457,7 +461,7 @@ class EconomyService:
             self._thread.join(timeout=5)
 
 
-def _price_of(row: AgentPriceRecord) -> Price:
+def price_of(row: AgentPriceRecord) -> Price:
     return Price(
         currency=row.currency,
         prompt_per_1k=int(row.prompt_per_1k),

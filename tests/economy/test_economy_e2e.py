@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +263,7 @@ def test_two_developers_pay_a_priced_agent_and_a_restart_mid_batch_loses_nothing
     assert payments.w3.eth.get_balance(account) == sum(expected.values()) == 6 * COST + new_cost
     assert payments.balance_of(alice_wallet.address, NATIVE) == 2 * WORST + WORST // 2 - 2 * COST
     assert payments.balance_of(bob_wallet.address, NATIVE) == 100 * WORST - 4 * COST - new_cost
-    report = audit(svc.db, payments)
+    report = audit(svc.db, payments, svc.economy.owners())
     assert report.ok, report.text()
     assert report.settled_amount == {NATIVE: 6 * COST + new_cost}
 
@@ -278,7 +279,27 @@ def test_two_developers_pay_a_priced_agent_and_a_restart_mid_batch_loses_nothing
     assert income["account"] == account
     assert sum(int(r["amount"]) for r in income["rows"]) == 6 * COST + new_cost
 
-    # A tampered charge is found by the audit command (exit code 1).
+    # A paid request without its charge is found, and so is a tampered charge; the audit
+    # command then exits with 1.
+    with svc.db.session() as s:
+        s.add(
+            UsageRecord(
+                id="missing-charge",
+                created_at=datetime.now(UTC),
+                key_id=None,
+                address=bob_wallet.address,
+                agent_id=agent,
+                route="v1.chat",
+                prompt_tokens=PROMPT,
+                completion_tokens=COMPLETION,
+                latency_ms=5,
+                outcome="ok",
+            )
+        )
+    found = audit(svc.db, payments, svc.economy.owners())
+    assert [d for d in found.differences if "missing-charge" in d] == [
+        f"usage record missing-charge (v1.chat, agent {agent}) has no charge"
+    ]
     with svc.db.session() as s:
         s.execute(update(ChargeRecord).where(ChargeRecord.id == rows[0].id).values(amount="1"))
     from economy import commands
