@@ -20,7 +20,7 @@ from container import Services
 from core.errors import AuthError
 from economy.prices import Price, PriceView
 from economy.records import NATIVE
-from economy.service import BalanceView, IncomeView, SpendRow
+from economy.views import BalanceView, IncomeView, SpendRow
 
 router = APIRouter(prefix="/api", tags=["economy"], responses=error_responses(*GUARD_ERRORS, 404))
 Svc = Annotated[Services, Depends(services)]

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
-from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 
@@ -37,6 +35,7 @@ from economy.ledger import Ledger, Reservation, Shortage
 from economy.prices import FREE, Price, PriceView
 from economy.records import NATIVE, AgentPriceRecord, ChargeRecord, utcnow
 from economy.settlement import Settlement
+from economy.views import BalanceView, IncomeView, SpendRow, sum_rows
 
 if TYPE_CHECKING:
     from agents.service import AgentService
@@ -45,36 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 4096  # the worst case's prompt when the model cannot say
-
-
-class BalanceView(BaseModel):
-    address: str
-    currency: str
-    balance: str  # on chain, in wei (or the token's smallest unit), as a decimal string
-    reserved: str  # held by replies still streaming
-    unsettled: str  # charged, waiting for the next settlement
-    available: str
-    contract: str
-
-
-class SpendRow(BaseModel):
-    agent_id: str
-    currency: str
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    amount: str
-    settled: str
-
-
-class IncomeView(BaseModel):
-    agent_id: str
-    token_id: str
-    account: str  # the ERC-6551 account the income is paid to
-    price: PriceView
-    rows: list[SpendRow]  # per currency: what callers were charged (gross)
-    fee_bps: int
-    revenue_share: dict[str, Any] | None
 
 
 class EconomyService:
@@ -382,7 +351,7 @@ class EconomyService:
         """What the caller's wallet was charged, per agent and currency."""
         if principal.address is None:
             raise AuthError("sign in (or use an API key) to see your spending")
-        return _sum_rows(ChargeRecord.payer == principal.address.lower(), self.db)
+        return sum_rows(ChargeRecord.payer == principal.address.lower(), self.db)
 
     def income(self, agent_id: str) -> IncomeView:
         """What callers were charged for the agent and where it is paid (public, as on chain)."""
@@ -396,7 +365,7 @@ class EconomyService:
             token_id=str(token_id),
             account=self.chain.ensure_started().token_account(token_id),
             price=self.get_price(agent_id),
-            rows=_sum_rows(ChargeRecord.agent_id == agent_id, self.db),
+            rows=sum_rows(ChargeRecord.agent_id == agent_id, self.db),
             fee_bps=payments.deployment.fee_bps,
             revenue_share={"shares": shares, "bps": bps} if int(shares, 16) else None,
         )
@@ -468,28 +437,3 @@ def price_of(row: AgentPriceRecord) -> Price:
         completion_per_1k=int(row.completion_per_1k),
         speech_per_minute=int(row.speech_per_minute),
     )
-
-
-def _sum_rows(where: Any, db: Database) -> list[SpendRow]:
-    groups: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    with db.session() as s:
-        for c in s.scalars(select(ChargeRecord).where(where)).all():
-            g = groups[(c.agent_id, c.currency)]
-            g["requests"] += 1
-            g["prompt"] += c.prompt_tokens
-            g["completion"] += c.completion_tokens
-            g["amount"] += int(c.amount)
-            if c.status == "settled":
-                g["settled"] += int(c.amount) - int(c.shortfall)
-    return [
-        SpendRow(
-            agent_id=agent_id,
-            currency=currency,
-            requests=g["requests"],
-            prompt_tokens=g["prompt"],
-            completion_tokens=g["completion"],
-            amount=str(g["amount"]),
-            settled=str(g["settled"]),
-        )
-        for (agent_id, currency), g in sorted(groups.items())
-    ]
