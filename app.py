@@ -29,6 +29,7 @@ from api.auth_router import router as auth_router
 from api.chain_router import router as chain_router
 from api.chat_router import router as chat_router
 from api.chat_transfer_router import router as chat_transfer_router
+from api.economy_router import router as economy_router
 from api.errors import install_error_handlers
 from api.finetune_router import router as finetune_router
 from api.group_router import router as group_router
@@ -70,6 +71,7 @@ ROUTERS = (
     models_router,
     shares_router,
     lorebook_router,
+    economy_router,
 )
 
 
@@ -178,6 +180,7 @@ def _start_chain(svc: Services) -> None:
         log.info("chain ready: AgentNFT %s on chain %s", info.address, svc.chain.chain_id)
     except Exception as exc:  # minting waits for the node; drafts work without it
         log.warning("could not start the chain: %s", exc)
+    svc.economy.start()  # settles paid usage in batches (batches a crash left open first)
 
 
 def main() -> None:
@@ -185,6 +188,10 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if sys.argv[1:2] == ["economy"]:  # `python app.py economy audit|settle`
+        from economy.commands import main as economy_command
+
+        raise SystemExit(economy_command(sys.argv[2:], settings))
     if sys.argv[1:2] == ["chain"]:  # `python app.py chain deploy|info`
         from chain.commands import main as chain_command
 
