@@ -31,6 +31,7 @@ from core.principal import Principal
 from core.settings import Settings
 from core.visitor import VisitorIds
 from economy.jobs import SettlementDeps
+from economy.readout import EconomyReadout
 from economy.service import EconomyService
 from economy.shares_service import SharesService
 from knowledge.base import Embedder
@@ -133,6 +134,7 @@ def build_services(
     # A summary job is its conversation's: only who may change the chat sees or cancels it.
     jobs.access.target_checks[CONVERSATION_TARGET] = memory.require_changeable
     shares = SharesService(db, chain_service)
+    shares.payments = EconomyReadout(economy)  # prices and balances on the shares' screens
     chain_service.tokens.revenue_share_bps = shares.revenue_bps_of  # token metadata shows it
     chain_service.tokens.price_label = shares.price_label
     return Services(

@@ -179,5 +179,7 @@ def test_owner_issues_shares_and_the_browser_wallet_snapshots_and_claims(
     page.locator("#wallet-refresh").click()
     expect(page.locator("#wallet-holdings")).to_contain_text("ORLA")
     expect(page.locator("#wallet-screen-status")).to_contain_text("nothing to claim right now")
-    expect(page.locator("#wallet-payments")).to_contain_text("Payments are not set up")
+    # The payments side: the prepaid balance in the Payments contract (nothing deposited yet).
+    expect(page.locator("#wallet-payments")).to_contain_text("Prepaid balance")
+    expect(page.locator("#wallet-payments")).to_contain_text("0 ETH")
     _shoot(page, "wallet", "#wallet-holdings")
