@@ -87,3 +87,58 @@ async (agentId) => {
 }
 """
 )
+
+# Selectors of Payments.deposit() and Payments.withdraw(address,uint256).
+_DEPOSIT = "0xd0e30db0"
+_WITHDRAW = "0xf3fef3a3"
+
+# Prepaid balance, in the native coin: the browser wallet sends the deposit itself.
+DEPOSIT_JS = (
+    """
+async (eth_amount) => {
+  if (!window.ethereum) return "Depositing needs a browser wallet.";
+"""
+    + _SEND
+    + f"""
+  try {{
+    const wei = BigInt(Math.round(Number(eth_amount) * 1e9)) * 10n ** 9n;
+    if (wei <= 0n) return "Enter how much to deposit, in ETH.";
+    const info = await json(await fetch("/api/economy", same));
+    const [from] = await eth.request({{method: "eth_requestAccounts"}});
+    await send(from, {{to: info.contract, data: "{_DEPOSIT}", value: "0x" + wei.toString(16)}});
+    return `Deposited ${{eth_amount}} ETH: API calls to priced agents draw on it.`;
+  }} catch (e) {{
+    return "Not deposited: " + (e.message || e);
+  }}
+}}
+"""
+)
+
+# Withdraws what is available: replies in flight and unsettled charges stay covered.
+WITHDRAW_JS = (
+    """
+async (eth_amount) => {
+  if (!window.ethereum) return "Withdrawing needs a browser wallet.";
+"""
+    + _SEND
+    + f"""
+  try {{
+    const wei = BigInt(Math.round(Number(eth_amount) * 1e9)) * 10n ** 9n;
+    if (wei <= 0n) return "Enter how much to withdraw, in ETH.";
+    const info = await json(await fetch("/api/economy", same));
+    const mine = await json(await fetch("/api/economy/balance", same));
+    if (wei > BigInt(mine.available)) {{
+      const left = Number(BigInt(mine.available)) / 1e18;
+      return `Not withdrawn: ${{left}} ETH is available (the rest covers replies in flight ` +
+        "and charges not settled yet).";
+    }}
+    const [from] = await eth.request({{method: "eth_requestAccounts"}});
+    const data = "{_WITHDRAW}" + "0".repeat(64) + wei.toString(16).padStart(64, "0");
+    await send(from, {{to: info.contract, data, value: "0x0"}});
+    return `Withdrew ${{eth_amount}} ETH to your wallet.`;
+  }} catch (e) {{
+    return "Not withdrawn: " + (e.message || e);
+  }}
+}}
+"""
+)
