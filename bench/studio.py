@@ -51,13 +51,14 @@ def seed_agents(
     owners: Sequence[str | None] = (None,),
     start: datetime | None = None,
 ) -> list[str]:
-    """Insert ``count`` public agents in bulk (names like "Aria 17", two or three tags each),
+    """Insert ``count`` public agents in bulk (names like "Aria 17", one to three tags each),
     one second apart from ``start``, owned in turn by ``owners``; returns their ids."""
     start = start or datetime(2026, 1, 1, tzinfo=UTC)
     rows: list[dict[str, Any]] = []
     for n in range(count):
         name = f"{WORDS[n % len(WORDS)]} {n}"
-        tags = [TAGS[n % len(TAGS)], TAGS[(n * 7 + 3) % len(TAGS)]][: 2 + n % 2]
+        picks = (TAGS[n % len(TAGS)], TAGS[(n // 3 + 4) % len(TAGS)], TAGS[(n // 5) % len(TAGS)])
+        tags = list(dict.fromkeys(picks[: 2 + n % 2]))
         data = CardData.model_validate(
             {
                 "name": name,

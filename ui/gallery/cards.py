@@ -142,8 +142,9 @@ if (!zone.dataset.dropReady) {
     done();
     if (!files || !files.length) return;
     event.preventDefault();
-    const input = zone.querySelector('#gallery-import input[type=file]')
-      || document.querySelector('#gallery-import input[type=file]');
+    // Gradio puts the upload button's file input beside the button, not inside it.
+    const button = document.querySelector('#gallery-import');
+    const input = button && button.parentElement.querySelector('input[type=file]');
     if (!input) return;
     const picked = new DataTransfer();
     picked.items.add(files[0]);
@@ -153,79 +154,94 @@ if (!zone.dataset.dropReady) {
 }
 """
 
+# Rules start at #gallery-grid so they win over Gradio's own button and prose styles.
 CSS = """
 #gallery { position: relative; }
-#gallery-bar { align-items: end; gap: 8px; }
-#gallery-bar > * { min-width: 0; }
-#gallery-search { flex: 3 1 14em; }
-#gallery-scope, #gallery-sort { flex: 0 1 auto; }
-#gallery-tag { flex: 1 1 10em; }
-#gallery-new, #gallery-import { flex: 0 0 auto; align-self: end; }
-.gallery-grid {
+#gallery-bar, #gallery-filters { gap: 8px; align-items: center; }
+#gallery-new, #gallery-import { white-space: nowrap; min-height: 42px; }
+#gallery-filters { flex-wrap: wrap; }
+#gallery-grid .gallery-grid {
   display: grid; gap: 14px;
   grid-template-columns: repeat(auto-fill, minmax(220px, 1fr));
 }
-.gallery-card {
+#gallery-grid button {
+  all: unset; box-sizing: border-box; cursor: pointer; font: inherit;
+}
+#gallery-grid button:focus-visible { outline: 2px solid var(--color-accent); outline-offset: 2px; }
+#gallery-grid .gallery-card {
   display: flex; flex-direction: column; overflow: hidden; border-radius: 12px;
   border: 1px solid var(--border-color-primary);
   background: var(--block-background-fill);
 }
-.gallery-card:hover { border-color: var(--color-accent); }
-.gallery-open { display: block; padding: 0; border: 0; background: none; cursor: pointer; }
-.gallery-avatar {
-  display: block; width: 100%; aspect-ratio: 4 / 3; object-fit: cover;
+#gallery-grid .gallery-card:hover { border-color: var(--color-accent); }
+#gallery-grid .gallery-open { display: block; width: 100%; }
+#gallery-grid .gallery-avatar {
+  display: block; width: 100%; aspect-ratio: 4 / 3; object-fit: cover; margin: 0;
   background: var(--background-fill-secondary);
 }
-.gallery-initial {
+#gallery-grid .gallery-initial {
   display: flex; align-items: center; justify-content: center;
-  font-size: 3rem; font-weight: 700; color: white;
-  background: hsl(var(--hue) 45% 45%);
+  font-size: 3rem; font-weight: 700; color: #fff;
+  background: hsl(var(--hue) 45% 42%);
 }
-.gallery-body { display: flex; flex-direction: column; gap: 6px; padding: 10px 12px 12px; flex: 1; }
-.gallery-name {
+#gallery-grid .gallery-body {
+  display: flex; flex-direction: column; gap: 6px; padding: 10px 12px 12px; flex: 1;
+  min-width: 0;
+}
+#gallery-grid .gallery-name {
   margin: 0; font-size: 1.05rem; font-weight: 600; line-height: 1.3;
   overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
 }
-.gallery-creator { margin: 0; font-size: 0.85rem; color: var(--body-text-color-subdued); }
-.gallery-badges, .gallery-tags { display: flex; flex-wrap: wrap; gap: 4px; }
-.gallery-badge {
-  font-size: 0.75rem; padding: 1px 8px; border-radius: 999px; font-weight: 600;
+#gallery-grid .gallery-creator {
+  margin: 0; font-size: 0.85rem; color: var(--body-text-color-subdued);
+}
+#gallery-grid .gallery-badges, #gallery-grid .gallery-tags {
+  display: flex; flex-wrap: wrap; gap: 4px;
+}
+#gallery-grid .gallery-badge {
+  font-size: 0.72rem; padding: 1px 8px; border-radius: 999px; font-weight: 600;
   background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary);
 }
-.gallery-badge-minted { background: #fde68a; color: #713f12; border-color: #f59e0b; }
-.gallery-badge-voice { background: #dbeafe; color: #1e3a8a; border-color: #93c5fd; }
-.gallery-badge-knowledge { background: #dcfce7; color: #14532d; border-color: #86efac; }
-.gallery-badge-finetune { background: #f3e8ff; color: #581c87; border-color: #d8b4fe; }
-.gallery-badge-private { background: #fee2e2; color: #7f1d1d; border-color: #fca5a5; }
-.gallery-tag {
-  font-size: 0.75rem; padding: 1px 8px; border-radius: 999px; cursor: pointer;
-  border: 1px solid var(--border-color-primary); background: none;
-  color: var(--body-text-color);
+#gallery-grid .gallery-badge-minted { background: #fde68a; color: #713f12; border-color: #f59e0b; }
+#gallery-grid .gallery-badge-voice { background: #dbeafe; color: #1e3a8a; border-color: #93c5fd; }
+#gallery-grid .gallery-badge-knowledge {
+  background: #dcfce7; color: #14532d; border-color: #86efac;
 }
-.gallery-tag:hover { border-color: var(--color-accent); }
-.gallery-more { font-size: 0.75rem; color: var(--body-text-color-subdued); }
-.gallery-summary {
-  margin: 0; font-size: 0.85rem; color: var(--body-text-color-subdued);
+#gallery-grid .gallery-badge-finetune {
+  background: #f3e8ff; color: #581c87; border-color: #d8b4fe;
+}
+#gallery-grid .gallery-badge-private, #gallery-grid .gallery-badge-unlisted {
+  background: #fee2e2; color: #7f1d1d; border-color: #fca5a5;
+}
+#gallery-grid .gallery-tag {
+  font-size: 0.75rem; line-height: 1.5; padding: 0 8px; border-radius: 999px;
+  border: 1px solid var(--border-color-primary); color: var(--body-text-color);
+}
+#gallery-grid .gallery-tag:hover { border-color: var(--color-accent); color: var(--color-accent); }
+#gallery-grid .gallery-more { font-size: 0.75rem; color: var(--body-text-color-subdued); }
+#gallery-grid .gallery-summary {
+  margin: 0; font-size: 0.85rem; line-height: 1.4; color: var(--body-text-color-subdued);
   display: -webkit-box; -webkit-line-clamp: 3; -webkit-box-orient: vertical; overflow: hidden;
 }
-.gallery-actions { display: flex; gap: 8px; margin-top: auto; padding-top: 4px; }
-.gallery-actions button {
-  flex: 1; padding: 6px 0; border-radius: 8px; cursor: pointer; font-weight: 600;
+#gallery-grid .gallery-actions { display: flex; gap: 8px; margin-top: auto; padding-top: 4px; }
+#gallery-grid .gallery-actions button {
+  flex: 1; text-align: center; padding: 6px 0; border-radius: 8px; font-weight: 600;
   border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary);
   color: var(--body-text-color);
 }
-.gallery-actions .gallery-chat {
+#gallery-grid .gallery-actions button:hover { border-color: var(--color-accent); }
+#gallery-grid .gallery-actions .gallery-chat {
   background: var(--button-primary-background-fill); color: var(--button-primary-text-color);
   border-color: transparent;
 }
-.gallery-empty {
+#gallery-grid .gallery-empty {
   padding: 48px 16px; text-align: center; font-size: 1rem;
   border: 2px dashed var(--border-color-primary); border-radius: 12px;
   color: var(--body-text-color-subdued);
 }
-#gallery-pager { align-items: center; justify-content: center; gap: 8px; }
+#gallery-pager { align-items: center; justify-content: center; gap: 12px; }
 #gallery-pager > * { flex: 0 1 auto; min-width: 0; }
-#gallery-page p { margin: 0; text-align: center; }
+#gallery-page p { margin: 0; text-align: center; white-space: nowrap; }
 #gallery.gallery-dragging::after {
   content: "Drop the card (PNG, JSON or CHARX) to import it";
   position: absolute; inset: 0; z-index: 50; display: flex; align-items: center;
@@ -234,12 +250,11 @@ CSS = """
   color: #111; pointer-events: none;
 }
 @media (max-width: 640px) {
-  .gallery-grid { grid-template-columns: 1fr; gap: 10px; }
-  .gallery-card { display: grid; grid-template-columns: 96px 1fr; }
-  .gallery-open { height: 100%; }
-  .gallery-avatar { aspect-ratio: auto; height: 100%; min-height: 120px; }
-  .gallery-initial { font-size: 2rem; }
-  .gallery-body { padding: 8px 10px; }
-  #gallery-search, #gallery-tag { flex-basis: 100%; }
+  #gallery-grid .gallery-grid { grid-template-columns: 1fr; gap: 10px; }
+  #gallery-grid .gallery-card { display: grid; grid-template-columns: 96px 1fr; }
+  #gallery-grid .gallery-open { height: 100%; }
+  #gallery-grid .gallery-avatar { aspect-ratio: auto; height: 100%; min-height: 128px; }
+  #gallery-grid .gallery-initial { font-size: 2rem; }
+  #gallery-grid .gallery-body { padding: 8px 10px; }
 }
 """

@@ -24,42 +24,63 @@ def build_gallery_screen(ctx: StudioContext) -> None:
     """Lay out the gallery inside the caller's ``gr.Tab`` and wire its events."""
     c: dict[str, Any] = {}
     with gr.Column(elem_id="gallery"):
-        gr.HTML(f"<style>{CSS}</style>", elem_id="gallery-style", padding=False)
-        with gr.Row(elem_id="gallery-bar", equal_height=False):
-            c["q"] = gr.Textbox(
-                show_label=False,
-                placeholder="Search names and tags",
-                elem_id="gallery-search",
-                max_length=200,
-                scale=3,
-            )
-            c["scope"] = gr.Radio(
-                list(handlers.SCOPES), value=handlers.ALL, show_label=False, elem_id="gallery-scope"
-            )
-            c["tag"] = gr.Dropdown(
-                choices=[("All tags", handlers.ANY_TAG)],
-                value=handlers.ANY_TAG,
-                show_label=False,
-                allow_custom_value=True,
-                elem_id="gallery-tag",
-                scale=1,
-            )
-            c["sort"] = gr.Radio(
-                handlers.SORT_CHOICES, value="recent", show_label=False, elem_id="gallery-sort"
-            )
-            c["new"] = gr.Button("New agent", variant="primary", elem_id="gallery-new", scale=0)
-            c["import"] = gr.UploadButton(
-                "Import card",
-                file_types=CARD_FILE_TYPES,
-                file_count="single",
-                type="filepath",
-                elem_id="gallery-import",
-                scale=0,
-            )
+        gr.HTML(f"<style>{CSS}</style>", elem_id="gallery-style", visible="hidden")
+        # Each control in its own column: Gradio would otherwise stack neighbouring form
+        # controls into one box.
+        with gr.Row(elem_id="gallery-bar", equal_height=True):
+            with gr.Column(scale=4, min_width=220):
+                c["q"] = gr.Textbox(
+                    label="Search",
+                    show_label=False,
+                    placeholder="Search names and tags",
+                    elem_id="gallery-search",
+                    max_length=200,
+                    container=False,
+                )
+            with gr.Column(scale=0, min_width=140):
+                c["new"] = gr.Button("New agent", variant="primary", elem_id="gallery-new")
+            with gr.Column(scale=0, min_width=140):
+                c["import"] = gr.UploadButton(
+                    "Import card",
+                    file_types=CARD_FILE_TYPES,
+                    file_count="single",
+                    type="filepath",
+                    elem_id="gallery-import",
+                )
+        with gr.Row(elem_id="gallery-filters", equal_height=True):
+            with gr.Column(scale=0, min_width=200):
+                c["scope"] = gr.Radio(
+                    list(handlers.SCOPES),
+                    label="Whose agents",
+                    value=handlers.ALL,
+                    show_label=False,
+                    container=False,
+                    elem_id="gallery-scope",
+                )
+            with gr.Column(scale=1, min_width=180):
+                c["tag"] = gr.Dropdown(
+                    choices=[("All tags", handlers.ANY_TAG)],
+                    value=handlers.ANY_TAG,
+                    label="Tag",
+                    show_label=False,
+                    allow_custom_value=True,
+                    container=False,
+                    elem_id="gallery-tag",
+                )
+            with gr.Column(scale=0, min_width=330):
+                c["sort"] = gr.Radio(
+                    handlers.SORT_CHOICES,
+                    value="recent",
+                    label="Sort by",
+                    show_label=False,
+                    container=False,
+                    elem_id="gallery-sort",
+                )
         c["status"] = gr.Markdown("", elem_id="gallery-status")
         c["grid"] = gr.HTML(
             '<div class="gallery-empty">Loading the agents…</div>',
             js_on_load=GRID_JS,
+            apply_default_css=False,
             elem_id="gallery-grid",
         )
         with gr.Row(elem_id="gallery-pager"):
@@ -100,7 +121,7 @@ def _wire(ctx: StudioContext, c: dict[str, Any]) -> None:
         outputs={"tag": c["tag"]},
     )
     wire(
-        [c["q"].input, c["q"].submit, c["scope"].change, c["tag"].change, c["sort"].change],
+        [c["q"].change, c["q"].submit, c["scope"].change, c["tag"].change, c["sort"].change],
         handlers.search,
         services,
         inputs=filters,
