@@ -160,6 +160,7 @@ CSS = """
 #gallery-bar, #gallery-filters { gap: 8px; align-items: center; }
 #gallery-new, #gallery-import { white-space: nowrap; min-height: 42px; }
 #gallery-filters { flex-wrap: wrap; }
+#gallery-grid .html-container { padding: 0; }
 #gallery-grid .gallery-grid {
   display: grid; gap: 14px;
   grid-template-columns: repeat(auto-fill, minmax(220px, 1fr));
@@ -250,7 +251,8 @@ CSS = """
   color: #111; pointer-events: none;
 }
 @media (max-width: 640px) {
-  #gallery-grid .gallery-grid { grid-template-columns: 1fr; gap: 10px; }
+  #gallery-grid .html-container { padding: 0; }
+#gallery-grid .gallery-grid { grid-template-columns: 1fr; gap: 10px; }
   #gallery-grid .gallery-card { display: grid; grid-template-columns: 96px 1fr; }
   #gallery-grid .gallery-open { height: 100%; }
   #gallery-grid .gallery-avatar { aspect-ratio: auto; height: 100%; min-height: 128px; }

@@ -172,7 +172,7 @@ def open_card(
         return {"status": show_error(exc)}
     asked = {"chat": chat_asked, "agents": agents_asked}[screen]
     return {
-        "tabs": gr.Tabs(selected=screen),
+        "tabs": gr.update(selected=screen),
         f"{screen}_picker": gr.update(choices=agent_choices(services, principal), value=agent_id),
         f"{screen}_asked": (asked or 0) + 1,
     }
@@ -181,7 +181,7 @@ def open_card(
 def new_agent(services: Services, agents_asked: int | None) -> Updates:
     """ "New agent": the editor, with an empty form."""
     return {
-        "tabs": gr.Tabs(selected="agents"),
+        "tabs": gr.update(selected="agents"),
         "agents_picker": gr.update(value=None),
         "agents_asked": (agents_asked or 0) + 1,
     }
