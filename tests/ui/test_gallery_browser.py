@@ -40,7 +40,8 @@ DROP = """
   data.items.add(new File([bytes], name, {type}));
   const target = document.querySelector('#gallery-grid');
   for (const kind of ['dragenter', 'dragover', 'drop']) {
-    target.dispatchEvent(new DragEvent(kind, {bubbles: true, cancelable: true, dataTransfer: data}));
+    const options = {bubbles: true, cancelable: true, dataTransfer: data};
+    target.dispatchEvent(new DragEvent(kind, options));
   }
 }
 """
