@@ -113,6 +113,7 @@ def gallery_rows(
 ) -> list[tuple[str, float, float, float]]:
     """``(label, p50, p95, target)`` for the first page and a search, three ways each."""
     from core.principal import ANONYMOUS
+    from ui.common import agent_choices
     from ui.gallery import handlers
 
     first = AgentQuery(sort="recent", limit=handlers.PAGE_SIZE)
@@ -150,6 +151,9 @@ def gallery_rows(
         timed(lambda: services.agents.search_agents(tagged, principal=ANONYMOUS), rounds)
     )
     rows.append(("gallery tag filter + name sort: service", p50, p95, SEARCH_TARGET_S))
+    # Every agent picker lists all visible agents when a page opens.
+    p50, p95 = percentiles(timed(lambda: agent_choices(services, ANONYMOUS), rounds))
+    rows.append(("agent picker choices (all agents)", p50, p95, FIRST_PAGE_TARGET_S))
     return rows
 
 

@@ -211,3 +211,15 @@ def test_renaming_and_retagging_update_the_search(world: dict[str, Any]) -> None
     assert _names(olga, q="quillon") == ["Quillon"]
     assert _names(olga, tag="bard") == ["Quillon"]
     assert _names(olga, tag="elfish") == []
+
+
+def test_picker_names_are_the_listed_agents_oldest_first(
+    world: dict[str, Any], search_services: Services
+) -> None:
+    agents = search_services.agents
+    anonymous = agents.visible_names(principal=Principal(None))
+    assert [name for _, name in anonymous] == _names(world["anonymous"])
+    assert anonymous[0] == (world["ids"]["Bram"], "Bram")
+    olga = agents.visible_names(principal=Principal(world["address"]))
+    assert [name for _, name in olga] == _names(world["olga"])
+    assert len(olga) == len(anonymous) + 2  # her private and unlisted agents
