@@ -8,6 +8,7 @@ nobody. A stranger and an anonymous caller ask the same questions and get less.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from agents.agent_search import AgentQuery
 from container import Services, build_services
 from core.errors import ValidationError
 from core.principal import SYSTEM, Principal
+from core.settings import Settings
 from tests.chain.helpers import fast_settings, new_wallet, sign_in
 
 # name, tags, visibility; owned by Olga when the visibility is not None, else by nobody.
@@ -223,3 +225,26 @@ def test_picker_names_are_the_listed_agents_oldest_first(
     olga = agents.visible_names(principal=Principal(world["address"]))
     assert [name for _, name in olga] == _names(world["olga"])
     assert len(olga) == len(anonymous) + 2  # her private and unlisted agents
+
+
+def test_the_same_search_on_postgres(postgres_database: str, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=postgres_database, llm_preload=False)
+    services = build_services(settings)
+    try:
+        agents = services.agents
+        for name, tags in [("Émile", ["Poet"]), ("100% Zed", ["elfish"]), ("Dora", ["elf"])]:
+            agents.create_agent({"name": name, "tags": tags}, principal=SYSTEM)
+
+        def names(**query: Any) -> list[str]:
+            page = agents.search_agents(AgentQuery(**query), principal=Principal(None))
+            return [a.name for a in page.agents]
+
+        assert names(q="EMILE") == ["Émile"]
+        assert names(q="%") == ["100% Zed"]
+        assert names(q="_") == []
+        assert names(tag="elf") == ["Dora"]
+        assert names(q="elf", sort="name") == ["100% Zed", "Dora"]
+        assert names(sort="recent") == ["Dora", "100% Zed", "Émile"]
+        assert agents.visible_tags(principal=Principal(None))[0] == ("elf", 1)
+    finally:
+        services.close()
