@@ -9,6 +9,7 @@ go to /tmp/shots/gallery-*.png.
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,14 +17,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from agents.agent_search import AgentQuery
 from agents.llm.pool import LLMPool
+from agents.records import AgentRecord
 from bench.studio import seed_agents
 from chain.auth import SESSION_COOKIE
 from container import Services, build_services
-from core.principal import ANONYMOUS, Principal
+from core.principal import ANONYMOUS, SYSTEM, Principal
 from tests.chain.helpers import fast_settings
 from tests.servers import serve_app
 from ui.gallery.handlers import PAGE_SIZE
@@ -93,6 +96,14 @@ def test_gallery_search_filters_pages_open_and_import(
     me = Principal(session.json()["address"])
     seed_agents(services, 190)
     seed_agents(services, 10, owners=[me.address], start=datetime(2026, 6, 1, tzinfo=UTC))
+    # One of them with a picture, minted and fine-tuned: its card shows all three.
+    shown = services.agents.search_agents(AgentQuery(owner="me", limit=1), principal=me).agents[0]
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 48), (30, 120, 200)).save(picture, "PNG")
+    services.agents.set_avatar(shown.id, picture.getvalue(), principal=SYSTEM)
+    with services.agents.db.session() as s:
+        row = s.get(AgentRecord, shown.id)
+        row.mint_state, row.adapter = "minted", "adapter-1"
     page.context.add_cookies(
         [{"name": SESSION_COOKIE, "value": session.cookies[SESSION_COOKIE], "url": server}]
     )
@@ -104,6 +115,12 @@ def test_gallery_search_filters_pages_open_and_import(
     first = page.locator(CARDS).first
     expect(first.locator(".gallery-tag").first).to_be_visible()
     expect(first.locator(".gallery-creator")).to_have_text("by bench", timeout=WAIT_MS)
+    pictured = page.locator(f'{CARDS}[data-agent="{shown.id}"]')
+    expect(pictured.locator(".gallery-badge")).to_have_text(["Minted", "Fine-tuned"])
+    expect(pictured.locator("img.gallery-avatar")).to_be_visible()
+    page.wait_for_function(
+        "id => document.querySelector(`[data-agent='${id}'] img`).naturalWidth === 64", arg=shown.id
+    )
     page.screenshot(path=str(SHOTS / "gallery-1280.png"), full_page=True)
 
     # Search by name.
