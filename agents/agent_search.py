@@ -43,6 +43,11 @@ def search_key(text: object) -> str:
     return " ".join(plain.split()).casefold()
 
 
+def _printable(text: str) -> str:
+    """Control characters cannot be part of a name or tag (and PostgreSQL refuses NUL)."""
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
 def _tag_key(tag: object) -> str:
     return search_key(tag).replace("|", " ").strip()
 
@@ -71,7 +76,7 @@ class AgentQuery:
 
     def checked(self) -> AgentQuery:
         """The query with its text trimmed, or ``ValidationError`` (422) naming what is wrong."""
-        q, tag = " ".join(self.q.split()), _tag_key(self.tag)
+        q, tag = " ".join(_printable(self.q).split()), _tag_key(_printable(self.tag))
         if len(q) > MAX_TEXT or len(tag) > MAX_TEXT:
             raise ValidationError(f"search text and tag may be at most {MAX_TEXT} characters")
         if self.sort not in SORTS:

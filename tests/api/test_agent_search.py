@@ -242,6 +242,8 @@ def test_the_same_search_on_postgres(postgres_database: str, tmp_path: Path) -> 
         assert names(q="EMILE") == ["Émile"]
         assert names(q="%") == ["100% Zed"]
         assert names(q="_") == []
+        assert names(q="em\x00ile\n") == []  # control characters are spaces, not a 500
+        assert names(q="\x00émile") == ["Émile"]
         assert names(tag="elf") == ["Dora"]
         assert names(q="elf", sort="name") == ["100% Zed", "Dora"]
         assert names(sort="recent") == ["Dora", "100% Zed", "Émile"]
