@@ -15,6 +15,7 @@ from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
 from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
+from agents.lorebooks import LorebookService
 from agents.memory import CONVERSATION_TARGET, MemoryDeps, MemoryService
 from agents.model_connections import ModelConnections
 from agents.personas import PersonaService
@@ -29,6 +30,8 @@ from core.jobs import JobService
 from core.principal import Principal
 from core.settings import Settings
 from core.visitor import VisitorIds
+from economy.jobs import SettlementDeps
+from economy.service import EconomyService
 from economy.shares_service import SharesService
 from knowledge.base import Embedder
 from knowledge.jobs import IngestDeps
@@ -68,10 +71,15 @@ class Services:
     models: ModelConnections
     # Revenue-share tokens (ERC-7641) of agents: issue, holders, snapshots, claims.
     shares: SharesService
+    # Lorebook editing and standalone world-info books attached to agents.
+    lorebooks: LorebookService
+    # Prices of agents, prepaid balances, the 402 gate and batched settlement on chain.
+    economy: EconomyService
 
     def close(self) -> None:
         if self.llm.connections is self.models:
             self.llm.connections = None  # a pool shared beyond this app (tests) forgets our DB
+        self.economy.close()
         self.usage.close()
         self.chain.close()
         self.jobs.close()
@@ -118,6 +126,9 @@ def build_services(
     _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
     usage = _usage_service(settings, db, agents, chain_service)
     chat.meter = usage.track
+    lorebooks = LorebookService(db, agents)
+    chat.lore = memory.lore = lorebooks  # attached books' entries join every reply's lorebook
+    economy = _economy_service(settings, db, agents, chain_service, jobs, pool)
     jobs.provide(MemoryDeps(memory=memory))
     # A summary job is its conversation's: only who may change the chat sees or cancels it.
     jobs.access.target_checks[CONVERSATION_TARGET] = memory.require_changeable
@@ -145,6 +156,8 @@ def build_services(
         inspector=PromptInspector(agents, chat),
         models=models,
         shares=shares,
+        lorebooks=lorebooks,
+        economy=economy,
     )
 
 
@@ -155,6 +168,25 @@ def _usage_service(
         return [a.id for a in agents.list_agents() if principal.is_address(a.owner_address)]
 
     return UsageService(settings, db, owned_agents, chain.auth.keys.policy)
+
+
+def _economy_service(
+    settings: Settings,
+    db: Database,
+    agents: AgentService,
+    chain: ChainService,
+    jobs: JobService,
+    pool: LLMPool,
+) -> EconomyService:
+    def context_window(agent_id: str) -> int:
+        agent = agents.get_agent(agent_id)
+        return pool.get(agent.model, agent.adapter).context_window
+
+    economy = EconomyService(settings, db, chain, agents, jobs, context_window)
+    jobs.provide(
+        SettlementDeps(settlement=economy.settlement, tx_retries=settings.chain.tx_retries)
+    )
+    return economy
 
 
 def _wire_jobs(

@@ -36,7 +36,14 @@ from agents.conversations import recent_history
 from agents.grounding import Grounding
 from agents.llm.base import LLMBackend
 from agents.llm.scheduler import tenant_scope
-from agents.lorebook import LoreHit, _compile_key, activate, scan_depth_needed, split_by_position
+from agents.lorebook import (
+    LoreHit,
+    _compile_key,
+    activate,
+    scan_depth_needed,
+    split_by_position,
+    with_books,
+)
 from agents.prompt import (
     DEFAULT_USER_NAME,
     MESSAGE_OVERHEAD_TOKENS,
@@ -250,13 +257,16 @@ class PromptInspector:
         """The agent and its card, the draft's fields laid over it (the owner's only)."""
         self.agents.require_visible(agent_id, principal=principal)
         agent, card = self.agents.get_with_card(agent_id)
-        if not draft:
-            return agent, card.data
-        self.agents.owner_check.require_owner(principal, agent_id)
-        unknown = sorted(set(draft) - set(CardData.model_fields))
-        if unknown:
-            raise ValidationError(f"not card fields: {', '.join(unknown)}")
-        return agent, self.agents._validate_data({**card.data.dump(), **draft})
+        if draft:
+            self.agents.owner_check.require_owner(principal, agent_id)
+            unknown = sorted(set(draft) - set(CardData.model_fields))
+            if unknown:
+                raise ValidationError(f"not card fields: {', '.join(unknown)}")
+            data = self.agents._validate_data({**card.data.dump(), **draft})
+            card = card.model_copy(update={"data": data})
+        # Books attached to the agent take part in its prompt as in a reply.
+        books = self.chat.lore.books_for(agent_id) if self.chat.lore is not None else []
+        return agent, with_books(card, books).data
 
     def _inputs(
         self,

@@ -92,6 +92,10 @@ PUBLIC_ROUTES: dict[str, str] = {
     "GET /api/agents/{agent_id}/finetunes": "an agent's training runs are shown with it",
     "GET /api/agents/{agent_id}/finetunes/{run_id}": "one run's progress and scores",
     "GET /api/agents/{agent_id}/finetunes/{run_id}/metrics": "one run's loss curve",
+    # The economy: prices and income are public on chain; balances and spend take the caller.
+    "GET /api/economy": "the Payments contract address and fee",
+    "GET /api/agents/{agent_id}/price": "what an agent costs is shown to every caller",
+    "GET /api/agents/{agent_id}/income": "settled income is public on chain",
 }
 
 # State-changing routes with an agent id in the path that anyone may call, with the reason.

@@ -388,6 +388,27 @@ class ChainSettings(_Section):
     mint_on_create: bool = Field(
         default=True, description="Mint an agent created by a signed-in wallet right away."
     )
+    # The agent economy: prepaid balances and batched settlement (economy/).
+    payments_contract: str | None = Field(
+        default=None,
+        description="Payments contract address; none: deploy on first use on a dev chain and "
+        "remember it in <data_dir>/chain/payments.json.",
+    )
+    payments_fee_bps: int = Field(
+        default=0, ge=0, le=10_000, description="Platform fee on settled usage (at deploy)."
+    )
+    payments_fee_recipient: str | None = Field(
+        default=None, description="Who the fee is credited to (at deploy); default the minter."
+    )
+    payments_settle_interval_s: float = Field(
+        default=30.0, gt=0, description="How often unsettled charges are settled on chain."
+    )
+    payments_batch_size: int = Field(
+        default=500, ge=1, le=2000, description="Most charges settled by one transaction."
+    )
+    payments_balance_cache_s: float = Field(
+        default=5.0, ge=0, description="How long a wallet's on-chain balance is trusted."
+    )
 
 
 class AuthSettings(_Section):
@@ -544,6 +565,12 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "chain_tx_retries": ("chain", "tx_retries"),
     "chain_node_wait_s": ("chain", "node_wait_s"),
     "chain_mint_on_create": ("chain", "mint_on_create"),
+    "payments_contract": ("chain", "payments_contract"),
+    "payments_fee_bps": ("chain", "payments_fee_bps"),
+    "payments_fee_recipient": ("chain", "payments_fee_recipient"),
+    "payments_settle_interval_s": ("chain", "payments_settle_interval_s"),
+    "payments_batch_size": ("chain", "payments_batch_size"),
+    "payments_balance_cache_s": ("chain", "payments_balance_cache_s"),
     # auth
     "auth_anonymous_edits": ("auth", "anonymous_edits"),
     "auth_session_ttl_s": ("auth", "session_ttl_s"),

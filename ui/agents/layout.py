@@ -25,6 +25,7 @@ from ui.panels.chain.layout import build_chain_panel
 from ui.panels.finetune.layout import build_finetune_panel
 from ui.panels.inspector.layout import build_inspector_panel
 from ui.panels.knowledge.layout import build_knowledge_panel
+from ui.panels.lorebook.layout import build_lorebook_panel
 from ui.panels.revenue.layout import build_revenue_panel
 from ui.panels.voice.layout import build_voice_panel
 from ui.wiring import Updates, wire
@@ -68,6 +69,8 @@ def build_agents_screen(ctx: StudioContext) -> AgentsScreen:
     with gr.Accordion("Prompt inspector and test chat", open=False, elem_id="agent-inspector"):
         build_inspector_panel(ctx, c["picker"], {k: c[k] for k in FORM_KEYS})
     build_revenue_panel(ctx, c["picker"])  # an Accordion "Revenue"
+    with gr.Accordion("Lorebook", open=False, elem_id="agent-lorebook"):
+        build_lorebook_panel(ctx, c["picker"])
     return _wire(ctx, c)
 
 
