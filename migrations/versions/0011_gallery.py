@@ -9,7 +9,7 @@ Columns are added in place (``add_column``), never by copying the table: a copy 
 on SQLite with foreign keys on would cascade-delete every conversation.
 
 Revision ID: 0011_gallery
-Revises: 0011_shares
+Revises: 0011_payments
 Create Date: 2026-12-07 23:10:00
 
 """
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_gallery"
-down_revision: str | Sequence[str] | None = "0011_shares"
+down_revision: str | Sequence[str] | None = "0011_payments"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
