@@ -8,7 +8,7 @@ would leave them), then times each step a user waits for: the service's query, t
 over HTTP (``GET /api/agents``) and the gallery handler that renders the grid's HTML. Targets:
 a search under 300 ms at p50 and the first page under 1 s. Other studio rows (the editor's open
 time) come from ``bench/studio_editor.py`` when it exists: its ``rows()`` returns
-``(label, seconds, target)`` tuples and they are printed in the same table.
+``(label, p50 ms, target)`` tuples and they are printed in the same table.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from agents.records import AgentRecord
 from agents.schema import SPEC_V3, Card, CardData
 from container import Services
 
-Row = tuple[str, float, str]  # label, seconds, target (text)
+Row = tuple[str, float, str]  # label, p50 in ms, target (text)
 TAGS = ("fantasy", "sci-fi", "romance", "horror", "comedy", "mystery", "elf", "robot", "pirate")
 WORDS = ("Aria", "Bram", "Cleo", "Dax", "Esme", "Finn", "Gale", "Hana", "Ivo", "Juno", "Kai")
 SEARCH_TARGET_S = 0.3
@@ -200,13 +200,13 @@ def main() -> None:
         finally:
             services.close()
     print(f"{args.agents:,} agents seeded in {seeded:.1f} s; {args.rounds} rounds per row")
-    print(f"{'step':<48} {'p50 ms':>8} {'p95 ms':>8} {'target':>10}  ok")
+    print(f"{'step':<56} {'p50 ms':>8} {'p95 ms':>8} {'target':>10}  ok")
     for label, p50, p95, target in rows:
         ok = "yes" if p50 < target else "NO"
         goal = f"<{target * 1000:.0f} ms"
-        print(f"{label:<48} {p50 * 1000:8.1f} {p95 * 1000:8.1f} {goal:>10}  {ok}")
-    for label, seconds, target_text in extra_rows():
-        print(f"{label:<48} {seconds * 1000:8.1f} {'':>8} {target_text:>10}")
+        print(f"{label:<56} {p50 * 1000:8.1f} {p95 * 1000:8.1f} {goal:>10}  {ok}")
+    for label, p50_ms, target_text in extra_rows():
+        print(f"{label:<56} {p50_ms:8.1f} {'':>8} {target_text:>10}")
 
 
 if __name__ == "__main__":
