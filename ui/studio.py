@@ -20,6 +20,7 @@ from ui.agents.layout import build_agents_screen
 from ui.chat.layout import build_chat_screen
 from ui.context import StudioContext
 from ui.developer.layout import build_developer_screen
+from ui.gallery.layout import build_gallery_screen
 from ui.importer.layout import build_import_screen
 from ui.jobs.layout import build_jobs_screen
 from ui.models.layout import build_models_screen
@@ -42,6 +43,7 @@ class Screen:
 
 # The tabs, in order. A new screen adds its folder under ui/ and one line here.
 SCREENS: tuple[Screen, ...] = (
+    Screen("gallery", "Gallery", build_gallery_screen),  # the landing tab
     Screen("agents", "Agents", build_agents_screen),
     Screen("chat", "Chat", build_chat_screen),
     Screen("import", "Import", build_import_screen),
@@ -51,10 +53,9 @@ SCREENS: tuple[Screen, ...] = (
     Screen("wallet", "Wallet", build_wallet_screen),
 )
 
-# Screens planned next, each to get a ui/<id>/ folder and a Screen entry above: a gallery of
-# agents, the lorebook editor and the prompt inspector (what a reply was built from).
+# Screens planned next, each to get a ui/<id>/ folder and a Screen entry above: the lorebook
+# editor and the prompt inspector (what a reply was built from).
 PLANNED_SCREENS: tuple[str, ...] = (
-    "gallery",
     "lorebook",
     "prompt_inspector",
 )
@@ -66,9 +67,10 @@ def build_ui(services: Services, screens: tuple[Screen, ...] = SCREENS) -> gr.Bl
         ctx = StudioContext(services)
         gr.Markdown(f"## {TITLE}\nCreate role-play agents from character cards and chat.")
         build_wallet_bar(ctx)  # who is signed in: the owner of what they create
-        with gr.Tabs():
+        with gr.Tabs() as ctx.tabs:
             for screen in screens:
                 with gr.Tab(screen.title, id=screen.id, elem_id=f"tab-{screen.id}"):
                     screen.build(ctx)
+        ctx.run_after_build()
         ctx.attach_load_hooks(demo)
     return demo

@@ -113,6 +113,7 @@ def test_browser_wallet_signs_in_mints_anchors_and_gates_edits(
     assert "personal_sign" in wallet.requests
 
     # Create an agent: it is minted to the wallet by a job, with a progress bar.
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _field(page, "agent-name").fill("Orla")
     _field(page, "agent-description").fill("{{char}} keeps the lighthouse.")
     page.locator("#agent-save").click()

@@ -88,6 +88,7 @@ def test_see_a_lorebook_entry_fire_then_test_chat_a_draft(
     SHOTS.mkdir(parents=True, exist_ok=True)
 
     page.goto(f"{live_server}/ui/")
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     page.locator("#agent-select input").first.click()
     page.get_by_role("option", name=f"Mira · {agent.id[:8]}").click()
     expect(_field(page, "agent-name")).to_have_value("Mira")

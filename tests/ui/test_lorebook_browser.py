@@ -48,6 +48,7 @@ def test_edit_a_lorebook_entry(
     )
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{live_server}/ui/")
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _pick(page, "agent-select", f"Mira · {agent.id[:8]}")
     expect(_field(page, "agent-name")).to_have_value("Mira")
     page.locator("#agent-lorebook").get_by_text("Lorebook").first.click()

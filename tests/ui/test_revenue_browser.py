@@ -114,6 +114,7 @@ def test_owner_issues_shares_and_the_browser_wallet_snapshots_and_claims(
     page.locator("#wallet-browser").click()
     expect(page.locator("#wallet-status")).to_contain_text(account.address, timeout=20_000)
 
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _field(page, "agent-name").fill("Orla")
     _field(page, "agent-description").fill("{{char}} keeps the lighthouse.")
     page.locator("#agent-save").click()

@@ -70,6 +70,7 @@ def test_create_agent_then_chat_with_streaming(
     page: Page, live_server: str, services: Services
 ) -> None:
     page.goto(f"{live_server}/ui/")
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     expect(page.locator("#agent-save")).to_be_visible()
 
     # --- Agents tab: create ---

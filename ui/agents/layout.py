@@ -220,7 +220,7 @@ def _wire(ctx: StudioContext, c: Components) -> AgentsScreen:
     detail = {name: c[name] for name in handlers.DETAIL}
     picked = {"picker": c["picker"], **detail}
     wire(
-        c["picker"].input,
+        ctx.picked(c["picker"], "agents"),
         handlers.load,
         services,
         inputs=[c["picker"]],
