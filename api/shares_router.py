@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from api.deps import AgentOwner, Caller, services
+from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
 from container import Services
 from economy.shares_service import (
     Claimable,
@@ -21,7 +22,12 @@ from economy.shares_service import (
     TxRequest,
 )
 
-router = APIRouter(tags=["shares"])
+# Every route may meet the key guards (401/403/429), an unknown agent (404), a refused
+# transaction (409), a node that is down (503).
+router = APIRouter(
+    tags=["shares"],
+    responses=error_responses(*GUARD_ERRORS, *OWNER_ERRORS, 404, 409),
+)
 Svc = Annotated[Services, Depends(services)]
 
 
