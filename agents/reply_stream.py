@@ -8,6 +8,7 @@ on ``message``. ``agents.chat`` builds them; ``agents.chat`` also re-exports bot
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import threading
@@ -160,6 +161,8 @@ def _outcome(finished: bool, error: BaseException | None) -> str:
         return "ok"
     if isinstance(error, AnimaError):
         return f"error:{error.status}"
-    if error is None or isinstance(error, GeneratorExit | anyio.get_cancelled_exc_class()):
+    # asyncio's CancelledError is anyio's cancellation on the asyncio backend; asking anyio
+    # for it would fail outside an event loop (a sync reader that stops early).
+    if error is None or isinstance(error, GeneratorExit | asyncio.CancelledError):
         return "cancelled"  # the reader stopped reading (or went away)
     return "error:500"
