@@ -6,21 +6,23 @@ way their authors meant:
 1. One system message: the card's ``system_prompt`` (``{{original}}`` stands for
    ``DEFAULT_SYSTEM_PROMPT``; an empty one means the default), lorebook entries placed
    ``before_char``, the ``description``, ``"{{char}}'s personality: ..."``,
-   ``"Scenario: ..."``, entries placed ``after_char``, then ``extra_system`` (system text
-   from the caller, e.g. an OpenAI client's own system messages, passed through without
-   macro expansion), then retrieved knowledge (numbered excerpts under ``KNOWLEDGE_HEADER``,
-   see ``build_prompt``), then the example dialogues (``mes_example``) as text blocks headed
-   ``[Example chat]``. Examples live inside the system text rather than as fake
-   user/assistant turns so that strict chat templates (which demand alternating roles)
-   stay valid and the model cannot mistake them for the real conversation.
+   ``"Scenario: ..."``, the example dialogues (``mes_example``) as text blocks headed
+   ``[Example chat]``, then entries placed ``after_char``, then ``extra_system`` (system
+   text from the caller, e.g. an OpenAI client's own system messages, passed through
+   without macro expansion), then retrieved knowledge (numbered excerpts under
+   ``KNOWLEDGE_HEADER``, see ``build_prompt``). Examples live inside the system text rather
+   than as fake user/assistant turns so that strict chat templates (which demand
+   alternating roles) stay valid and the model cannot mistake them for the real
+   conversation. They come before everything a conversation changes (lore its messages
+   fire, persona, summary, knowledge) so that the card's own text is one prefix that every
+   chat of the agent shares: the engine keeps that prefix computed (persona warming).
 2. The chat history, oldest first. The greeting is simply the first assistant message
    of the history; the caller puts it there (``greetings`` gives the candidates).
 3. ``post_history_instructions`` as a final system message, when the card has one.
 
 A conversation adds its own parts (``ChatExtras``, see ``agents.prompt_parts``): the persona
-description closes the story string (after the ``after_char`` entries), the running summary
-follows it, the author's note goes into the history at its depth, and pinned messages are
-never trimmed.
+description follows the ``after_char`` entries, the running summary follows it, the
+author's note goes into the history at its depth, and pinned messages are never trimmed.
 
 Token budget: the whole prompt plus ``max_new_tokens`` must fit ``context_window``. The
 system text (without examples), the post-history message and the newest user turn are
@@ -227,7 +229,10 @@ def _system_text(
     lore: dict[str, list[LoreHit]],
     extra_system: str | None,
     extras: ChatExtras,
-) -> str:
+) -> tuple[str, str]:
+    """The card's own text (the prefix every chat shares), and what this chat adds after
+    the examples."""
+
     def render(text: str) -> str:
         return render_macros(text, char, user).strip()
 
@@ -239,12 +244,12 @@ def _system_text(
         parts.append(f"{char}'s personality: {personality}")
     if scenario := render(card.scenario):
         parts.append(f"Scenario: {scenario}")
-    parts += [hit.content for hit in lore["after_char"]]
-    parts.append(render(extras.persona))
-    parts.append(summary_block(extras.summary))
+    tail = [hit.content for hit in lore["after_char"]]
+    tail.append(render(extras.persona))
+    tail.append(summary_block(extras.summary))
     if extra_system:
-        parts.append(extra_system.strip())
-    return "\n\n".join(p for p in parts if p)
+        tail.append(extra_system.strip())
+    return "\n\n".join(p for p in parts if p), "\n\n".join(p for p in tail if p)
 
 
 def _format_example(dialogue: list[ChatMessage], char: str, user: str) -> str:
@@ -281,7 +286,8 @@ def build_prompt(
 
     count, cost, list_cost = _token_costs(count_tokens)
     extras = extras or ChatExtras()
-    hits, system_text, post = _card_text(card, history, char, user, count, extra_system, extras)
+    hits, head, tail, post = _card_text(card, history, char, user, count, extra_system, extras)
+    system_text = "\n\n".join(p for p in (head, tail) if p)
     note = render_macros(extras.note_text(), char, user).strip()
     fixed = _fixed_cost(system_text, post, cost, context_window, available)
     history_budget = available - fixed - (cost(note) if note else 0)
@@ -296,8 +302,8 @@ def build_prompt(
 
     dialogues = parse_examples(card.mes_example, char, user)
     examples = _fit_examples(system_text, dialogues, char, user, remaining, cost)
-    if examples:
-        system_text = "\n\n".join([system_text, *examples])
+    if examples:  # after the card's own text, before what this chat adds (see the top)
+        system_text = "\n\n".join([head, *examples]) + system_text[len(head) :]
 
     messages = _assembled(system_text, kept, post)
     return PromptBuild(
@@ -363,8 +369,9 @@ def _card_text(
     count: Callable[[str], int],
     extra_system: str | None,
     extras: ChatExtras,
-) -> tuple[list[LoreHit], str, str]:
-    """The lorebook entries the chat fires, the system text and the post-history text."""
+) -> tuple[list[LoreHit], str, str, str]:
+    """The lorebook entries the chat fires, the system text (the card's own, and what the
+    chat adds) and the post-history text."""
     hits = activate(
         card.character_book,
         [m.content for m in history],
@@ -372,9 +379,9 @@ def _card_text(
         render=lambda text: render_macros(text, char, user),
     )
     lore = split_by_position(hits)
-    system_text = _system_text(card, char, user, lore, extra_system, extras)
+    head, tail = _system_text(card, char, user, lore, extra_system, extras)
     post = render_macros(card.post_history_instructions, char, user).strip()
-    return hits, system_text, post
+    return hits, head, tail, post
 
 
 def _fit_chat(
