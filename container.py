@@ -16,6 +16,7 @@ from agents.finetune.service import FinetuneService
 from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
 from agents.memory import CONVERSATION_TARGET, MemoryDeps, MemoryService
+from agents.persona_warming import PersonaWarmer
 from agents.personas import PersonaService
 from agents.service import AgentService
 from chain.auth import AuthService
@@ -59,8 +60,11 @@ class Services:
     # Who the user is in a chat, and each chat's author's note, summary and pins.
     personas: PersonaService
     memory: MemoryService
+    warming: PersonaWarmer | None = None
 
     def close(self) -> None:
+        if self.warming is not None:
+            self.warming.close()
         self.usage.close()
         self.chain.close()
         self.jobs.close()
@@ -100,6 +104,8 @@ def build_services(
     )
     finetune = FinetuneService(settings, db, agents, jobs, chain_service)
     agents.attachments.append(finetune)  # the active adapter travels with the CHARX
+    warming = PersonaWarmer(settings, agents, pool)
+    agents.listeners.append(warming)  # an agent's fixed prompt is computed when it changes
     _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
     usage = _usage_service(settings, db, agents, chain_service)
     chat.meter = usage.track
@@ -124,6 +130,7 @@ def build_services(
         chat_transfer=ChatTransferService(db, agents, access),
         personas=personas,
         memory=memory,
+        warming=warming,
     )
 
 

@@ -83,6 +83,7 @@ class _Slot:
     adapter: str | None = None  # the adapter whose KV the slot's cache holds
     tokens: list[int] = field(default_factory=list)  # the prompt it last processed
     used_at: float = 0.0
+    warming: bool = False  # held by ``warm``, not by a request the scheduler admitted
 
 
 class _ServerGeneration:
@@ -135,6 +136,7 @@ class LlamaCppEngine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()  # generation, slots, adapter LRU
+        self._slot_freed = threading.Condition(self._lock)
         self._load_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
@@ -307,20 +309,35 @@ class LlamaCppEngine:
 
     # ----- generation --------------------------------------------------------------------
     def _acquire(
-        self, adapter: str | None, prompt: list[int]
+        self, adapter: str | None, prompt: list[int], *, warming: bool = False
     ) -> tuple[_ServerGeneration, _Slot, int | None]:
         """The server generation and slot for a request, and the prompt tokens its cache
-        already holds (``None``: its KV is another adapter's, not to be reused)."""
+        already holds (``None``: its KV is another adapter's, not to be reused).
+
+        The scheduler admits at most ``llm_parallel`` requests, but a warming step holds a
+        slot outside it: a request (and a warming step) waits for a slot while one is
+        warming, instead of failing."""
         with self._lock:
             gen = self._gen
             if gen is None:
                 raise BackendError("the llama.cpp engine was unloaded")
+            self._slot_freed.wait_for(
+                lambda: (
+                    self._gen is not gen
+                    or any(not s.busy for s in gen.slots)
+                    or not (warming or any(s.warming for s in gen.slots))
+                ),
+                timeout=120,
+            )
+            if self._gen is not gen:
+                raise BackendError("the llama.cpp engine was reloaded; retry")
             free = [s for s in gen.slots if not s.busy]
             if not free:  # the scheduler admits at most llm_parallel; be safe anyway
                 raise BackendError("no free llama.cpp slot")
             best = max(free, key=lambda s: (_slot_value(s, adapter, prompt), -s.used_at))
             reuse = _common_prefix(best.tokens, prompt) if best.adapter == adapter else None
             best.busy = True
+            best.warming = warming
             best.adapter = adapter
             best.tokens = list(prompt)
             best.used_at = time.monotonic()
@@ -329,7 +346,8 @@ class LlamaCppEngine:
 
     def _release(self, gen: _ServerGeneration, slot: _Slot, ok: bool) -> None:
         with self._lock:
-            slot.busy = False
+            slot.busy = slot.warming = False
+            self._slot_freed.notify_all()
             if not ok:
                 slot.tokens = []  # unknown cache state after a failure: do not trust it
             gen.users -= 1
@@ -445,7 +463,7 @@ class LlamaCppEngine:
         agent_id: str | None,
     ) -> KVEntry:
         assert self.kv is not None
-        gen, slot, cached = self._acquire(key, prefix)
+        gen, slot, cached = self._acquire(key, prefix, warming=True)
         ok = False
         try:
             if key is not None and key not in gen.index:
