@@ -502,9 +502,11 @@ def main() -> None:
             "llm_preload": False,
             "llm_threads": args.threads,
         }
-        hf_dir = Path(resolve_model(Settings(**common)).path)
-        _make_adapters(hf_dir, Path(tmp) / "adapters", 10)
-        refs = reference_ids(hf_dir)
+        engines = [n for n in args.engines.split(",") if n != "none"]
+        hf_dir = Path(resolve_model(Settings(**common)).path) if engines else Path(tmp)
+        if engines:
+            _make_adapters(hf_dir, Path(tmp) / "adapters", 10)
+        refs = reference_ids(hf_dir) if engines else None
         variants = {
             "transformers": {"llm_engine": "transformers"},
             "llamacpp": {"llm_engine": "llamacpp", "llm_engine_format": "source"},
@@ -516,7 +518,7 @@ def main() -> None:
             },
         }
         rows = []
-        for name in [n for n in args.engines.split(",") if n != "none"]:
+        for name in engines:
             settings = Settings(**{**common, **variants[name]})
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
             rows.append(measure_engine(name, settings, args, refs))
