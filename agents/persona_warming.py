@@ -154,6 +154,8 @@ class PersonaWarmer:
         backend = getattr(scheduled, "backend", scheduled)
         if not isinstance(backend, LlamaCppBackend):
             return None
+        if agent.model and not backend.engine.is_loaded:
+            return None  # loading another base model could push out the one in use
         backend.load()
         if backend.fallback is not None:
             return None
