@@ -152,6 +152,8 @@ class KVStore:
             for entry in self._index().values():
                 if entry.model != model or entry.adapter_id != adapter_id:
                     continue
+                if len(entry.tokens) <= at_least:  # cannot beat what the slot holds
+                    continue
                 shared = _common_prefix(entry.tokens, prompt)
                 if shared > at_least:
                     found.append((shared, entry))
