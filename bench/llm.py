@@ -408,14 +408,13 @@ def measure_raw(settings: Settings, tokens: int, runs: int) -> dict[str, float]:
 def _first_token_s(services: Any, agent_id: str, text: str) -> float:
     """Seconds to the first piece of a new chat's first reply (the chat service's path)."""
     started = time.perf_counter()
-    reply = services.chat.complete(agent_id, [ChatMessage(role="user", content=text)])
-    for piece in reply:
+    pieces = iter(services.chat.complete(agent_id, [ChatMessage(role="user", content=text)]))
+    first = float("nan")
+    for piece in pieces:
         if piece:
             first = time.perf_counter() - started
             break
-    else:
-        first = float("nan")
-    for _ in reply:  # let it finish: the slot is free for the next measurement
+    for _ in pieces:  # the same stream to its end: its slot is free for the next phase
         pass
     return first
 
