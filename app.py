@@ -33,12 +33,15 @@ from api.errors import install_error_handlers
 from api.finetune_router import router as finetune_router
 from api.group_router import router as group_router
 from api.guards import MULTIPART_OVERHEAD, install_guards
+from api.inspector_router import router as inspector_router
 from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
 from api.limits import install_limits
 from api.memory_router import router as memory_router
+from api.models_router import router as models_router
 from api.openai_router import router as openai_router
 from api.personas_router import router as personas_router
+from api.shares_router import router as shares_router
 from api.usage_router import router as usage_router
 from api.visitor import install_visitor_cookie
 from api.voice_router import router as voice_router
@@ -62,6 +65,9 @@ ROUTERS = (
     usage_router,
     personas_router,
     memory_router,
+    inspector_router,
+    models_router,
+    shares_router,
 )
 
 

@@ -16,8 +16,10 @@ from agents.finetune.service import FinetuneService
 from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
 from agents.memory import CONVERSATION_TARGET, MemoryDeps, MemoryService
+from agents.model_connections import ModelConnections
 from agents.persona_warming import PersonaWarmer
 from agents.personas import PersonaService
+from agents.prompt_preview import PromptInspector
 from agents.service import AgentService
 from chain.auth import AuthService
 from chain.base import Chain
@@ -28,6 +30,7 @@ from core.jobs import JobService
 from core.principal import Principal
 from core.settings import Settings
 from core.visitor import VisitorIds
+from economy.shares_service import SharesService
 from knowledge.base import Embedder
 from knowledge.jobs import IngestDeps
 from knowledge.service import TARGET_TYPE as KNOWLEDGE_BASE
@@ -60,11 +63,20 @@ class Services:
     # Who the user is in a chat, and each chat's author's note, summary and pins.
     personas: PersonaService
     memory: MemoryService
+    # The prompt inspector and the draft test chat, over the chat's own reply path.
+    inspector: PromptInspector
+    # Model connections (local files, OpenAI-compatible servers) and the run-time default.
+    models: ModelConnections
+    # Revenue-share tokens (ERC-7641) of agents: issue, holders, snapshots, claims.
+    shares: SharesService
+    # Persona warming: agents' fixed prompt prefixes kept computed on disk.
     warming: PersonaWarmer | None = None
 
     def close(self) -> None:
         if self.warming is not None:
             self.warming.close()
+        if self.llm.connections is self.models:
+            self.llm.connections = None  # a pool shared beyond this app (tests) forgets our DB
         self.usage.close()
         self.chain.close()
         self.jobs.close()
@@ -90,6 +102,10 @@ def build_services(
     db = Database(settings.resolved_database_url)
     db.migrate()
     pool = llm or LLMPool(settings)
+    models = ModelConnections(settings, db)
+    pool.connections = models  # agents' ``conn:`` models and the default chosen at run time
+    models.listeners.append(pool.forget)
+    models.loader = lambda ref: pool.get(ref).load()
     agents = AgentService(settings, db)
     jobs = JobService(settings, db)
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)
@@ -112,6 +128,9 @@ def build_services(
     jobs.provide(MemoryDeps(memory=memory))
     # A summary job is its conversation's: only who may change the chat sees or cancels it.
     jobs.access.target_checks[CONVERSATION_TARGET] = memory.require_changeable
+    shares = SharesService(db, chain_service)
+    chain_service.tokens.revenue_share_bps = shares.revenue_bps_of  # token metadata shows it
+    chain_service.tokens.price_label = shares.price_label
     return Services(
         settings=settings,
         db=db,
@@ -130,6 +149,9 @@ def build_services(
         chat_transfer=ChatTransferService(db, agents, access),
         personas=personas,
         memory=memory,
+        inspector=PromptInspector(agents, chat),
+        models=models,
+        shares=shares,
         warming=warming,
     )
 

@@ -106,6 +106,41 @@ def gas_table(node: AnvilChain) -> list[tuple[str, int]]:
     return rows  # fmt: skip
 
 
+def shares_gas_table(node: AnvilChain) -> list[tuple[str, int]]:
+    """Revenue shares (AgentShares, ERC-7641): issue, a transfer, a snapshot, a claim, a burn."""
+    from chain.deploy import deploy_contract
+    from economy.shares_contract import AgentSharesContract
+
+    issuer, backer, payer = (Account.create() for _ in range(3))
+    node.fund(issuer.address, 10**20)
+    address, _, issue_gas = deploy_contract(
+        node.web3, issuer, "AgentShares",
+        "Bench shares", "BENCH", 1_000 * 10**18, issuer.address, issuer.address, 1, 2_000, 8_000,
+    )  # fmt: skip
+    shares = AgentSharesContract(node.web3, address)
+    rows = [("shares: issue (deploy AgentShares)", issue_gas)]
+    rows.append(
+        (
+            "shares: transfer to a new holder",
+            send(node, issuer, shares.transfer_call(backer.address, 250 * 10**18)),
+        )
+    )
+    w3 = node.web3
+    node.fund(payer.address, 10**19)
+    income = {
+        "to": address, "value": 10**18, "gas": 60_000, "nonce": 0, "chainId": w3.eth.chain_id,
+        "maxFeePerGas": 2 * w3.eth.get_block("latest")["baseFeePerGas"] + 10**9,
+        "maxPriorityFeePerGas": 10**9,
+    }  # fmt: skip
+    w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(payer.sign_transaction(income).raw_transaction)
+    )
+    rows.append(("shares: snapshot", send(node, payer, shares.snapshot_call())))
+    rows.append(("shares: claim", send(node, backer, shares.claim_call(1))))
+    rows.append(("shares: burn and redeem", send(node, backer, shares.burn_call(10**18))))
+    return rows  # fmt: skip
+
+
 def api_mint_latency(node: AnvilChain, mints: int, data_dir: Path) -> list[float]:
     """Seconds from ``POST /api/agents/{id}/mint`` to the job reporting the token minted."""
     from fastapi.testclient import TestClient
@@ -157,6 +192,7 @@ def main() -> None:
         node.start()
         try:
             rows = gas_table(node)
+            rows += shares_gas_table(node)
             latencies = api_mint_latency(node, args.mints, Path(tmp) / "data")
         finally:
             node.stop()

@@ -187,6 +187,15 @@ class LLMSettings(_Section):
         gt=0,
         description="Disk for warmed persona prefixes (kv_cache/); least recently used go first.",
     )
+    model_dirs: str = Field(
+        default="",
+        description="Comma-separated absolute folders the Models screen may add local models "
+        "from, besides <data_dir>/models.",
+    )
+
+    @property
+    def model_dir_list(self) -> list[str]:
+        return [d.strip() for d in self.model_dirs.split(",") if d.strip()]
 
 
 class JobSettings(_Section):
@@ -423,6 +432,16 @@ class AuthSettings(_Section):
     usage_flush_s: float = Field(
         default=0.5, gt=0, le=1.0, description="How often usage records are written (seconds)."
     )
+    admin_addresses: str = Field(
+        default="",
+        description="Comma-separated wallets that may change install-wide settings (model "
+        "connections, the default model). Empty: any signed-in wallet, while the app listens "
+        "only on this machine (ANIMA_HOST a loopback address, no ANIMA_PUBLIC_URL).",
+    )
+
+    @property
+    def admin_address_list(self) -> list[str]:
+        return [a.strip().lower() for a in self.admin_addresses.split(",") if a.strip()]
 
 
 class FinetuneLimits(_Section):
@@ -479,6 +498,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "llm_tenant_queue_size": ("llm", "tenant_queue_size"),
     "llm_adapter_budget_mb": ("llm", "adapter_budget_mb"),
     "llm_max_models": ("llm", "max_models"),
+    "model_dirs": ("llm", "model_dirs"),
     "llm_persona_warming": ("llm", "persona_warming"),
     "llm_kv_cache_mb": ("llm", "kv_cache_mb"),
     # jobs
@@ -546,6 +566,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "keystore_scrypt_n": ("auth", "keystore_scrypt_n"),
     "usage_metering": ("auth", "usage_metering"),
     "usage_flush_s": ("auth", "usage_flush_s"),
+    "admin_addresses": ("auth", "admin_addresses"),
     # finetune
     "finetune_min_examples": ("finetune", "min_examples"),
     "finetune_max_chat_files": ("finetune", "max_chat_files"),

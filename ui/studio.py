@@ -22,7 +22,9 @@ from ui.context import StudioContext
 from ui.developer.layout import build_developer_screen
 from ui.importer.layout import build_import_screen
 from ui.jobs.layout import build_jobs_screen
+from ui.models.layout import build_models_screen
 from ui.wallet.layout import build_wallet_bar
+from ui.wallet_screen.layout import build_wallet_screen
 
 TITLE = "Anima studio"
 # Gradio's own cache (uploads, exported files): clear entries older than a day, hourly.
@@ -45,16 +47,16 @@ SCREENS: tuple[Screen, ...] = (
     Screen("import", "Import", build_import_screen),
     Screen("jobs", "Jobs", build_jobs_screen),
     Screen("developer", "Developer", build_developer_screen),
+    Screen("models", "Models", build_models_screen),
+    Screen("wallet", "Wallet", build_wallet_screen),
 )
 
 # Screens planned next, each to get a ui/<id>/ folder and a Screen entry above: a gallery of
-# agents, the lorebook editor, the prompt inspector (what a reply was built from) and the
-# local models.
+# agents, the lorebook editor and the prompt inspector (what a reply was built from).
 PLANNED_SCREENS: tuple[str, ...] = (
     "gallery",
     "lorebook",
     "prompt_inspector",
-    "models",
 )
 
 

@@ -26,6 +26,8 @@ const TARGETS = {
   "contracts/AgentNFT.sol": "AgentNFT",
   "erc6551/ERC6551Registry.sol": "ERC6551Registry",
   "erc6551/examples/simple/ERC6551Account.sol": "ERC6551Account",
+  "contracts/AgentShares.sol": "AgentShares",
+  "contracts/test/ReentrantShareholder.sol": "ReentrantShareholder",
 };
 
 // Settings the gas figures in the README were measured with.

@@ -20,9 +20,12 @@ from ui import widgets
 from ui.agents import handlers
 from ui.agents.form import FORM_KEYS, GREETING_SEPARATOR, VISIBILITY_CHOICES
 from ui.context import StudioContext
+from ui.models.layout import build_agent_model_panel
 from ui.panels.chain.layout import build_chain_panel
 from ui.panels.finetune.layout import build_finetune_panel
+from ui.panels.inspector.layout import build_inspector_panel
 from ui.panels.knowledge.layout import build_knowledge_panel
+from ui.panels.revenue.layout import build_revenue_panel
 from ui.panels.voice.layout import build_voice_panel
 from ui.wiring import Updates, wire
 
@@ -56,11 +59,15 @@ def build_agents_screen(ctx: StudioContext) -> AgentsScreen:
         with gr.Column(scale=3):
             _card_fields(c)
             _generation_fields(c)
+            build_agent_model_panel(ctx, c["picker"])  # the agent's model, from the connections
     with gr.Accordion("Knowledge", open=False, elem_id="agent-knowledge"):
         build_knowledge_panel(ctx)
     build_voice_panel(ctx)
     with gr.Accordion("Fine-tune (LoRA adapter)", open=False, elem_id="agent-finetune"):
         build_finetune_panel(ctx)
+    with gr.Accordion("Prompt inspector and test chat", open=False, elem_id="agent-inspector"):
+        build_inspector_panel(ctx, c["picker"], {k: c[k] for k in FORM_KEYS})
+    build_revenue_panel(ctx, c["picker"])  # an Accordion "Revenue"
     return _wire(ctx, c)
 
 
