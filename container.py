@@ -18,6 +18,7 @@ from agents.llm.pool import LLMPool
 from agents.lorebooks import LorebookService
 from agents.memory import CONVERSATION_TARGET, MemoryDeps, MemoryService
 from agents.model_connections import ModelConnections
+from agents.persona_warming import PersonaWarmer
 from agents.personas import PersonaService
 from agents.prompt_preview import PromptInspector
 from agents.service import AgentService
@@ -76,8 +77,12 @@ class Services:
     lorebooks: LorebookService
     # Prices of agents, prepaid balances, the 402 gate and batched settlement on chain.
     economy: EconomyService
+    # Persona warming: agents' fixed prompt prefixes kept computed on disk.
+    warming: PersonaWarmer | None = None
 
     def close(self) -> None:
+        if self.warming is not None:
+            self.warming.close()
         if self.llm.connections is self.models:
             self.llm.connections = None  # a pool shared beyond this app (tests) forgets our DB
         self.economy.close()
@@ -124,6 +129,8 @@ def build_services(
     )
     finetune = FinetuneService(settings, db, agents, jobs, chain_service)
     agents.attachments.append(finetune)  # the active adapter travels with the CHARX
+    warming = PersonaWarmer(settings, agents, pool)
+    agents.listeners.append(warming)  # an agent's fixed prompt is computed when it changes
     _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
     usage = _usage_service(settings, db, agents, chain_service)
     chat.meter = usage.track
@@ -160,6 +167,7 @@ def build_services(
         shares=shares,
         lorebooks=lorebooks,
         economy=economy,
+        warming=warming,
     )
 
 

@@ -6,20 +6,23 @@ way their authors meant:
 1. One system message: the card's ``system_prompt`` (``{{original}}`` stands for
    ``DEFAULT_SYSTEM_PROMPT``; an empty one means the default), lorebook entries placed
    ``before_char``, the ``description``, ``"{{char}}'s personality: ..."``,
-   ``"Scenario: ..."``, entries placed ``after_char``, then ``extra_system`` (system text
-   from the caller, e.g. an OpenAI client's own system messages, passed through without
-   macro expansion), then retrieved knowledge (numbered excerpts under ``KNOWLEDGE_HEADER``,
-   see ``build_prompt``), then the example dialogues (``mes_example``) as text blocks headed
-   ``[Example chat]``. Examples live inside the system text rather than as fake
-   user/assistant turns so that strict chat templates (which demand alternating roles)
-   stay valid and the model cannot mistake them for the real conversation.
+   ``"Scenario: ..."``, the example dialogues (``mes_example``) as text blocks headed
+   ``[Example chat]``, then entries placed ``after_char``, then ``extra_system`` (system
+   text from the caller, e.g. an OpenAI client's own system messages, passed through
+   without macro expansion), then retrieved knowledge (numbered excerpts under
+   ``KNOWLEDGE_HEADER``, see ``build_prompt``). Examples live inside the system text rather
+   than as fake user/assistant turns so that strict chat templates (which demand
+   alternating roles) stay valid and the model cannot mistake them for the real
+   conversation. They come before everything a conversation changes (lore its messages
+   fire, persona, summary, knowledge) so that the card's own text is one prefix that every
+   chat of the agent shares: the engine keeps that prefix computed (persona warming).
 2. The chat history, oldest first. The greeting is simply the first assistant message
    of the history; the caller puts it there (``greetings`` gives the candidates).
 3. ``post_history_instructions`` as a final system message, when the card has one.
 
 A conversation adds its own parts (``ChatExtras``, see ``agents.prompt_parts``): the persona
-description closes the story string (after the ``after_char`` entries), the running summary
-follows it, the author's note goes into the history at its depth, and pinned messages are
+description follows the ``after_char`` entries, the running summary follows it, the
+author's note goes into the history at its depth, and pinned messages are
 never trimmed.
 
 Token budget: the whole prompt plus ``max_new_tokens`` must fit ``context_window``. The
@@ -251,8 +254,9 @@ def _system_parts(
     lore: dict[str, list[LoreHit]],
     extra_system: str | None,
     extras: ChatExtras,
-) -> list[tuple[str, str]]:
-    """The system text's pieces as (kind, text), empty ones left out (see ``PromptTrace``)."""
+) -> tuple[list[tuple[str, str]], int]:
+    """The system text's pieces as (kind, text), empty ones left out (see ``PromptTrace``),
+    and how many of them are the card's own text (the examples go after those)."""
 
     def render(text: str) -> str:
         return render_macros(text, char, user).strip()
@@ -265,12 +269,13 @@ def _system_parts(
         parts.append(("personality", f"{char}'s personality: {personality}"))
     if scenario := render(card.scenario):
         parts.append(("scenario", f"Scenario: {scenario}"))
-    parts += [("lore", hit.content) for hit in lore["after_char"]]
-    parts.append(("persona", render(extras.persona)))
-    parts.append(("summary", summary_block(extras.summary)))
+    head = [(kind, text) for kind, text in parts if text]
+    tail = [("lore", hit.content) for hit in lore["after_char"]]
+    tail.append(("persona", render(extras.persona)))
+    tail.append(("summary", summary_block(extras.summary)))
     if extra_system:
-        parts.append(("extra_system", extra_system.strip()))
-    return [(kind, text) for kind, text in parts if text]
+        tail.append(("extra_system", extra_system.strip()))
+    return head + [(kind, text) for kind, text in tail if text], len(head)
 
 
 def _joined(parts: Sequence[tuple[str, str]]) -> str:
@@ -311,7 +316,7 @@ def build_prompt(
 
     count, cost, list_cost = _token_costs(count_tokens)
     extras = extras or ChatExtras()
-    hits, parts, post = _card_text(card, history, char, user, count, extra_system, extras)
+    hits, parts, own, post = _card_text(card, history, char, user, count, extra_system, extras)
     system_text = _joined(parts)
     note = render_macros(extras.note_text(), char, user).strip()
     fixed = _fixed_cost(system_text, post, cost, context_window, available)
@@ -330,9 +335,10 @@ def build_prompt(
 
     dialogues = parse_examples(card.mes_example, char, user)
     examples = _fit_examples(system_text, dialogues, char, user, remaining, cost)
-    if examples:
-        system_text = "\n\n".join([system_text, *examples])
-    parts += [("example", block) for block in examples]
+    if examples:  # after the card's own text, before what this chat adds (see the top)
+        at = len(_joined(parts[:own]))
+        system_text = "\n\n".join([system_text[:at], *examples]) + system_text[at:]
+    parts[own:own] = [("example", block) for block in examples]
 
     messages = _assembled(system_text, kept, post)
     trace = PromptTrace(
@@ -406,9 +412,9 @@ def _card_text(
     count: Callable[[str], int],
     extra_system: str | None,
     extras: ChatExtras,
-) -> tuple[list[LoreHit], list[tuple[str, str]], str]:
-    """The lorebook entries the chat fires, the system text's parts and the post-history
-    text."""
+) -> tuple[list[LoreHit], list[tuple[str, str]], int, str]:
+    """The lorebook entries the chat fires, the system text's parts (and how many lead it
+    as the card's own text) and the post-history text."""
     hits = activate(
         card.character_book,
         [m.content for m in history],
@@ -416,9 +422,9 @@ def _card_text(
         render=lambda text: render_macros(text, char, user),
     )
     lore = split_by_position(hits)
-    parts = _system_parts(card, char, user, lore, extra_system, extras)
+    parts, own = _system_parts(card, char, user, lore, extra_system, extras)
     post = render_macros(card.post_history_instructions, char, user).strip()
-    return hits, parts, post
+    return hits, parts, own, post
 
 
 def _fit_chat(

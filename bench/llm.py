@@ -10,10 +10,16 @@ GGUF it converts from the Hugging Face folder) it measures, greedy, medians of `
 - how many of the first 32 greedy tokens equal transformers' in float32 (5 prompts);
 - resident memory of the engine with 10 adapters loaded, against the base model alone.
 
-Then the served path (``/v1/chat/completions`` over HTTP, default engine) for the API's cost.
+Then the served path (``/v1/chat/completions`` over HTTP, default engine) for the API's cost,
+beside the raw engine (the same GGUF and threads through ``xllamacpp`` directly, no Anima
+code): single-stream decode rates and their ratio. And persona warming: the first token of a
+new chat with an agent whose card is about 1.4k tokens, cold (warming off), warmed (the
+agent saved with warming on) and warmed after a restart (a new engine restoring the file),
+with the disk the warmed prefix takes.
 
     .venv/bin/python bench/llm.py [--runs 3] [--tokens 64] [--threads N]
     .venv/bin/python bench/llm.py --engines llamacpp,llamacpp-q4_0   # a subset
+    .venv/bin/python bench/llm.py --engines none --runs 1   # only raw/served and warming
 
 Adapters are random peft LoRAs (r=8, q/k/v/o) made here. The machine's load moves absolute
 numbers a lot on 2 shared cores: the load average is printed; compare ratios.
@@ -349,6 +355,126 @@ def measure_served(settings: Settings, tokens: int, runs: int) -> dict[str, floa
     }
 
 
+def measure_raw(settings: Settings, tokens: int, runs: int) -> dict[str, float]:
+    """Decode rate of the default engine's GGUF through ``xllamacpp`` alone (no Anima code
+    on the path), with the threads the engine would use."""
+    import xllamacpp as xlc
+
+    from agents.llm.engine_source import resolve_engine_model
+    from agents.llm.llamacpp_engine import engine_threads, prefill_threads
+
+    params = xlc.CommonParams()
+    params.model.path = str(resolve_engine_model(settings).gguf)
+    params.n_parallel = 1
+    params.n_ctx = 4096
+    params.n_batch = 2048
+    params.cache_ram_mib = 0
+    params.verbosity = -1
+    params.cpuparams.n_threads = engine_threads(settings)
+    params.cpuparams_batch.n_threads = prefill_threads(settings)
+    server = xlc.Server(params)
+    body = {
+        "messages": [{"role": "user", "content": QUESTION}],
+        "max_tokens": tokens,
+        "temperature": 0.0,
+        "stream": True,
+        "cache_prompt": False,
+    }
+
+    def one_run() -> tuple[float, float]:
+        started = time.perf_counter()
+        stamps: list[float] = []
+
+        def on_chunk(chunk: Any) -> bool:
+            for choice in (chunk or {}).get("choices") or []:
+                if (choice.get("delta") or {}).get("content"):
+                    stamps.append(time.perf_counter())
+            return False
+
+        server.handle_chat_completions(body, on_chunk)
+        span = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
+        return stamps[0] - started if stamps else float("nan"), (
+            (len(stamps) - 1) / span if span else 0.0
+        )
+
+    one_run()
+    samples = [one_run() for _ in range(runs)]
+    return {
+        "ttft": statistics.median(s[0] for s in samples),
+        "rate": statistics.median(s[1] for s in samples),
+    }
+
+
+def _first_token_s(services: Any, agent_id: str, text: str) -> float:
+    """Seconds to the first piece of a new chat's first reply (the chat service's path)."""
+    started = time.perf_counter()
+    pieces = iter(services.chat.complete(agent_id, [ChatMessage(role="user", content=text)]))
+    first = float("nan")
+    for piece in pieces:
+        if piece:
+            first = time.perf_counter() - started
+            break
+    for _ in pieces:  # the same stream to its end: its slot is free for the next phase
+        pass
+    return first
+
+
+def _unload_all(services: Any) -> None:
+    for engine in services.llm._engines.values():
+        engine.unload()
+    services.close()
+    gc.collect()
+
+
+def measure_warming(common: dict[str, Any], data_dir: Path) -> dict[str, float]:
+    """First token of a new chat with a ~1.4k-token card: cold, warmed, warmed after restart.
+
+    One sample each: a first chat is first only once per engine (a second new chat finds the
+    prefix in a slot), and every sample would cost a model load."""
+    from agents.llm.kv_cache import KVStore
+    from container import build_services
+
+    card = {
+        "name": "Luna",
+        "description": _persona("warming", repeats=15),
+        "generation": {"max_new_tokens": 8, "temperature": 0.0, "repetition_penalty": 1.0},
+    }
+    out: dict[str, float] = {}
+
+    def phase(label: str, warming: bool, fresh_dir: str, agent_id: str | None = None) -> str:
+        settings = Settings(
+            **{
+                **common,
+                "data_dir": data_dir / fresh_dir,
+                "llm_preload": True,
+                "llm_persona_warming": warming,
+            }
+        )
+        services = build_services(settings)
+        try:
+            if agent_id is None:
+                agent_id = services.agents.create_agent(card, principal=SYSTEM).id
+                if services.warming is not None:
+                    started = time.perf_counter()
+                    services.warming.wait_idle(1800)
+                    out["warm_s"] = time.perf_counter() - started
+            services.llm.get().load()  # loaded before any chat, as with preloading
+            out[label] = _first_token_s(services, agent_id, "Hello Luna!")
+            store = KVStore.for_folder(settings.kv_cache_dir, settings.llm.kv_cache_mb)
+            if store.entries():
+                out["disk_mb"] = store.entries()[0].size / 1e6
+                out["prefix_tokens"] = len(store.entries()[0].tokens)
+        finally:
+            _unload_all(services)
+        return agent_id
+
+    phase("cold", False, "cold")
+    agent_id = phase("warmed", True, "warm")
+    KVStore._stores.clear()  # a restart: nothing verified, nothing in memory
+    phase("restarted", True, "warm", agent_id)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -375,9 +501,11 @@ def main() -> None:
             "llm_preload": False,
             "llm_threads": args.threads,
         }
-        hf_dir = Path(resolve_model(Settings(**common)).path)
-        _make_adapters(hf_dir, Path(tmp) / "adapters", 10)
-        refs = reference_ids(hf_dir)
+        engines = [n for n in args.engines.split(",") if n != "none"]
+        hf_dir = Path(resolve_model(Settings(**common)).path) if engines else Path(tmp)
+        if engines:
+            _make_adapters(hf_dir, Path(tmp) / "adapters", 10)
+        refs = reference_ids(hf_dir) if engines else None
         variants = {
             "transformers": {"llm_engine": "transformers"},
             "llamacpp": {"llm_engine": "llamacpp", "llm_engine_format": "source"},
@@ -389,11 +517,15 @@ def main() -> None:
             },
         }
         rows = []
-        for name in args.engines.split(","):
+        for name in engines:
             settings = Settings(**{**common, **variants[name]})
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
             rows.append(measure_engine(name, settings, args, refs))
         served = measure_served(Settings(**common), args.tokens, args.runs)
+        print("measuring the raw engine ...", file=sys.stderr, flush=True)
+        raw = measure_raw(Settings(**common), args.tokens, args.runs)
+        print("measuring persona warming ...", file=sys.stderr, flush=True)
+        warming = measure_warming(common, Path(tmp))
 
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
@@ -427,6 +559,26 @@ def main() -> None:
     print(
         f"served /v1/chat/completions (SSE, default engine): TTFT {served['ttft']:.3f} s, "
         f"decode {served['rate']:.0f} tok/s"
+    )
+    print()
+    print("| path (default engine's GGUF, same threads) | TTFT s | decode tok/s | served / raw |")
+    print("|---|---|---|---|")
+    print(f"| raw xllamacpp, no Anima code | {raw['ttft']:.3f} | {raw['rate']:.0f} | |")
+    ratio = served["rate"] / raw["rate"] if raw["rate"] else float("nan")
+    print(
+        f"| served /v1 (HTTP, SSE) | {served['ttft']:.3f} | {served['rate']:.0f} "
+        f"| {ratio:.2f} (target >= 0.9) |"
+    )
+    print()
+    print(
+        f"persona warming: first token of a new chat, {warming.get('prefix_tokens', 0):.0f}-token "
+        f"warmed prefix (target <= 0.5 s warmed)"
+    )
+    print("| cold (warming off) s | warmed s | warmed after restart s | warm step s | disk MB |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| {warming['cold']:.2f} | {warming['warmed']:.2f} | {warming['restarted']:.2f} "
+        f"| {warming.get('warm_s', float('nan')):.1f} | {warming.get('disk_mb', 0):.1f} |"
     )
 
 

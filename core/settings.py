@@ -177,6 +177,16 @@ class LLMSettings(_Section):
         ge=1,
         description="Base models kept loaded at once; the least recently used idle one goes.",
     )
+    persona_warming: bool = Field(
+        default=True,
+        description="Keep each agent's fixed prompt prefix computed on disk (llama.cpp engine), "
+        "so a new chat's first reply does not recompute the card.",
+    )
+    kv_cache_mb: float = Field(
+        default=2048.0,
+        gt=0,
+        description="Disk for warmed persona prefixes (kv_cache/); least recently used go first.",
+    )
     model_dirs: str = Field(
         default="",
         description="Comma-separated absolute folders the Models screen may add local models "
@@ -510,6 +520,8 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "llm_adapter_budget_mb": ("llm", "adapter_budget_mb"),
     "llm_max_models": ("llm", "max_models"),
     "model_dirs": ("llm", "model_dirs"),
+    "llm_persona_warming": ("llm", "persona_warming"),
+    "llm_kv_cache_mb": ("llm", "kv_cache_mb"),
     # jobs
     "jobs_database_url": ("jobs", "database_url"),
     "jobs_run_in_app": ("jobs", "run_in_app"),
@@ -791,6 +803,11 @@ class Settings(BaseSettings):
     def adapters_dir(self) -> Path:
         """LoRA adapters agents may name (``<data_dir>/adapters/<name>``)."""
         return self.data_dir / "adapters"
+
+    @property
+    def kv_cache_dir(self) -> Path:
+        """Warmed persona prefixes: llama.cpp slot files and their checksummed sidecars."""
+        return self.data_dir / "kv_cache"
 
     @property
     def knowledge_dir(self) -> Path:

@@ -108,6 +108,9 @@ class AdapterVersions(RunStore):
                 )
             )
         registry.remove(self.settings.adapters_dir, name)
+        for listener in self.agents.listeners:  # e.g. persona warming drops its KV files
+            if hasattr(listener, "adapter_deleted"):
+                listener.adapter_deleted(name)
 
     # ----- the agent's card and lifetime (AgentAttachment) ---------------------------------------
     def export_files(self, agent_id: str) -> dict[str, bytes]:

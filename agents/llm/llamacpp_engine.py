@@ -29,27 +29,37 @@ modules, an architecture whose layout it does not know, ...) raises ``Unsupporte
 and so does a model llama.cpp cannot load: ``LlamaCppBackend`` (``llamacpp_backend``) then
 falls back to the transformers backend, with the reason logged.
 
+Persona warming (``warm``, ``agents.llm.kv_cache``): an agent's fixed prompt prefix is
+computed once in a slot and saved to disk with llama.cpp's slot save; a request whose chosen
+slot holds less of its prompt than a saved prefix does restores that file into the slot first,
+then runs with the prompt cache on, so only the rest of the prompt is computed. The files are
+keyed by model, adapter file and prefix tokens, so nothing crosses adapters there either.
+
 The engine's HTTP listener (llama.cpp always opens one) binds 127.0.0.1 on a free port and
-requires a random API key that never leaves this process.
+requires a random API key that never leaves this process; only the slot actions use it (the
+Python binding has no call for them).
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import queue
 import secrets
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agents.llm.base import StreamResult, chat_template_options
-from agents.llm.engine_source import EngineModel, adapter_gguf, resolve_engine_model
+from agents.llm.engine_source import EngineModel, _fingerprint, adapter_gguf, resolve_engine_model
 from agents.llm.gguf_convert import UnsupportedByEngine
+from agents.llm.kv_cache import KVEntry, KVStore
 from agents.llm.model_source import display_name
 from agents.llm.options import ALL_OPTIONS, wants
 from agents.llm.stop_cutter import StopCutter
@@ -60,6 +70,9 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_AUTO_CONTEXT = 32768
+# A saved prefix is restored only when it gives a slot this many more cached tokens than it
+# has: below that, reading the file costs about what computing the tokens would.
+MIN_RESTORE_GAIN = 32
 _DONE = object()
 
 
@@ -70,13 +83,15 @@ class _Slot:
     adapter: str | None = None  # the adapter whose KV the slot's cache holds
     tokens: list[int] = field(default_factory=list)  # the prompt it last processed
     used_at: float = 0.0
+    warming: bool = False  # held by ``warm``, not by a request the scheduler admitted
 
 
 class _ServerGeneration:
     """One running llama.cpp server with a fixed adapter list and its slots."""
 
-    def __init__(self, server: Any, adapters: list[str], parallel: int) -> None:
+    def __init__(self, server: Any, adapters: list[str], parallel: int, api_key: str) -> None:
         self.server = server
+        self.api_key = api_key
         self.adapters = adapters  # adapter folder paths, in llama.cpp id order
         self.index = {path: i for i, path in enumerate(adapters)}
         self.slots = [_Slot(i) for i in range(parallel)]
@@ -121,6 +136,7 @@ class LlamaCppEngine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()  # generation, slots, adapter LRU
+        self._slot_freed = threading.Condition(self._lock)
         self._load_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
@@ -129,6 +145,12 @@ class LlamaCppEngine:
         self._tokenizer: Any = None
         self._lru: collections.OrderedDict[str, tuple[Path, int]] = collections.OrderedDict()
         self.load_seconds: float | None = None
+        llm = settings.llm
+        self.kv: KVStore | None = (
+            KVStore.for_folder(settings.kv_cache_dir, llm.kv_cache_mb)
+            if llm.persona_warming
+            else None
+        )
 
     # ----- loading -----------------------------------------------------------------------
     @property
@@ -197,7 +219,10 @@ class LlamaCppEngine:
         params.cache_ram_mib = 0  # llama.cpp RAM prompt cache is not adapter-aware (see top)
         params.hostnames = ["127.0.0.1"]
         params.port = 0
-        params.api_keys = [secrets.token_hex(16)]
+        api_key = secrets.token_hex(16)
+        params.api_keys = [api_key]
+        if self.kv is not None:
+            params.slot_save_path = self.kv.slot_save_path
         params.verbosity = -1
         params.warmup = True
         params.cpuparams.n_threads = engine_threads(s)
@@ -210,7 +235,7 @@ class LlamaCppEngine:
             server = xlc.Server(params)
         except Exception as exc:
             raise BackendError(f"llama.cpp could not load {self._model.gguf}: {exc}") from exc
-        return _ServerGeneration(server, adapters, s.llm.parallel)
+        return _ServerGeneration(server, adapters, s.llm.parallel, api_key)
 
     # ----- adapters ----------------------------------------------------------------------
     def prepare_adapter(self, adapter_dir: Path) -> None:
@@ -296,19 +321,35 @@ class LlamaCppEngine:
 
     # ----- generation --------------------------------------------------------------------
     def _acquire(
-        self, adapter: str | None, prompt: list[int]
-    ) -> tuple[_ServerGeneration, _Slot, bool]:
-        """The server generation and slot for a request, and whether its cache may be used."""
+        self, adapter: str | None, prompt: list[int], *, warming: bool = False
+    ) -> tuple[_ServerGeneration, _Slot, int | None]:
+        """The server generation and slot for a request, and the prompt tokens its cache
+        already holds (``None``: its KV is another adapter's, not to be reused).
+
+        The scheduler admits at most ``llm_parallel`` requests, but a warming step holds a
+        slot outside it: a request (and a warming step) waits for a slot while one is
+        warming, instead of failing."""
         with self._lock:
             gen = self._gen
             if gen is None:
                 raise BackendError("the llama.cpp engine was unloaded")
+            self._slot_freed.wait_for(
+                lambda: (
+                    self._gen is not gen
+                    or any(not s.busy for s in gen.slots)
+                    or not (warming or any(s.warming for s in gen.slots))
+                ),
+                timeout=120,
+            )
+            if self._gen is not gen:
+                raise BackendError("the llama.cpp engine was reloaded; retry")
             free = [s for s in gen.slots if not s.busy]
             if not free:  # the scheduler admits at most llm_parallel; be safe anyway
                 raise BackendError("no free llama.cpp slot")
             best = max(free, key=lambda s: (_slot_value(s, adapter, prompt), -s.used_at))
-            reuse = best.adapter == adapter
+            reuse = _common_prefix(best.tokens, prompt) if best.adapter == adapter else None
             best.busy = True
+            best.warming = warming
             best.adapter = adapter
             best.tokens = list(prompt)
             best.used_at = time.monotonic()
@@ -317,7 +358,8 @@ class LlamaCppEngine:
 
     def _release(self, gen: _ServerGeneration, slot: _Slot, ok: bool) -> None:
         with self._lock:
-            slot.busy = False
+            slot.busy = slot.warming = False
+            self._slot_freed.notify_all()
             if not ok:
                 slot.tokens = []  # unknown cache state after a failure: do not trust it
             gen.users -= 1
@@ -357,13 +399,13 @@ class LlamaCppEngine:
             0,
             "stop",
         )
-        gen, slot, reuse = self._acquire(key, prompt)
+        gen, slot, cached = self._acquire(key, prompt)
         body: dict[str, Any] = {
             "prompt": prompt,
             "n_predict": max_new,
             "stream": True,
             "id_slot": slot.index,
-            "cache_prompt": reuse,
+            "cache_prompt": cached is not None,
             "temperature": params.temperature,
             "top_p": params.top_p,
             "top_k": params.top_k,
@@ -385,7 +427,146 @@ class LlamaCppEngine:
         if key is not None and key not in gen.index:  # evicted between prepare and acquire
             self._release(gen, slot, ok=False)
             raise BackendError(f"adapter {adapter_dir} was unloaded; retry")
+        if params.seed is None:
+            body["cache_prompt"] = self._restore_prefix(gen, slot, key, prompt, cached)
         yield from self._run(gen, slot, body, params, result, max_new)
+
+    # ----- persona warming ---------------------------------------------------------------
+    def _kv_ids(self, key: str | None) -> tuple[str, str | None]:
+        """What a saved prefix was computed from: the model file and the adapter file."""
+        assert self._model is not None
+        model = f"{self._model.gguf.name}:{_fingerprint(self._model.gguf)}"
+        if key is None:
+            return model, None
+        gguf = self._lru[key][0]
+        return model, f"{gguf.name}:{_fingerprint(gguf)}"
+
+    def warm(
+        self, adapter_dir: Path | None, prefix: list[int], agent_id: str | None = None
+    ) -> KVEntry | None:
+        """Compute ``prefix`` under the adapter and save its KV (``None``: warming is off).
+
+        An intact saved file of the same prefix is reused (and tagged with ``agent_id``).
+        Raises ``BackendError`` when no slot is free or llama.cpp refuses.
+        """
+        if self.kv is None or not prefix:
+            return None
+        self.load()
+        key = str(adapter_dir) if adapter_dir is not None else None
+        if adapter_dir is not None:
+            self.prepare_adapter(adapter_dir)
+        with self._lock:
+            model_id, adapter_id = self._kv_ids(key)
+        entry = self.kv.find(model_id, adapter_id, prefix)
+        if entry is None:
+            entry = self._compute_and_save(key, prefix, model_id, adapter_id, agent_id)
+        else:
+            entry = self.kv.tag(entry, agent_id)
+        if agent_id is not None:
+            self.kv.untag_others(agent_id, keep=entry.name)
+        return entry
+
+    def _compute_and_save(
+        self,
+        key: str | None,
+        prefix: list[int],
+        model_id: str,
+        adapter_id: str | None,
+        agent_id: str | None,
+    ) -> KVEntry:
+        assert self.kv is not None
+        gen, slot, cached = self._acquire(key, prefix, warming=True)
+        ok = False
+        try:
+            if key is not None and key not in gen.index:
+                raise BackendError(f"adapter {key} was unloaded; retry")
+            body = {
+                "prompt": prefix,
+                "n_predict": 1,  # the prompt's KV is what is kept; one token is the least asked
+                "id_slot": slot.index,
+                "cache_prompt": cached is not None,
+                "temperature": 0.0,
+                "lora": [
+                    {"id": i, "scale": 1.0 if path == key else 0.0}
+                    for i, path in enumerate(gen.adapters)
+                ],
+            }
+            reply = gen.server.handle_completions(body)
+            if error := _error_of(reply):
+                raise BackendError(f"llama.cpp: {error}")
+            temp = self.kv.temp_name()
+            saved = self._slot_action(gen, slot.index, "save", temp)
+            if int(saved.get("n_saved") or 0) != len(prefix):
+                (self.kv.folder / temp).unlink(missing_ok=True)
+                raise BackendError(f"llama.cpp saved {saved.get('n_saved')} of {len(prefix)}")
+            entry = self.kv.commit(
+                temp,
+                model=model_id,
+                adapter=key,
+                adapter_id=adapter_id,
+                tokens=prefix,
+                agent_id=agent_id,
+            )
+            ok = True
+        finally:
+            self._release(gen, slot, ok)
+        log.info(
+            "llama.cpp engine: warmed a %d-token prefix (%.1f MB)", len(prefix), entry.size / 1e6
+        )
+        return entry
+
+    def _restore_prefix(
+        self,
+        gen: _ServerGeneration,
+        slot: _Slot,
+        key: str | None,
+        prompt: list[int],
+        cached: int | None,
+    ) -> bool:
+        """Restore the saved prefix that gives ``slot`` most of ``prompt`` when it beats what
+        the slot holds (``cached``; ``None``: another adapter's KV); whether the request may
+        use the slot's cache."""
+        usable = cached is not None
+        if self.kv is None:
+            return usable
+        with self._lock:
+            if key is not None and key not in self._lru:
+                return usable
+            model_id, adapter_id = self._kv_ids(key)
+        at_least = (cached or 0) + MIN_RESTORE_GAIN
+        found = self.kv.best(model_id, adapter_id, prompt, at_least=at_least)
+        if found is None:
+            return usable
+        entry, _ = found
+        try:
+            restored = self._slot_action(gen, slot.index, "restore", entry.filename)
+        except BackendError as exc:
+            log.warning("llama.cpp engine: restoring %s failed: %s", entry.filename, exc)
+            self.kv.discard(entry)
+            return False  # the slot's KV is in doubt: compute the whole prompt
+        if int(restored.get("n_restored") or 0) != len(entry.tokens):
+            self.kv.discard(entry)
+            return False
+        return True
+
+    def _slot_action(
+        self, gen: _ServerGeneration, index: int, action: str, filename: str
+    ) -> dict[str, Any]:
+        """``POST /slots/{index}?action=save|restore`` on the engine's own listener."""
+        request = urllib.request.Request(
+            f"{gen.server.listening_address}/slots/{index}?action={action}",
+            data=json.dumps({"filename": filename}).encode(),
+            headers={
+                "Authorization": f"Bearer {gen.api_key}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return dict(json.loads(response.read()))
+        except Exception as exc:  # HTTPError carries llama.cpp's message in its body
+            detail = exc.read().decode(errors="replace") if hasattr(exc, "read") else str(exc)
+            raise BackendError(f"llama.cpp slot {action} failed: {detail}") from exc
 
     def _run(
         self,

@@ -138,9 +138,10 @@ def test_story_order_lore_examples_and_post_history_last() -> None:
         "Aria is a ship's navigator who talks to Bob.",
         "Aria's personality: curious, dry humour",
         "Scenario: Bob boards the ship.",
+        # The card's own text first: a prefix every chat shares (persona warming).
+        f"{EXAMPLE_HEADER}\nBob: Hi.\nAria: Hello, Bob.",
         "Aria hates storms.",
         "Answer briefly.",
-        f"{EXAMPLE_HEADER}\nBob: Hi.\nAria: Hello, Bob.",
     ]
     positions = [system.content.index(part) for part in order]
     assert positions == sorted(positions)
