@@ -16,7 +16,7 @@ from core.principal import ANONYMOUS, SYSTEM, Principal
 from ui import widgets
 from ui.agents import handlers as agents
 from ui.agents.form import FORM_KEYS, form_values
-from ui.agents.layout import _generation_fields
+from ui.agents.fields import generation_fields
 from ui.chat import handlers as chat
 from ui.context import StudioContext
 from ui.panels.finetune import handlers as finetune
@@ -106,7 +106,7 @@ def test_a_chat_needs_a_message_and_an_agent(services: Services) -> None:
 def test_the_generation_controls_take_the_schema_bounds_and_defaults() -> None:
     controls: dict = {}
     with gr.Blocks():
-        _generation_fields(controls)
+        generation_fields(controls)
     fields = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
     assert sorted(controls) == sorted(fields)
     for name in fields:
