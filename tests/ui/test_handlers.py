@@ -15,8 +15,8 @@ from container import Services
 from core.principal import ANONYMOUS, SYSTEM, Principal
 from ui import widgets
 from ui.agents import handlers as agents
-from ui.agents.form import FORM_KEYS, form_values
 from ui.agents.fields import generation_fields
+from ui.agents.form import FORM_KEYS, form_values
 from ui.chat import handlers as chat
 from ui.context import StudioContext
 from ui.panels.finetune import handlers as finetune
@@ -74,12 +74,73 @@ def test_the_owner_saves_only_what_changed_and_the_picker_follows(services: Serv
 
     result = agents.save(services, agent_id, None, False, values, principal=owner)
 
-    assert result["status"] == "Saved **Brine**."
+    assert result["status"] == "Saved **Brine**: description, temperature."
     assert result["picker"]["value"] == agent_id
     assert result["description"] == "A salty sea dog." and result["temperature"] == 1.7
     stored = services.agents.get_agent(agent_id)
     assert stored.data["description"] == "A salty sea dog."
     assert stored.generation.temperature == 1.7
+
+
+def test_the_save_summary_names_each_changed_field_and_counts_greetings(
+    services: Services,
+) -> None:
+    agent = services.agents.create_agent(
+        {"name": "Orla", "alternate_greetings": ["Ahoy.", "Storm tonight."]}, principal=SYSTEM
+    )
+    values = _form(services, agent.id, description="Keeps the lighthouse.", tags="sea, lamp")
+    values["alternate_greetings"] = ["Ahoy.", "The lamp is lit.", "Storm tonight.", "  "]
+
+    result = agents.save(services, agent.id, None, False, values, principal=SYSTEM)
+
+    # Positions 2 and 3 now differ (one inserted, one moved down); the blank row is dropped.
+    assert result["status"] == "Saved **Orla**: description, 2 greetings, tags."
+    stored = services.agents.get_agent(agent.id)
+    assert stored.data["alternate_greetings"] == ["Ahoy.", "The lamp is lit.", "Storm tonight."]
+    assert result["alternate_greetings"] == stored.data["alternate_greetings"]  # reloaded as saved
+
+    reordered = {
+        **form_values(stored),
+        "alternate_greetings": list(reversed(stored.data["alternate_greetings"])),
+    }
+    moved = agents.save(services, agent.id, None, False, reordered, principal=SYSTEM)
+    assert moved["status"] == "Saved **Orla**: greetings reordered."
+    removed = {
+        **form_values(services.agents.get_agent(agent.id)),
+        "alternate_greetings": ["Storm tonight."],
+    }
+    assert agents.save(services, agent.id, None, False, removed, principal=SYSTEM)["status"] == (
+        "Saved **Orla**: 2 greetings."
+    )
+    assert services.agents.get_agent(agent.id).data["alternate_greetings"] == ["Storm tonight."]
+    unchanged = form_values(services.agents.get_agent(agent.id))
+    assert agents.save(services, agent.id, None, False, unchanged, principal=SYSTEM)["status"] == (
+        "Nothing to save: **Orla** has no changes."
+    )
+
+
+def test_a_refused_save_keeps_the_form_and_says_why(services: Services) -> None:
+    agent_id = _owned(services)
+    values = _form(services, agent_id, name="   ", description="typed, not lost")
+
+    result = agents.save(
+        services, agent_id, None, False, values, principal=Principal(address=OWNER, via="session")
+    )
+
+    assert set(result) == {"status"} and result["status"].startswith("⚠️")
+    assert services.agents.get_agent(agent_id).name == "Brine"
+
+
+def test_keeping_unsaved_edits_undoes_the_switch_and_leaves_the_form(services: Services) -> None:
+    first, second = _owned(services, "Brine"), _owned(services, "Kelp")
+
+    kept = agents.load(services, second, first, agents.STAY)
+    assert kept == {"picker": gr.update(value=first)}  # nothing else: the typed form stays
+    assert agents.new(services, agents.STAY) == {}
+
+    switched = agents.load(services, second, first, "")
+    assert switched["name"] == "Kelp" and switched["confirm_row"] == gr.update(visible=False)
+    assert agents.new(services, "")["name"] == ""
 
 
 def test_an_anonymous_draft_is_created_with_the_form_values(services: Services) -> None:

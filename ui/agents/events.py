@@ -12,7 +12,7 @@ from container import Services
 from core.principal import Principal
 from ui.agents import handlers
 from ui.agents.form import FORM_KEYS
-from ui.agents.guard import CONFIRM_SWITCH, MARK_CLEAN, MARK_DIRTY
+from ui.agents.guard import MARK_CLEAN, MARK_DIRTY, confirm_switch
 from ui.agents.side import EXPORT_FORMATS
 from ui.context import StudioContext
 from ui.wiring import Updates, wire
@@ -37,6 +37,7 @@ def wire_editor(ctx: StudioContext, c: Components) -> tuple[Dependency, Dependen
     """Wire the editor; returns the save and the delete events (they change the agent list)."""
     services = ctx.services
     c["shown"] = gr.State(None)  # the agent the form shows: a cancelled switch returns to it
+    c["intent"] = gr.Textbox("", visible="hidden", elem_id="agent-switch-intent")  # guard.py
     detail = {name: c[name] for name in handlers.DETAIL}
     picked = {"picker": c["picker"], **detail}
     _guard(c)
@@ -44,17 +45,17 @@ def wire_editor(ctx: StudioContext, c: Components) -> tuple[Dependency, Dependen
         c["picker"].input,
         handlers.load,
         services,
-        inputs=[c["picker"], c["shown"]],
+        inputs=[c["picker"], c["shown"], c["intent"]],
         outputs={**picked, "confirm_row": c["confirm_row"]},
-        js=CONFIRM_SWITCH,
+        js=confirm_switch(3),
     )
     fresh = wire(
         c["new"].click,
         handlers.new,
         services,
-        inputs=[c["picker"]],
+        inputs=[c["intent"]],
         outputs=picked,
-        js=CONFIRM_SWITCH,
+        js=confirm_switch(1),
     )
     c["avatar"].upload(lambda: True, outputs=[c["avatar_changed"]])
     saved = wire(

@@ -23,11 +23,17 @@ PAGE_SCRIPT = """
     dirty: false,
     markDirty() { editor.dirty = true; document.body.classList.add('anima-dirty'); },
     markClean() { editor.dirty = false; document.body.classList.remove('anima-dirty'); },
-    kept: false,
-    keepEdits() {
-      editor.kept = editor.dirty && !window.confirm(
+    kept: 0,  // switches the user cancelled whose clean-up (MARK_CLEAN) has not run yet
+    asked: null,
+    keepEdits(what) {
+      // One pick can fire the picker's input event twice: ask once, answer both.
+      const now = Date.now();
+      const recent = editor.asked && editor.asked.what === what && now - editor.asked.at < 1500;
+      const keep = recent ? editor.asked.keep : editor.dirty && !window.confirm(
         'This agent has unsaved changes. Discard them? (Cancel keeps editing.)');
-      return editor.kept;
+      editor.asked = {what, keep, at: now};
+      if (keep) editor.kept += 1;
+      return keep;
     },
   };
   window.animaEditor = editor;
@@ -46,12 +52,25 @@ PAGE_SCRIPT = """
 
 MARK_DIRTY = "() => { window.animaEditor && window.animaEditor.markDirty(); }"
 
-# Before a load (picker) or New: asks when dirty; "Cancel" sends STAY instead of the pick.
-# The event's other inputs pass through unchanged (Gradio wants one value per input).
-CONFIRM_SWITCH = f"""
-(picked, ...rest) => [
-  (window.animaEditor && window.animaEditor.keepEdits()) ? "{STAY}" : picked, ...rest]
+
+def confirm_switch(inputs: int) -> str:
+    """The ``js`` of a load (picker) or New: asks when dirty, before the handler runs.
+
+    The event's last input is a hidden textbox (``intent``) that carries STAY when the user
+    chose to keep editing; the other inputs pass through unchanged. (Gradio hands a ``js``
+    function the event's inputs and then its outputs, and wants one value back per input; a
+    dropdown refuses values not among its choices, so the pick itself cannot carry the
+    answer.)
+    """
+    return f"""
+(...values) => {{
+  const inputs = values.slice(0, {inputs});
+  const keep = window.animaEditor && window.animaEditor.keepEdits(String(values[0]));
+  inputs[{inputs - 1}] = keep ? "{STAY}" : "";
+  return inputs;
+}}
 """
+
 
 # After a load, New or save: clean unless the status line reports a refusal (``show_error``
 # starts it with a warning sign) or the switch was cancelled (the picker was put back).
@@ -59,7 +78,7 @@ MARK_CLEAN = """
 (status) => {
   const editor = window.animaEditor;
   if (!editor) return;
-  if (editor.kept) { editor.kept = false; return; }
+  if (editor.kept > 0) { editor.kept -= 1; return; }
   if (!String(status || '').startsWith('⚠️')) editor.markClean();
 }
 """

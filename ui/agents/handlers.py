@@ -48,13 +48,15 @@ def show(services: Services, agent: AgentView | None, message: str) -> Updates:
     return {**form_values(agent), "avatar": image, "avatar_changed": False, "status": message}
 
 
-def load(services: Services, agent_id: str | None, shown_id: str | None = None) -> Updates:
+def load(
+    services: Services, agent_id: str | None, shown_id: str | None = None, intent: str = ""
+) -> Updates:
     """The user picked an agent: fill the form, close a pending delete question.
 
-    ``STAY`` (the user kept their unsaved edits) puts the picker back on ``shown_id``, the
-    agent the form still shows, and leaves every field as typed.
+    ``intent == STAY`` (the user kept their unsaved edits) puts the picker back on
+    ``shown_id``, the agent the form still shows, and leaves every field as typed.
     """
-    if agent_id == STAY:
+    if intent == STAY:
         return {"picker": gr.update(value=shown_id)}
     if not agent_id:
         return {**show(services, None, ""), "confirm_row": HIDE}
@@ -64,9 +66,9 @@ def load(services: Services, agent_id: str | None, shown_id: str | None = None) 
         return {"status": show_error(exc), "confirm_row": HIDE}
 
 
-def new(services: Services, proceed: str | None = None) -> Updates:
+def new(services: Services, intent: str = "") -> Updates:
     """An empty form, unless the user chose to keep their unsaved edits (``STAY``)."""
-    if proceed == STAY:
+    if intent == STAY:
         return {}
     return {"picker": gr.update(value=None), **show(services, None, NEW_MESSAGE)}
 
