@@ -117,6 +117,7 @@ def test_browser_wallet_signs_in_mints_anchors_and_gates_edits(
     _field(page, "agent-description").fill("{{char}} keeps the lighthouse.")
     page.locator("#agent-save").click()
     expect(page.locator("#agent-status")).to_contain_text("Created Orla")
+    page.locator("#agent-tab-chain-button").click()  # the editor's On-chain tab
     owner = page.locator("#chain-owner")
     expect(owner).to_contain_text(wallet.account.address)
     expect(page.locator("#chain-match")).to_contain_text("matches")
@@ -127,9 +128,11 @@ def test_browser_wallet_signs_in_mints_anchors_and_gates_edits(
     expect(page.locator("#chain-tba")).to_have_attribute("title", tba or "")
 
     # Edit: accepted; the new card waits for the holder's EIP-712 signature.
+    page.locator("#agent-tab-card-button").click()
     _field(page, "agent-description").fill("{{char}} keeps the lighthouse and its lamp.")
     page.locator("#agent-save").click()
     expect(page.locator("#agent-status")).to_contain_text("Saved Orla")
+    page.locator("#agent-tab-chain-button").click()
     expect(page.locator("#chain-match")).to_contain_text("differs")
     page.locator("#agent-anchor").click()
     expect(page.locator("#agent-chain-message")).to_contain_text("being relayed")
