@@ -35,7 +35,11 @@ def side_column(c: Components) -> None:
         elem_id="agent-visibility",
     )
     c["save"] = gr.Button("Save", variant="primary", elem_id="agent-save")
-    c["status"] = gr.Markdown("", elem_id="agent-status", elem_classes=["anima-status"])
+    c["status"] = gr.Markdown(
+        "Pick an agent above to edit it, or fill in the Card tab and Save to create one.",
+        elem_id="agent-status",
+        elem_classes=["anima-status"],
+    )
     with gr.Accordion("Export card", open=False, elem_id="agent-export"):
         c["spec"] = gr.Radio(
             ["v3", "v2"], value="v3", label="Card spec (JSON)", elem_id="agent-export-spec"
