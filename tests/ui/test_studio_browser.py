@@ -80,6 +80,7 @@ def test_create_agent_then_chat_with_streaming(
     )
     _field(page, "agent-personality").fill("warm, talkative, proud of his fish stew")
     _field(page, "agent-first-mes").fill(GREETING)
+    page.locator("#agent-tab-generation-button").click()
     _number(page, "agent-max-new-tokens").fill("24")
     _number(page, "agent-temperature").fill("0")
     _number(page, "agent-temperature").press("Enter")
@@ -359,13 +360,15 @@ def test_unsaved_changes_are_kept_until_the_user_lets_them_go(
         dialog.dismiss()
 
     page.on("dialog", dismiss)
-    _pick(page, "agent-select", f"Bram · {bram.id[:8]}")
+    with page.expect_event("dialog"):
+        _pick(page, "agent-select", f"Bram · {bram.id[:8]}")
     expect(page.locator("#agent-select input").first).to_have_value(f"Orla · {orla.id[:8]}")
     assert dialogs and dialogs[0][0] == "confirm" and "unsaved changes" in dialogs[0][1]
     expect(_field(page, "agent-description")).to_have_value(typed)
-    page.locator("#agent-new").click()
+    with page.expect_event("dialog"):
+        page.locator("#agent-new").click()
     expect(page.locator("#agent-select input").first).to_have_value(f"Orla · {orla.id[:8]}")
-    assert len(dialogs) == 2
+    assert len(dialogs) == 2  # one question per action
     expect(_field(page, "agent-description")).to_have_value(typed)
     expect(_field(page, "agent-name")).to_have_value("Orla")
     page.remove_listener("dialog", dismiss)
@@ -381,7 +384,8 @@ def test_unsaved_changes_are_kept_until_the_user_lets_them_go(
     page.locator("#agent-save").click()
     expect(page.locator("#agent-status")).to_contain_text("Saved Orla: description")
     expect(page.locator("body.anima-dirty")).to_have_count(0)
-    _open_agent(page, bram)  # no dialog handler is registered: a question would fail here
+    # No handler is registered now: Playwright would dismiss a question, which keeps Orla.
+    _open_agent(page, bram)
     assert page.evaluate("window.animaEditor.dirty") is False
 
 
