@@ -373,13 +373,6 @@ def test_unsaved_changes_are_kept_until_the_user_lets_them_go(
     expect(_field(page, "agent-name")).to_have_value("Orla")
     page.remove_listener("dialog", dismiss)
 
-    # Closing the tab asks too (the browser's own "leave site?" question).
-    with page.expect_event("dialog") as leaving:
-        page.close(run_before_unload=True)
-    assert leaving.value.type == "beforeunload"
-    leaving.value.dismiss()
-    expect(_field(page, "agent-description")).to_have_value(typed)
-
     # Saving makes the form clean: switching now loads the other agent without a question.
     page.locator("#agent-save").click()
     expect(page.locator("#agent-status")).to_contain_text("Saved Orla: description")
@@ -387,6 +380,14 @@ def test_unsaved_changes_are_kept_until_the_user_lets_them_go(
     # No handler is registered now: Playwright would dismiss a question, which keeps Orla.
     _open_agent(page, bram)
     assert page.evaluate("window.animaEditor.dirty") is False
+
+    # Closing the tab with edits makes the browser ask ("leave site?"); staying keeps them.
+    _field(page, "agent-description").fill("Bram's draft.")
+    with page.expect_event("dialog") as leaving:
+        page.close(run_before_unload=True)
+    assert leaving.value.type == "beforeunload"
+    leaving.value.dismiss()
+    expect(_field(page, "agent-description")).to_have_value("Bram's draft.")
 
 
 @pytest.mark.browser

@@ -28,7 +28,7 @@ PAGE_SCRIPT = """
     keepEdits(what) {
       // One pick can fire the picker's input event twice: ask once, answer both.
       const now = Date.now();
-      const recent = editor.asked && editor.asked.what === what && now - editor.asked.at < 1500;
+      const recent = editor.asked && editor.asked.what === what && now - editor.asked.at < 5000;
       const keep = recent ? editor.asked.keep : editor.dirty && !window.confirm(
         'This agent has unsaved changes. Discard them? (Cancel keeps editing.)');
       editor.asked = {what, keep, at: now};
