@@ -17,6 +17,7 @@ from ui import widgets
 from ui.agents import handlers as agents
 from ui.agents.fields import generation_fields
 from ui.agents.form import FORM_KEYS, form_values
+from ui.agents.layout import EditorForm, build_agents_screen
 from ui.chat import handlers as chat
 from ui.context import StudioContext
 from ui.panels.finetune import handlers as finetune
@@ -237,3 +238,33 @@ def test_a_new_screen_plugs_into_the_registry(services: Services) -> None:
     assert {"tab-agents", "tab-gallery", "gallery-agent"} <= elem_ids
     assert len(seen) == 1 and seen[0].services is services
     assert "gallery" in PLANNED_SCREENS and "gallery" not in {s.id for s in SCREENS}
+
+
+def test_a_docked_panel_is_built_beside_the_editor_with_the_form(services: Services) -> None:
+    seen: list[EditorForm] = []
+
+    def inspector(ctx: StudioContext, form: EditorForm) -> None:
+        seen.append(form)
+        gr.Markdown("preview", elem_id="dock-probe")
+
+    with gr.Blocks() as demo:
+        screen = build_agents_screen(StudioContext(services), dock=[inspector])
+    config = demo.get_config_file()
+    by_id = {c["id"]: c.get("props", {}) for c in config["components"]}
+    dock = next(i for i, props in by_id.items() if props.get("elem_id") == "agent-dock")
+    probe = next(i for i, props in by_id.items() if props.get("elem_id") == "dock-probe")
+    assert by_id[dock].get("visible") is not False
+
+    def children(node: dict) -> list[dict]:
+        return node.get("children", [])
+
+    def find(node: dict, target: int) -> dict | None:
+        if node["id"] == target:
+            return node
+        return next((hit for kid in children(node) if (hit := find(kid, target))), None)
+
+    dock_node = find(config["layout"], dock)
+    assert dock_node is not None and find(dock_node, probe) is not None
+    (form,) = seen
+    assert form is screen.form and len(form.inputs) == len(FORM_KEYS)
+    assert form.values(*range(len(FORM_KEYS)))["name"] == FORM_KEYS.index("name")
