@@ -29,16 +29,21 @@ from api.auth_router import router as auth_router
 from api.chain_router import router as chain_router
 from api.chat_router import router as chat_router
 from api.chat_transfer_router import router as chat_transfer_router
+from api.economy_router import router as economy_router
 from api.errors import install_error_handlers
 from api.finetune_router import router as finetune_router
 from api.group_router import router as group_router
 from api.guards import MULTIPART_OVERHEAD, install_guards
+from api.inspector_router import router as inspector_router
 from api.jobs_router import router as jobs_router
 from api.knowledge_router import router as knowledge_router
 from api.limits import install_limits
+from api.lorebook_router import router as lorebook_router
 from api.memory_router import router as memory_router
+from api.models_router import router as models_router
 from api.openai_router import router as openai_router
 from api.personas_router import router as personas_router
+from api.shares_router import router as shares_router
 from api.usage_router import router as usage_router
 from api.visitor import install_visitor_cookie
 from api.voice_router import router as voice_router
@@ -62,6 +67,11 @@ ROUTERS = (
     usage_router,
     personas_router,
     memory_router,
+    inspector_router,
+    models_router,
+    shares_router,
+    lorebook_router,
+    economy_router,
 )
 
 
@@ -174,6 +184,7 @@ def _start_chain(svc: Services) -> None:
         log.info("chain ready: AgentNFT %s on chain %s", info.address, svc.chain.chain_id)
     except Exception as exc:  # minting waits for the node; drafts work without it
         log.warning("could not start the chain: %s", exc)
+    svc.economy.start()  # settles paid usage in batches (batches a crash left open first)
 
 
 def main() -> None:
@@ -181,6 +192,10 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if sys.argv[1:2] == ["economy"]:  # `python app.py economy audit|settle`
+        from economy.commands import main as economy_command
+
+        raise SystemExit(economy_command(sys.argv[2:], settings))
     if sys.argv[1:2] == ["chain"]:  # `python app.py chain deploy|info`
         from chain.commands import main as chain_command
 

@@ -15,8 +15,11 @@ from agents.finetune.jobs import FinetuneJobDeps
 from agents.finetune.service import FinetuneService
 from agents.group_chat import GroupChatService
 from agents.llm.pool import LLMPool
+from agents.lorebooks import LorebookService
 from agents.memory import CONVERSATION_TARGET, MemoryDeps, MemoryService
+from agents.model_connections import ModelConnections
 from agents.personas import PersonaService
+from agents.prompt_preview import PromptInspector
 from agents.service import AgentService
 from chain.auth import AuthService
 from chain.base import Chain
@@ -27,6 +30,10 @@ from core.jobs import JobService
 from core.principal import Principal
 from core.settings import Settings
 from core.visitor import VisitorIds
+from economy.jobs import SettlementDeps
+from economy.readout import EconomyReadout
+from economy.service import EconomyService
+from economy.shares_service import SharesService
 from knowledge.base import Embedder
 from knowledge.jobs import IngestDeps
 from knowledge.service import TARGET_TYPE as KNOWLEDGE_BASE
@@ -59,8 +66,21 @@ class Services:
     # Who the user is in a chat, and each chat's author's note, summary and pins.
     personas: PersonaService
     memory: MemoryService
+    # The prompt inspector and the draft test chat, over the chat's own reply path.
+    inspector: PromptInspector
+    # Model connections (local files, OpenAI-compatible servers) and the run-time default.
+    models: ModelConnections
+    # Revenue-share tokens (ERC-7641) of agents: issue, holders, snapshots, claims.
+    shares: SharesService
+    # Lorebook editing and standalone world-info books attached to agents.
+    lorebooks: LorebookService
+    # Prices of agents, prepaid balances, the 402 gate and batched settlement on chain.
+    economy: EconomyService
 
     def close(self) -> None:
+        if self.llm.connections is self.models:
+            self.llm.connections = None  # a pool shared beyond this app (tests) forgets our DB
+        self.economy.close()
         self.usage.close()
         self.chain.close()
         self.jobs.close()
@@ -86,6 +106,10 @@ def build_services(
     db = Database(settings.resolved_database_url)
     db.migrate()
     pool = llm or LLMPool(settings)
+    models = ModelConnections(settings, db)
+    pool.connections = models  # agents' ``conn:`` models and the default chosen at run time
+    models.listeners.append(pool.forget)
+    models.loader = lambda ref: pool.get(ref).load()
     agents = AgentService(settings, db)
     jobs = JobService(settings, db)
     chain_service = ChainService(settings, db, agents, jobs, chain=chain)
@@ -103,9 +127,16 @@ def build_services(
     _wire_jobs(jobs, agents, chain_service, knowledge, finetune)
     usage = _usage_service(settings, db, agents, chain_service)
     chat.meter = usage.track
+    lorebooks = LorebookService(db, agents)
+    chat.lore = memory.lore = lorebooks  # attached books' entries join every reply's lorebook
+    economy = _economy_service(settings, db, agents, chain_service, jobs, pool)
     jobs.provide(MemoryDeps(memory=memory))
     # A summary job is its conversation's: only who may change the chat sees or cancels it.
     jobs.access.target_checks[CONVERSATION_TARGET] = memory.require_changeable
+    shares = SharesService(db, chain_service)
+    shares.payments = EconomyReadout(economy)  # prices and balances on the shares' screens
+    chain_service.tokens.revenue_share_bps = shares.revenue_bps_of  # token metadata shows it
+    chain_service.tokens.price_label = shares.price_label
     return Services(
         settings=settings,
         db=db,
@@ -124,6 +155,11 @@ def build_services(
         chat_transfer=ChatTransferService(db, agents, access),
         personas=personas,
         memory=memory,
+        inspector=PromptInspector(agents, chat),
+        models=models,
+        shares=shares,
+        lorebooks=lorebooks,
+        economy=economy,
     )
 
 
@@ -134,6 +170,25 @@ def _usage_service(
         return [a.id for a in agents.list_agents() if principal.is_address(a.owner_address)]
 
     return UsageService(settings, db, owned_agents, chain.auth.keys.policy)
+
+
+def _economy_service(
+    settings: Settings,
+    db: Database,
+    agents: AgentService,
+    chain: ChainService,
+    jobs: JobService,
+    pool: LLMPool,
+) -> EconomyService:
+    def context_window(agent_id: str) -> int:
+        agent = agents.get_agent(agent_id)
+        return pool.get(agent.model, agent.adapter).context_window
+
+    economy = EconomyService(settings, db, chain, agents, jobs, context_window)
+    jobs.provide(
+        SettlementDeps(settlement=economy.settlement, tx_retries=settings.chain.tx_retries)
+    )
+    return economy
 
 
 def _wire_jobs(

@@ -203,7 +203,7 @@ class ChatService(ExtraReplies):
                 raise ValidationError(
                     f"message {number} is longer than {MAX_MESSAGE_CHARS} characters"
                 )
-        agent, card = self.agents.get_with_card(agent_id)
+        agent, card = self._agent_card(agent_id)
         extra = "\n\n".join(m.content for m in messages if m.role == "system").strip() or None
         history = [m for m in messages if m.role != "system"]
         if not history or history[-1].role != "user":

@@ -23,7 +23,7 @@ from agents.grounding import Grounder, Grounding
 from agents.group_turns import GroupTurn, turn_for
 from agents.llm.base import LLMBackend, StreamResult
 from agents.llm.pool import LLMPool
-from agents.lorebook import scan_depth_needed
+from agents.lorebook import LoreSource, scan_depth_needed, with_books
 from agents.memory import MemoryService
 from agents.prompt import build_prompt
 from agents.prompt_parts import ChatExtras
@@ -52,9 +52,19 @@ class ReplyGeneration(ConversationLifecycle):
     knowledge: Grounder | None
     memory: MemoryService | None
     meter: Callable[..., None] | None
+    # Standalone lorebooks attached to agents (set in container.py); their entries join the
+    # card's own book for every reply.
+    lore: LoreSource | None = None
+
+    def _agent_card(self, agent_id: str) -> tuple[AgentView, Any]:
+        """The agent and its card as a reply sees it: attached books' entries included."""
+        agent, card = self.agents.get_with_card(agent_id)
+        if self.lore is not None:
+            card = with_books(card, self.lore.books_for(agent_id))
+        return agent, card
 
     def _turn(self, agent_id: str, generation: dict[str, Any] | None) -> _Turn:
-        agent, card = self.agents.get_with_card(agent_id)
+        agent, card = self._agent_card(agent_id)
         backend = self.llm.get(agent.model, agent.adapter)
         count = functools.lru_cache(maxsize=4096)(backend.count_tokens)
         return _Turn(card, self._params(agent, generation), backend, count)

@@ -65,11 +65,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import re2
 
-from agents.schema import CharacterBook, LorebookEntry
+from agents.schema import Card, CharacterBook, LorebookEntry
 from core.errors import ValidationError
 
 Position = Literal["before_char", "after_char"]
@@ -97,6 +97,30 @@ class LoreHit:
 
 
 Matcher = Callable[[str], bool]
+
+
+class LoreSource(Protocol):
+    """Where a reply finds the standalone books attached to its agent (``agents.lorebooks``)."""
+
+    def books_for(self, agent_id: str) -> list[CharacterBook]: ...
+
+
+def with_books(card: Card, books: Sequence[CharacterBook]) -> Card:
+    """``card`` whose book also holds the entries of ``books``, for one reply's prompt.
+
+    As SillyTavern's default ("sorted evenly"), all entries compete as one book: the card's
+    scan depth, budget and recursion apply (a card without a book takes the first attached
+    book's), and insertion order decides placement whatever book an entry came from. The
+    stored card is not changed.
+    """
+    if not books:
+        return card
+    base = card.data.character_book or books[0]
+    entries = [*(card.data.character_book.entries if card.data.character_book else [])]
+    for book in books:
+        entries += book.entries
+    merged = base.model_copy(update={"entries": entries})
+    return card.model_copy(update={"data": card.data.model_copy(update={"character_book": merged})})
 
 
 def _pattern_of(key: str, *, case_sensitive: bool, use_regex: bool) -> str | None:

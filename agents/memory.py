@@ -36,7 +36,7 @@ from agents.conversations import (
     recent_history,
 )
 from agents.llm.pool import LLMPool
-from agents.lorebook import scan_depth_needed
+from agents.lorebook import LoreSource, scan_depth_needed, with_books
 from agents.personas import PersonaRecord, PersonaService
 from agents.prompt import (
     MESSAGE_OVERHEAD_TOKENS,
@@ -103,6 +103,9 @@ class MemoryService:
     through ``_load``, which asks the conversation access rule (``agents.conversation_access``):
     someone else's chat is a 404 to read and a 403 to change.
     """
+
+    # Standalone lorebooks attached to agents (set in container.py).
+    lore: LoreSource | None = None
 
     def __init__(
         self,
@@ -353,6 +356,8 @@ class MemoryService:
         with self.db.session() as s:
             agent_id = conversation_row(s, conversation_id).agent_id
         agent, card = self.agents.get_with_card(agent_id)
+        if self.lore is not None:  # the preview shows what a reply sees: attached books too
+            card = with_books(card, self.lore.books_for(agent_id))
         backend = self.llm.get(agent.model, agent.adapter)
         count = functools.lru_cache(maxsize=4096)(backend.count_tokens)
         user_name, history = recent_history(

@@ -157,6 +157,29 @@ def greetings(card: CardData, user_name: str = DEFAULT_USER_NAME) -> list[str]:
 
 
 @dataclass
+class PromptTrace:
+    """What ``build_prompt`` decided, part by part, for the prompt inspector
+    (``agents.prompt_preview``): filled by the builder itself, so the inspector shows the
+    decisions a reply makes rather than a second guess at them.
+
+    ``system_parts``: the system message's pieces as (kind, text), in order; joined with blank
+    lines they are exactly its content. Kinds: ``system``, ``lore`` (one per entry, in the
+    order of ``lore_hits`` by position), ``description``, ``personality``, ``scenario``,
+    ``persona``, ``summary``, ``extra_system``, ``knowledge`` (header and excerpts),
+    ``example`` (one per example dialogue). ``history_sources``: for each message after the
+    system one, the index in the ``history`` given to ``build_prompt`` it came from, or None
+    for the author's note and the post-history instructions. ``examples_left_out``: the
+    example dialogues that did not fit.
+    """
+
+    system_parts: list[tuple[str, str]] = field(default_factory=list)
+    history_sources: list[int | None] = field(default_factory=list)
+    note: str = ""
+    post: str = ""
+    examples_left_out: list[str] = field(default_factory=list)
+
+
+@dataclass
 class PromptBuild:
     """The assembled prompt and what had to give way to fit the context window."""
 
@@ -168,6 +191,7 @@ class PromptBuild:
     examples_total: int = 0
     truncated_last_turn: bool = False
     knowledge_used: int = 0  # leading entries of ``knowledge`` that fit in the prompt
+    trace: PromptTrace = field(default_factory=PromptTrace)
 
 
 def to_langchain(messages: Sequence[ChatMessage]) -> list[BaseMessage]:
@@ -220,31 +244,37 @@ def _cut_front(
     return kept
 
 
-def _system_text(
+def _system_parts(
     card: CardData,
     char: str,
     user: str,
     lore: dict[str, list[LoreHit]],
     extra_system: str | None,
     extras: ChatExtras,
-) -> str:
+) -> list[tuple[str, str]]:
+    """The system text's pieces as (kind, text), empty ones left out (see ``PromptTrace``)."""
+
     def render(text: str) -> str:
         return render_macros(text, char, user).strip()
 
     system = card.system_prompt.strip() or DEFAULT_SYSTEM_PROMPT
-    parts = [render_macros(system, char, user, original=DEFAULT_SYSTEM_PROMPT).strip()]
-    parts += [hit.content for hit in lore["before_char"]]
-    parts.append(render(card.description))
+    parts = [("system", render_macros(system, char, user, original=DEFAULT_SYSTEM_PROMPT).strip())]
+    parts += [("lore", hit.content) for hit in lore["before_char"]]
+    parts.append(("description", render(card.description)))
     if personality := render(card.personality):
-        parts.append(f"{char}'s personality: {personality}")
+        parts.append(("personality", f"{char}'s personality: {personality}"))
     if scenario := render(card.scenario):
-        parts.append(f"Scenario: {scenario}")
-    parts += [hit.content for hit in lore["after_char"]]
-    parts.append(render(extras.persona))
-    parts.append(summary_block(extras.summary))
+        parts.append(("scenario", f"Scenario: {scenario}"))
+    parts += [("lore", hit.content) for hit in lore["after_char"]]
+    parts.append(("persona", render(extras.persona)))
+    parts.append(("summary", summary_block(extras.summary)))
     if extra_system:
-        parts.append(extra_system.strip())
-    return "\n\n".join(p for p in parts if p)
+        parts.append(("extra_system", extra_system.strip()))
+    return [(kind, text) for kind, text in parts if text]
+
+
+def _joined(parts: Sequence[tuple[str, str]]) -> str:
+    return "\n\n".join(text for _, text in parts)
 
 
 def _format_example(dialogue: list[ChatMessage], char: str, user: str) -> str:
@@ -281,16 +311,20 @@ def build_prompt(
 
     count, cost, list_cost = _token_costs(count_tokens)
     extras = extras or ChatExtras()
-    hits, system_text, post = _card_text(card, history, char, user, count, extra_system, extras)
+    hits, parts, post = _card_text(card, history, char, user, count, extra_system, extras)
+    system_text = _joined(parts)
     note = render_macros(extras.note_text(), char, user).strip()
     fixed = _fixed_cost(system_text, post, cost, context_window, available)
     history_budget = available - fixed - (cost(note) if note else 0)
 
+    card_only = system_text
     system_text, knowledge_used, history_budget = _with_knowledge(
         system_text, post, knowledge, (char, user), history_budget, fixed, cost
     )
+    if knowledge_used:
+        parts.append(("knowledge", system_text[len(card_only) + 2 :]))
 
-    kept, truncated = _fit_chat(history, extras, note, history_budget, list_cost)
+    kept, truncated, sources = _fit_chat(history, extras, note, history_budget, list_cost)
     remaining = history_budget - list_cost(kept) + (cost(note) if note else 0)
     dropped = len(history) - len(kept) + (1 if note else 0)
 
@@ -298,8 +332,16 @@ def build_prompt(
     examples = _fit_examples(system_text, dialogues, char, user, remaining, cost)
     if examples:
         system_text = "\n\n".join([system_text, *examples])
+    parts += [("example", block) for block in examples]
 
     messages = _assembled(system_text, kept, post)
+    trace = PromptTrace(
+        system_parts=parts,
+        history_sources=sources + ([None] if post else []),
+        note=note,
+        post=post,
+        examples_left_out=[_format_example(d, char, user) for d in dialogues[len(examples) :]],
+    )
     return PromptBuild(
         messages=messages,
         lore_hits=hits,
@@ -309,6 +351,7 @@ def build_prompt(
         examples_total=len(dialogues),
         truncated_last_turn=truncated,
         knowledge_used=knowledge_used,
+        trace=trace,
     )
 
 
@@ -363,8 +406,9 @@ def _card_text(
     count: Callable[[str], int],
     extra_system: str | None,
     extras: ChatExtras,
-) -> tuple[list[LoreHit], str, str]:
-    """The lorebook entries the chat fires, the system text and the post-history text."""
+) -> tuple[list[LoreHit], list[tuple[str, str]], str]:
+    """The lorebook entries the chat fires, the system text's parts and the post-history
+    text."""
     hits = activate(
         card.character_book,
         [m.content for m in history],
@@ -372,9 +416,9 @@ def _card_text(
         render=lambda text: render_macros(text, char, user),
     )
     lore = split_by_position(hits)
-    system_text = _system_text(card, char, user, lore, extra_system, extras)
+    parts = _system_parts(card, char, user, lore, extra_system, extras)
     post = render_macros(card.post_history_instructions, char, user).strip()
-    return hits, system_text, post
+    return hits, parts, post
 
 
 def _fit_chat(
@@ -383,18 +427,29 @@ def _fit_chat(
     note: str,
     budget: int,
     list_cost: Callable[[list[BaseMessage]], int],
-) -> tuple[list[BaseMessage], bool]:
+) -> tuple[list[BaseMessage], bool, list[int | None]]:
     """The history that fits ``budget`` (pinned messages always kept), with the author's
-    note put in at its depth; True if the newest turn had to be cut."""
+    note put in at its depth; True if the newest turn had to be cut; and where each kept
+    message came from in ``history`` (None: the note, or a turn that was cut)."""
+    messages = to_langchain(history)
     kept, truncated = fit_with_pins(
-        to_langchain(history),
+        messages,
         extras.pinned,
         budget,
         list_cost,
         lambda messages, room: _fit_history(messages, room, list_cost),
     )
+    index = {id(m): i for i, m in enumerate(messages)}
+    sources: list[int | None] = [index.get(id(m)) for m in kept]
+    if truncated and sources:  # the cut newest turn is a copy: it is still the newest user turn
+        cut = next((i for i, m in enumerate(kept) if id(m) not in index), None)
+        users = [i for i, m in enumerate(history) if m.role == "user"]
+        if cut is not None and users:
+            sources[cut] = users[-1]
     depth = extras.authors_note.depth if extras.authors_note else 0
-    return insert_note(kept, note, depth), truncated
+    if note:
+        sources.insert(max(0, len(kept) - max(0, depth)), None)
+    return insert_note(kept, note, depth), truncated, sources
 
 
 def _fixed_cost(

@@ -60,8 +60,18 @@ class AgentRecord(Base):
     chain_card_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
     chain_card_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+    # What the gallery searches, filters and sorts on, kept beside the card by
+    # ``agents.agent_search.search_columns``: the card's JSON cannot be searched the same way on
+    # SQLite and PostgreSQL, and SQLite's lower() folds ASCII only. name_key: the casefolded
+    # name; tags_text: the casefolded tags between bars ("|elf|mage|"), so one LIKE finds a tag.
+    name_key: Mapped[str] = mapped_column(String(200), default="", server_default="", index=True)
+    tags_text: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     conversations: Mapped[list[ConversationRecord]] = relationship(
         back_populates="agent", cascade="all, delete-orphan", passive_deletes=True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
@@ -42,6 +43,7 @@ class ReplyStream:
         self._deltas = deltas
         self._result = result
         self._on_done = on_done
+        self._stepping = threading.Lock()  # one step of ``_deltas`` at a time, close included
         self.message: MessageView | None = None
         self.usage = Usage()
         self.text = ""
@@ -87,17 +89,30 @@ class ReplyStream:
                     yield delta
             else:  # a plain iterator: step it in a worker thread
                 step = anyio.to_thread.run_sync
-                while (delta := await step(next, self._deltas, None)) is not None:
+                while (delta := await step(self._step)) is not None:
                     parts.append(delta)
                     yield delta
             finished = True
         finally:
-            close = getattr(self._deltas, "close", None)
-            if close is not None:
-                close()
             self.outcome = _outcome(finished, sys.exc_info()[1])
             with anyio.CancelScope(shield=True):  # store what arrived, even when cancelled
-                await anyio.to_thread.run_sync(self._finish, parts, finished)
+                await anyio.to_thread.run_sync(self._close_and_finish, parts, finished)
+
+    def _step(self) -> str | None:
+        with self._stepping:
+            return next(self._deltas, None)
+
+    def _close_and_finish(self, parts: list[str], finished: bool) -> None:
+        """Close the backend's stream, then store and meter. A cancelled reader may leave a
+        step still running in its worker thread (the model is between tokens); a generator
+        cannot be closed while it runs, so this waits for that step first."""
+        try:
+            with self._stepping:
+                close = getattr(self._deltas, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            self._finish(parts, finished)
 
     def _finish(self, parts: list[str], finished: bool) -> None:
         try:

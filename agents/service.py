@@ -24,6 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import func, select
 
 from agents import cards
+from agents.agent_search import AgentSearch, search_columns
 from agents.anima_extension import anima_from_extensions, with_anima_extension
 from agents.attachments import AgentAttachment
 from agents.avatar import normalise_avatar
@@ -67,7 +68,7 @@ class _Unwired:
     require_owner = require_address = require_creator = _refuse
 
 
-class AgentService(ChainColumns, AgentVisibility):
+class AgentService(ChainColumns, AgentVisibility, AgentSearch):
     """Every method that changes an agent takes the caller (``principal``) and asks
     ``owner_check`` first. What a caller may read depends on the agent's visibility: the
     ``*_visible`` methods (``agents.visibility``) take the caller and answer as if a private
@@ -383,6 +384,8 @@ class AgentService(ChainColumns, AgentVisibility):
         row.card_data = card.data.dump()
         row.name = card.data.name[:200]
         row.content_hash = cards.content_hash(card)
+        for column, value in search_columns(card.data.name, card.data.tags).items():
+            setattr(row, column, value)
 
     def _validate_data(self, data: dict[str, Any]) -> CardData:
         try:

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, File, Query, Response, UploadFile, status
 
+from agents.agent_search import MAX_PAGE, MAX_TEXT, AgentQuery, Sort
 from agents.service import AgentView
 from api.deps import AgentOwner, Caller, services
 from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
@@ -36,15 +37,43 @@ def list_agents(
     svc: Svc,
     principal: Caller,
     response: Response,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 100,
-    offset: Annotated[
-        int, Query(ge=0, le=2**31 - 1, description="Agents to skip (oldest first).")
-    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Agents to skip.")] = 0,
+    q: Annotated[
+        str,
+        Query(
+            max_length=MAX_TEXT,
+            description="Search: agents whose name or one of whose tags contains this text "
+            "(any case).",
+        ),
+    ] = "",
+    tag: Annotated[
+        str, Query(max_length=MAX_TEXT, description="Only agents with this tag (any case).")
+    ] = "",
+    owner: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Only the agents of this wallet address, or `me` for your own (all "
+            "their visibilities; nothing when you are not signed in).",
+        ),
+    ] = None,
+    sort: Annotated[
+        Sort,
+        Query(description="`oldest` first (the default), `recent`: last changed first, `name`."),
+    ] = "oldest",
 ) -> list[AgentView]:
-    """Public agents and your own (any visibility), oldest first, one page at a time;
-    ``X-Total-Count`` says how many there are."""
-    response.headers["X-Total-Count"] = str(svc.agents.count_visible(principal=principal))
-    return svc.agents.list_visible(principal=principal, limit=limit, offset=offset)
+    """Public agents and your own (any visibility), one page at a time; ``X-Total-Count``
+    says how many match, ``X-Next-Offset`` the ``offset`` of the next page (absent on the
+    last)."""
+    page = svc.agents.search_agents(
+        AgentQuery(q=q, tag=tag, owner=owner, sort=sort, limit=limit, offset=offset),
+        principal=principal,
+    )
+    response.headers["X-Total-Count"] = str(page.total)
+    if page.next_offset is not None:
+        response.headers["X-Next-Offset"] = str(page.next_offset)
+    return page.agents
 
 
 @router.post("", response_model=AgentView, status_code=status.HTTP_201_CREATED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 
 from api.deps import AgentOwner, services
@@ -81,3 +81,11 @@ def submit_anchor(svc: Svc, agent_id: str, body: SignedAnchor, principal: AgentO
 def token_metadata(svc: Svc, request: Request, token_id: str) -> dict[str, Any]:
     """ERC-721 metadata JSON: name, description, image, attributes, card hash."""
     return svc.chain.metadata(token_id, str(request.base_url))
+
+
+@router.get(
+    "/api/nft/{token_id}/image", tags=["chain"], responses={200: {"content": {"image/png": {}}}}
+)
+def token_image(svc: Svc, token_id: str) -> Response:
+    """The token's image (its metadata links it): the avatar, or the default one drawn for it."""
+    return Response(svc.chain.tokens.image(token_id), media_type="image/png")

@@ -69,6 +69,12 @@ PUBLIC_ROUTES: dict[str, str] = {
     "GET /api/agents/{agent_id}/chain/verify": "compares the served card with the chain",
     "GET /api/agents/{agent_id}/chain/anchor": "the message the holder signs; signing is checked",
     "GET /api/nft/{token_id}": "token metadata that marketplaces read",
+    "GET /api/nft/{token_id}/image": "the token's image that its metadata links",
+    "GET /api/agents/{agent_id}/shares": "an agent's revenue shares, as anyone reads them on chain",
+    "GET /api/agents/{agent_id}/shares/holders": "share balances are public on chain",
+    "GET /api/agents/{agent_id}/shares/claimable": "claims per snapshot are public on chain",
+    "GET /api/agents/{agent_id}/shares/snapshot": "the snapshot transaction anyone may send",
+    "GET /api/agents/{agent_id}/revenue": "the agent's account balance and shares, read on chain",
     # Stateless: an answer computed from the request, nothing stored or read but public agents.
     "POST /v1/embeddings": "vectors of the client's texts from the shared embedder; nothing stored",
     "POST /v1/audio/speech": "speech from text; only usage is recorded",
@@ -86,12 +92,17 @@ PUBLIC_ROUTES: dict[str, str] = {
     "GET /api/agents/{agent_id}/finetunes": "an agent's training runs are shown with it",
     "GET /api/agents/{agent_id}/finetunes/{run_id}": "one run's progress and scores",
     "GET /api/agents/{agent_id}/finetunes/{run_id}/metrics": "one run's loss curve",
+    # The economy: prices and income are public on chain; balances and spend take the caller.
+    "GET /api/economy": "the Payments contract address and fee",
+    "GET /api/agents/{agent_id}/price": "what an agent costs is shown to every caller",
+    "GET /api/agents/{agent_id}/income": "settled income is public on chain",
 }
 
 # State-changing routes with an agent id in the path that anyone may call, with the reason.
 OWNER_CHECK_EXEMPT: dict[str, str] = {
     "POST /api/agents/{agent_id}/conversations": "starting a chat does not change the agent",
     "POST /api/agents/{agent_id}/conversations/import": "an imported chat is a new chat with it",
+    "POST /api/agents/{agent_id}/shares/claim": "builds a holder's own claim; changes nothing",
 }
 
 

@@ -51,7 +51,8 @@ class ErrorResponse(BaseModel):
 
 
 _MEANING = {
-    402: "The API key's token budget for this day or month is spent",
+    402: "The API key's token budget for this day or month is spent, or the wallet's prepaid "
+    "balance cannot pay for a priced agent",
     400: "Host not served here (ANIMA_ALLOWED_HOSTS) or a malformed request",
     401: "Sign in first (a wallet session or an API key), or the sign-in failed",
     403: "Cross-site request from a browser (ANIMA_ALLOWED_ORIGINS), or not the agent's owner",
@@ -86,8 +87,10 @@ OWNER_ERRORS = (401, 503)
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AnimaError)
     async def _anima_error(_request: Request, exc: AnimaError) -> JSONResponse:
+        body = error_body(exc.message, type(exc).__name__, exc.status, getattr(exc, "param", None))
+        body["error"].update(getattr(exc, "details", None) or {})  # type: ignore[attr-defined]
         return JSONResponse(
-            error_body(exc.message, type(exc).__name__, exc.status, getattr(exc, "param", None)),
+            body,
             status_code=exc.status,
             headers=retry_after_header(exc),
         )

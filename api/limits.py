@@ -89,6 +89,12 @@ async def enforce_key(request: Request) -> None:
         agent_id = await _agent_of(request, principal)
         if agent_id is not None and not policy.allows_agent(agent_id):
             raise ScopeError(f"this API key may not be used with agent {agent_id!r}")
+    if generates(method, path) and path.startswith("/api/conversations/"):
+        # Paid use goes through /v1, where it is reserved and charged; a key cannot reach a
+        # priced agent for free through the conversation routes.
+        agent_id = await _agent_of(request, principal)
+        if agent_id is not None:
+            svc.economy.require_unpriced(agent_id, principal=principal)
     admission = svc.usage.admit(policy, generates=generates(method, path))
     box = request.scope.get(ADMISSION)
     if box is not None:

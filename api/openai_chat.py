@@ -101,20 +101,42 @@ async def _start(
         lambda: svc.agents.require_visible(body.model, principal=principal)
     )
     generation = body.generation_overrides()
+    # A priced agent: each choice's worst case is held before anything is generated (402).
+    held = await anyio.to_thread.run_sync(
+        lambda: svc.economy.hold(
+            body.model,
+            principal=principal,
+            max_new_tokens=generation.get("max_new_tokens"),
+            choices=body.n,
+        )
+    )
     replies: list[ReplyStream] = []
-    with tenant_scope(principal):
-        for i in range(body.n):
-            overrides = dict(generation)
-            if body.seed is not None:  # reproducible, yet not n copies of one text
-                overrides["seed"] = body.seed + i
-            reply = await anyio.to_thread.run_sync(
-                lambda o=overrides: svc.chat.complete(
-                    body.model, messages, o, user_name=body.user or "User", options=options
+    try:
+        with tenant_scope(principal):
+            for i in range(body.n):
+                overrides = dict(generation)
+                if body.seed is not None:  # reproducible, yet not n copies of one text
+                    overrides["seed"] = body.seed + i
+                reply = await anyio.to_thread.run_sync(
+                    lambda o=overrides: svc.chat.complete(
+                        body.model, messages, o, user_name=body.user or "User", options=options
+                    )
                 )
-            )
-            # Metered per choice: each is a generation of its own.
-            svc.usage.track(reply, principal=principal, agent_id=body.model, route="v1.chat")
-            replies.append(reply)
+                # Metered per choice: each is a generation of its own.
+                request_id = uuid.uuid4().hex
+                svc.usage.track(
+                    reply,
+                    principal=principal,
+                    agent_id=body.model,
+                    route="v1.chat",
+                    request_id=request_id,
+                )
+                if held:
+                    svc.economy.attach(held[i], reply, request_id)
+                replies.append(reply)
+    except BaseException:
+        svc.economy.release(held)  # no reply started: none of them is charged
+        raise
     return replies
 
 

@@ -62,20 +62,40 @@ async def completions(
         lambda: svc.agents.require_visible(body.model, principal=principal)
     )
     service = TextCompletionService(svc.agents, svc.llm)
+    # A priced agent: each completion's worst case is held before anything is generated (402).
+    held = await anyio.to_thread.run_sync(
+        lambda: svc.economy.hold(
+            body.model,
+            principal=principal,
+            max_new_tokens=generation.get("max_new_tokens"),
+            choices=len(prompts) * body.n,
+        )
+    )
     replies: list[ReplyStream] = []
-    with tenant_scope(principal):
-        for prompt in prompts:
-            for i in range(body.n):
-                overrides = dict(generation)
-                if body.seed is not None:
-                    overrides["seed"] = body.seed + i
-                reply = await anyio.to_thread.run_sync(
-                    lambda p=prompt, o=overrides: service.complete(body.model, p, o, options)
-                )
-                svc.usage.track(
-                    reply, principal=principal, agent_id=body.model, route="v1.completions"
-                )
-                replies.append(reply)
+    try:
+        with tenant_scope(principal):
+            for prompt in prompts:
+                for i in range(body.n):
+                    overrides = dict(generation)
+                    if body.seed is not None:
+                        overrides["seed"] = body.seed + i
+                    reply = await anyio.to_thread.run_sync(
+                        lambda p=prompt, o=overrides: service.complete(body.model, p, o, options)
+                    )
+                    request_id = uuid.uuid4().hex
+                    svc.usage.track(
+                        reply,
+                        principal=principal,
+                        agent_id=body.model,
+                        route="v1.completions",
+                        request_id=request_id,
+                    )
+                    if held:
+                        svc.economy.attach(held[len(replies)], reply, request_id)
+                    replies.append(reply)
+    except BaseException:
+        svc.economy.release(held)  # no reply started: none of them is charged
+        raise
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:

@@ -1,8 +1,9 @@
 """Server-sent events: turn frames into a ``text/event-stream`` response.
 
 Model replies arrive as async iterators (``ReplyStream.__aiter__``): waiting for the model
-holds no thread, and when the client goes away Starlette cancels the response task, which
-closes the iterator, which cancels the request in the scheduler, queued or running.
+holds no thread, and when the client goes away the response closes the iterator
+(``_ClosingStreamingResponse``), which cancels the request in the scheduler, queued or
+running, and stores and meters what was written.
 
 Sync iterators (job progress) are stepped in a worker thread. Starlette never closes a sync
 iterator when the client goes away, so ``_closing`` does that deterministically, shielded from
@@ -18,6 +19,7 @@ from typing import Any
 import anyio
 from fastapi import Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 _END = object()
 
@@ -54,9 +56,27 @@ async def _closing_async(frames: AsyncIterator[str]) -> AsyncIterator[str]:
                 await aclose()
 
 
+class _ClosingStreamingResponse(StreamingResponse):
+    """Closes its body when the response ends, however it ends.
+
+    Starlette stops iterating the body when a write fails because the client left, but it
+    leaves the body generator suspended at its ``yield``: its ``finally`` (which cancels the
+    model request, stores the reply and meters it) would then run only when the garbage
+    collector finalizes it, late or never. Closing it here makes that deterministic."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+
 def sse_response(frames: Iterator[str] | AsyncIterator[str]) -> StreamingResponse:
     body = _closing_async(frames) if hasattr(frames, "__anext__") else _closing(frames)  # type: ignore[arg-type]
-    return StreamingResponse(
+    return _ClosingStreamingResponse(
         body,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -8,6 +8,7 @@ pool, never on the event loop; uploads are read through the size-capped ``read_u
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from functools import partial
 from typing import Annotated, Any, Literal
@@ -55,13 +56,36 @@ async def create_speech(svc: Svc, body: SpeechRequest, principal: Caller) -> Res
     other formats arrive whole."""
     started = time.monotonic()
     agent_id = None if body.voice == DEFAULT_VOICE else body.voice
-    meter = partial(
-        svc.usage.record, principal=principal, agent_id=agent_id, route="v1.audio.speech"
+    request_id = uuid.uuid4().hex
+    record = partial(
+        svc.usage.record,
+        principal=principal,
+        agent_id=agent_id,
+        route="v1.audio.speech",
+        request_id=request_id,
     )
+    # A priced agent's voice: the worst case is held first (402), the speech made is charged.
+    held = (
+        await run_in_threadpool(
+            partial(svc.economy.hold_speech, agent_id, principal=principal, seconds=_worst_s(body))
+        )
+        if agent_id
+        else []
+    )
+
+    def meter(*, audio_seconds: float, **measured: Any) -> None:
+        record(audio_seconds=audio_seconds, **measured)
+        for r in held:
+            svc.economy.charge(r, request_id, audio_seconds=audio_seconds)
+
     media = MEDIA_TYPES[body.response_format]
     if body.response_format == "pcm":
-        pieces = svc.voice.speak_stream(agent_id, body.input, body.speed)
-        first = await run_in_threadpool(next, pieces, None)  # errors become 4xx before 200
+        try:
+            pieces = svc.voice.speak_stream(agent_id, body.input, body.speed)
+            first = await run_in_threadpool(next, pieces, None)  # errors become 4xx before 200
+        except BaseException:
+            svc.economy.release(held)
+            raise
 
         def stream() -> Iterator[bytes]:
             seconds, outcome = 0.0, "cancelled"
@@ -79,10 +103,19 @@ async def create_speech(svc: Svc, body: SpeechRequest, principal: Caller) -> Res
         return StreamingResponse(
             stream(), media_type=media, headers={"X-Sample-Rate": str(PCM_RATE)}
         )
-    audio = await run_in_threadpool(svc.voice.speak, agent_id, body.input, body.speed)
-    content = await run_in_threadpool(encode, audio, body.response_format)
+    try:
+        audio = await run_in_threadpool(svc.voice.speak, agent_id, body.input, body.speed)
+        content = await run_in_threadpool(encode, audio, body.response_format)
+    except BaseException:
+        svc.economy.release(held)
+        raise
     meter(audio_seconds=audio.duration, latency_s=time.monotonic() - started)
     return Response(content, media_type=media)
+
+
+def _worst_s(body: SpeechRequest) -> float:
+    """A generous bound on the speech's length: six characters a second at speed 1."""
+    return len(body.input) / 6 / body.speed + 2
 
 
 TranscriptionFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]

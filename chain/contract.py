@@ -239,7 +239,7 @@ class AgentNFT:
 def _error_selectors() -> dict[bytes, tuple[str, list[str]]]:
     """4-byte selector -> (error name, argument types) over every contract we ship."""
     selectors: dict[bytes, tuple[str, list[str]]] = {}
-    for name in ("AgentNFT", "ERC6551Registry", "ERC6551Account"):
+    for name in ("AgentNFT", "ERC6551Registry", "ERC6551Account", "AgentShares", "Payments"):
         for item in load_artifact(name)["abi"]:
             if item.get("type") == "error":
                 types = [i["type"] for i in item["inputs"]]

@@ -4,12 +4,14 @@ holder is read from the chain when the node answers, else the stored copy is sho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from agents import cards
+from agents.images import render_default_avatar
 from chain.agent_rows import AgentRows
 from chain.anchoring import Anchoring
 from chain.minting import Minting
@@ -58,7 +60,15 @@ class _OnChain:
     royalty_bps: int | None = None
 
 
+def no_trait(_agent_id: str) -> Any:
+    return None
+
+
 class Tokens:
+    """Token status and metadata. ``price_label`` and ``revenue_share_bps`` are seams the
+    economy fills (container.py): the agent's price for people (``None``: free) and the part
+    of its income that its revenue shares receive (``None``: no shares issued)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -74,6 +84,8 @@ class Tokens:
         self.owners = owners
         self.minting = minting
         self.anchoring = anchoring
+        self.price_label: Callable[[str], str | None] = no_trait
+        self.revenue_share_bps: Callable[[str], int | None] = no_trait
 
     def status(self, agent_id: str) -> ChainStatus:
         agent = self.rows.get_agent(agent_id)
@@ -165,10 +177,30 @@ class Tokens:
             "card_version": agent.chain_card_version,
             "agent_id": agent.id,
         }
+        price = self.price_label(agent.id)
+        attributes.append({"trait_type": "Price", "value": price or "free"})
+        share = self.revenue_share_bps(agent.id)
+        if share is not None:
+            attributes.append(
+                {"trait_type": "Revenue share (bps)", "value": share, "display_type": "number"}
+            )
+        # Every token links an image wallets can fetch: the avatar, or the default one the
+        # app draws for agents without (the studio shows the same).
         if agent.has_avatar:
             meta["image"] = f"{base}/api/agents/{agent.id}/avatar"
+        else:
+            meta["image"] = f"{base}/api/nft/{int(token_id)}/image"
         if self.node.nft is not None:
             meta["token_bound_account"] = self.node.nft.token_account(
                 int(agent.token_id or token_id)
             )
         return meta
+
+    def image(self, token_id: str) -> bytes:
+        """The token's image: the agent's avatar, or its default avatar (a PNG either way)."""
+        if not token_id.isdigit() or len(token_id) > 78:
+            raise ValidationError("a token id is a decimal number")
+        agent = self.rows.find_by_token(str(int(token_id)))
+        if agent is None:
+            raise NotFoundError(f"no agent has token {token_id}")
+        return self.rows.avatar(agent.id) or render_default_avatar(agent.name)

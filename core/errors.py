@@ -135,6 +135,17 @@ class ChainError(AnimaError):
     status = 502
 
 
+class PaymentRequiredError(AnimaError):
+    """A priced agent called by a wallet whose prepaid balance cannot cover the request's worst
+    case (nothing was generated or charged). ``details`` (balance, price...) join the error."""
+
+    status = 402
+
+    def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
 # ----- Serving: admission and scheduling of language model requests -------------------------
 # Each carries ``retry_after`` because the answer is "not now", not "never": the API turns it
 # into a ``Retry-After`` header so that clients back off instead of failing.

@@ -177,6 +177,15 @@ class LLMSettings(_Section):
         ge=1,
         description="Base models kept loaded at once; the least recently used idle one goes.",
     )
+    model_dirs: str = Field(
+        default="",
+        description="Comma-separated absolute folders the Models screen may add local models "
+        "from, besides <data_dir>/models.",
+    )
+
+    @property
+    def model_dir_list(self) -> list[str]:
+        return [d.strip() for d in self.model_dirs.split(",") if d.strip()]
 
 
 class JobSettings(_Section):
@@ -379,6 +388,27 @@ class ChainSettings(_Section):
     mint_on_create: bool = Field(
         default=True, description="Mint an agent created by a signed-in wallet right away."
     )
+    # The agent economy: prepaid balances and batched settlement (economy/).
+    payments_contract: str | None = Field(
+        default=None,
+        description="Payments contract address; none: deploy on first use on a dev chain and "
+        "remember it in <data_dir>/chain/payments.json.",
+    )
+    payments_fee_bps: int = Field(
+        default=0, ge=0, le=10_000, description="Platform fee on settled usage (at deploy)."
+    )
+    payments_fee_recipient: str | None = Field(
+        default=None, description="Who the fee is credited to (at deploy); default the minter."
+    )
+    payments_settle_interval_s: float = Field(
+        default=30.0, gt=0, description="How often unsettled charges are settled on chain."
+    )
+    payments_batch_size: int = Field(
+        default=500, ge=1, le=2000, description="Most charges settled by one transaction."
+    )
+    payments_balance_cache_s: float = Field(
+        default=5.0, ge=0, description="How long a wallet's on-chain balance is trusted."
+    )
 
 
 class AuthSettings(_Section):
@@ -413,6 +443,16 @@ class AuthSettings(_Section):
     usage_flush_s: float = Field(
         default=0.5, gt=0, le=1.0, description="How often usage records are written (seconds)."
     )
+    admin_addresses: str = Field(
+        default="",
+        description="Comma-separated wallets that may change install-wide settings (model "
+        "connections, the default model). Empty: any signed-in wallet, while the app listens "
+        "only on this machine (ANIMA_HOST a loopback address, no ANIMA_PUBLIC_URL).",
+    )
+
+    @property
+    def admin_address_list(self) -> list[str]:
+        return [a.strip().lower() for a in self.admin_addresses.split(",") if a.strip()]
 
 
 class FinetuneLimits(_Section):
@@ -469,6 +509,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "llm_tenant_queue_size": ("llm", "tenant_queue_size"),
     "llm_adapter_budget_mb": ("llm", "adapter_budget_mb"),
     "llm_max_models": ("llm", "max_models"),
+    "model_dirs": ("llm", "model_dirs"),
     # jobs
     "jobs_database_url": ("jobs", "database_url"),
     "jobs_run_in_app": ("jobs", "run_in_app"),
@@ -524,6 +565,12 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "chain_tx_retries": ("chain", "tx_retries"),
     "chain_node_wait_s": ("chain", "node_wait_s"),
     "chain_mint_on_create": ("chain", "mint_on_create"),
+    "payments_contract": ("chain", "payments_contract"),
+    "payments_fee_bps": ("chain", "payments_fee_bps"),
+    "payments_fee_recipient": ("chain", "payments_fee_recipient"),
+    "payments_settle_interval_s": ("chain", "payments_settle_interval_s"),
+    "payments_batch_size": ("chain", "payments_batch_size"),
+    "payments_balance_cache_s": ("chain", "payments_balance_cache_s"),
     # auth
     "auth_anonymous_edits": ("auth", "anonymous_edits"),
     "auth_session_ttl_s": ("auth", "session_ttl_s"),
@@ -534,6 +581,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "keystore_scrypt_n": ("auth", "keystore_scrypt_n"),
     "usage_metering": ("auth", "usage_metering"),
     "usage_flush_s": ("auth", "usage_flush_s"),
+    "admin_addresses": ("auth", "admin_addresses"),
     # finetune
     "finetune_min_examples": ("finetune", "min_examples"),
     "finetune_max_chat_files": ("finetune", "max_chat_files"),

@@ -8,9 +8,12 @@ from sqlalchemy import engine_from_config, pool
 # Each package's records module registers its tables on Base.metadata when imported; the
 # imports are here so that autogenerate compares the database against those tables.
 import agents.finetune.records  # fine-tuning runs and adapter versions
+import agents.llm.connections  # model connections and the run-time default model
+import agents.lorebooks  # standalone lorebooks and their agents
 import agents.records  # noqa: F401  (agents, conversations, messages)
 import chain.records  # noqa: F401  (sessions, API keys, transactions, follower cursor)
 import core.job_records  # noqa: F401
+import economy.shares_records  # noqa: F401  (revenue-share tokens)
 import knowledge.records  # noqa: F401
 import usage.records  # noqa: F401  (metered requests)
 import voice.records  # noqa: F401  (voice profiles)

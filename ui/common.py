@@ -21,13 +21,18 @@ from core.visitor import VISITOR_COOKIE
 
 def agent_label(agent: AgentView) -> str:
     """Name plus a short id: two agents may share a name, their ids never do."""
-    return f"{agent.name} · {agent.id[:8]}"
+    return _label(agent.name, agent.id)
+
+
+def _label(name: str, agent_id: str) -> str:
+    return f"{name} · {agent_id[:8]}"
 
 
 def agent_choices(services: Services, principal: Principal) -> list[tuple[str, str]]:
     """``(label, agent id)`` pairs for a dropdown, oldest agent first: the agents ``principal``
-    may see (public ones and its own; someone else's private agent is not even named)."""
-    return [(agent_label(a), a.id) for a in services.agents.list_visible(principal=principal)]
+    may see (public ones and its own; someone else's private agent is not even named). Reads
+    names only, so pickers stay quick with thousands of agents."""
+    return [(_label(name, i), i) for i, name in services.agents.visible_names(principal=principal)]
 
 
 def keep_choice(value: Any, choices: list[tuple[str, str]]) -> str | None:

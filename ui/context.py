@@ -40,6 +40,13 @@ class StudioContext:
     # A counter bumped after anything that may add, rename or remove agents.
     agents_changed: gr.State = field(default_factory=lambda: gr.State(0))
     load_hooks: list[LoadHook] = field(default_factory=list)
+    # The studio's tabs (set by ``studio.py``), so a screen can switch to another one.
+    tabs: gr.Tabs | None = None
+    # Screens that show an agent when another screen asks (the gallery's "Chat" and "Edit"),
+    # by screen id: the screen's agent picker and a counter the asking screen bumps.
+    openers: dict[str, tuple[gr.Dropdown, gr.State]] = field(default_factory=dict)
+    # Wiring that needs components of screens built later (run by ``run_after_build``).
+    after_build: list[Callable[[], None]] = field(default_factory=list)
 
     def agent_picker(self, **options: Any) -> gr.Dropdown:
         """An agent dropdown that refreshes its choices whenever the agents change."""
@@ -57,6 +64,18 @@ class StudioContext:
 
         self.agents_changed.change(refresh, inputs=[picker], outputs=[picker])
         return picker
+
+    def picked(self, picker: gr.Dropdown, screen: str) -> list[Any]:
+        """The triggers on which ``screen`` shows the agent in ``picker``: the user picking
+        one, or another screen opening one there (it sets ``picker`` and bumps the counter)."""
+        asked = gr.State(0)
+        self.openers[screen] = (picker, asked)
+        return [picker.input, asked.change]
+
+    def run_after_build(self) -> None:
+        """Run the wiring screens deferred until every screen was built."""
+        for wire_up in self.after_build:
+            wire_up()
 
     def announce_agents_changed(self, events: Sequence[Dependency]) -> None:
         """After each of ``events``, tell every agent picker to refresh."""

@@ -22,9 +22,12 @@ from ui.agents.layout import build_agents_screen
 from ui.chat.layout import build_chat_screen
 from ui.context import StudioContext
 from ui.developer.layout import build_developer_screen
+from ui.gallery.layout import build_gallery_screen
 from ui.importer.layout import build_import_screen
 from ui.jobs.layout import build_jobs_screen
+from ui.models.layout import build_models_screen
 from ui.wallet.layout import build_wallet_bar
+from ui.wallet_screen.layout import build_wallet_screen
 
 TITLE = "Anima studio"
 # Gradio's own cache (uploads, exported files): clear entries older than a day, hourly.
@@ -76,21 +79,21 @@ class Screen:
 
 # The tabs, in order. A new screen adds its folder under ui/ and one line here.
 SCREENS: tuple[Screen, ...] = (
+    Screen("gallery", "Gallery", build_gallery_screen),  # the landing tab
     Screen("agents", "Agents", build_agents_screen),
     Screen("chat", "Chat", build_chat_screen),
     Screen("import", "Import", build_import_screen),
     Screen("jobs", "Jobs", build_jobs_screen),
     Screen("developer", "Developer", build_developer_screen),
+    Screen("models", "Models", build_models_screen),
+    Screen("wallet", "Wallet", build_wallet_screen),
 )
 
-# Screens planned next, each to get a ui/<id>/ folder and a Screen entry above: a gallery of
-# agents, the lorebook editor, the prompt inspector (what a reply was built from) and the
-# local models.
+# Screens planned next, each to get a ui/<id>/ folder and a Screen entry above: the lorebook
+# editor and the prompt inspector (what a reply was built from).
 PLANNED_SCREENS: tuple[str, ...] = (
-    "gallery",
     "lorebook",
     "prompt_inspector",
-    "models",
 )
 
 
@@ -100,9 +103,11 @@ def build_ui(services: Services, screens: tuple[Screen, ...] = SCREENS) -> gr.Bl
         ctx = StudioContext(services)
         gr.Markdown(f"## {TITLE}\nCreate role-play agents from character cards and chat.")
         build_wallet_bar(ctx)  # who is signed in: the owner of what they create
-        with gr.Tabs(overflow_behavior="wrap", elem_classes=["anima-tabs"]):  # scroll: studio.css
+        # The tab strip scrolls sideways on a phone (studio.css).
+        with gr.Tabs(overflow_behavior="wrap", elem_classes=["anima-tabs"]) as ctx.tabs:
             for screen in screens:
                 with gr.Tab(screen.title, id=screen.id, elem_id=f"tab-{screen.id}"):
                     screen.build(ctx)
+        ctx.run_after_build()
         ctx.attach_load_hooks(demo)
     return demo

@@ -126,12 +126,21 @@ class UsageService:
         )
 
     # ----- recording ------------------------------------------------------------------
-    def track(self, reply: Any, *, principal: Principal, agent_id: str | None, route: str) -> None:
-        """Record ``reply`` (a ``ReplyStream``) when it ends: its tokens, latency, outcome."""
+    def track(
+        self,
+        reply: Any,
+        *,
+        principal: Principal,
+        agent_id: str | None,
+        route: str,
+        request_id: str | None = None,
+    ) -> None:
+        """Record ``reply`` (a ``ReplyStream``) when it ends: its tokens, latency, outcome.
+        ``request_id`` names the record (a paid request's charge carries the same id)."""
         if not self.enabled:
             return
         started = time.monotonic()
-        request_id = uuid.uuid4().hex
+        request_id = request_id or uuid.uuid4().hex
 
         def finished(stream: Any, outcome: str) -> None:
             usage = stream.usage

@@ -23,6 +23,7 @@ from agents.finetune.schema import (
     RunView,
 )
 from agents.llm.adapters import adapter_matches, base_fingerprint, model_ref
+from agents.llm.connections import CONN_PREFIX
 from agents.llm.factory import backend_traits
 from agents.llm.pool import check_model_ref
 from agents.records import utcnow
@@ -62,15 +63,16 @@ class RunStore:
         """The base model an agent's adapter is trained on and checked against.
 
         With a remote backend the agent's ``model`` names what the server serves; training
-        then uses the local copy of that base model, ``ANIMA_LLM_MODEL``.
+        then uses the local copy of that base model, ``ANIMA_LLM_MODEL``. So does a model
+        connection's model (``conn:``): its weights may not be on this machine at all.
         """
-        if not backend_traits(self.settings).in_process:
+        if not backend_traits(self.settings).in_process or _is_connection(agent.model):
             return model_ref(self.settings)
         return model_ref(self.settings, agent.model)
 
     def _base_settings(self, agent: AgentView) -> Settings:
         model = agent.model if backend_traits(self.settings).in_process else None
-        if model is None:
+        if model is None or _is_connection(model):
             return self.settings
         check_model_ref(model)
         local = self.settings.models_dir / model
@@ -219,3 +221,7 @@ class RunStore:
 
     def _run_dir(self, agent_id: str, run_id: str) -> Path:
         return safe_join(self._runs_root(), f"{agent_id}/{run_id}")
+
+
+def _is_connection(model: str | None) -> bool:
+    return bool(model) and model.startswith(CONN_PREFIX)  # type: ignore[union-attr]

@@ -148,3 +148,10 @@ class LlamaCppBackend:
 
     def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
         return complete_from_stream(self, messages, params)
+
+    def render_chat(self, messages: list[ChatMessage]) -> str:
+        """The prompt text the model reads for ``messages`` (its chat template applied)."""
+        self.load()
+        if self.fallback is not None:
+            return str(self.fallback.render_chat(messages))
+        return self.engine.render_chat(messages)

@@ -276,6 +276,18 @@ class LlamaCppEngine:
             raise BackendError(f"the chat template of {self.name} refused: {exc}") from exc
         return list(encoded["input_ids"])
 
+    def render_chat(self, messages: list[ChatMessage]) -> str:
+        """The text ``encode_chat`` tokenizes (the prompt inspector shows it)."""
+        self.load()
+        with self._tokenizer_lock:
+            return str(
+                self._tokenizer.apply_chat_template(
+                    [{"role": m.role, "content": m.content} for m in messages],
+                    **chat_template_options(messages),
+                    tokenize=False,
+                )
+            )
+
     @property
     def context_window(self) -> int:
         if self.settings.llm.context_window:

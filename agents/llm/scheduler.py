@@ -45,6 +45,7 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import functools
 import logging
 import math
 import threading
@@ -72,6 +73,7 @@ _END = object()
 
 Scheduling = Literal["fair", "fifo"]
 ANONYMOUS_TENANT = "anonymous"
+COUNT_CACHE_SIZE = 16384  # token counts of recent texts kept per backend
 # Who the request being submitted is for. A context variable so that it travels through the
 # seam every backend shares (``stream(messages, params, result)``) without a parameter:
 # ``anyio.to_thread.run_sync`` and ``asyncio`` tasks copy the context, and the scheduler reads
@@ -433,6 +435,9 @@ class ScheduledBackend:
         self.scheduler = scheduler
         self._load_lock = threading.Lock()
         self._loading = False
+        # Fitting a chat's history into the window counts every message again at each send
+        # (about 500 tokenizer calls for a long chat): the texts repeat, so the counts are kept.
+        self._count_cached = functools.lru_cache(maxsize=COUNT_CACHE_SIZE)(backend.count_tokens)
 
     def __getattr__(self, name: str) -> Any:
         """Anything else (``settings``, ``load_seconds``, ...) is the backend's."""
@@ -452,7 +457,7 @@ class ScheduledBackend:
 
     def count_tokens(self, text: str) -> int:
         self.ensure_ready()
-        return self.backend.count_tokens(text)
+        return self._count_cached(text)
 
     def stream(
         self,

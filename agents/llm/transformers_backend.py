@@ -112,6 +112,19 @@ class TransformersBackend:
     def complete(self, messages: list[ChatMessage], params: GenerationSettings) -> Completion:
         return complete_from_stream(self, messages, params)
 
+    def render_chat(self, messages: list[ChatMessage]) -> str:
+        """The text the chat template makes of ``messages``: what ``stream`` tokenizes (the
+        prompt inspector shows it)."""
+        self.load()
+        with self._tokenizer_lock:
+            return str(
+                self._tokenizer.apply_chat_template(
+                    [{"role": m.role, "content": m.content} for m in messages],
+                    **chat_template_options(messages),
+                    tokenize=False,
+                )
+            )
+
     def stream(
         self,
         messages: list[ChatMessage],

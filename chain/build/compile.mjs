@@ -26,6 +26,13 @@ const TARGETS = {
   "contracts/AgentNFT.sol": "AgentNFT",
   "erc6551/ERC6551Registry.sol": "ERC6551Registry",
   "erc6551/examples/simple/ERC6551Account.sol": "ERC6551Account",
+  "contracts/AgentShares.sol": "AgentShares",
+  "contracts/test/ReentrantShareholder.sol": "ReentrantShareholder",
+  // Prepaid balances and batched settlement of priced agents; the stablecoin exists on dev
+  // chains only, the test doubles only in the contract tests.
+  "contracts/Payments.sol": "Payments",
+  "contracts/TestStablecoin.sol": "TestStablecoin",
+  "contracts/test/PaymentsTestDoubles.sol": ["TestShareReceiver", "ReentrantReceiver", "MaliciousToken"],
 };
 
 // Settings the gas figures in the README were measured with.
@@ -63,7 +70,7 @@ for (const e of output.errors || []) console.error(e.formattedMessage);
 if (errors.length) process.exit(1);
 
 fs.mkdirSync(outDir, { recursive: true });
-for (const [unit, name] of Object.entries(TARGETS)) {
+for (const [unit, names] of Object.entries(TARGETS)) for (const name of [names].flat()) {
   const contract = output.contracts[unit][name];
   const artifact = {
     contractName: name,

@@ -21,6 +21,7 @@ JOB_MODULES: tuple[str, ...] = (
     "chain.jobs",
     "agents.finetune.jobs",
     "agents.memory",
+    "economy.jobs",
 )
 
 JobFunction = Callable[..., dict[str, Any] | None]

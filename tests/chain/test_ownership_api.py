@@ -218,7 +218,9 @@ def test_mint_button_claims_a_draft_and_metadata_describes_the_token(
 
     meta = anon.get(f"/api/nft/{agent['token_id']}").json()
     assert meta["name"] == "Nova" and meta["description"] == "A star pilot."
-    assert meta["card_hash"] == agent["content_hash"] and "image" not in meta
+    assert meta["card_hash"] == agent["content_hash"]
+    # No avatar: the metadata links the default one the app draws.
+    assert meta["image"].endswith(f"/api/nft/{agent['token_id']}/image")
     assert {"trait_type": "Tag", "value": "space"} in meta["attributes"]
     assert anon.get("/api/nft/12345").status_code == 404
     assert anon.get("/api/nft/not-a-number").status_code == 422

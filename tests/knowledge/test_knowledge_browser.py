@@ -46,6 +46,7 @@ def test_upload_query_and_cited_reply_in_the_studio(
     label = f"Keeper · {agent.id[:8]}"
 
     page.goto(f"{live_server}/ui/")
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _pick(page, "agent-select", label)
     page.locator("#agent-tab-knowledge-button").click()  # the editor's Knowledge tab
     expect(page.locator("#kb-documents")).to_contain_text("lighthouse.txt", timeout=TIMEOUT_MS)

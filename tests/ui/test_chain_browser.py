@@ -113,6 +113,7 @@ def test_browser_wallet_signs_in_mints_anchors_and_gates_edits(
     assert "personal_sign" in wallet.requests
 
     # Create an agent: it is minted to the wallet by a job, with a progress bar.
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _field(page, "agent-name").fill("Orla")
     _field(page, "agent-description").fill("{{char}} keeps the lighthouse.")
     page.locator("#agent-save").click()
@@ -154,6 +155,7 @@ def test_browser_wallet_signs_in_mints_anchors_and_gates_edits(
     page.get_by_role("option", name=f"Orla · {agent.id[:8]}").click()
     # The reloaded page's form is empty until the pick loads it; typing before that load
     # lands would be overwritten by it.
+    page.locator("#agent-tab-card-button").click()
     expect(_field(page, "agent-name")).to_have_value("Orla")
     _field(page, "agent-name").fill("Stolen")
     expect(_field(page, "agent-name")).to_have_value("Stolen")

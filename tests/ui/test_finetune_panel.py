@@ -131,6 +131,7 @@ def test_the_panel_shows_a_trained_run_and_switches_versions(
     fin.deactivate(world.robot.id, principal=SYSTEM)
     name = world.robot_v1.adapter_name
     page.goto(f"{world_server}/ui/")
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _pick(page, "agent-select", f"{world.robot.name} · {world.robot.id[:8]}")
     page.locator("#agent-tab-finetune-button").click()  # the editor's Fine-tune tab
     report = page.locator("#ft-report")

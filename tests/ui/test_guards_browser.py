@@ -79,6 +79,7 @@ def test_cross_site_page_cannot_write_but_the_studio_can(
 
     # The studio's own page, same origin: its writes go through, and Gradio itself works.
     page.goto(f"{live_server}/ui/")
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     page.locator("#agent-save").wait_for()
     status = page.evaluate(
         """async () => (await fetch("/api/agents", {method: "POST",

@@ -228,16 +228,17 @@ def test_the_sign_in_bar_describes_the_session(services: Services) -> None:
 def test_a_new_screen_plugs_into_the_registry(services: Services) -> None:
     seen: list[StudioContext] = []
 
-    def build_gallery(ctx: StudioContext) -> None:
+    def build_sample(ctx: StudioContext) -> None:
         seen.append(ctx)
-        ctx.agent_picker(label="Agent", elem_id="gallery-agent")
+        ctx.agent_picker(label="Agent", elem_id="sample-agent")
 
-    screens = (*SCREENS, Screen("gallery", "Gallery", build_gallery))
+    screens = (*SCREENS, Screen("sample", "Sample", build_sample))
     config = build_ui(services, screens).get_config_file()
     elem_ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
-    assert {"tab-agents", "tab-gallery", "gallery-agent"} <= elem_ids
+    assert {"tab-agents", "tab-sample", "sample-agent"} <= elem_ids
     assert len(seen) == 1 and seen[0].services is services
-    assert "gallery" in PLANNED_SCREENS and "gallery" not in {s.id for s in SCREENS}
+    # The gallery is the landing tab, no longer a planned one.
+    assert SCREENS[0].id == "gallery" and "gallery" not in PLANNED_SCREENS
 
 
 def test_a_docked_panel_is_built_beside_the_editor_with_the_form(services: Services) -> None:

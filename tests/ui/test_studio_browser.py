@@ -71,6 +71,7 @@ def test_create_agent_then_chat_with_streaming(
     page: Page, live_server: str, services: Services
 ) -> None:
     page.goto(f"{live_server}/ui/")
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     expect(page.locator("#agent-save")).to_be_visible()
 
     # --- Agents tab: create ---
@@ -294,6 +295,7 @@ SHOTS = Path("/tmp/shots")
 def _open_agent(page: Page, agent: AgentView) -> None:
     """Pick ``agent`` in the editor and wait until its card has loaded (typing earlier would
     be overwritten by the load)."""
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _pick(page, "agent-select", f"{agent.name} · {agent.id[:8]}")
     expect(_field(page, "agent-name")).to_have_value(agent.name)
 

@@ -56,6 +56,7 @@ def test_voice_panel_checks_the_sample_and_shows_the_similarity(
     short = tmp_path / "short.wav"
     short.write_bytes(reference_voices["ked"].read_bytes()[: 16000 * 2 * 4])  # cut: 4 s
     page.goto(f"{live_server}/ui/")
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _pick(page, "agent-select", f"Ked · {agent.id[:8]}")
     page.locator("#agent-tab-voice-button").click()  # the editor's Voice tab
     expect(page.locator("#agent-voice-status")).to_contain_text("No voice yet")

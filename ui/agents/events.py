@@ -42,7 +42,7 @@ def wire_editor(ctx: StudioContext, c: Components) -> tuple[Dependency, Dependen
     picked = {"picker": c["picker"], **detail}
     _guard(c)
     loaded = wire(
-        c["picker"].input,
+        ctx.picked(c["picker"], "agents"),  # a pick, or another screen opening an agent
         handlers.load,
         services,
         inputs=[c["picker"], c["shown"], c["intent"]],

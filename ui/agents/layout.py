@@ -19,12 +19,15 @@ from gradio.events import Dependency
 from ui.agents.events import wire_editor
 from ui.agents.fields import card_fields, generation_fields
 from ui.agents.form import FORM_KEYS
-from ui.agents.lorebook_slot import build_lorebook_slot
 from ui.agents.side import side_column
 from ui.context import StudioContext
+from ui.models.layout import build_agent_model_panel
 from ui.panels.chain.layout import build_chain_panel
 from ui.panels.finetune.layout import build_finetune_panel
+from ui.panels.inspector.layout import build_inspector_panel
 from ui.panels.knowledge.layout import build_knowledge_panel
+from ui.panels.lorebook.layout import build_lorebook_panel
+from ui.panels.revenue.layout import build_revenue_panel
 from ui.panels.voice.layout import build_voice_panel
 
 Components = dict[str, Any]
@@ -48,10 +51,19 @@ class EditorForm:
         return dict(zip(FORM_KEYS, raw, strict=True))
 
 
-# A panel built into the dock column beside the tabs (prompt inspector, test chat):
-# ``panel(ctx, form)``, called inside the dock's ``gr.Column``.
+# A panel built into the dock column beside the tabs: ``panel(ctx, form)``, called inside
+# the dock's ``gr.Column``.
 DockPanel = Callable[[StudioContext, EditorForm], Any]
-DOCK_PANELS: tuple[DockPanel, ...] = ()
+
+
+def inspector_dock(ctx: StudioContext, form: EditorForm) -> None:
+    """The prompt inspector and the test chat, on the draft as typed."""
+    with gr.Column(elem_id="agent-inspector"):
+        gr.Markdown("#### Prompt inspector and test chat")
+        build_inspector_panel(ctx, form.picker, {k: form.components[k] for k in FORM_KEYS})
+
+
+DOCK_PANELS: tuple[DockPanel, ...] = (inspector_dock,)
 
 
 @dataclass
@@ -103,8 +115,8 @@ def _tabs(ctx: StudioContext, c: Components) -> None:
     with gr.Tabs(elem_id="agent-tabs", overflow_behavior="wrap", elem_classes=["anima-tabs"]):
         with _tab("Card", "card"), gr.Column(elem_classes=track):
             card_fields(c)
-        with _tab("Lorebook", "lorebook"):
-            build_lorebook_slot(ctx, c["picker"])
+        with _tab("Lorebook", "lorebook"), gr.Column(elem_id="agent-lorebook"):
+            build_lorebook_panel(ctx, c["picker"])
         with _tab("Knowledge", "knowledge"), gr.Column(elem_id="agent-knowledge"):
             build_knowledge_panel(ctx)
         with _tab("Voice", "voice"):
@@ -113,6 +125,8 @@ def _tabs(ctx: StudioContext, c: Components) -> None:
             build_finetune_panel(ctx)
         with _tab("On-chain", "chain"):
             c["chain"] = build_chain_panel(ctx, c["picker"])
+            build_revenue_panel(ctx, c["picker"])  # an Accordion "Revenue"
         with _tab("Generation", "generation"), gr.Column(elem_classes=track):
             gr.Markdown("How this agent samples its replies; the defaults suit most cards.")
             generation_fields(c)
+            build_agent_model_panel(ctx, c["picker"])  # the agent's model, from the connections

@@ -117,7 +117,7 @@ def _wire(ctx: StudioContext, c: dict[str, Any]) -> list[Any]:
 
     listing = out("conversation", "chatbot", "status")
     picked = wire(
-        c["agent"].input,
+        ctx.picked(c["agent"], "chat"),
         handlers.pick_agent,
         services,
         inputs=[c["agent"]],

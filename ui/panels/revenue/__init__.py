@@ -1,0 +1,1 @@
+"""The agent's Revenue panel: price, account balance, shares, holders, income, claims."""
