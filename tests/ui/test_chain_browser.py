@@ -151,6 +151,7 @@ def test_browser_wallet_signs_in_mints_anchors_and_gates_edits(
     # Signed out, the same browser may no longer change the minted agent.
     page.locator("#wallet-signout").click()
     expect(page.locator("#wallet-status")).to_contain_text("Not signed in")
+    page.get_by_role("tab", name="Agents").click()  # signing out reloads onto the Gallery
     page.locator("#agent-select input").first.click()
     page.get_by_role("option", name=f"Orla · {agent.id[:8]}").click()
     # The reloaded page's form is empty until the pick loads it; typing before that load
