@@ -120,10 +120,14 @@ def create_app(
     # (`python app.py worker`) never serves the UI.
     import gradio as gr
 
-    from ui.studio import build_ui
+    from ui.studio import build_ui, page_options
 
     return gr.mount_gradio_app(
-        app, build_ui(svc), path=UI_PATH, max_file_size=max(upload_caps(settings).values())
+        app,
+        build_ui(svc),
+        path=UI_PATH,
+        max_file_size=max(upload_caps(settings).values()),
+        **page_options(),
     )
 
 

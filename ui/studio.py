@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from container import Services
+from ui.agents.guard import PAGE_SCRIPT
 from ui.agents.layout import build_agents_screen
 from ui.chat.layout import build_chat_screen
 from ui.context import StudioContext
@@ -30,6 +32,40 @@ from ui.wallet_screen.layout import build_wallet_screen
 TITLE = "Anima studio"
 # Gradio's own cache (uploads, exported files): clear entries older than a day, hourly.
 CACHE_CLEANUP = (3600, 86400)
+CSS_FILE = Path(__file__).with_name("studio.css")
+# System fonts only: the studio runs offline, so nothing may be fetched from a font service.
+FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
+MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
+
+
+def studio_theme() -> gr.themes.Base:
+    """One theme for every screen: calm indigo accents, readable text, compact spacing."""
+    return gr.themes.Soft(
+        primary_hue="indigo",
+        secondary_hue="violet",
+        neutral_hue="slate",
+        radius_size="md",
+        spacing_size="md",
+        text_size="md",
+        font=FONTS,
+        font_mono=MONO,
+    ).set(
+        body_text_color_subdued="*neutral_500",
+        block_title_text_weight="600",
+        block_label_text_weight="600",
+        button_primary_text_color="white",
+    )
+
+
+def page_options() -> dict[str, Any]:
+    """The page's look and page-wide script, for ``gr.mount_gradio_app`` (Gradio takes them
+    at mount time, not in ``gr.Blocks``)."""
+    return {
+        "theme": studio_theme(),
+        "css_paths": [CSS_FILE],
+        "head": PAGE_SCRIPT
+        + '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    }
 
 
 @dataclass(frozen=True)
@@ -67,7 +103,8 @@ def build_ui(services: Services, screens: tuple[Screen, ...] = SCREENS) -> gr.Bl
         ctx = StudioContext(services)
         gr.Markdown(f"## {TITLE}\nCreate role-play agents from character cards and chat.")
         build_wallet_bar(ctx)  # who is signed in: the owner of what they create
-        with gr.Tabs() as ctx.tabs:
+        # The tab strip scrolls sideways on a phone (studio.css).
+        with gr.Tabs(overflow_behavior="wrap", elem_classes=["anima-tabs"]) as ctx.tabs:
             for screen in screens:
                 with gr.Tab(screen.title, id=screen.id, elem_id=f"tab-{screen.id}"):
                     screen.build(ctx)

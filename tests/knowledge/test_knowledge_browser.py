@@ -48,7 +48,7 @@ def test_upload_query_and_cited_reply_in_the_studio(
     page.goto(f"{live_server}/ui/")
     page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _pick(page, "agent-select", label)
-    page.locator("#agent-knowledge").get_by_text("Knowledge").first.click()
+    page.locator("#agent-tab-knowledge-button").click()  # the editor's Knowledge tab
     expect(page.locator("#kb-documents")).to_contain_text("lighthouse.txt", timeout=TIMEOUT_MS)
 
     upload = tmp_path / "bakery.txt"

@@ -118,6 +118,7 @@ def test_browser_wallet_signs_in_mints_anchors_and_gates_edits(
     _field(page, "agent-description").fill("{{char}} keeps the lighthouse.")
     page.locator("#agent-save").click()
     expect(page.locator("#agent-status")).to_contain_text("Created Orla")
+    page.locator("#agent-tab-chain-button").click()  # the editor's On-chain tab
     owner = page.locator("#chain-owner")
     expect(owner).to_contain_text(wallet.account.address)
     expect(page.locator("#chain-match")).to_contain_text("matches")
@@ -128,9 +129,11 @@ def test_browser_wallet_signs_in_mints_anchors_and_gates_edits(
     expect(page.locator("#chain-tba")).to_have_attribute("title", tba or "")
 
     # Edit: accepted; the new card waits for the holder's EIP-712 signature.
+    page.locator("#agent-tab-card-button").click()
     _field(page, "agent-description").fill("{{char}} keeps the lighthouse and its lamp.")
     page.locator("#agent-save").click()
     expect(page.locator("#agent-status")).to_contain_text("Saved Orla")
+    page.locator("#agent-tab-chain-button").click()
     expect(page.locator("#chain-match")).to_contain_text("differs")
     page.locator("#agent-anchor").click()
     expect(page.locator("#agent-chain-message")).to_contain_text("being relayed")
@@ -148,10 +151,12 @@ def test_browser_wallet_signs_in_mints_anchors_and_gates_edits(
     # Signed out, the same browser may no longer change the minted agent.
     page.locator("#wallet-signout").click()
     expect(page.locator("#wallet-status")).to_contain_text("Not signed in")
+    page.get_by_role("tab", name="Agents").click()  # signing out reloads onto the Gallery
     page.locator("#agent-select input").first.click()
     page.get_by_role("option", name=f"Orla · {agent.id[:8]}").click()
     # The reloaded page's form is empty until the pick loads it; typing before that load
     # lands would be overwritten by it.
+    page.locator("#agent-tab-card-button").click()
     expect(_field(page, "agent-name")).to_have_value("Orla")
     _field(page, "agent-name").fill("Stolen")
     expect(_field(page, "agent-name")).to_have_value("Stolen")

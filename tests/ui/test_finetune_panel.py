@@ -133,7 +133,7 @@ def test_the_panel_shows_a_trained_run_and_switches_versions(
     page.goto(f"{world_server}/ui/")
     page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _pick(page, "agent-select", f"{world.robot.name} · {world.robot.id[:8]}")
-    page.locator("#agent-finetune").get_by_text("Fine-tune (LoRA adapter)").click()
+    page.locator("#agent-tab-finetune-button").click()  # the editor's Fine-tune tab
     report = page.locator("#ft-report")
     expect(report).to_contain_text("perplexity (lower is better)", timeout=MODEL_TIMEOUT_MS)
     expect(page.locator("#ft-versions")).to_contain_text(name)

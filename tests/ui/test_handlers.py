@@ -15,8 +15,9 @@ from container import Services
 from core.principal import ANONYMOUS, SYSTEM, Principal
 from ui import widgets
 from ui.agents import handlers as agents
+from ui.agents.fields import generation_fields
 from ui.agents.form import FORM_KEYS, form_values
-from ui.agents.layout import _generation_fields
+from ui.agents.layout import EditorForm, build_agents_screen
 from ui.chat import handlers as chat
 from ui.context import StudioContext
 from ui.panels.finetune import handlers as finetune
@@ -74,12 +75,73 @@ def test_the_owner_saves_only_what_changed_and_the_picker_follows(services: Serv
 
     result = agents.save(services, agent_id, None, False, values, principal=owner)
 
-    assert result["status"] == "Saved **Brine**."
+    assert result["status"] == "Saved **Brine**: description, temperature."
     assert result["picker"]["value"] == agent_id
     assert result["description"] == "A salty sea dog." and result["temperature"] == 1.7
     stored = services.agents.get_agent(agent_id)
     assert stored.data["description"] == "A salty sea dog."
     assert stored.generation.temperature == 1.7
+
+
+def test_the_save_summary_names_each_changed_field_and_counts_greetings(
+    services: Services,
+) -> None:
+    agent = services.agents.create_agent(
+        {"name": "Orla", "alternate_greetings": ["Ahoy.", "Storm tonight."]}, principal=SYSTEM
+    )
+    values = _form(services, agent.id, description="Keeps the lighthouse.", tags="sea, lamp")
+    values["alternate_greetings"] = ["Ahoy.", "The lamp is lit.", "Storm tonight.", "  "]
+
+    result = agents.save(services, agent.id, None, False, values, principal=SYSTEM)
+
+    # Positions 2 and 3 now differ (one inserted, one moved down); the blank row is dropped.
+    assert result["status"] == "Saved **Orla**: description, 2 greetings, tags."
+    stored = services.agents.get_agent(agent.id)
+    assert stored.data["alternate_greetings"] == ["Ahoy.", "The lamp is lit.", "Storm tonight."]
+    assert result["alternate_greetings"] == stored.data["alternate_greetings"]  # reloaded as saved
+
+    reordered = {
+        **form_values(stored),
+        "alternate_greetings": list(reversed(stored.data["alternate_greetings"])),
+    }
+    moved = agents.save(services, agent.id, None, False, reordered, principal=SYSTEM)
+    assert moved["status"] == "Saved **Orla**: greetings reordered."
+    removed = {
+        **form_values(services.agents.get_agent(agent.id)),
+        "alternate_greetings": ["Storm tonight."],
+    }
+    assert agents.save(services, agent.id, None, False, removed, principal=SYSTEM)["status"] == (
+        "Saved **Orla**: 2 greetings."
+    )
+    assert services.agents.get_agent(agent.id).data["alternate_greetings"] == ["Storm tonight."]
+    unchanged = form_values(services.agents.get_agent(agent.id))
+    assert agents.save(services, agent.id, None, False, unchanged, principal=SYSTEM)["status"] == (
+        "Nothing to save: **Orla** has no changes."
+    )
+
+
+def test_a_refused_save_keeps_the_form_and_says_why(services: Services) -> None:
+    agent_id = _owned(services)
+    values = _form(services, agent_id, name="   ", description="typed, not lost")
+
+    result = agents.save(
+        services, agent_id, None, False, values, principal=Principal(address=OWNER, via="session")
+    )
+
+    assert set(result) == {"status"} and result["status"].startswith("⚠️")
+    assert services.agents.get_agent(agent_id).name == "Brine"
+
+
+def test_keeping_unsaved_edits_undoes_the_switch_and_leaves_the_form(services: Services) -> None:
+    first, second = _owned(services, "Brine"), _owned(services, "Kelp")
+
+    kept = agents.load(services, second, first, agents.STAY)
+    assert kept == {"picker": gr.update(value=first)}  # nothing else: the typed form stays
+    assert agents.new(services, agents.STAY) == {}
+
+    switched = agents.load(services, second, first, "")
+    assert switched["name"] == "Kelp" and switched["confirm_row"] == gr.update(visible=False)
+    assert agents.new(services, "")["name"] == ""
 
 
 def test_an_anonymous_draft_is_created_with_the_form_values(services: Services) -> None:
@@ -106,7 +168,7 @@ def test_a_chat_needs_a_message_and_an_agent(services: Services) -> None:
 def test_the_generation_controls_take_the_schema_bounds_and_defaults() -> None:
     controls: dict = {}
     with gr.Blocks():
-        _generation_fields(controls)
+        generation_fields(controls)
     fields = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
     assert sorted(controls) == sorted(fields)
     for name in fields:
@@ -177,3 +239,33 @@ def test_a_new_screen_plugs_into_the_registry(services: Services) -> None:
     assert len(seen) == 1 and seen[0].services is services
     # The gallery is the landing tab, no longer a planned one.
     assert SCREENS[0].id == "gallery" and "gallery" not in PLANNED_SCREENS
+
+
+def test_a_docked_panel_is_built_beside_the_editor_with_the_form(services: Services) -> None:
+    seen: list[EditorForm] = []
+
+    def inspector(ctx: StudioContext, form: EditorForm) -> None:
+        seen.append(form)
+        gr.Markdown("preview", elem_id="dock-probe")
+
+    with gr.Blocks() as demo:
+        screen = build_agents_screen(StudioContext(services), dock=[inspector])
+    config = demo.get_config_file()
+    by_id = {c["id"]: c.get("props", {}) for c in config["components"]}
+    dock = next(i for i, props in by_id.items() if props.get("elem_id") == "agent-dock")
+    probe = next(i for i, props in by_id.items() if props.get("elem_id") == "dock-probe")
+    assert by_id[dock].get("visible") is not False
+
+    def children(node: dict) -> list[dict]:
+        return node.get("children", [])
+
+    def find(node: dict, target: int) -> dict | None:
+        if node["id"] == target:
+            return node
+        return next((hit for kid in children(node) if (hit := find(kid, target))), None)
+
+    dock_node = find(config["layout"], dock)
+    assert dock_node is not None and find(dock_node, probe) is not None
+    (form,) = seen
+    assert form is screen.form and len(form.inputs) == len(FORM_KEYS)
+    assert form.values(*range(len(FORM_KEYS)))["name"] == FORM_KEYS.index("name")

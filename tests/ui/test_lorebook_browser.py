@@ -51,7 +51,7 @@ def test_edit_a_lorebook_entry(
     page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _pick(page, "agent-select", f"Mira · {agent.id[:8]}")
     expect(_field(page, "agent-name")).to_have_value("Mira")
-    page.locator("#agent-lorebook").get_by_text("Lorebook").first.click()
+    page.locator("#agent-tab-lorebook-button").click()  # the editor's Lorebook tab
     expect(page.locator("#lore-count")).to_contain_text("No entries yet")
 
     # Add, then give it a key and content.

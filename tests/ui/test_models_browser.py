@@ -99,6 +99,7 @@ def test_add_a_server_see_its_models_and_switch_an_agent_to_it(
     page.locator("#agent-select input").first.click()
     page.get_by_role("option", name=f"Mira · {agent_id[:8]}").click()
     expect(_text(page, "agent-name")).to_have_value("Mira")
+    page.locator("#agent-tab-generation-button").click()  # the model is in Generation
     model = page.locator("#agent-model input").first
     expect(model).to_be_enabled()
     model.click()

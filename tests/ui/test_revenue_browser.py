@@ -119,6 +119,7 @@ def test_owner_issues_shares_and_the_browser_wallet_snapshots_and_claims(
     _field(page, "agent-description").fill("{{char}} keeps the lighthouse.")
     page.locator("#agent-save").click()
     expect(page.locator("#agent-status")).to_contain_text("Created Orla")
+    page.locator("#agent-tab-chain-button").click()  # identity and revenue: the On-chain tab
     expect(page.locator("#chain-owner")).to_contain_text(account.address)
     agent = services.agents.list_agents()[0]
 

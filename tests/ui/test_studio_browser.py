@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Dialog, Locator, Page, expect
 
+from agents.service import AgentView
 from container import Services
 from core.principal import SYSTEM
 from tests.waiting import wait_until
@@ -80,6 +81,7 @@ def test_create_agent_then_chat_with_streaming(
     )
     _field(page, "agent-personality").fill("warm, talkative, proud of his fish stew")
     _field(page, "agent-first-mes").fill(GREETING)
+    page.locator("#agent-tab-generation-button").click()
     _number(page, "agent-max-new-tokens").fill("24")
     _number(page, "agent-temperature").fill("0")
     _number(page, "agent-temperature").press("Enter")
@@ -206,16 +208,17 @@ def test_import_edit_export_and_delete(
     page.get_by_role("tab", name="Agents").click()
     _pick(page, "agent-select", label)
     expect(_field(page, "agent-name")).to_have_value("Lyra")
-    expect(_field(page, "agent-alt-greetings")).to_have_value(
-        "Oh! A visitor.\n\nSit, sit.\n---\nHush, listen."
-    )
+    greetings = page.locator("#agent-alt-greetings textarea")
+    expect(greetings).to_have_count(2)
+    expect(greetings.nth(0)).to_have_value("Oh! A visitor.\n\nSit, sit.")
+    expect(greetings.nth(1)).to_have_value("Hush, listen.")
 
     # Edit one field and add an avatar: only that field changes, the rest survives as imported.
     _field(page, "agent-personality").fill("dreamy, soft-spoken")
     page.locator("#agent-avatar input[type=file]").set_input_files(str(avatar_file))
     expect(page.locator("#agent-avatar img").first).to_be_visible()
     page.locator("#agent-save").click()
-    expect(page.locator("#agent-status")).to_contain_text("Saved Lyra")
+    expect(page.locator("#agent-status")).to_contain_text("Saved Lyra: personality, avatar")
     saved = services.agents.get_agent(agent.id)
     assert saved.data["personality"] == "dreamy, soft-spoken"
     assert saved.data["alternate_greetings"] == card["data"]["alternate_greetings"]
@@ -262,10 +265,11 @@ def test_form_translation_keeps_untouched_fields_out_of_the_patch(services: Serv
     )
     values = form_values(agent)
     assert update_patch(agent, values) == {}
-    assert text_to_greetings(values["alternate_greetings"]) == [
-        "First line.\n\nSecond paragraph.",
-        "Another.",
-    ]
+    assert values["alternate_greetings"] == ["First line.\n\nSecond paragraph.", "Another."]
+    # The separator text of the old single textarea still reads as the same list.
+    joined = "First line.\n\nSecond paragraph.\n---\nAnother."
+    assert update_patch(agent, {**values, "alternate_greetings": joined}) == {}
+    assert text_to_greetings(joined) == values["alternate_greetings"]
 
     edited = {**values, "tags": "fantasy, mage, , healer", "top_k": 10.0}
     assert update_patch(agent, edited) == {
@@ -281,3 +285,149 @@ def test_form_translation_keeps_untouched_fields_out_of_the_patch(services: Serv
     assert payload["name"] == "Neo"
     assert "nickname" not in payload
     assert services.agents.create_agent(payload, principal=SYSTEM).generation.max_new_tokens == 160
+
+
+# ----- The editor: greetings list, unsaved-change warning, tabs and phone width -----------
+EDITOR_TABS = ("card", "lorebook", "knowledge", "voice", "finetune", "chain", "generation")
+SHOTS = Path("/tmp/shots")
+
+
+def _open_agent(page: Page, agent: AgentView) -> None:
+    """Pick ``agent`` in the editor and wait until its card has loaded (typing earlier would
+    be overwritten by the load)."""
+    page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
+    _pick(page, "agent-select", f"{agent.name} · {agent.id[:8]}")
+    expect(_field(page, "agent-name")).to_have_value(agent.name)
+
+
+def _greeting_button(page: Page, index: int, action: str) -> Locator:
+    return (
+        page.locator("#agent-alt-greetings .anima-greeting")
+        .nth(index)
+        .locator(f"button[data-action={action}]")
+    )
+
+
+@pytest.mark.browser
+def test_greetings_are_added_removed_and_reordered_then_saved_and_reloaded(
+    page: Page, live_server: str, services: Services
+) -> None:
+    agent = services.agents.create_agent(
+        {"name": "Orla", "first_mes": "Hello.", "alternate_greetings": ["One.", "Two.", "Three."]},
+        principal=SYSTEM,
+    )
+    page.goto(f"{live_server}/ui/")
+    _open_agent(page, agent)
+    boxes = page.locator("#agent-alt-greetings textarea")
+    expect(boxes).to_have_count(3)
+
+    _greeting_button(page, 0, "down").click()  # Two, One, Three
+    _greeting_button(page, 2, "remove").click()  # Two, One
+    expect(boxes).to_have_count(2)
+    page.locator("#agent-alt-greetings .anima-greetings-add").click()
+    expect(boxes).to_have_count(3)
+    page.keyboard.type("Four,\n\nin two paragraphs.")  # the new box has the focus
+    expect(_greeting_button(page, 0, "up")).to_be_disabled()
+    expect(_greeting_button(page, 2, "down")).to_be_disabled()
+
+    page.locator("#agent-save").click()
+    expect(page.locator("#agent-status")).to_contain_text("Saved Orla: 3 greetings")
+    expected = ["Two.", "One.", "Four,\n\nin two paragraphs."]
+    assert services.agents.get_agent(agent.id).data["alternate_greetings"] == expected
+
+    page.reload()
+    _open_agent(page, agent)
+    expect(boxes).to_have_count(3)
+    for index, text in enumerate(expected):
+        expect(boxes.nth(index)).to_have_value(text)
+
+
+@pytest.mark.browser
+def test_unsaved_changes_are_kept_until_the_user_lets_them_go(
+    page: Page, live_server: str, services: Services
+) -> None:
+    orla = services.agents.create_agent({"name": "Orla"}, principal=SYSTEM)
+    bram = services.agents.create_agent({"name": "Bram"}, principal=SYSTEM)
+    page.goto(f"{live_server}/ui/")
+    _open_agent(page, orla)
+    typed = "Keeps the lighthouse; typed, never saved."
+    _field(page, "agent-description").fill(typed)
+    expect(page.locator("body.anima-dirty")).to_have_count(1)
+
+    # Picking another agent asks; Cancel keeps the typed text and puts the picker back.
+    dialogs: list[tuple[str, str]] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append((dialog.type, dialog.message))
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    with page.expect_event("dialog"):
+        _pick(page, "agent-select", f"Bram · {bram.id[:8]}")
+    expect(page.locator("#agent-select input").first).to_have_value(f"Orla · {orla.id[:8]}")
+    assert dialogs and dialogs[0][0] == "confirm" and "unsaved changes" in dialogs[0][1]
+    expect(_field(page, "agent-description")).to_have_value(typed)
+    with page.expect_event("dialog"):
+        page.locator("#agent-new").click()
+    expect(page.locator("#agent-select input").first).to_have_value(f"Orla · {orla.id[:8]}")
+    assert len(dialogs) == 2  # one question per action
+    expect(_field(page, "agent-description")).to_have_value(typed)
+    expect(_field(page, "agent-name")).to_have_value("Orla")
+    page.remove_listener("dialog", dismiss)
+
+    # Saving makes the form clean: switching now loads the other agent without a question.
+    page.locator("#agent-save").click()
+    expect(page.locator("#agent-status")).to_contain_text("Saved Orla: description")
+    expect(page.locator("body.anima-dirty")).to_have_count(0)
+    # No handler is registered now: Playwright would dismiss a question, which keeps Orla.
+    _open_agent(page, bram)
+    assert page.evaluate("window.animaEditor.dirty") is False
+
+    # Closing the tab with edits makes the browser ask ("leave site?"); staying keeps them.
+    _field(page, "agent-description").fill("Bram's draft.")
+    with page.expect_event("dialog") as leaving:
+        page.close(run_before_unload=True)
+    assert leaving.value.type == "beforeunload"
+    leaving.value.dismiss()
+    expect(_field(page, "agent-description")).to_have_value("Bram's draft.")
+
+
+@pytest.mark.browser
+def test_editor_tabs_at_laptop_width_and_the_editor_on_a_phone(
+    page: Page, live_server: str, services: Services
+) -> None:
+    """Screenshots of every tab at 1280 px and of the editor at 390 px wide, which must not
+    scroll sideways (the columns stack, the tab strip scrolls on its own)."""
+    agent = services.agents.create_agent(
+        {
+            "name": "Orla",
+            "description": "{{char}} keeps the lighthouse on the northern cape.",
+            "first_mes": "The lamp is lit. Come in out of the rain.",
+            "alternate_greetings": ["Storm tonight.", "Mind the stairs;\n\nthey are wet."],
+            "tags": ["sea", "lighthouse"],
+        },
+        principal=SYSTEM,
+    )
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{live_server}/ui/")
+    _open_agent(page, agent)
+    for tab in EDITOR_TABS:
+        page.locator(f"#agent-tab-{tab}-button").click()
+        expect(page.locator(f"#agent-tab-{tab}")).to_be_visible()
+        # The side column stays beside the tabs: Save is in view on every tab.
+        expect(page.locator("#agent-save")).to_be_in_viewport()
+        page.screenshot(path=str(SHOTS / f"editor-{tab}.png"), full_page=True)
+    expect(page.locator("#agent-lorebook")).to_have_count(1)
+
+    page.locator("#agent-tab-card-button").click()
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.locator("#agent-save")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    side = page.locator("#agent-side").bounding_box()
+    main = page.locator("#agent-main").bounding_box()
+    assert side and main and main["y"] >= side["y"] + side["height"] - 1  # stacked
+    page.locator("#agent-tab-generation-button").click()  # scrolled into reach in the strip
+    expect(page.locator("#agent-max-new-tokens")).to_be_visible()
+    page.locator("#agent-tab-card-button").click()
+    page.screenshot(path=str(SHOTS / "editor-phone.png"), full_page=True)

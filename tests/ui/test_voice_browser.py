@@ -58,7 +58,7 @@ def test_voice_panel_checks_the_sample_and_shows_the_similarity(
     page.goto(f"{live_server}/ui/")
     page.get_by_role("tab", name="Agents").click()  # the studio opens on the Gallery
     _pick(page, "agent-select", f"Ked · {agent.id[:8]}")
-    page.locator("#agent-voice").get_by_text("Voice").first.click()
+    page.locator("#agent-tab-voice-button").click()  # the editor's Voice tab
     expect(page.locator("#agent-voice-status")).to_contain_text("No voice yet")
 
     sample_input = page.locator("#agent-voice-sample input[type=file]")

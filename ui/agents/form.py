@@ -2,7 +2,8 @@
 
 The form mirrors the card fields one to one. Saving an existing agent sends only the fields the
 user changed, so anything the form does not show (a lorebook, unknown extensions, fields an
-imported card never had) stays exactly as it was imported.
+imported card never had) stays exactly as it was imported. The same comparison names what a
+save changed, for the status line ("Saved Orla: description, 2 greetings, tags").
 """
 
 from __future__ import annotations
@@ -45,7 +46,19 @@ VISIBILITY_CHOICES = [
 ]
 INT_KEYS = {"max_new_tokens", "top_k"}
 
-# A line holding only this separates alternate greetings. Blank lines cannot: a greeting is
+# How the save summary names each form field (the rest: the key with spaces).
+FIELD_LABELS = {
+    "first_mes": "first message",
+    "mes_example": "example dialogues",
+    "post_history_instructions": "post-history instructions",
+    "character_version": "version",
+    "max_new_tokens": "max new tokens",
+    "top_p": "top p",
+    "top_k": "top k",
+}
+
+# A line holding only this separates alternate greetings in text (cards written by hand, older
+# tests); the editor itself keeps them as a list. Blank lines cannot separate: a greeting is
 # often several paragraphs long.
 GREETING_SEPARATOR = "---"
 
@@ -68,6 +81,17 @@ def text_to_greetings(text: str) -> list[str]:
     return [joined for b in blocks if (joined := "\n".join(b).strip())]
 
 
+def greetings_value(raw: Any) -> list[str]:
+    """The greetings list the editor sent, without blank entries (an added, never filled row).
+
+    Text (the separator form) is still understood, so a caller holding the old textarea's
+    value gets the same list.
+    """
+    if isinstance(raw, str):
+        return text_to_greetings(raw)
+    return [str(item) for item in raw or [] if str(item).strip()]
+
+
 def form_values(agent: AgentView | None) -> dict[str, Any]:
     """What the form shows for ``agent`` (``None``: an empty form for a new agent)."""
     data = agent.data if agent else {}
@@ -76,7 +100,7 @@ def form_values(agent: AgentView | None) -> dict[str, Any]:
     for key in CARD_KEYS:
         raw = data.get(key)
         if key == "alternate_greetings":
-            values[key] = greetings_to_text(raw or [])
+            values[key] = list(raw or [])
         elif key == "tags":
             values[key] = ", ".join(raw or [])
         else:
@@ -89,9 +113,9 @@ def form_values(agent: AgentView | None) -> dict[str, Any]:
 
 def card_value(key: str, raw: Any) -> Any:
     """The card field value a form entry stands for."""
-    text = raw if isinstance(raw, str) else ""
     if key == "alternate_greetings":
-        return text_to_greetings(text)
+        return greetings_value(raw)
+    text = raw if isinstance(raw, str) else ""
     if key == "tags":
         return [t.strip() for t in text.split(",") if t.strip()]
     if key in ("name", "nickname", "creator", "character_version"):
@@ -140,6 +164,37 @@ def update_patch(agent: AgentView, values: dict[str, Any]) -> dict[str, Any]:
     if values.get("visibility") and values["visibility"] != agent.visibility:
         patch["visibility"] = values["visibility"]
     return patch
+
+
+def changed_fields(agent: AgentView, patch: dict[str, Any]) -> list[str]:
+    """What ``patch`` changes in ``agent``, named for people, in form order.
+
+    Greetings are counted: "2 greetings" are two places in the list that now differ (added,
+    removed or edited); a list with the same greetings in a new order is "greetings reordered".
+    """
+    names: list[str] = []
+    for key in CARD_KEYS:
+        if key not in patch:
+            continue
+        if key == "alternate_greetings":
+            names.append(_greetings_change(agent.data.get(key) or [], patch[key]))
+        else:
+            names.append(FIELD_LABELS.get(key, key.replace("_", " ")))
+    names += [FIELD_LABELS.get(k, k.replace("_", " ")) for k in patch.get("generation", {})]
+    if "visibility" in patch:
+        names.append("visibility")
+    return names
+
+
+def _greetings_change(before: list[str], after: list[str]) -> str:
+    if sorted(before) == sorted(after):
+        return "greetings reordered"
+    count = sum(
+        1
+        for i in range(max(len(before), len(after)))
+        if (before[i] if i < len(before) else None) != (after[i] if i < len(after) else None)
+    )
+    return f"{count} greeting" if count == 1 else f"{count} greetings"
 
 
 def export_path(filename: str) -> Path:

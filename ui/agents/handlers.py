@@ -19,7 +19,14 @@ from agents.service import AgentView
 from container import Services
 from core.errors import AnimaError, ValidationError
 from core.principal import Principal
-from ui.agents.form import FORM_KEYS, create_payload, export_path, form_values, update_patch
+from ui.agents.form import (
+    FORM_KEYS,
+    changed_fields,
+    create_payload,
+    export_path,
+    form_values,
+    update_patch,
+)
 from ui.common import agent_choices, show_error
 from ui.wiring import Updates
 
@@ -27,6 +34,9 @@ from ui.wiring import Updates
 DETAIL = (*FORM_KEYS, "avatar", "avatar_changed", "status")
 HIDE = gr.update(visible=False)
 NEW_MESSAGE = "New agent: fill in the form and Save."
+# What the browser sends instead of an agent id when the user chose to keep their unsaved
+# edits (the confirm before switching agents, ``guard.py``): the switch is undone.
+STAY = "__stay__"
 
 
 def show(services: Services, agent: AgentView | None, message: str) -> Updates:
@@ -38,8 +48,16 @@ def show(services: Services, agent: AgentView | None, message: str) -> Updates:
     return {**form_values(agent), "avatar": image, "avatar_changed": False, "status": message}
 
 
-def load(services: Services, agent_id: str | None) -> Updates:
-    """The user picked an agent: fill the form, close a pending delete question."""
+def load(
+    services: Services, agent_id: str | None, shown_id: str | None = None, intent: str = ""
+) -> Updates:
+    """The user picked an agent: fill the form, close a pending delete question.
+
+    ``intent == STAY`` (the user kept their unsaved edits) puts the picker back on
+    ``shown_id``, the agent the form still shows, and leaves every field as typed.
+    """
+    if intent == STAY:
+        return {"picker": gr.update(value=shown_id)}
     if not agent_id:
         return {**show(services, None, ""), "confirm_row": HIDE}
     try:
@@ -48,7 +66,10 @@ def load(services: Services, agent_id: str | None) -> Updates:
         return {"status": show_error(exc), "confirm_row": HIDE}
 
 
-def new(services: Services) -> Updates:
+def new(services: Services, intent: str = "") -> Updates:
+    """An empty form, unless the user chose to keep their unsaved edits (``STAY``)."""
+    if intent == STAY:
+        return {}
     return {"picker": gr.update(value=None), **show(services, None, NEW_MESSAGE)}
 
 
@@ -65,15 +86,9 @@ def save(
     image = Path(avatar_path).read_bytes() if avatar_changed and avatar_path else None
     try:
         if agent_id:
-            agent = services.agents.get_agent(agent_id)
-            patch = update_patch(agent, values)
-            if not patch and image is None:
-                return {"status": f"Nothing to save: **{agent.name}** has no changes."}
-            if patch:
-                agent = services.agents.update_agent(agent_id, patch, principal=principal)
-            if image is not None:
-                agent = services.agents.set_avatar(agent_id, image, principal=principal)
-            message = f"Saved **{agent.name}**."
+            agent, message = _update(services, agent_id, image, values, principal=principal)
+            if agent is None:
+                return {"status": message}
         else:
             agent = services.agents.create_agent(
                 create_payload(values), avatar=image, owner=principal.address, principal=principal
@@ -83,6 +98,28 @@ def save(
         return {"status": show_error(exc)}
     picker = gr.update(choices=agent_choices(services, principal), value=agent.id)
     return {"picker": picker, **show(services, agent, message)}
+
+
+def _update(
+    services: Services,
+    agent_id: str,
+    image: bytes | None,
+    values: dict[str, Any],
+    *,
+    principal: Principal,
+) -> tuple[AgentView | None, str]:
+    """Apply the changed fields and the new avatar; the agent (None: nothing changed) and
+    the status line naming what changed."""
+    agent = services.agents.get_agent(agent_id)
+    patch = update_patch(agent, values)
+    if not patch and image is None:
+        return None, f"Nothing to save: **{agent.name}** has no changes."
+    changed = changed_fields(agent, patch) + (["avatar"] if image is not None else [])
+    if patch:
+        agent = services.agents.update_agent(agent_id, patch, principal=principal)
+    if image is not None:
+        agent = services.agents.set_avatar(agent_id, image, principal=principal)
+    return agent, f"Saved **{agent.name}**: {', '.join(changed)}."
 
 
 def ask_delete(services: Services, agent_id: str | None) -> Updates:

@@ -64,7 +64,7 @@ def build_chain_panel(ctx: StudioContext, picker: gr.Dropdown) -> ChainPanel:
     Signing runs in the browser, which cannot read server-side state such as
     ``ctx.selected_agent``: it reads the agent id from the editor's ``picker``.
     """
-    with gr.Accordion("On-chain identity", open=True, elem_id="agent-chain"):
+    with gr.Column(elem_id="agent-chain"):
         status = gr.HTML(handlers.render_status(None), elem_id="agent-chain-status")
         with gr.Row():
             mint = gr.Button("Mint to my wallet", size="sm", elem_id="agent-mint")

@@ -16,8 +16,8 @@ from ui.wiring import wire
 
 
 def build_voice_panel(ctx: StudioContext) -> None:
-    """Lay out the panel (call inside the agent editor) and wire its events."""
-    with gr.Accordion("Voice", open=False, elem_id="agent-voice"):
+    """Lay out the panel (call inside the agent editor's Voice tab) and wire its events."""
+    with gr.Column(elem_id="agent-voice"):
         status = gr.Markdown(profile_text(None), elem_id="agent-voice-status")
         with gr.Row():
             sample = gr.Audio(
