@@ -48,7 +48,7 @@ def build_gallery_screen(ctx: StudioContext) -> None:
                     elem_id="gallery-import",
                 )
         with gr.Row(elem_id="gallery-filters", equal_height=True):
-            with gr.Column(scale=0, min_width=200):
+            with gr.Column(scale=0, min_width=250):
                 c["scope"] = gr.Radio(
                     list(handlers.SCOPES),
                     label="Whose agents",
@@ -67,7 +67,7 @@ def build_gallery_screen(ctx: StudioContext) -> None:
                     container=False,
                     elem_id="gallery-tag",
                 )
-            with gr.Column(scale=0, min_width=330):
+            with gr.Column(scale=0, min_width=360):
                 c["sort"] = gr.Radio(
                     handlers.SORT_CHOICES,
                     value="recent",
