@@ -89,13 +89,6 @@ SCREENS: tuple[Screen, ...] = (
     Screen("wallet", "Wallet", build_wallet_screen),
 )
 
-# Screens planned next, each to get a ui/<id>/ folder and a Screen entry above: the lorebook
-# editor and the prompt inspector (what a reply was built from).
-PLANNED_SCREENS: tuple[str, ...] = (
-    "lorebook",
-    "prompt_inspector",
-)
-
 
 def build_ui(services: Services, screens: tuple[Screen, ...] = SCREENS) -> gr.Blocks:
     """The studio as a ``gr.Blocks``; ``app.py`` mounts it on the FastAPI app at ``/ui``."""

@@ -23,7 +23,7 @@ from ui.context import StudioContext
 from ui.panels.finetune import handlers as finetune
 from ui.panels.knowledge import handlers as knowledge
 from ui.panels.voice import handlers as voice
-from ui.studio import PLANNED_SCREENS, SCREENS, Screen, build_ui
+from ui.studio import SCREENS, Screen, build_ui
 from ui.wallet import handlers as wallet
 from ui.wiring import pack
 
@@ -238,7 +238,7 @@ def test_a_new_screen_plugs_into_the_registry(services: Services) -> None:
     assert {"tab-agents", "tab-sample", "sample-agent"} <= elem_ids
     assert len(seen) == 1 and seen[0].services is services
     # The gallery is the landing tab, no longer a planned one.
-    assert SCREENS[0].id == "gallery" and "gallery" not in PLANNED_SCREENS
+    assert SCREENS[0].id == "gallery"
 
 
 def test_a_docked_panel_is_built_beside_the_editor_with_the_form(services: Services) -> None:
