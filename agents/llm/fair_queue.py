@@ -59,14 +59,20 @@ class FairQueue:
         queue.append(ticket)
         self.queued += 1
 
-    def pop_next(self) -> Ticket | None:
+    def running_of(self, key: str) -> int:
+        """How many of tenant ``key``'s requests run."""
+        return self._running[key]
+
+    def pop_next(self, held: Callable[[str], bool] | None = None) -> Ticket | None:
         """The next ticket to start, counted as running for its tenant; None when every
-        waiting ticket's lane is full.
+        waiting ticket's lane is full (or its tenant is ``held`` for now).
 
         A ticket whose lane is full keeps its place and its tenant its turn, so the next
         tenant with a ticket for a free lane goes meanwhile.
         """
         for key in sorted(self._waiting, key=self._order):
+            if held is not None and held(key):
+                continue
             queue = self._waiting[key]
             ticket = _pick(queue, self._kept_free_for_others(key))
             if ticket is not None:

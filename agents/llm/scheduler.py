@@ -74,6 +74,8 @@ _END = object()
 Scheduling = Literal["fair", "fifo"]
 ANONYMOUS_TENANT = "anonymous"
 COUNT_CACHE_SIZE = 16384  # token counts of recent texts kept per backend
+# How long a light tenant's request waiting for its first token holds back busier tenants.
+FIRST_TOKEN_PRIORITY_S = 2.0
 # Who the request being submitted is for. A context variable so that it travels through the
 # seam every backend shares (``stream(messages, params, result)``) without a parameter:
 # ``anyio.to_thread.run_sync`` and ``asyncio`` tasks copy the context, and the scheduler reads
@@ -150,6 +152,7 @@ class Ticket:
         self.cancelled = False
         self.enqueued_at = time.monotonic()
         self.started_at: float | None = None
+        self.first_at: float | None = None  # when its first delta arrived
 
     # ----- producer side (the scheduler's worker thread) --------------------------------
     def _put(self, delta: str) -> bool:
@@ -293,6 +296,8 @@ class Scheduler:
         # next (``agents.llm.fair_queue``).
         self._queue = FairQueue()
         self._lanes: dict[Hashable, Lane] = {}
+        self._running: set[Ticket] = set()
+        self._holding = False  # some tenant is held back until a first token (see _held_locked)
 
     # ----- public ------------------------------------------------------------------------
     def lane(self, key: Hashable, capacity: int) -> Lane:
@@ -365,16 +370,58 @@ class Scheduler:
     def _dispatch_locked(self) -> list[Ticket]:
         """Start what fits, in the fair queue's order (``agents.llm.fair_queue``)."""
         starts: list[Ticket] = []
+        held = self._held_locked()
         while self._queue.queued:
-            ticket = self._queue.pop_next()
+            ticket = self._queue.pop_next(held)
             if ticket is None:
-                return starts  # every waiting ticket's lane is full
+                return starts  # every waiting ticket's lane is full (or held back)
             ticket.lane.running += 1
             ticket.lane.peak = max(ticket.lane.peak, ticket.lane.running)
             ticket.state = "running"
             ticket.started_at = time.monotonic()
+            self._running.add(ticket)
             starts.append(ticket)
         return starts
+
+    def _held_locked(self) -> Callable[[str], bool] | None:
+        """Tenants that may not start a request right now (fair scheduling only).
+
+        The engine computes the prompts of the requests that start together in the same
+        steps; a flood starting its next requests beside a light tenant's one request makes
+        that request wait for their prompts too before its first token. So while the only
+        running request of some tenant waits for its first token (for at most
+        ``FIRST_TOKEN_PRIORITY_S``), tenants that already run something start nothing more;
+        the first token (or the request's end) releases them."""
+        if self.scheduling != "fair":
+            return None
+        now = time.monotonic()
+        waiting_first = {
+            t.tenant
+            for t in self._running
+            if t.first_at is None
+            and t.started_at is not None
+            and now - t.started_at < FIRST_TOKEN_PRIORITY_S
+            and self._queue.running_of(t.tenant) == 1
+        }
+        if not waiting_first:
+            self._holding = False
+            return None
+        self._holding = True
+        queue = self._queue
+
+        def held(key: str) -> bool:
+            return key not in waiting_first and queue.running_of(key) > 0
+
+        return held
+
+    def _first_delta(self, ticket: Ticket) -> None:
+        """A request's first delta: tenants held back for it may start again."""
+        ticket.first_at = time.monotonic()
+        if not self._holding:
+            return
+        with self._lock:
+            starts = self._dispatch_locked()
+        self._start(starts)
 
     def _start(self, tickets: list[Ticket]) -> None:
         for ticket in tickets:
@@ -390,6 +437,8 @@ class Scheduler:
             for delta in source:
                 if not ticket._put(delta):
                     break
+                if ticket.first_at is None:
+                    self._first_delta(ticket)
         except AnimaError as exc:
             error = exc
         except Exception as exc:  # a backend bug: report it as a backend failure
@@ -405,6 +454,7 @@ class Scheduler:
             ticket._finish(error)
             with self._lock:
                 ticket.lane.running -= 1
+                self._running.discard(ticket)
                 self._queue.finished(self._queue_key(ticket))
                 if ticket.started_at is not None:
                     ticket.lane.record(time.monotonic() - ticket.started_at)

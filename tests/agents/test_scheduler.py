@@ -389,3 +389,66 @@ def test_a_light_tenant_finds_a_place_free_while_another_floods() -> None:
     now[0] += RECENT_S + 1  # quiet for a while: the flood may take every place
     assert start_all("flood") == 1
     assert lane.running == lane.capacity
+
+
+class NamedGates(GatedBackend):
+    """Each request (named by its message) emits a token only when its own gate opens."""
+
+    max_concurrency = 4
+
+    def __init__(self) -> None:
+        super().__init__(tokens=2)
+        self.gates: dict[str, threading.Semaphore] = {}
+        self.begun: list[str] = []
+
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        params: GenerationSettings,
+        result: StreamResult | None = None,
+    ) -> Iterator[str]:
+        name = messages[-1].content
+        gate = self.gates.setdefault(name, threading.Semaphore(0))
+        self.begun.append(name)
+        for i in range(self.tokens):
+            assert gate.acquire(timeout=30), f"test never released {name}"
+            yield f"{name}-{i} "
+
+    def open(self, name: str, n: int = 1) -> None:
+        gate = self.gates.setdefault(name, threading.Semaphore(0))
+        for _ in range(n):
+            gate.release()
+
+
+def _ask(model: ScheduledBackend, tenant: str, name: str) -> Ticket:
+    token = TENANT.set(tenant)
+    try:
+        return model.stream([ChatMessage(role="user", content=name)], PARAMS)
+    finally:
+        TENANT.reset(token)
+
+
+def test_a_light_request_waiting_for_its_first_token_holds_back_the_flood() -> None:
+    """While a light tenant's only request waits for its first token, a flooding tenant
+    starts nothing more (its prompts would be computed in the same engine steps and delay
+    that token); the first token lets the flood go on."""
+    backend = NamedGates()
+    model = ScheduledBackend(backend, Scheduler(max_queue=64, tenant_queue=0))
+    flood = [_ask(model, "flood", f"f{i}") for i in range(6)]
+    wait_until(lambda: len(backend.begun) == 4, message="the flood to fill the lane")
+    light = _ask(model, "light", "light")  # waits: the lane is full
+    backend.open("f0", 2)  # one flood request ends: its place goes to the light request
+    wait_until(lambda: "light" in backend.begun, message="the light request to start")
+    backend.open("f1", 2)  # another ends: the flood may not start a new one yet
+    # Its place is freed and the queue dispatched under one lock: 3 running proves that no
+    # flood request took the place (it would be 4 again).
+    wait_until(lambda: model.scheduler.stats()["running"] == 3, message="f1's place to stay free")
+    assert "f4" not in backend.begun and flood[4].state == "queued"
+    backend.open("light")  # the light request's first token
+    wait_until(lambda: "f4" in backend.begun, message="the flood to go on")
+    backend.open("light")
+    for name in ("f2", "f3", "f4", "f5"):
+        backend.open(name, 2)
+    assert "".join(light) == "light-0 light-1 "
+    for ticket in flood:
+        assert "".join(ticket).startswith("f")
