@@ -103,6 +103,7 @@ OWNER_CHECK_EXEMPT: dict[str, str] = {
     "POST /api/agents/{agent_id}/conversations": "starting a chat does not change the agent",
     "POST /api/agents/{agent_id}/conversations/import": "an imported chat is a new chat with it",
     "POST /api/agents/{agent_id}/shares/claim": "builds a holder's own claim; changes nothing",
+    "POST /api/agents/{agent_id}/prompt-preview": "computes a prompt and stores nothing",
 }
 
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile,
 from pydantic import BaseModel, Field
 
 from agents.lorebooks import MAX_ENTRIES, BookView, EntryPatch, EntryView
-from api.deps import Caller, services
+from api.deps import AgentOwner, Caller, services
 from api.errors import GUARD_ERRORS, OWNER_ERRORS, error_responses
 from api.uploads import process_upload
 from container import Services
@@ -59,7 +59,7 @@ def list_entries(
 @router.post(
     f"{AGENT}/lorebook/entries", response_model=EntryView, status_code=status.HTTP_201_CREATED
 )
-def add_entry(svc: Svc, agent_id: str, body: EntryPatch, principal: Caller) -> EntryView:
+def add_entry(svc: Svc, agent_id: str, body: EntryPatch, principal: AgentOwner) -> EntryView:
     """A new entry at the end of the book. A pattern key RE2 cannot run is a 422."""
     return svc.lorebooks.add(agent_id, body, principal=principal)
 
@@ -71,7 +71,7 @@ def get_entry(svc: Svc, agent_id: str, index: int, principal: Caller) -> EntryVi
 
 @router.patch(f"{AGENT}/lorebook/entries/{{index}}", response_model=EntryView)
 def update_entry(
-    svc: Svc, agent_id: str, index: int, body: EntryPatch, principal: Caller
+    svc: Svc, agent_id: str, index: int, body: EntryPatch, principal: AgentOwner
 ) -> EntryView:
     """Change the fields named; the others stay exactly as stored."""
     return svc.lorebooks.update(agent_id, index, body, principal=principal)
@@ -82,24 +82,26 @@ def update_entry(
     response_model=EntryView,
     status_code=status.HTTP_201_CREATED,
 )
-def duplicate_entry(svc: Svc, agent_id: str, index: int, principal: Caller) -> EntryView:
+def duplicate_entry(svc: Svc, agent_id: str, index: int, principal: AgentOwner) -> EntryView:
     return svc.lorebooks.duplicate(agent_id, index, principal=principal)
 
 
 @router.delete(f"{AGENT}/lorebook/entries/{{index}}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_entry(svc: Svc, agent_id: str, index: int, principal: Caller) -> Response:
+def delete_entry(svc: Svc, agent_id: str, index: int, principal: AgentOwner) -> Response:
     svc.lorebooks.delete(agent_id, [index], principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(f"{AGENT}/lorebook/enabled", response_model=list[EntryView])
-def set_enabled(svc: Svc, agent_id: str, body: BulkEnable, principal: Caller) -> list[EntryView]:
+def set_enabled(
+    svc: Svc, agent_id: str, body: BulkEnable, principal: AgentOwner
+) -> list[EntryView]:
     """Enable or disable many entries in one write."""
     return svc.lorebooks.set_enabled(agent_id, body.indexes, body.enabled, principal=principal)
 
 
 @router.post(f"{AGENT}/lorebook/delete", response_model=EntriesLeft)
-def delete_entries(svc: Svc, agent_id: str, body: BulkDelete, principal: Caller) -> EntriesLeft:
+def delete_entries(svc: Svc, agent_id: str, body: BulkDelete, principal: AgentOwner) -> EntriesLeft:
     """Delete many entries in one write."""
     return EntriesLeft(entries=svc.lorebooks.delete(agent_id, body.indexes, principal=principal))
 
@@ -118,13 +120,13 @@ def attached_books(svc: Svc, agent_id: str, principal: Caller) -> list[BookView]
 
 
 @router.put(f"{AGENT}/lorebooks/{{book_id}}", response_model=BookView)
-def attach_book(svc: Svc, agent_id: str, book_id: str, principal: Caller) -> BookView:
+def attach_book(svc: Svc, agent_id: str, book_id: str, principal: AgentOwner) -> BookView:
     """Attach one of your books: its entries join the agent's replies beside the card's."""
     return svc.lorebooks.attach(agent_id, book_id, principal=principal)
 
 
 @router.delete(f"{AGENT}/lorebooks/{{book_id}}", status_code=status.HTTP_204_NO_CONTENT)
-def detach_book(svc: Svc, agent_id: str, book_id: str, principal: Caller) -> Response:
+def detach_book(svc: Svc, agent_id: str, book_id: str, principal: AgentOwner) -> Response:
     svc.lorebooks.detach(agent_id, book_id, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

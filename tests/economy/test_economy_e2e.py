@@ -85,10 +85,18 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     )
 
 
-def start(settings: Settings, llm_pool: LLMPool, anvil: AnvilChain, gate: _Gate) -> Services:
+def start(
+    settings: Settings,
+    llm_pool: LLMPool,
+    anvil: AnvilChain,
+    gate: _Gate,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Services:
     svc = build_services(settings, llm=llm_pool, chain=anvil)
     svc.chain.start(follow=False)
-    svc.chat.llm.get = lambda model=None, adapter=None: gate  # type: ignore[method-assign]
+    # The gate answers unscheduled, so streams run side by side; through monkeypatch, so the
+    # session's shared pool answers with the real model again after this test.
+    monkeypatch.setattr(svc.chat.llm, "get", lambda model=None, adapter=None: gate)
     return svc
 
 
@@ -130,7 +138,7 @@ def test_two_developers_pay_a_priced_agent_and_a_restart_mid_batch_loses_nothing
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gate = _Gate()
-    svc = start(settings, llm_pool, anvil_node, gate)
+    svc = start(settings, llm_pool, anvil_node, gate, monkeypatch)
     from app import create_app
 
     app = create_app(services=svc)
@@ -228,7 +236,7 @@ def test_two_developers_pay_a_priced_agent_and_a_restart_mid_batch_loses_nothing
 
     # Restart on the same data and chain: the open batch is found settled on chain and
     # marked so, without a second transaction.
-    svc = start(settings, llm_pool, anvil_node, gate)
+    svc = start(settings, llm_pool, anvil_node, gate, monkeypatch)
     assert svc.economy.settle_now() == [batch_id]
     job = svc.jobs.store.by_key(f"{SETTLE_JOB}:{batch_id}:0")
     assert job is not None
