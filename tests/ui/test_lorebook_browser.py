@@ -67,6 +67,14 @@ def test_edit_a_lorebook_entry(
     assert entry["keys"] == ["harbour", "/gulls?/i"]
     assert entry["content"].startswith("The harbour froze")
 
+    # The saved entry fires in the prompt inspector beside the editor, with its key.
+    page.get_by_text("Prompt inspector and test chat").click()
+    _field(page, "insp-message").fill("Were there gulls on the pier?")
+    page.locator("#insp-preview").click()
+    # The first preview may load the model.
+    expect(page.locator("#insp-lore")).to_contain_text("The harbour: key", timeout=60_000)
+    expect(page.locator("#insp-parts")).to_contain_text("The harbour froze over")
+
     # Edit: the content and the order; a bad regex key is refused with RE2's reason.
     _field(page, "lore-content").fill("The harbour is frozen solid.")
     page.locator("#lore-order input").first.fill("5")
