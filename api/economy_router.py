@@ -20,6 +20,7 @@ from container import Services
 from core.errors import AuthError
 from economy.prices import Price, PriceView
 from economy.records import NATIVE
+from economy.shares_service import TxRequest
 from economy.views import BalanceView, IncomeView, SpendRow
 
 router = APIRouter(prefix="/api", tags=["economy"], responses=error_responses(*GUARD_ERRORS, 404))
@@ -68,6 +69,18 @@ def get_price(agent_id: str, svc: Svc) -> PriceView:
 def set_price(agent_id: str, body: Price, svc: Svc, principal: AgentOwner) -> PriceView:
     """Price the agent (its owner; it must be minted). New requests pay the new price."""
     return svc.economy.set_price(agent_id, body, principal=principal)
+
+
+@router.post(
+    "/agents/{agent_id}/shares/route-income",
+    response_model=TxRequest,
+    responses=error_responses(*OWNER_ERRORS, 409),
+)
+def route_income(agent_id: str, svc: Svc, principal: AgentOwner) -> TxRequest:
+    """The transaction that sends the shares' part of the agent's income to its share
+    contract, for the holder's wallet to send (once; 409 when already routed)."""
+    share = svc.shares.share_contract_of(agent_id)
+    return svc.economy.revenue_share_request(agent_id, share, principal=principal)
 
 
 @router.get("/agents/{agent_id}/income", response_model=IncomeView, responses=error_responses(503))

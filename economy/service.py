@@ -23,6 +23,7 @@ from core.db import Database
 from core.errors import (
     AuthError,
     ChainError,
+    ConflictError,
     PaymentRequiredError,
     ValidationError,
     describe_validation_error,
@@ -35,6 +36,7 @@ from economy.ledger import Ledger, Reservation, Shortage
 from economy.prices import FREE, Price, PriceView
 from economy.records import NATIVE, AgentPriceRecord, ChargeRecord, utcnow
 from economy.settlement import Settlement
+from economy.shares_service import TxRequest
 from economy.views import BalanceView, IncomeView, SpendRow, sum_rows
 
 if TYPE_CHECKING:
@@ -368,6 +370,32 @@ class EconomyService:
             rows=sum_rows(ChargeRecord.agent_id == agent_id, self.db),
             fee_bps=payments.deployment.fee_bps,
             revenue_share={"shares": shares, "bps": bps} if int(shares, 16) else None,
+        )
+
+    def revenue_share_request(
+        self, agent_id: str, share: tuple[str, int] | None, *, principal: Principal
+    ) -> TxRequest:
+        """The ``setRevenueShare`` transaction for the agent's holder to send (the contract
+        takes it only from the NFT's holder, once): ``share`` is the shares contract and its
+        basis points, as issued."""
+        self.chain.require_owner(principal, agent_id)
+        if share is None:
+            raise ValidationError("issue the agent's revenue shares first")
+        payments = self.payments()
+        token_id = token_id_of(agent_id)
+        with reaching_node():
+            routed, bps = payments.revenue_share(token_id)
+        if int(routed, 16):
+            raise ConflictError(
+                f"this agent's income already goes to {routed} ({bps / 100:g} %); it cannot change"
+            )
+        address, bps = share
+        call = payments.contract.functions.setRevenueShare(token_id, address, bps)
+        return TxRequest(
+            chain_id=payments.w3.eth.chain_id,
+            to=payments.address,
+            data=call._encode_transaction_data(),
+            description=f"send {bps / 100:g} % of this agent's income to its shares",
         )
 
     def owners(self) -> dict[str, str | None]:

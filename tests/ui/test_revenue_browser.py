@@ -17,6 +17,7 @@ from web3 import Web3
 
 from agents.llm.pool import LLMPool
 from chain.anvil_chain import AnvilChain
+from chain.contract import token_id_of
 from container import Services, build_services
 from tests.chain.helpers import fast_settings
 from tests.servers import serve_app
@@ -138,6 +139,14 @@ def test_owner_issues_shares_and_the_browser_wallet_snapshots_and_claims(
     expect(page.locator("#revenue-holders")).to_contain_text(short)
     expect(page.locator("#revenue-issue")).to_be_hidden()
     shares = services.shares.get(agent.id)
+
+    # The holder routes the shares' part of the agent's income to them, once, from the wallet.
+    page.locator("#revenue-route").click()
+    expect(page.locator("#revenue-message")).to_contain_text("Income routed", timeout=30_000)
+    routed, bps = services.economy.payments().revenue_share(token_id_of(agent.id))
+    assert (routed.lower(), bps) == (shares.address.lower(), 2_000)  # the 20 % issued
+    page.locator("#revenue-route").click()
+    expect(page.locator("#revenue-message")).to_contain_text("already goes to")
 
     # Income arrives (what the payment contract sends), then the wallet snapshots it.
     payer = Account.create()

@@ -1,7 +1,7 @@
 """The Revenue panel's layout: a summary, the holders table, the income plot, the owner's
 issue form, and the Snapshot and Claim buttons that the browser wallet signs.
 
-Snapshot and Claim run JavaScript (``wallet_js.py``) that reads the agent id from the
+Snapshot, Claim and Route income run JavaScript (``wallet_js.py``) that reads the agent id from the
 editor's ``picker`` (the browser cannot read server-side state) and then refreshes the panel.
 """
 
@@ -11,7 +11,7 @@ import gradio as gr
 
 from ui.context import StudioContext
 from ui.panels.revenue import handlers
-from ui.panels.revenue.wallet_js import CLAIM_JS, SNAPSHOT_JS
+from ui.panels.revenue.wallet_js import CLAIM_JS, ROUTE_INCOME_JS, SNAPSHOT_JS
 from ui.wiring import wire
 
 
@@ -24,6 +24,7 @@ def build_revenue_panel(ctx: StudioContext, picker: gr.Dropdown) -> None:
         with gr.Row():
             snapshot = gr.Button("Take snapshot", size="sm", elem_id="revenue-snapshot")
             claim = gr.Button("Claim my revenue", size="sm", elem_id="revenue-claim")
+            route = gr.Button("Route income to shares", size="sm", elem_id="revenue-route")
             again = gr.Button("Refresh", size="sm", elem_id="revenue-refresh")
         message = gr.Markdown("", elem_id="revenue-message")
         income = gr.LinePlot(
@@ -91,6 +92,6 @@ def build_revenue_panel(ctx: StudioContext, picker: gr.Dropdown) -> None:
         outputs={"message": message},
     )
     wire(issued.then, handlers.refresh, services, inputs=[agent], outputs=outputs)
-    for button, js in ((snapshot, SNAPSHOT_JS), (claim, CLAIM_JS)):
+    for button, js in ((snapshot, SNAPSHOT_JS), (claim, CLAIM_JS), (route, ROUTE_INCOME_JS)):
         signed = button.click(None, inputs=[picker], outputs=[message], js=js)
         wire(signed.then, handlers.refresh, services, inputs=[agent], outputs=outputs)

@@ -142,3 +142,25 @@ async (eth_amount) => {
 }}
 """
 )
+
+# The holder routes the shares' part of the agent's income to the share contract (once).
+ROUTE_INCOME_JS = (
+    """
+async (agentId) => {
+  if (!agentId) return "Pick an agent first.";
+  if (!window.ethereum) return "Routing the income needs the browser wallet holding the agent.";
+"""
+    + _SEND
+    + """
+  try {
+    const url = "/api/agents/" + agentId + "/shares/route-income";
+    const tx = await json(await fetch(url, {...same, method: "POST"}));
+    const [from] = await eth.request({method: "eth_requestAccounts"});
+    await send(from, tx);
+    return "Income routed: settlements from now on " + tx.description + ".";
+  } catch (e) {
+    return "Not routed: " + (e.message || e);
+  }
+}
+"""
+)
