@@ -82,9 +82,14 @@ def test_create_agent_then_chat_with_streaming(
     _field(page, "agent-personality").fill("warm, talkative, proud of his fish stew")
     _field(page, "agent-first-mes").fill(GREETING)
     page.locator("#agent-tab-generation-button").click()
+    # The tab draws its fields when opened: wait for their defaults before typing, or the
+    # late draw puts the default back over what was typed.
+    expect(_number(page, "agent-max-new-tokens")).to_have_value("160")
     _number(page, "agent-max-new-tokens").fill("24")
+    _number(page, "agent-max-new-tokens").press("Enter")
     _number(page, "agent-temperature").fill("0")
     _number(page, "agent-temperature").press("Enter")
+    expect(_number(page, "agent-max-new-tokens")).to_have_value("24")
     page.locator("#agent-save").click()
     expect(page.locator("#agent-status")).to_contain_text("Created Bram")
     page.screenshot(path=str(SCREENSHOT_AGENTS), full_page=True)
