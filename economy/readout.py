@@ -2,28 +2,24 @@
 
 ``SharesService`` reads prices and balances through its ``PaymentsReadout`` seam so that the
 shares code does not depend on how payments are kept; this is that seam over
-``EconomyService``. Amounts are shown in the coin's whole units (18 decimals for the native
-coin, the token's own for an ERC-20 when the chain can tell, else its smallest unit).
+``EconomyService``. Native amounts are shown as the shares' screens show them (``coins``);
+an ERC-20 amount in its smallest unit.
 """
 
 from __future__ import annotations
-
-from decimal import Decimal
 
 from core.errors import AnimaError
 from core.principal import Principal
 from economy.prices import Price
 from economy.records import NATIVE
 from economy.service import EconomyService
-
-NATIVE_DECIMALS = 18
+from economy.shares_service import coins
 
 
 def amount_label(amount: int | str, currency: str) -> str:
     """``amount`` (smallest units) as a readable figure with its unit."""
     if currency == NATIVE:
-        value = Decimal(int(amount)) / Decimal(10) ** NATIVE_DECIMALS
-        return f"{value.normalize():f} ETH"
+        return coins(amount)
     return f"{int(amount)} units of {currency[:10]}…"
 
 
